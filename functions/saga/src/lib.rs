@@ -1,0 +1,196 @@
+//! The saga definition shared by the infrastructure generator (`stacks`) and the runtime
+//! (`functions`): which steps a transaction has, in which order, what each step calls, what undoes
+//! it, and how long and how often it may be tried.
+//!
+//! Everything that depends on the shape of the saga (the Step Functions states, the Lambda
+//! timeouts, the orchestrator's time budget, the SaaS endpoints in env config, the runtime's step
+//! loop) is derived from [`PURCHASE`], so adding a step is a change in this file only.
+
+use std::time::Duration;
+
+/// One call to a downstream SaaS: the action of a step or its compensation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    /// Name of the action, used in URLs (`POST {service_url}/{name}`), in the idempotency key
+    /// `{transaction_id}:{step}:{action}` and in Step Functions state names.
+    pub name: &'static str,
+}
+
+/// How often and how patiently a call is retried when it fails with a retryable error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first one.
+    pub max_retries: u32,
+    /// Delay before the first retry.
+    pub initial_delay: Duration,
+    /// Multiplier applied to the delay after each retry.
+    pub backoff_rate: u32,
+    /// Upper bound of a single delay (before jitter).
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1-based), without jitter.
+    pub fn delay_before(&self, retry: u32) -> Duration {
+        let factor = self.backoff_rate.saturating_pow(retry.saturating_sub(1));
+        self.initial_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// The longest time all retries can wait in total, without jitter.
+    pub fn worst_case_wait(&self) -> Duration {
+        (1..=self.max_retries).map(|n| self.delay_before(n)).sum()
+    }
+}
+
+/// One step of the saga: an action on one service and the compensation that undoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Step name, `snake_case`; part of idempotency keys and state names.
+    pub name: &'static str,
+    /// The downstream service the step calls; its base URL comes from env config
+    /// (`[saas.<service>] url`).
+    pub service: &'static str,
+    /// What the step does.
+    pub action: Action,
+    /// What undoes it; must be safe to call when the action never took effect.
+    pub compensation: Action,
+    /// Time limit of one attempt of the action or the compensation.
+    pub timeout: Duration,
+    /// Retries of the action on retryable errors.
+    pub retry: RetryPolicy,
+    /// Retries of the compensation on retryable errors; compensations are retried harder than
+    /// actions because giving up on one needs a human.
+    pub compensation_retry: RetryPolicy,
+}
+
+impl Step {
+    /// The idempotency key sent with the step's action or compensation.
+    pub fn idempotency_key(&self, transaction_id: &str, action: &Action) -> String {
+        format!("{transaction_id}:{}:{}", self.name, action.name)
+    }
+
+    /// The longest one call (action or compensation) can take with all its retries.
+    pub fn worst_case_duration(&self, policy: &RetryPolicy) -> Duration {
+        self.timeout.saturating_mul(policy.max_retries + 1) + policy.worst_case_wait()
+    }
+}
+
+/// A saga: a name and its steps in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saga {
+    /// Saga name, `snake_case`.
+    pub name: &'static str,
+    /// Steps in execution order; compensations run in the reverse order.
+    pub steps: &'static [Step],
+}
+
+impl Saga {
+    /// The step with this name.
+    pub fn step(&self, name: &str) -> Option<&'static Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The distinct downstream services, in step order.
+    pub fn services(&self) -> Vec<&'static str> {
+        let mut services: Vec<&'static str> = Vec::new();
+        for step in self.steps {
+            if !services.contains(&step.service) {
+                services.push(step.service);
+            }
+        }
+        services
+    }
+
+    /// The longest time the whole saga can take when run in one process (the orchestrator
+    /// pattern): every action and, after a failure at the last step, every compensation, each with
+    /// all its retries.
+    pub fn worst_case_duration(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|s| s.worst_case_duration(&s.retry) + s.worst_case_duration(&s.compensation_retry))
+            .sum()
+    }
+}
+
+const ACTION_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 3,
+    initial_delay: Duration::from_millis(200),
+    backoff_rate: 2,
+    max_delay: Duration::from_secs(2),
+};
+
+const COMPENSATION_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 5,
+    initial_delay: Duration::from_millis(200),
+    backoff_rate: 2,
+    max_delay: Duration::from_secs(2),
+};
+
+/// The example saga: an in-game purchase across three SaaS providers.
+pub const PURCHASE: Saga = Saga {
+    name: "purchase",
+    steps: &[
+        Step {
+            name: "stock",
+            service: "inventory",
+            action: Action { name: "reserve" },
+            compensation: Action { name: "release" },
+            timeout: Duration::from_secs(3),
+            retry: ACTION_RETRY,
+            compensation_retry: COMPENSATION_RETRY,
+        },
+        Step {
+            name: "payment",
+            service: "payments",
+            action: Action { name: "charge" },
+            compensation: Action { name: "refund" },
+            timeout: Duration::from_secs(5),
+            retry: ACTION_RETRY,
+            compensation_retry: COMPENSATION_RETRY,
+        },
+        Step {
+            name: "entitlement",
+            service: "entitlements",
+            action: Action { name: "grant" },
+            compensation: Action { name: "revoke" },
+            timeout: Duration::from_secs(3),
+            retry: ACTION_RETRY,
+            compensation_retry: COMPENSATION_RETRY,
+        },
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purchase_saga_has_three_steps_each_undoable() {
+        let names: Vec<_> = PURCHASE.steps.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["stock", "payment", "entitlement"]);
+        for step in PURCHASE.steps {
+            assert_ne!(step.action, step.compensation);
+        }
+    }
+
+    #[test]
+    fn idempotency_key_names_transaction_step_and_action() {
+        let step = PURCHASE.step("payment").unwrap();
+        assert_eq!(step.idempotency_key("tx1", &step.compensation), "tx1:payment:refund");
+    }
+
+    #[test]
+    fn retry_delay_grows_by_backoff_rate_and_is_capped() {
+        let p = ACTION_RETRY;
+        assert_eq!(p.delay_before(1), Duration::from_millis(200));
+        assert_eq!(p.delay_before(2), Duration::from_millis(400));
+        assert_eq!(p.delay_before(3), Duration::from_millis(800));
+        assert_eq!(p.delay_before(10), Duration::from_secs(2));
+        assert_eq!(p.worst_case_wait(), Duration::from_millis(1400));
+    }
+
+    #[test]
+    fn services_are_listed_once_in_step_order() {
+        assert_eq!(PURCHASE.services(), ["inventory", "payments", "entitlements"]);
+    }
+}

@@ -1,0 +1,291 @@
+//! Per-environment configuration: `env/defaults.toml` merged per key with `env/<name>.toml`,
+//! parsed into raw (all-optional) structs, then validated into the typed [`EnvConfig`] that the
+//! stack builders use. Nothing downstream ever sees an unvalidated value.
+//!
+//! The types in this file are the contract between config loading and the pattern builders.
+
+mod error;
+mod load;
+mod merge;
+mod read;
+mod validate;
+
+pub use error::ConfigError;
+pub use load::{DEFAULTS, ENV_DIR, env_names, load_all, load_env, load_from_sources};
+pub use merge::Source;
+pub use validate::LOG_RETENTION_DAYS;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Pattern;
+
+/// A validated environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvConfig {
+    /// Environment name (`local`, `staging`, `prod`, ...): the file stem of `env/<name>.toml`.
+    pub name: String,
+    /// The file the environment came from, for messages.
+    pub source: PathBuf,
+    /// Where it deploys: the local emulator or a real AWS account.
+    pub target: Target,
+    /// Extra safety for production: termination protection, deletion protection, confirmations.
+    pub production: bool,
+    /// Which state store each pattern uses in this environment.
+    pub stores: BTreeMap<Pattern, StateStoreKind>,
+    /// Settings of every Lambda function, by role.
+    pub functions: FunctionsConfig,
+    /// Work queue and DLQ settings (pattern `sqs`).
+    pub queue: QueueConfig,
+    /// HTTP API settings.
+    pub api: ApiConfig,
+    /// DynamoDB settings (when a pattern uses `dynamodb`).
+    pub dynamodb: DynamoDbConfig,
+    /// Aurora settings (when a pattern uses `aurora`).
+    pub aurora: AuroraConfig,
+    /// Alarm thresholds and where alarms go.
+    pub alarms: AlarmConfig,
+    /// Base URL and timeouts of every downstream SaaS, keyed by the saga's service name; exactly
+    /// the services of the saga definition.
+    pub saas: BTreeMap<String, SaasEndpoint>,
+    /// Tags on every resource; `env` and `pattern` are added by the builders.
+    pub tags: TagsConfig,
+    /// Days log groups keep their events (a value CloudWatch Logs accepts).
+    pub log_retention_days: u32,
+}
+
+impl EnvConfig {
+    /// Whether this environment deploys to the local emulator.
+    pub fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local)
+    }
+
+    /// The state store of a pattern in this environment.
+    pub fn store(&self, pattern: Pattern) -> StateStoreKind {
+        self.stores[&pattern]
+    }
+
+    /// Whether data resources must survive stack deletion and replacement.
+    pub fn retain_data(&self) -> bool {
+        !self.is_local()
+    }
+
+    /// The region deployed to (`us-east-1` for the local emulator).
+    pub fn region(&self) -> &str {
+        match &self.target {
+            Target::Local => "us-east-1",
+            Target::Aws { region, .. } => region,
+        }
+    }
+}
+
+/// Where an environment deploys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The local emulator on loopback.
+    Local,
+    /// A real AWS account.
+    Aws {
+        /// 12-digit account id; deploy refuses when the caller's account differs.
+        account_id: String,
+        /// Region code, e.g. `ap-northeast-1`.
+        region: String,
+    },
+}
+
+/// Where saga state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateStoreKind {
+    /// DynamoDB table keyed by `transaction_id`.
+    DynamoDb,
+    /// Aurora PostgreSQL Serverless v2 behind RDS Proxy.
+    Aurora,
+}
+
+/// Instruction set of the Lambda functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// Graviton (the default: cheaper per GB-second).
+    Arm64,
+    /// Intel/AMD.
+    X86_64,
+}
+
+/// The Lambda functions sagaform deploys, by what they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FunctionRole {
+    /// HTTP API handler (every pattern; in `orchestrator` it also runs the saga).
+    Api,
+    /// SQS worker (pattern `sqs`).
+    Worker,
+    /// Step Functions task handler (pattern `stepfunctions`).
+    Step,
+}
+
+impl FunctionRole {
+    /// Every role.
+    pub const ALL: [FunctionRole; 3] = [FunctionRole::Api, FunctionRole::Worker, FunctionRole::Step];
+
+    /// The role's name: the key in env config and the binary / crate name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FunctionRole::Api => "api",
+            FunctionRole::Worker => "worker",
+            FunctionRole::Step => "step",
+        }
+    }
+}
+
+/// Settings of all functions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionsConfig {
+    /// Instruction set of every function.
+    pub architecture: Architecture,
+    /// Per-role settings; every role is present.
+    pub by_role: BTreeMap<FunctionRole, FunctionSettings>,
+    /// `RUST_LOG`-style level for the functions' JSON logs.
+    pub log_level: String,
+}
+
+/// Settings of one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSettings {
+    /// Memory in MB (128..=10240).
+    pub memory_mb: u32,
+    /// Timeout (1 s ..= 900 s).
+    pub timeout: Duration,
+    /// Reserved concurrency, if any.
+    pub reserved_concurrency: Option<u32>,
+}
+
+/// Work queue and DLQ settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// FIFO queues (batch size then at most 10).
+    pub fifo: bool,
+    /// Receives before a message moves to the DLQ.
+    pub max_receive_count: u32,
+    /// Records per worker invocation.
+    pub batch_size: u32,
+    /// How long the event source mapping gathers a batch.
+    pub batching_window: Duration,
+    /// Upper bound of concurrent worker invocations (2..=1000).
+    pub maximum_concurrency: u32,
+    /// Visibility timeout of the work queue; at least 6x the worker timeout plus the batching
+    /// window, as AWS recommends.
+    pub visibility_timeout: Duration,
+    /// Retention of the work queue.
+    pub message_retention: Duration,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    /// How callers authenticate.
+    pub auth: ApiAuth,
+    /// Steady-state requests per second of the default stage.
+    pub throttle_rate_limit: f64,
+    /// Burst of the default stage.
+    pub throttle_burst_limit: u32,
+}
+
+/// How callers of the HTTP API authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiAuth {
+    /// SigV4-signed requests (AWS_IAM authorization).
+    Iam,
+    /// A JWT authorizer.
+    Jwt {
+        /// Token issuer URL.
+        issuer: String,
+        /// Accepted audiences.
+        audience: Vec<String>,
+    },
+}
+
+/// DynamoDB settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoDbConfig {
+    /// How long finished sagas stay before TTL deletes them.
+    pub ttl: Duration,
+}
+
+/// Aurora settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuroraConfig {
+    /// Minimum Serverless v2 capacity in ACUs (0..=256, step 0.5).
+    pub min_capacity: f64,
+    /// Maximum Serverless v2 capacity in ACUs.
+    pub max_capacity: f64,
+    /// Aurora PostgreSQL engine version.
+    pub engine_version: String,
+    /// Database name.
+    pub database_name: String,
+    /// Network the cluster and the functions live in.
+    pub network: Network,
+    /// Days of automated backups.
+    pub backup_retention_days: u32,
+}
+
+/// The VPC for Aurora and the functions that reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// sagaform creates a VPC with private subnets (and a NAT gateway for SaaS calls).
+    Create {
+        /// CIDR of the VPC.
+        vpc_cidr: String,
+    },
+    /// An existing VPC; the subnets must be private with a route to the internet for SaaS calls.
+    Existing {
+        /// VPC id.
+        vpc_id: String,
+        /// At least two private subnets in different availability zones.
+        subnet_ids: Vec<String>,
+    },
+}
+
+/// Alarm thresholds and their destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmConfig {
+    /// Email addresses subscribed to the stack's alarm topic.
+    pub emails: Vec<String>,
+    /// Period of every alarm.
+    pub period: Duration,
+    /// Periods evaluated.
+    pub evaluation_periods: u32,
+    /// Age of the oldest message on the work queue that raises an alarm.
+    pub oldest_message_age: Duration,
+    /// Lambda errors per period that raise an alarm.
+    pub lambda_errors: u32,
+    /// Lambda throttles per period that raise an alarm.
+    pub lambda_throttles: u32,
+    /// API 5xx responses per period that raise an alarm.
+    pub api_5xx: u32,
+    /// DynamoDB throttled requests per period that raise an alarm.
+    pub dynamodb_throttles: u32,
+    /// Aurora: percent of the maximum ACUs in use that raises an alarm.
+    pub aurora_capacity_percent: u32,
+    /// Aurora: database connections that raise an alarm.
+    pub aurora_connections: u32,
+}
+
+/// One downstream SaaS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaasEndpoint {
+    /// Base URL (`http` allowed only in `local`).
+    pub url: String,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of a whole request.
+    pub request_timeout: Duration,
+}
+
+/// Tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagsConfig {
+    /// Cost centre, tagged as `cost-centre`.
+    pub cost_centre: String,
+    /// Any other tags.
+    pub extra: BTreeMap<String, String>,
+}

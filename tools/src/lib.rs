@@ -1,0 +1,184 @@
+//! Project-local, pinned tools: a Python virtual environment under `.tools/venv` (git-ignored)
+//! holding moto, cfn-lint and cargo-lambda at the versions of `tools/requirements.txt`, and the
+//! moto server process used by tests and by the local environment.
+//!
+//! Nothing here is installed globally: a fresh clone gets the same versions on first use, and
+//! concurrent test binaries share one installation through a file lock.
+
+pub mod http;
+pub mod moto;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The pinned requirements, embedded so the stamp changes whenever the pins do.
+const REQUIREMENTS: &str = include_str!("../requirements.txt");
+
+/// Errors while installing or locating a tool.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsError {
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A command could not be started or failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line, for the user to re-run.
+        command: String,
+        /// Exit status and the tail of its output.
+        detail: String,
+    },
+    /// No usable Python interpreter.
+    #[error("python 3.9 or newer is needed to install the pinned tools: {0}")]
+    NoPython(String),
+    /// The emulator did not come up or answer.
+    #[error("moto server: {0}")]
+    Moto(String),
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolsError {
+    let path = path.to_path_buf();
+    move |source| ToolsError::Io { action, path, source }
+}
+
+/// The workspace root (the folder holding the virtual workspace `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    // This crate sits one level below the root; the path is fixed at compile time so tests and
+    // xtask agree whatever their working directory.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tools crate has a parent folder")
+        .to_path_buf()
+}
+
+/// The installed, pinned tools.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    dir: PathBuf,
+    venv: PathBuf,
+}
+
+impl Tools {
+    /// Makes sure the pinned tools are installed under `<workspace>/.tools` and returns them.
+    ///
+    /// Idempotent and safe to call from many processes at once: the first caller installs while
+    /// the others wait on a lock; later calls only compare a stamp file.
+    pub fn ensure() -> Result<Tools, ToolsError> {
+        Self::ensure_in(&workspace_root().join(".tools"))
+    }
+
+    /// [`Tools::ensure`] with an explicit tools folder.
+    pub fn ensure_in(dir: &Path) -> Result<Tools, ToolsError> {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let tools = Tools {
+            dir: dir.to_path_buf(),
+            venv: dir.join("venv"),
+        };
+        let stamp = tools.venv.join("sagaform-requirements.txt");
+        if fs::read_to_string(&stamp).is_ok_and(|s| s == REQUIREMENTS) {
+            return Ok(tools);
+        }
+        let lock_path = dir.join("install.lock");
+        let lock = File::create(&lock_path).map_err(io_err("create", &lock_path))?;
+        lock.lock().map_err(io_err("lock", &lock_path))?;
+        // Another process may have finished the install while this one waited for the lock.
+        if fs::read_to_string(&stamp).is_ok_and(|s| s == REQUIREMENTS) {
+            return Ok(tools);
+        }
+        tools.install()?;
+        fs::write(&stamp, REQUIREMENTS).map_err(io_err("write", &stamp))?;
+        Ok(tools)
+    }
+
+    fn install(&self) -> Result<(), ToolsError> {
+        let python = find_python()?;
+        eprintln!(
+            "sagaform: installing pinned tools into {} (moto, cfn-lint, cargo-lambda; once per checkout)",
+            self.venv.display()
+        );
+        if !self.venv.join("bin/python").exists() {
+            run(Command::new(&python).args(["-m", "venv"]).arg(&self.venv))?;
+        }
+        let requirements = self.dir.join("requirements.txt");
+        fs::write(&requirements, REQUIREMENTS).map_err(io_err("write", &requirements))?;
+        run(Command::new(self.venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements))?;
+        Ok(())
+    }
+
+    /// The path of an executable installed in the venv (`cfn-lint`, `moto_server`,
+    /// `cargo-lambda`, `python`, ...).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.venv.join("bin").join(name)
+    }
+
+    /// The venv's `bin` folder, to put first on `PATH` (cargo-lambda finds zig there).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.venv.join("bin")
+    }
+
+    /// The tools folder (`<workspace>/.tools`), for state files of tools started from here.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn find_python() -> Result<PathBuf, ToolsError> {
+    let mut last_error = String::from("no python3 on PATH");
+    for candidate in ["python3", "python"] {
+        match Command::new(candidate)
+            .args([
+                "-c",
+                "import sys; assert sys.version_info >= (3, 9); print(sys.executable)",
+            ])
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                return Ok(PathBuf::from(path));
+            }
+            Ok(out) => last_error = format!("{candidate}: {}", tail(&out.stderr)),
+            Err(e) => last_error = format!("{candidate}: {e}"),
+        }
+    }
+    Err(ToolsError::NoPython(last_error))
+}
+
+fn run(command: &mut Command) -> Result<(), ToolsError> {
+    let line = format!("{command:?}");
+    let out = command.output().map_err(|e| ToolsError::Command {
+        command: line.clone(),
+        detail: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ToolsError::Command {
+            command: line,
+            detail: format!("{}: {}", out.status, tail(&out.stderr)),
+        })
+    }
+}
+
+/// The last lines of a command's output, enough to see why it failed.
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
