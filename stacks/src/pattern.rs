@@ -49,6 +49,8 @@ impl FromStr for Pattern {
         Pattern::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| UnknownPattern { given: s.to_owned() })
+            .ok_or_else(|| UnknownPattern {
+                given: s.to_owned(),
+            })
     }
 }

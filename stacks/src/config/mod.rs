@@ -125,7 +125,8 @@ pub enum FunctionRole {
 
 impl FunctionRole {
     /// Every role.
-    pub const ALL: [FunctionRole; 3] = [FunctionRole::Api, FunctionRole::Worker, FunctionRole::Step];
+    pub const ALL: [FunctionRole; 3] =
+        [FunctionRole::Api, FunctionRole::Worker, FunctionRole::Step];
 
     /// The role's name: the key in env config and the binary / crate name.
     pub fn name(self) -> &'static str {

@@ -1,0 +1,413 @@
+//! The Step Functions definition (Amazon States Language) of pattern `stepfunctions`, generated
+//! from a [`Saga`] as typed structs serialized by `serde_json`, so it is deterministic and a step
+//! added to the saga becomes a Task (with its compensation) here without touching this file.
+//!
+//! Shape, per step `s` in order: a Task `Execute s` with Retry on retryable errors only and a
+//! Catch of `States.ALL` into `Compensate s` with `ResultPath: $.error` (never `$`, which would
+//! drop the transaction id and request). The step that failed is compensated too, since it may
+//! have partly succeeded; compensations run in reverse order, are retried harder, and one that
+//! fails for good is caught into a `mark_failed` Task and a terminal Fail state. Every Task has
+//! `TimeoutSeconds`, and the execution as a whole a timeout no legitimate run can exceed.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use sagaform_saga::{RetryPolicy, Saga, Step};
+use serde::Serialize;
+
+/// The `!Sub` variable the definition uses for the ARN of the `step` function.
+pub const STEP_FUNCTION_ARN_VARIABLE: &str = "StepFunctionArn";
+
+/// The error names (`errorType` of the handler, plus Lambda service errors) that are retried.
+pub const RETRYABLE_ERRORS: [&str; 5] = [
+    "Retryable",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+/// Name of the Succeed state reached when every step succeeded.
+pub const COMPLETED_STATE: &str = "Completed";
+/// Name of the Fail state reached when every compensation succeeded.
+pub const COMPENSATED_STATE: &str = "Compensated";
+/// Name of the Fail state reached when a compensation failed for good.
+pub const COMPENSATION_FAILED_STATE: &str = "CompensationFailed";
+
+/// A state machine definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Definition {
+    /// What the state machine does.
+    pub comment: String,
+    /// First state.
+    pub start_at: String,
+    /// Upper bound of one execution, in seconds.
+    pub timeout_seconds: u64,
+    /// States by name, in a reviewable order.
+    pub states: IndexMap<String, State>,
+}
+
+/// A state.
+// A definition holds a handful of states built once; boxing Tasks would only add indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "Type")]
+pub enum State {
+    /// Invokes the `step` function.
+    Task(Task),
+    /// Ends the execution successfully.
+    Succeed(Succeed),
+    /// Ends the execution as failed.
+    Fail(Fail),
+}
+
+/// A Task invoking the `step` function through the optimized Lambda integration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Task {
+    /// What the task does.
+    pub comment: String,
+    /// `arn:aws:states:::lambda:invoke`.
+    pub resource: String,
+    /// Function and payload.
+    pub parameters: TaskParameters,
+    /// Keeps only the function's answer out of the invoke response.
+    pub result_selector: IndexMap<String, String>,
+    /// Where the answer goes in the state (never `$`).
+    pub result_path: String,
+    /// Seconds one attempt may take.
+    pub timeout_seconds: u64,
+    /// Retries.
+    pub retry: Vec<Retrier>,
+    /// Where failures go.
+    pub catch: Vec<Catcher>,
+    /// Next state.
+    pub next: String,
+}
+
+/// Parameters of a Lambda invoke.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskParameters {
+    /// The function ARN (a `!Sub` variable).
+    pub function_name: String,
+    /// The event the function receives.
+    pub payload: Payload,
+}
+
+/// The event the `step` function receives (see CONTRACT.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Payload {
+    /// What to do.
+    pub operation: Operation,
+    /// Which step.
+    pub step: String,
+    /// Path of the transaction id in the state.
+    #[serde(rename = "transaction_id.$")]
+    pub transaction_id_path: String,
+    /// Path of the request in the state.
+    #[serde(rename = "request.$")]
+    pub request_path: String,
+    /// Path of the error that led here (compensations and `mark_failed`).
+    #[serde(rename = "error.$", skip_serializing_if = "Option::is_none")]
+    pub error_path: Option<String>,
+}
+
+/// Operations of the `step` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Run the step's action.
+    Execute,
+    /// Run the step's compensation.
+    Compensate,
+    /// Record that a compensation failed for good (status COMPENSATION_FAILED).
+    MarkFailed,
+}
+
+/// A retry rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Retrier {
+    /// Errors retried.
+    pub error_equals: Vec<String>,
+    /// Seconds before the first retry.
+    pub interval_seconds: u64,
+    /// Retries.
+    pub max_attempts: u32,
+    /// Delay multiplier.
+    pub backoff_rate: f64,
+    /// Cap of one delay.
+    pub max_delay_seconds: u64,
+    /// Randomizes delays so retries of many executions do not arrive together.
+    pub jitter_strategy: JitterStrategy,
+}
+
+impl Retrier {
+    /// The longest total wait of all retries (jitter only shortens delays).
+    pub fn worst_case_wait_seconds(&self) -> u64 {
+        let mut delay = self.interval_seconds as f64;
+        let mut total = 0.0;
+        for _ in 0..self.max_attempts {
+            total += delay.min(self.max_delay_seconds as f64);
+            delay *= self.backoff_rate;
+        }
+        total.ceil() as u64
+    }
+}
+
+/// Jitter strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JitterStrategy {
+    /// Delays drawn uniformly between 0 and the computed delay.
+    Full,
+    /// No jitter.
+    None,
+}
+
+/// A catch rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Catcher {
+    /// Errors caught.
+    pub error_equals: Vec<String>,
+    /// Where the error goes in the state.
+    pub result_path: String,
+    /// Next state.
+    pub next: String,
+}
+
+/// A Succeed state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Succeed {
+    /// What it means.
+    pub comment: String,
+}
+
+/// A Fail state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Fail {
+    /// What it means.
+    pub comment: String,
+    /// Error name of the failed execution.
+    pub error: String,
+    /// Human-readable cause.
+    pub cause: String,
+}
+
+/// State name of a step's action.
+pub fn execute_state(step: &Step) -> String {
+    format!("Execute {}", step.name)
+}
+
+/// State name of a step's compensation.
+pub fn compensate_state(step: &Step) -> String {
+    format!("Compensate {}", step.name)
+}
+
+/// State name of the task recording that a step's compensation failed for good.
+pub fn mark_failed_state(step: &Step) -> String {
+    format!("Mark {} compensation failed", step.name)
+}
+
+impl Definition {
+    /// The definition of `saga`, each Task allowed `task_timeout` per attempt (the timeout of
+    /// the `step` function: an attempt cannot outlive its invocation).
+    pub fn for_saga(saga: &Saga, task_timeout: Duration) -> Definition {
+        let task_timeout_seconds = ceil_seconds(task_timeout).max(1);
+        let mut states = IndexMap::new();
+        let steps = saga.steps;
+
+        for (index, step) in steps.iter().enumerate() {
+            let next = match steps.get(index + 1) {
+                Some(following) => execute_state(following),
+                None => COMPLETED_STATE.to_owned(),
+            };
+            let task = Task {
+                comment: format!(
+                    "{} on {} ({} of {})",
+                    step.action.name,
+                    step.service,
+                    index + 1,
+                    steps.len()
+                ),
+                resource: "arn:aws:states:::lambda:invoke".to_owned(),
+                parameters: parameters(Operation::Execute, step),
+                result_selector: result_selector(),
+                result_path: format!("$.results.{}", step.name),
+                timeout_seconds: task_timeout_seconds,
+                retry: vec![retrier(&step.retry)],
+                catch: vec![catch_into(compensate_state(step))],
+                next,
+            };
+            states.insert(execute_state(step), State::Task(task));
+        }
+        states.insert(
+            COMPLETED_STATE.to_owned(),
+            State::Succeed(Succeed {
+                comment: "Every step succeeded.".to_owned(),
+            }),
+        );
+
+        for (index, step) in steps.iter().enumerate().rev() {
+            let next = match index.checked_sub(1) {
+                Some(previous) => compensate_state(&steps[previous]),
+                None => COMPENSATED_STATE.to_owned(),
+            };
+            let task = Task {
+                comment: format!(
+                    "{} on {}: undoes {}",
+                    step.compensation.name, step.service, step.action.name
+                ),
+                resource: "arn:aws:states:::lambda:invoke".to_owned(),
+                parameters: parameters(Operation::Compensate, step),
+                result_selector: result_selector(),
+                result_path: format!("$.compensations.{}", step.name),
+                timeout_seconds: task_timeout_seconds,
+                retry: vec![retrier(&step.compensation_retry)],
+                catch: vec![catch_into(mark_failed_state(step))],
+                next,
+            };
+            states.insert(compensate_state(step), State::Task(task));
+        }
+        states.insert(
+            COMPENSATED_STATE.to_owned(),
+            State::Fail(Fail {
+                comment: "A step failed and every step already done was undone.".to_owned(),
+                error: "SagaCompensated".to_owned(),
+                cause: "a step failed; its compensation and those of the earlier steps succeeded"
+                    .to_owned(),
+            }),
+        );
+
+        for step in steps.iter().rev() {
+            let task = Task {
+                comment: format!(
+                    "records COMPENSATION_FAILED after {} could not be undone",
+                    step.name
+                ),
+                resource: "arn:aws:states:::lambda:invoke".to_owned(),
+                parameters: parameters(Operation::MarkFailed, step),
+                result_selector: result_selector(),
+                result_path: "$.mark_failed".to_owned(),
+                timeout_seconds: task_timeout_seconds,
+                retry: vec![retrier(&step.compensation_retry)],
+                catch: vec![Catcher {
+                    error_equals: vec!["States.ALL".to_owned()],
+                    result_path: "$.mark_failed_error".to_owned(),
+                    next: COMPENSATION_FAILED_STATE.to_owned(),
+                }],
+                next: COMPENSATION_FAILED_STATE.to_owned(),
+            };
+            states.insert(mark_failed_state(step), State::Task(task));
+        }
+        states.insert(
+            COMPENSATION_FAILED_STATE.to_owned(),
+            State::Fail(Fail {
+                comment: "A compensation failed for good: a human must finish the saga.".to_owned(),
+                error: "CompensationFailed".to_owned(),
+                cause: "a compensation failed after all its retries; see the runbook".to_owned(),
+            }),
+        );
+
+        let start_at = steps
+            .first()
+            .map(execute_state)
+            .unwrap_or_else(|| COMPLETED_STATE.to_owned());
+        let mut definition = Definition {
+            comment: format!(
+                "Saga `{}` generated by sagaform from its definition: one Task per step, compensations in reverse order.",
+                saga.name
+            ),
+            start_at,
+            timeout_seconds: 0,
+            states,
+        };
+        definition.timeout_seconds = definition.worst_case_seconds();
+        definition
+    }
+
+    /// The longest an execution can legitimately run: every Task at most once on any path
+    /// (there are no loops), each with every attempt timing out and every retry delay at its
+    /// maximum. A `TimedOut` execution therefore means something beyond retries went wrong.
+    pub fn worst_case_seconds(&self) -> u64 {
+        self.tasks()
+            .map(|(_, task)| {
+                let attempts = 1 + task
+                    .retry
+                    .iter()
+                    .map(|r| u64::from(r.max_attempts))
+                    .sum::<u64>();
+                let waits: u64 = task
+                    .retry
+                    .iter()
+                    .map(Retrier::worst_case_wait_seconds)
+                    .sum();
+                task.timeout_seconds * attempts + waits
+            })
+            .sum()
+    }
+
+    /// Every Task with its name.
+    pub fn tasks(&self) -> impl Iterator<Item = (&str, &Task)> {
+        self.states.iter().filter_map(|(name, state)| match state {
+            State::Task(task) => Some((name.as_str(), task)),
+            _ => None,
+        })
+    }
+
+    /// The definition as JSON text, for `DefinitionString`.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs, strings and numbers to a String cannot fail.
+        serde_json::to_string_pretty(self).expect("an ASL definition always serializes")
+    }
+}
+
+fn parameters(operation: Operation, step: &Step) -> TaskParameters {
+    TaskParameters {
+        function_name: format!("${{{STEP_FUNCTION_ARN_VARIABLE}}}"),
+        payload: Payload {
+            operation,
+            step: step.name.to_owned(),
+            transaction_id_path: "$.transaction_id".to_owned(),
+            request_path: "$.request".to_owned(),
+            error_path: match operation {
+                Operation::Execute => None,
+                Operation::Compensate | Operation::MarkFailed => Some("$.error".to_owned()),
+            },
+        },
+    }
+}
+
+fn result_selector() -> IndexMap<String, String> {
+    IndexMap::from([("Payload.$".to_owned(), "$.Payload".to_owned())])
+}
+
+fn retrier(policy: &RetryPolicy) -> Retrier {
+    // ASL counts in whole seconds and needs an interval of at least one.
+    let interval_seconds = ceil_seconds(policy.initial_delay).max(1);
+    Retrier {
+        error_equals: RETRYABLE_ERRORS.iter().map(|e| (*e).to_owned()).collect(),
+        interval_seconds,
+        max_attempts: policy.max_retries,
+        backoff_rate: f64::from(policy.backoff_rate.max(1)),
+        max_delay_seconds: ceil_seconds(policy.max_delay).max(interval_seconds),
+        jitter_strategy: JitterStrategy::Full,
+    }
+}
+
+fn catch_into(next: String) -> Catcher {
+    Catcher {
+        error_equals: vec!["States.ALL".to_owned()],
+        result_path: "$.error".to_owned(),
+        next,
+    }
+}
+
+fn ceil_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}

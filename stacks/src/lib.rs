@@ -1,0 +1,18 @@
+//! sagaform's infrastructure generator: a typed CloudFormation model, the three saga pattern
+//! stacks built from the shared saga definition and per-environment config, Step Functions ASL
+//! generation, policy checks and runbooks. It makes no AWS calls: `xtask` turns its output into
+//! files and deployments.
+
+pub mod asl;
+pub mod cfn;
+pub mod config;
+pub mod fixtures;
+pub mod pattern;
+pub mod patterns;
+pub mod policy;
+pub mod runbook;
+pub mod synth;
+
+pub use pattern::Pattern;
+pub use patterns::{SynthError, Synthesized, synthesize};
+pub use policy::{PolicyViolation, check_policies};

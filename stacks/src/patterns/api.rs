@@ -1,0 +1,191 @@
+//! The HTTP API (API Gateway v2) in front of the `api` function: `POST /transactions` and
+//! `GET /transactions/{id}`, IAM or JWT authorization from the env config, throttling on the
+//! default stage, JSON access logs, and an alarm on 5xx answers.
+
+use crate::cfn::apigatewayv2::{
+    AccessLogSettings, Api, AuthorizationType, Authorizer, AuthorizerType, Integration,
+    IntegrationType, JwtConfiguration, ProtocolType, Route, RouteSettings, Stage,
+};
+use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
+use crate::cfn::iam::actions;
+use crate::cfn::lambda::Permission;
+use crate::cfn::logs::LogGroup;
+use crate::cfn::{CfnError, Expr};
+use crate::config::ApiAuth;
+
+use super::StackBuilder;
+use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::functions::FunctionRef;
+
+/// Logical id of the HTTP API.
+pub const HTTP_API: &str = "HttpApi";
+/// The routes, `METHOD /path`, with their logical ids.
+pub const ROUTES: [(&str, &str); 2] = [
+    ("PostTransactionRoute", "POST /transactions"),
+    ("GetTransactionRoute", "GET /transactions/{id}"),
+];
+/// API Gateway answers HTTP APIs within 30 s at most.
+const INTEGRATION_TIMEOUT_MILLIS: u32 = 30_000;
+
+/// One access log line: the request, its outcome and the integration's error, as JSON.
+const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey","status":"$context.status","protocol":"$context.protocol","responseLength":"$context.responseLength","integrationStatus":"$context.integrationStatus","integrationLatency":"$context.integrationLatency","integrationError":"$context.integrationErrorMessage","authorizerError":"$context.authorizer.error"}"#;
+
+/// Adds the API, its routes, stage, access logs, permission, alarm and URL output.
+pub(super) fn add_http_api(
+    stack: &mut StackBuilder<'_>,
+    function: &FunctionRef,
+) -> Result<(), CfnError> {
+    let env = stack.env;
+    stack.add(
+        HTTP_API,
+        Api {
+            name: Expr::sub("${AWS::StackName}"),
+            description: format!(
+                "Purchase saga API ({} pattern, env {}).",
+                stack.pattern, env.name
+            ),
+            protocol_type: ProtocolType::Http,
+            tags: stack.tags.map(),
+        },
+    )?;
+    let (authorization_type, authorizer_id) = match &env.api.auth {
+        ApiAuth::Iam => (AuthorizationType::AwsIam, None),
+        ApiAuth::Jwt { issuer, audience } => {
+            stack.add(
+                "JwtAuthorizer",
+                Authorizer {
+                    api_id: Expr::reference(HTTP_API),
+                    name: "jwt".to_owned(),
+                    authorizer_type: AuthorizerType::Jwt,
+                    identity_source: vec!["$request.header.Authorization".to_owned()],
+                    jwt_configuration: JwtConfiguration {
+                        audience: audience.clone(),
+                        issuer: issuer.clone(),
+                    },
+                },
+            )?;
+            (
+                AuthorizationType::Jwt,
+                Some(Expr::reference("JwtAuthorizer")),
+            )
+        }
+    };
+    stack.add(
+        "ApiIntegration",
+        Integration {
+            api_id: Expr::reference(HTTP_API),
+            description: format!("Every route goes to the {} function.", function.role.name()),
+            integration_type: IntegrationType::AwsProxy,
+            integration_uri: Expr::get_att(&function.logical_id, "Arn"),
+            payload_format_version: "2.0".to_owned(),
+            timeout_in_millis: INTEGRATION_TIMEOUT_MILLIS,
+        },
+    )?;
+    for (logical_id, route_key) in ROUTES {
+        stack.add(
+            logical_id,
+            Route {
+                api_id: Expr::reference(HTTP_API),
+                route_key: route_key.to_owned(),
+                authorization_type,
+                authorizer_id: authorizer_id.clone(),
+                target: Expr::sub("integrations/${ApiIntegration}"),
+            },
+        )?;
+    }
+    stack.add(
+        "ApiAccessLogGroup",
+        LogGroup {
+            log_group_name: Expr::sub("/aws/apigateway/${AWS::StackName}"),
+            retention_in_days: Some(env.log_retention_days),
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        "ApiDefaultStage",
+        Stage {
+            api_id: Expr::reference(HTTP_API),
+            stage_name: "$default".to_owned(),
+            auto_deploy: true,
+            default_route_settings: RouteSettings {
+                detailed_metrics_enabled: true,
+                throttling_burst_limit: env.api.throttle_burst_limit,
+                throttling_rate_limit: env.api.throttle_rate_limit,
+            },
+            access_log_settings: AccessLogSettings {
+                destination_arn: Expr::get_att("ApiAccessLogGroup", "Arn"),
+                format: ACCESS_LOG_FORMAT.to_owned(),
+            },
+            tags: stack.tags.map(),
+        },
+    )?;
+    stack.add(
+        &format!("{}ApiPermission", function.logical_id),
+        Permission {
+            action: actions::LAMBDA_INVOKE_FUNCTION,
+            function_name: Expr::get_att(&function.logical_id, "Arn"),
+            principal: "apigateway.amazonaws.com".to_owned(),
+            source_arn: Expr::sub(format!(
+                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{HTTP_API}}}/*"
+            )),
+        },
+    )?;
+
+    let api_logs = format!("/aws/apigateway/{}", stack.stack_name());
+    let function_logs = format!(
+        "/aws/lambda/{}-{}",
+        stack.stack_name(),
+        function.role.name()
+    );
+    add_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: "Api5xxAlarm".to_owned(),
+            anchor: "api-5xx".to_owned(),
+            title: "API 5xx".to_owned(),
+            meaning: format!(
+                "The HTTP API answered 5xx at least {} time(s) in a period: the {} function failed, timed out or was throttled, or API Gateway could not reach it.",
+                env.alarms.api_5xx,
+                function.role.name()
+            ),
+            watched: Watched::Metric {
+                namespace: "AWS/ApiGateway",
+                name: "5xx",
+                dimensions: vec![
+                    dimension("ApiId", Expr::reference(HTTP_API)),
+                    dimension("Stage", Expr::str("$default")),
+                ],
+                statistic: Statistic::Sum,
+            },
+            threshold: f64::from(env.alarms.api_5xx),
+            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+            look_at: vec![
+                format!(
+                    "The access logs in `{api_logs}`: `status`, `integrationStatus` and `integrationError` per request."
+                ),
+                format!(
+                    "The {} function's logs in `{function_logs}` and its errors and throttles alarms.",
+                    function.role.name()
+                ),
+                "The saga of a failed request, by the `transaction_id` the API returned or logged."
+                    .to_owned(),
+            ],
+            commands: vec![
+                format!(
+                    "aws logs filter-log-events --region {} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
+                    env.region()
+                ),
+                stack.filter_logs_command(&function_logs),
+                stack.saga_show_command(),
+            ],
+        },
+    )?;
+
+    stack.output(
+        "ApiUrl",
+        "Base URL of the HTTP API (POST /transactions, GET /transactions/{id}).",
+        Expr::sub(format!(
+            "https://${{{HTTP_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/"
+        )),
+    )
+}

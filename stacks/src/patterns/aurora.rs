@@ -1,0 +1,493 @@
+//! The Aurora state store: Aurora PostgreSQL Serverless v2 reached through RDS Proxy, in a VPC
+//! that sagaform creates (two private subnets for the database, the proxy and the functions; two
+//! public subnets holding the NAT gateway the functions use to call the SaaS) or one named in the
+//! env config.
+//!
+//! Why RDS Proxy rather than the Data API: the functions keep the PostgreSQL driver and SQL the
+//! tests run against a real PostgreSQL server, so local, test and cloud run the same code; the
+//! proxy pools connections across however many Lambda instances run at once, which is what
+//! protects a small Serverless v2 cluster from connection storms; and it fails over without the
+//! functions noticing. The cost is a VPC for the functions (and a NAT gateway for the SaaS calls).
+//!
+//! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
+//! local PostgreSQL server (trust authentication, no password) through a template parameter.
+
+use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
+use crate::cfn::ec2::{
+    Egress, Eip, InternetGateway, NatGateway, Route, RouteTable, SecurityGroup,
+    SecurityGroupIngress, Subnet, SubnetRouteTableAssociation, Vpc, VpcGatewayAttachment,
+};
+use crate::cfn::iam::{InlinePolicy, PolicyDocument, Role, Statement, actions};
+use crate::cfn::lambda::VpcConfig;
+use crate::cfn::rds::{
+    AuthScheme, ConnectionPoolConfiguration, DbCluster, DbInstance, DbProxy, DbProxyTargetGroup,
+    DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
+};
+use crate::cfn::{Expr, Parameter, Resource};
+use crate::config::Network;
+
+use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::{BuildError, StackBuilder, StoreAccess, SynthError};
+
+/// Master user of the cluster; its password lives only in the secret RDS manages.
+pub const MASTER_USERNAME: &str = "sagaform_admin";
+/// Parameter carrying the local database URL.
+pub const LOCAL_DATABASE_URL_PARAMETER: &str = "LocalDatabaseUrl";
+const CLUSTER: &str = "DatabaseCluster";
+const PROXY: &str = "DatabaseProxy";
+const POSTGRES_PORT: i32 = 5432;
+
+/// `local`: the functions use the local PostgreSQL server.
+pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+    let mut parameter = Parameter::string(
+        "URL of the local PostgreSQL server standing in for Aurora (trust authentication: never a password).",
+    );
+    parameter.default = Some(format!(
+        "postgres://postgres@127.0.0.1:5432/{}",
+        stack.env.aurora.database_name
+    ));
+    parameter.allowed_pattern = Some("^postgres(ql)?://[^:@/]+@[^/]+/.+$".to_owned());
+    parameter.constraint_description =
+        Some("a postgres:// URL with a user name and no password".to_owned());
+    stack
+        .template
+        .add_parameter(LOCAL_DATABASE_URL_PARAMETER, parameter)?;
+    Ok(StoreAccess {
+        variables: vec![(
+            "SAGAFORM_DATABASE_URL".to_owned(),
+            Expr::reference(LOCAL_DATABASE_URL_PARAMETER),
+        )],
+        statements: Vec::new(),
+        vpc: None,
+    })
+}
+
+/// The network, cluster, proxy, alarms and outputs.
+pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+    let env = stack.env;
+    let (vpc_id, private_subnets) = match &env.aurora.network {
+        Network::Create { vpc_cidr } => add_network(stack, vpc_cidr)?,
+        Network::Existing { vpc_id, subnet_ids } => {
+            if subnet_ids.len() < 2 {
+                return Err(SynthError::TooFewSubnets {
+                    env: env.name.clone(),
+                    file: env.source.display().to_string(),
+                    count: subnet_ids.len(),
+                }
+                .into());
+            }
+            (
+                Expr::str(vpc_id),
+                subnet_ids.iter().map(Expr::str).collect(),
+            )
+        }
+    };
+
+    stack.add(
+        "FunctionSecurityGroup",
+        SecurityGroup {
+            group_description:
+                "sagaform functions: out to the database proxy and, through NAT, to the SaaS"
+                    .to_owned(),
+            vpc_id: vpc_id.clone(),
+            security_group_egress: vec![Egress {
+                description: "SaaS over HTTPS and the database proxy".to_owned(),
+                ip_protocol: "-1".to_owned(),
+                from_port: None,
+                to_port: None,
+                cidr_ip: Some("0.0.0.0/0".to_owned()),
+                destination_security_group_id: None,
+            }],
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        "DatabaseSecurityGroup",
+        SecurityGroup {
+            group_description: "sagaform Aurora cluster: in from the proxy only".to_owned(),
+            vpc_id: vpc_id.clone(),
+            security_group_egress: Vec::new(),
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        "ProxySecurityGroup",
+        SecurityGroup {
+            group_description: "sagaform RDS Proxy: in from the functions, out to the cluster"
+                .to_owned(),
+            vpc_id,
+            security_group_egress: vec![Egress {
+                description: "PostgreSQL to the cluster".to_owned(),
+                ip_protocol: "tcp".to_owned(),
+                from_port: Some(POSTGRES_PORT),
+                to_port: Some(POSTGRES_PORT),
+                cidr_ip: None,
+                destination_security_group_id: Some(Expr::reference("DatabaseSecurityGroup")),
+            }],
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        "ProxyIngressFromFunctions",
+        SecurityGroupIngress {
+            group_id: Expr::reference("ProxySecurityGroup"),
+            description: "PostgreSQL from the functions".to_owned(),
+            ip_protocol: "tcp".to_owned(),
+            from_port: POSTGRES_PORT,
+            to_port: POSTGRES_PORT,
+            source_security_group_id: Expr::reference("FunctionSecurityGroup"),
+        },
+    )?;
+    stack.add(
+        "DatabaseIngressFromProxy",
+        SecurityGroupIngress {
+            group_id: Expr::reference("DatabaseSecurityGroup"),
+            description: "PostgreSQL from the proxy".to_owned(),
+            ip_protocol: "tcp".to_owned(),
+            from_port: POSTGRES_PORT,
+            to_port: POSTGRES_PORT,
+            source_security_group_id: Expr::reference("ProxySecurityGroup"),
+        },
+    )?;
+
+    stack.add(
+        "DatabaseSubnetGroup",
+        DbSubnetGroup {
+            description: "Private subnets of the sagaform Aurora cluster".to_owned(),
+            subnet_ids: private_subnets.clone(),
+            tags: stack.tags.list(),
+        },
+    )?;
+    let cluster = DbCluster {
+        engine: Engine::AuroraPostgresql,
+        engine_version: env.aurora.engine_version.clone(),
+        database_name: env.aurora.database_name.clone(),
+        master_username: MASTER_USERNAME.to_owned(),
+        manage_master_user_password: true,
+        storage_encrypted: true,
+        deletion_protection: env.production,
+        serverless_v2_scaling_configuration: ServerlessV2ScalingConfiguration {
+            min_capacity: env.aurora.min_capacity,
+            max_capacity: env.aurora.max_capacity,
+        },
+        db_subnet_group_name: Expr::reference("DatabaseSubnetGroup"),
+        vpc_security_group_ids: vec![Expr::reference("DatabaseSecurityGroup")],
+        backup_retention_period: env.aurora.backup_retention_days,
+        copy_tags_to_snapshot: true,
+        tags: stack.tags.list(),
+    };
+    stack.add(
+        CLUSTER,
+        Resource::new(cluster).with_policies(stack.data_policy()),
+    )?;
+    stack.add(
+        "DatabaseInstance",
+        DbInstance {
+            db_instance_class: "db.serverless".to_owned(),
+            engine: Engine::AuroraPostgresql,
+            db_cluster_identifier: Expr::reference(CLUSTER),
+            publicly_accessible: false,
+            tags: stack.tags.list(),
+        },
+    )?;
+
+    let secret_arn = Expr::get_att(CLUSTER, DbCluster::SECRET_ARN_ATTRIBUTE);
+    stack.add(
+        "DatabaseProxyRole",
+        Role {
+            description: "Lets RDS Proxy read the cluster's managed master secret.".to_owned(),
+            assume_role_policy_document: PolicyDocument::assumed_by("rds.amazonaws.com"),
+            policies: vec![InlinePolicy {
+                policy_name: "read-master-secret".to_owned(),
+                policy_document: PolicyDocument::new(vec![Statement::allow(
+                    "ReadMasterSecret",
+                    vec![actions::SECRETSMANAGER_GET_SECRET_VALUE],
+                    vec![secret_arn.clone()],
+                )]),
+            }],
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        PROXY,
+        DbProxy {
+            name: Expr::sub("${AWS::StackName}-proxy"),
+            engine_family: EngineFamily::Postgresql,
+            auth: vec![ProxyAuth {
+                auth_scheme: AuthScheme::Secrets,
+                secret_arn: secret_arn.clone(),
+                iam_auth: IamAuth::Disabled,
+            }],
+            role_arn: Expr::get_att("DatabaseProxyRole", "Arn"),
+            vpc_subnet_ids: private_subnets.clone(),
+            vpc_security_group_ids: vec![Expr::reference("ProxySecurityGroup")],
+            require_tls: true,
+            tags: stack.tags.list(),
+        },
+    )?;
+    stack.add(
+        "DatabaseProxyTargetGroup",
+        // The proxy can only register a cluster that has an available instance.
+        Resource::new(DbProxyTargetGroup {
+            proxy_name: Expr::reference(PROXY),
+            target_group_name: "default".to_owned(),
+            db_cluster_identifiers: vec![Expr::reference(CLUSTER)],
+            connection_pool: ConnectionPoolConfiguration {
+                max_connections_percent: 90,
+                max_idle_connections_percent: 10,
+                connection_borrow_timeout: 30,
+            },
+        })
+        .depends_on(["DatabaseInstance"]),
+    )?;
+
+    add_database_alarms(stack)?;
+
+    stack.output(
+        "DatabaseClusterEndpoint",
+        "Writer endpoint of the Aurora cluster.",
+        Expr::get_att(CLUSTER, "Endpoint.Address"),
+    )?;
+    stack.output(
+        "DatabaseProxyEndpoint",
+        "RDS Proxy endpoint the functions connect to.",
+        Expr::get_att(PROXY, "Endpoint"),
+    )?;
+    stack.output(
+        "DatabaseSecretArn",
+        "Secrets Manager secret with the master credentials.",
+        secret_arn.clone(),
+    )?;
+
+    Ok(StoreAccess {
+        variables: vec![
+            (
+                "SAGAFORM_DB_HOST".to_owned(),
+                Expr::get_att(PROXY, "Endpoint"),
+            ),
+            (
+                "SAGAFORM_DB_PORT".to_owned(),
+                Expr::str(POSTGRES_PORT.to_string()),
+            ),
+            (
+                "SAGAFORM_DB_NAME".to_owned(),
+                Expr::str(&env.aurora.database_name),
+            ),
+            ("SAGAFORM_DB_SECRET_ARN".to_owned(), secret_arn.clone()),
+        ],
+        statements: vec![Statement::allow(
+            "ReadDatabaseSecret",
+            vec![actions::SECRETSMANAGER_GET_SECRET_VALUE],
+            vec![secret_arn],
+        )],
+        vpc: Some(VpcConfig {
+            security_group_ids: vec![Expr::reference("FunctionSecurityGroup")],
+            subnet_ids: private_subnets,
+        }),
+    })
+}
+
+/// Creates the VPC; returns its id and the private subnets.
+fn add_network(
+    stack: &mut StackBuilder<'_>,
+    vpc_cidr: &str,
+) -> Result<(Expr, Vec<Expr>), BuildError> {
+    let env = stack.env;
+    let prefix = vpc_cidr
+        .split_once('/')
+        .filter(|(address, _)| address.parse::<std::net::Ipv4Addr>().is_ok())
+        .and_then(|(_, prefix)| prefix.parse::<u32>().ok())
+        .filter(|prefix| (16..=24).contains(prefix))
+        .ok_or_else(|| SynthError::InvalidVpcCidr {
+            env: env.name.clone(),
+            file: env.source.display().to_string(),
+            cidr: vpc_cidr.to_owned(),
+        })?;
+    // Four equal subnets: each gets a quarter of the VPC's addresses.
+    let subnet_host_bits = 32 - prefix - 2;
+    let subnet_cidr = |index: u32| {
+        Expr::Select(
+            index,
+            Box::new(Expr::Cidr(
+                Box::new(Expr::get_att("Vpc", "CidrBlock")),
+                4,
+                subnet_host_bits,
+            )),
+        )
+    };
+    let zone = |index: u32| Expr::Select(index, Box::new(Expr::GetAzs(String::new())));
+    let (base_tags, stack_name) = (stack.tags.clone(), stack.stack_name());
+    let name_tag = |name: &str| {
+        base_tags
+            .with("Name", format!("{stack_name}-{name}"))
+            .list()
+    };
+
+    stack.add(
+        "Vpc",
+        Vpc {
+            cidr_block: vpc_cidr.to_owned(),
+            enable_dns_hostnames: true,
+            enable_dns_support: true,
+            tags: name_tag("vpc"),
+        },
+    )?;
+    stack.add(
+        "InternetGateway",
+        InternetGateway {
+            tags: name_tag("igw"),
+        },
+    )?;
+    stack.add(
+        "InternetGatewayAttachment",
+        VpcGatewayAttachment {
+            vpc_id: Expr::reference("Vpc"),
+            internet_gateway_id: Expr::reference("InternetGateway"),
+        },
+    )?;
+    let subnets = [
+        ("PublicSubnetA", 0, 0),
+        ("PublicSubnetB", 1, 1),
+        ("PrivateSubnetA", 2, 0),
+        ("PrivateSubnetB", 3, 1),
+    ];
+    for (id, cidr_index, zone_index) in subnets {
+        stack.add(
+            id,
+            Subnet {
+                vpc_id: Expr::reference("Vpc"),
+                cidr_block: subnet_cidr(cidr_index),
+                availability_zone: zone(zone_index),
+                tags: name_tag(&id.to_lowercase()),
+            },
+        )?;
+    }
+    stack.add(
+        "PublicRouteTable",
+        RouteTable {
+            vpc_id: Expr::reference("Vpc"),
+            tags: name_tag("public"),
+        },
+    )?;
+    stack.add(
+        "PublicDefaultRoute",
+        Resource::new(Route {
+            route_table_id: Expr::reference("PublicRouteTable"),
+            destination_cidr_block: "0.0.0.0/0".to_owned(),
+            gateway_id: Some(Expr::reference("InternetGateway")),
+            nat_gateway_id: None,
+        })
+        .depends_on(["InternetGatewayAttachment"]),
+    )?;
+    stack.add(
+        "NatGatewayElasticIp",
+        Resource::new(Eip {
+            domain: "vpc".to_owned(),
+            tags: name_tag("nat"),
+        })
+        .depends_on(["InternetGatewayAttachment"]),
+    )?;
+    stack.add(
+        "NatGateway",
+        NatGateway {
+            allocation_id: Expr::get_att("NatGatewayElasticIp", "AllocationId"),
+            subnet_id: Expr::reference("PublicSubnetA"),
+            tags: name_tag("nat"),
+        },
+    )?;
+    stack.add(
+        "PrivateRouteTable",
+        RouteTable {
+            vpc_id: Expr::reference("Vpc"),
+            tags: name_tag("private"),
+        },
+    )?;
+    stack.add(
+        "PrivateDefaultRoute",
+        Route {
+            route_table_id: Expr::reference("PrivateRouteTable"),
+            destination_cidr_block: "0.0.0.0/0".to_owned(),
+            gateway_id: None,
+            nat_gateway_id: Some(Expr::reference("NatGateway")),
+        },
+    )?;
+    for (subnet, table) in [
+        ("PublicSubnetA", "PublicRouteTable"),
+        ("PublicSubnetB", "PublicRouteTable"),
+        ("PrivateSubnetA", "PrivateRouteTable"),
+        ("PrivateSubnetB", "PrivateRouteTable"),
+    ] {
+        stack.add(
+            &format!("{subnet}RouteTableAssociation"),
+            SubnetRouteTableAssociation {
+                subnet_id: Expr::reference(subnet),
+                route_table_id: Expr::reference(table),
+            },
+        )?;
+    }
+    Ok((
+        Expr::reference("Vpc"),
+        vec![
+            Expr::reference("PrivateSubnetA"),
+            Expr::reference("PrivateSubnetB"),
+        ],
+    ))
+}
+
+fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
+    let env = stack.env;
+    let cluster = || vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))];
+    let look_at = vec![
+        "The cluster's `ACUUtilization`, `ServerlessDatabaseCapacity` and `DatabaseConnections` metrics, and the proxy's `ClientConnections` and `DatabaseConnectionsCurrentlyBorrowed`.".to_owned(),
+        "Performance Insights of the writer instance for the queries holding capacity or connections (the proxy endpoint is reachable only from inside the VPC).".to_owned(),
+        "Sagas piling up in RUNNING, which the query below lists.".to_owned(),
+    ];
+    add_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: "DatabaseCapacityAlarm".to_owned(),
+            anchor: "database-capacity".to_owned(),
+            title: "database capacity".to_owned(),
+            meaning: format!(
+                "The Aurora cluster uses more than {} % of its maximum capacity ({} ACUs); beyond it, queries queue and sagas slow down.",
+                env.alarms.aurora_capacity_percent, env.aurora.max_capacity
+            ),
+            watched: Watched::Metric {
+                namespace: "AWS/RDS",
+                name: "ACUUtilization",
+                dimensions: cluster(),
+                statistic: Statistic::Average,
+            },
+            threshold: f64::from(env.alarms.aurora_capacity_percent),
+            comparison: ComparisonOperator::GreaterThanThreshold,
+            look_at: look_at.clone(),
+            commands: vec![
+                stack.stuck_sagas_command("RUNNING"),
+                stack.saga_show_command(),
+            ],
+        },
+    )?;
+    add_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: "DatabaseConnectionsAlarm".to_owned(),
+            anchor: "database-connections".to_owned(),
+            title: "database connections".to_owned(),
+            meaning: format!(
+                "The Aurora cluster holds more than {} connections; the proxy should keep this low, so functions may be bypassing it or holding transactions open.",
+                env.alarms.aurora_connections
+            ),
+            watched: Watched::Metric {
+                namespace: "AWS/RDS",
+                name: "DatabaseConnections",
+                dimensions: cluster(),
+                statistic: Statistic::Maximum,
+            },
+            threshold: f64::from(env.alarms.aurora_connections),
+            comparison: ComparisonOperator::GreaterThanThreshold,
+            look_at,
+            commands: vec![stack.stuck_sagas_command("RUNNING")],
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The DynamoDB state store: the saga table (keyed by `transaction_id`, with a `version`
+//! attribute for conditional transitions, the `by-status` index to find stuck sagas, and TTL)
+//! and the idempotency table, both on demand, with PITR, KMS encryption and, outside `local`,
+//! kept on stack deletion and replacement. Each table has throttle and system-error alarms.
+
+use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
+use crate::cfn::dynamodb::{
+    AttributeDefinition, AttributeType, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, PointInTimeRecoverySpecification, Projection, ProjectionType, SseSpecification,
+    SseType, Table, TimeToLiveSpecification,
+};
+use crate::cfn::iam::{Action, Statement, actions};
+use crate::cfn::{Expr, Resource};
+
+use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::{BuildError, StackBuilder, StoreAccess};
+
+/// Logical id of the saga table.
+pub const SAGA_TABLE: &str = "SagaTable";
+/// Logical id of the idempotency table.
+pub const IDEMPOTENCY_TABLE: &str = "IdempotencyTable";
+/// Name of the status index of the saga table.
+pub const STATUS_INDEX: &str = "by-status";
+
+/// The operations the functions run on the saga table: granted, and watched for system errors.
+const SAGA_TABLE_OPERATIONS: [Action; 4] = [
+    actions::DYNAMODB_GET_ITEM,
+    actions::DYNAMODB_PUT_ITEM,
+    actions::DYNAMODB_UPDATE_ITEM,
+    actions::DYNAMODB_QUERY,
+];
+/// The operations the functions run on the idempotency table.
+const IDEMPOTENCY_TABLE_OPERATIONS: [Action; 4] = [
+    actions::DYNAMODB_GET_ITEM,
+    actions::DYNAMODB_PUT_ITEM,
+    actions::DYNAMODB_UPDATE_ITEM,
+    actions::DYNAMODB_DELETE_ITEM,
+];
+
+/// Adds both tables, their alarms and outputs.
+pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+    let env = stack.env;
+    let string = |name: &str| AttributeDefinition {
+        attribute_name: name.to_owned(),
+        attribute_type: AttributeType::String,
+    };
+    let key = |name: &str, key_type| KeySchemaElement {
+        attribute_name: name.to_owned(),
+        key_type,
+    };
+
+    let saga_table = Table {
+        table_name: None,
+        billing_mode: BillingMode::PayPerRequest,
+        attribute_definitions: vec![
+            string("transaction_id"),
+            string("status"),
+            string("updated_at"),
+        ],
+        key_schema: vec![key("transaction_id", KeyType::Hash)],
+        global_secondary_indexes: vec![GlobalSecondaryIndex {
+            index_name: STATUS_INDEX.to_owned(),
+            key_schema: vec![
+                key("status", KeyType::Hash),
+                key("updated_at", KeyType::Range),
+            ],
+            projection: Projection {
+                projection_type: ProjectionType::All,
+            },
+        }],
+        time_to_live_specification: TimeToLiveSpecification {
+            attribute_name: "expires_at".to_owned(),
+            enabled: true,
+        },
+        point_in_time_recovery_specification: PointInTimeRecoverySpecification {
+            point_in_time_recovery_enabled: true,
+        },
+        sse_specification: SseSpecification {
+            sse_enabled: true,
+            sse_type: SseType::Kms,
+        },
+        deletion_protection_enabled: env.production,
+        tags: stack.tags.list(),
+    };
+    stack.add(
+        SAGA_TABLE,
+        Resource::new(saga_table).with_policies(stack.data_policy()),
+    )?;
+    add_table_alarms(stack, SAGA_TABLE, "saga", &SAGA_TABLE_OPERATIONS)?;
+
+    let idempotency_table = Table {
+        table_name: None,
+        billing_mode: BillingMode::PayPerRequest,
+        attribute_definitions: vec![string("id")],
+        key_schema: vec![key("id", KeyType::Hash)],
+        global_secondary_indexes: Vec::new(),
+        time_to_live_specification: TimeToLiveSpecification {
+            attribute_name: "expiration".to_owned(),
+            enabled: true,
+        },
+        point_in_time_recovery_specification: PointInTimeRecoverySpecification {
+            point_in_time_recovery_enabled: true,
+        },
+        sse_specification: SseSpecification {
+            sse_enabled: true,
+            sse_type: SseType::Kms,
+        },
+        deletion_protection_enabled: env.production,
+        tags: stack.tags.list(),
+    };
+    stack.add(
+        IDEMPOTENCY_TABLE,
+        Resource::new(idempotency_table).with_policies(stack.data_policy()),
+    )?;
+    add_table_alarms(
+        stack,
+        IDEMPOTENCY_TABLE,
+        "idempotency",
+        &IDEMPOTENCY_TABLE_OPERATIONS,
+    )?;
+
+    stack.output(
+        "SagaTableName",
+        "DynamoDB table of saga state.",
+        Expr::reference(SAGA_TABLE),
+    )?;
+    stack.output(
+        "IdempotencyTableName",
+        "DynamoDB table of idempotency records.",
+        Expr::reference(IDEMPOTENCY_TABLE),
+    )?;
+
+    Ok(StoreAccess {
+        variables: vec![
+            (
+                "SAGAFORM_SAGA_TABLE".to_owned(),
+                Expr::reference(SAGA_TABLE),
+            ),
+            (
+                "SAGAFORM_IDEMPOTENCY_TABLE".to_owned(),
+                Expr::reference(IDEMPOTENCY_TABLE),
+            ),
+            (
+                "SAGAFORM_SAGA_TTL_SECONDS".to_owned(),
+                Expr::str(env.dynamodb.ttl.as_secs().to_string()),
+            ),
+        ],
+        statements: vec![
+            Statement::allow(
+                "ReadWriteSagaTable",
+                SAGA_TABLE_OPERATIONS.to_vec(),
+                vec![
+                    Expr::get_att(SAGA_TABLE, "Arn"),
+                    Expr::sub(format!("${{{SAGA_TABLE}.Arn}}/index/{STATUS_INDEX}")),
+                ],
+            ),
+            Statement::allow(
+                "ReadWriteIdempotencyTable",
+                IDEMPOTENCY_TABLE_OPERATIONS.to_vec(),
+                vec![Expr::get_att(IDEMPOTENCY_TABLE, "Arn")],
+            ),
+        ],
+        vpc: None,
+    })
+}
+
+fn add_table_alarms(
+    stack: &mut StackBuilder<'_>,
+    table: &str,
+    short: &str,
+    operations: &[Action],
+) -> Result<(), BuildError> {
+    let env = stack.env;
+    let table_dimension = || vec![dimension("TableName", Expr::reference(table))];
+    let look_at = vec![
+        format!("The `{table}` table's metrics in CloudWatch (`ConsumedReadCapacityUnits`, `ConsumedWriteCapacityUnits`, throttle events by operation)."),
+        "Function logs around the alarm time; retried writes show up as repeated lines with the same `transaction_id`.".to_owned(),
+    ];
+    add_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: format!("{table}ThrottlesAlarm"),
+            anchor: format!("{short}-table-throttles"),
+            title: format!("{short} table throttles"),
+            meaning: format!(
+                "Requests to the {short} table were throttled (read plus write throttle events reached {} in a period); on-demand tables throttle on sudden traffic jumps or hot keys.",
+                env.alarms.dynamodb_throttles
+            ),
+            watched: Watched::SumOf {
+                namespace: "AWS/DynamoDB",
+                metrics: vec![
+                    ("ReadThrottleEvents".to_owned(), table_dimension()),
+                    ("WriteThrottleEvents".to_owned(), table_dimension()),
+                ],
+                statistic: Statistic::Sum,
+                label: format!("{short} table throttle events"),
+            },
+            threshold: f64::from(env.alarms.dynamodb_throttles),
+            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+            look_at,
+            commands: vec![
+                stack.stuck_sagas_command("RUNNING"),
+                stack.saga_show_command(),
+            ],
+        },
+    )?;
+    add_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: format!("{table}SystemErrorsAlarm"),
+            anchor: format!("{short}-table-system-errors"),
+            title: format!("{short} table system errors"),
+            meaning: format!(
+                "DynamoDB answered requests to the {short} table with HTTP 500 errors (an AWS-side problem); the functions' SDK retries them, sagas may be delayed."
+            ),
+            watched: Watched::SumOf {
+                namespace: "AWS/DynamoDB",
+                metrics: operations
+                    .iter()
+                    .map(|action| {
+                        (
+                            "SystemErrors".to_owned(),
+                            vec![
+                                dimension("TableName", Expr::reference(table)),
+                                dimension("Operation", Expr::str(action.name.as_ref())),
+                            ],
+                        )
+                    })
+                    .collect(),
+                statistic: Statistic::Sum,
+                label: format!("{short} table system errors"),
+            },
+            threshold: 0.0,
+            comparison: ComparisonOperator::GreaterThanThreshold,
+            look_at: vec![
+                "The AWS Health Dashboard for DynamoDB in the stack's region.".to_owned(),
+                "Sagas left RUNNING or COMPENSATING since the alarm started.".to_owned(),
+            ],
+            commands: vec![
+                stack.stuck_sagas_command("RUNNING"),
+                stack.stuck_sagas_command("COMPENSATING"),
+                stack.saga_show_command(),
+            ],
+        },
+    )?;
+    Ok(())
+}

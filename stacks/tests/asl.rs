@@ -1,0 +1,320 @@
+//! The state machine generated from the saga definition: retries, catches, compensation order,
+//! timeouts and terminal states, checked on the typed definition and on its JSON.
+
+use std::time::Duration;
+
+use sagaform_saga::{Action, PURCHASE, RetryPolicy, Saga, Step};
+use sagaform_stacks::asl::{
+    COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPLETED_STATE, Definition, Operation,
+    RETRYABLE_ERRORS, STEP_FUNCTION_ARN_VARIABLE, State, Task, compensate_state, execute_state,
+    mark_failed_state,
+};
+
+const TASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn purchase() -> Definition {
+    Definition::for_saga(&PURCHASE, TASK_TIMEOUT)
+}
+
+fn task<'d>(definition: &'d Definition, name: &str) -> &'d Task {
+    match definition.states.get(name) {
+        Some(State::Task(task)) => task,
+        other => panic!("state {name:?} is not a Task: {other:?}"),
+    }
+}
+
+/// The states visited from `start` when every Task takes its Catch.
+fn failure_path(definition: &Definition, start: &str) -> Vec<String> {
+    let mut path = vec![start.to_owned()];
+    let mut current = start.to_owned();
+    while let Some(State::Task(task)) = definition.states.get(&current) {
+        current = task.catch[0].next.clone();
+        path.push(current.clone());
+    }
+    path
+}
+
+/// The states visited from `start` when every Task succeeds.
+fn success_path(definition: &Definition, start: &str) -> Vec<String> {
+    let mut path = vec![start.to_owned()];
+    let mut current = start.to_owned();
+    while let Some(State::Task(task)) = definition.states.get(&current) {
+        current = task.next.clone();
+        path.push(current.clone());
+    }
+    path
+}
+
+#[test]
+fn steps_run_in_definition_order_and_end_completed() {
+    let definition = purchase();
+    assert_eq!(definition.start_at, "Execute stock");
+    assert_eq!(
+        success_path(&definition, &definition.start_at),
+        [
+            "Execute stock",
+            "Execute payment",
+            "Execute entitlement",
+            COMPLETED_STATE
+        ]
+    );
+    assert!(matches!(
+        definition.states[COMPLETED_STATE],
+        State::Succeed(_)
+    ));
+}
+
+#[test]
+fn a_failure_compensates_the_failing_step_then_earlier_ones_in_reverse() {
+    let definition = purchase();
+    let execute_payment = task(&definition, "Execute payment");
+    assert_eq!(execute_payment.catch[0].next, "Compensate payment");
+    let compensations: Vec<String> = PURCHASE.steps.iter().rev().map(compensate_state).collect();
+    assert_eq!(
+        compensations,
+        [
+            "Compensate entitlement",
+            "Compensate payment",
+            "Compensate stock"
+        ]
+    );
+    // After compensating payment: stock, then the terminal Fail.
+    assert_eq!(
+        task(&definition, "Compensate payment").next,
+        "Compensate stock"
+    );
+    assert_eq!(
+        task(&definition, "Compensate stock").next,
+        COMPENSATED_STATE
+    );
+    // A failure at the last step undoes every step, last first.
+    let last = PURCHASE.steps.last().unwrap();
+    let mut expected = vec![execute_state(last)];
+    expected.extend(compensations.iter().cloned());
+    assert_eq!(
+        task(&definition, &execute_state(last)).catch[0].next,
+        compensate_state(last)
+    );
+    let mut undo = vec![execute_state(last)];
+    let mut current = compensate_state(last);
+    while let Some(State::Task(t)) = definition.states.get(&current) {
+        undo.push(current.clone());
+        current = t.next.clone();
+    }
+    assert_eq!(undo, expected);
+    assert!(matches!(
+        definition.states[COMPENSATED_STATE],
+        State::Fail(_)
+    ));
+}
+
+#[test]
+fn catch_never_overwrites_the_whole_state() {
+    let definition = purchase();
+    for (name, task) in definition.tasks() {
+        assert!(!task.catch.is_empty(), "{name} has no Catch");
+        for catcher in &task.catch {
+            assert_eq!(catcher.error_equals, ["States.ALL"], "{name}");
+            assert_ne!(
+                catcher.result_path, "$",
+                "{name} drops its input on failure"
+            );
+            assert!(catcher.result_path.starts_with("$."), "{name}");
+        }
+        assert_ne!(task.result_path, "$", "{name} drops its input on success");
+    }
+    assert_eq!(
+        task(&definition, "Execute stock").catch[0].result_path,
+        "$.error"
+    );
+    assert_eq!(
+        task(&definition, "Execute stock").result_path,
+        "$.results.stock"
+    );
+    assert_eq!(
+        task(&definition, "Compensate stock").result_path,
+        "$.compensations.stock"
+    );
+}
+
+#[test]
+fn retries_only_retryable_errors_with_backoff_jitter_and_a_cap() {
+    let definition = purchase();
+    for (name, task) in definition.tasks() {
+        assert_eq!(task.retry.len(), 1, "{name}");
+        let retrier = &task.retry[0];
+        assert_eq!(retrier.error_equals, RETRYABLE_ERRORS, "{name}");
+        assert!(
+            !retrier
+                .error_equals
+                .iter()
+                .any(|e| e == "States.ALL" || e == "Permanent"),
+            "{name}"
+        );
+        assert!(
+            retrier.backoff_rate >= 1.0 && retrier.interval_seconds >= 1,
+            "{name}"
+        );
+        assert!(
+            retrier.max_delay_seconds >= retrier.interval_seconds,
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(retrier.jitter_strategy).unwrap(),
+            "FULL"
+        );
+    }
+    let stock = PURCHASE.step("stock").unwrap();
+    let action = &task(&definition, "Execute stock").retry[0];
+    assert_eq!(action.max_attempts, stock.retry.max_retries);
+    assert_eq!(action.backoff_rate, f64::from(stock.retry.backoff_rate));
+    assert_eq!(action.max_delay_seconds, stock.retry.max_delay.as_secs());
+}
+
+#[test]
+fn compensations_are_retried_harder_than_actions() {
+    let definition = purchase();
+    for step in PURCHASE.steps {
+        let action = &task(&definition, &execute_state(step)).retry[0];
+        let compensation = &task(&definition, &compensate_state(step)).retry[0];
+        assert_eq!(
+            compensation.max_attempts,
+            step.compensation_retry.max_retries
+        );
+        assert!(
+            compensation.max_attempts > action.max_attempts,
+            "{}",
+            step.name
+        );
+    }
+}
+
+#[test]
+fn a_failed_compensation_is_marked_then_fails_the_execution() {
+    let definition = purchase();
+    for step in PURCHASE.steps {
+        let mark = mark_failed_state(step);
+        assert_eq!(
+            task(&definition, &compensate_state(step)).catch[0].next,
+            mark
+        );
+        let mark_task = task(&definition, &mark);
+        assert_eq!(
+            mark_task.parameters.payload.operation,
+            Operation::MarkFailed
+        );
+        assert_eq!(mark_task.parameters.payload.step, step.name);
+        assert_eq!(mark_task.next, COMPENSATION_FAILED_STATE);
+        assert_eq!(mark_task.catch[0].next, COMPENSATION_FAILED_STATE);
+    }
+    assert!(matches!(
+        definition.states[COMPENSATION_FAILED_STATE],
+        State::Fail(_)
+    ));
+    // Every failure path ends in a Fail state.
+    for step in PURCHASE.steps {
+        let path = failure_path(&definition, &execute_state(step));
+        let end = path.last().unwrap();
+        assert!(matches!(definition.states[end], State::Fail(_)), "{path:?}");
+    }
+}
+
+#[test]
+fn every_task_has_a_timeout_and_the_execution_a_bound() {
+    let definition = purchase();
+    let tasks: Vec<_> = definition.tasks().collect();
+    assert_eq!(tasks.len(), 3 * PURCHASE.steps.len());
+    for (name, task) in &tasks {
+        assert_eq!(task.timeout_seconds, TASK_TIMEOUT.as_secs(), "{name}");
+    }
+    assert_eq!(definition.timeout_seconds, definition.worst_case_seconds());
+    assert!(definition.timeout_seconds > 9 * TASK_TIMEOUT.as_secs());
+}
+
+#[test]
+fn payload_follows_the_step_function_contract() {
+    let definition = purchase();
+    let json: serde_json::Value = serde_json::from_str(&definition.to_json()).unwrap();
+    let compensate = &json["States"]["Compensate payment"];
+    assert_eq!(compensate["Resource"], "arn:aws:states:::lambda:invoke");
+    assert_eq!(
+        compensate["Parameters"]["FunctionName"],
+        format!("${{{STEP_FUNCTION_ARN_VARIABLE}}}")
+    );
+    assert_eq!(
+        compensate["Parameters"]["Payload"],
+        serde_json::json!({
+            "operation": "compensate",
+            "step": "payment",
+            "transaction_id.$": "$.transaction_id",
+            "request.$": "$.request",
+            "error.$": "$.error"
+        })
+    );
+    let execute = &json["States"]["Execute payment"]["Parameters"]["Payload"];
+    assert_eq!(execute["operation"], "execute");
+    assert!(execute.get("error.$").is_none());
+    assert_eq!(
+        json["States"]["Execute payment"]["ResultSelector"]["Payload.$"],
+        "$.Payload"
+    );
+}
+
+#[test]
+fn definition_json_is_deterministic_and_safe_inside_sub() {
+    let a = purchase().to_json();
+    let b = purchase().to_json();
+    assert_eq!(a, b);
+    // `!Sub` would try to resolve any other `${...}`.
+    assert_eq!(
+        a.matches("${").count(),
+        a.matches(&format!("${{{STEP_FUNCTION_ARN_VARIABLE}}}"))
+            .count()
+    );
+}
+
+#[test]
+fn a_fourth_step_becomes_tasks_without_other_changes() {
+    const RETRY: RetryPolicy = RetryPolicy {
+        max_retries: 2,
+        initial_delay: Duration::from_millis(500),
+        backoff_rate: 3,
+        max_delay: Duration::from_secs(4),
+    };
+    let mut steps = PURCHASE.steps.to_vec();
+    steps.push(Step {
+        name: "notification",
+        service: "mailer",
+        action: Action { name: "send" },
+        compensation: Action { name: "retract" },
+        timeout: Duration::from_secs(2),
+        retry: RETRY,
+        compensation_retry: RETRY,
+    });
+    let saga = Saga {
+        name: "purchase",
+        steps: Box::leak(steps.into_boxed_slice()),
+    };
+    let definition = Definition::for_saga(&saga, TASK_TIMEOUT);
+    assert_eq!(
+        task(&definition, "Execute entitlement").next,
+        "Execute notification"
+    );
+    assert_eq!(
+        task(&definition, "Execute notification").next,
+        COMPLETED_STATE
+    );
+    assert_eq!(
+        task(&definition, "Compensate notification").next,
+        "Compensate entitlement"
+    );
+    let retrier = &task(&definition, "Execute notification").retry[0];
+    assert_eq!(
+        (
+            retrier.interval_seconds,
+            retrier.max_attempts,
+            retrier.max_delay_seconds
+        ),
+        (1, 2, 4)
+    );
+}

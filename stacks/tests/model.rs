@@ -1,0 +1,220 @@
+//! The typed CloudFormation model and its YAML: key order, intrinsic functions in short form,
+//! quoting that survives YAML 1.1 parsers, and logical id rules.
+
+use indexmap::IndexMap;
+use sagaform_stacks::cfn::iam::Action;
+use sagaform_stacks::cfn::sqs::Queue;
+use sagaform_stacks::cfn::{
+    CfnError, DeletionPolicy, Expr, Output, Parameter, Pseudo, Resource, Template, yaml,
+};
+use sagaform_stacks::fixtures::example_env;
+use sagaform_stacks::{Pattern, synthesize};
+
+fn queue() -> Queue {
+    Queue {
+        queue_name: None,
+        fifo_queue: false,
+        sqs_managed_sse_enabled: Some(true),
+        kms_master_key_id: None,
+        visibility_timeout: 30,
+        message_retention_period: 60,
+        redrive_policy: None,
+        redrive_allow_policy: None,
+        tags: Vec::new(),
+    }
+}
+
+fn yaml_of(expr: Expr) -> String {
+    yaml::to_string(&IndexMap::from([("V", expr)])).unwrap()
+}
+
+#[test]
+fn template_sections_come_in_cloudformation_order() {
+    let mut template = Template::new("order");
+    template
+        .add_output(
+            "QueueUrl",
+            Output::exported("QueueUrl", "url", Expr::reference("Queue")),
+        )
+        .unwrap();
+    template.add_resource("Queue", queue()).unwrap();
+    template
+        .add_condition(
+            "IsProd",
+            Expr::Equals(Box::new(Expr::str("a")), Box::new(Expr::str("b"))),
+        )
+        .unwrap();
+    template
+        .add_parameter("Bucket", Parameter::string("bucket"))
+        .unwrap();
+    let yaml = template.to_yaml().unwrap();
+    let positions: Vec<usize> = [
+        "AWSTemplateFormatVersion:",
+        "Description:",
+        "Parameters:",
+        "Conditions:",
+        "Resources:",
+        "Outputs:",
+    ]
+    .iter()
+    .map(|key| {
+        yaml.find(&format!("\n{key}"))
+            .map(|p| p + 1)
+            .or_else(|| yaml.starts_with(key).then_some(0))
+            .unwrap()
+    })
+    .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{yaml}");
+    assert!(yaml.starts_with("AWSTemplateFormatVersion: '2010-09-09'\n"));
+}
+
+#[test]
+fn resource_attributes_come_before_properties_in_cloudformation_order() {
+    let mut resource = Resource::new(queue())
+        .with_policies(DeletionPolicy::Retain)
+        .depends_on(["Other"]);
+    resource.condition = Some("IsProd".to_owned());
+    resource.metadata = Some(IndexMap::from([("Note".to_owned(), Expr::str("kept"))]));
+    let yaml = yaml::to_string(&resource).unwrap();
+    let keys: Vec<&str> = yaml
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Type",
+            "Condition",
+            "DependsOn",
+            "DeletionPolicy",
+            "UpdateReplacePolicy",
+            "Metadata",
+            "Properties"
+        ]
+    );
+    assert!(yaml.starts_with("Type: AWS::SQS::Queue\n"));
+}
+
+#[test]
+fn resources_keep_insertion_order() {
+    let mut template = Template::new("order");
+    for id in ["Zeta", "Alpha", "Mid"] {
+        template.add_resource(id, queue()).unwrap();
+    }
+    let yaml = template.to_yaml().unwrap();
+    let (z, a, m) = (
+        yaml.find("  Zeta:").unwrap(),
+        yaml.find("  Alpha:").unwrap(),
+        yaml.find("  Mid:").unwrap(),
+    );
+    assert!(z < a && a < m);
+}
+
+#[test]
+fn intrinsics_use_the_short_form() {
+    assert_eq!(yaml_of(Expr::reference("Queue")), "V: !Ref Queue\n");
+    assert_eq!(
+        yaml_of(Expr::pseudo(Pseudo::Region)),
+        "V: !Ref AWS::Region\n"
+    );
+    assert_eq!(yaml_of(Expr::get_att("Dlq", "Arn")), "V: !GetAtt Dlq.Arn\n");
+    assert_eq!(
+        yaml_of(Expr::sub("${AWS::StackName}-work")),
+        "V: !Sub ${AWS::StackName}-work\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::sub_with(
+            "${Arn}:*",
+            [("Arn", Expr::get_att("Fn", "Arn"))]
+        )),
+        "V: !Sub\n  - ${Arn}:*\n  - Arn: !GetAtt Fn.Arn\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::Join(
+            ",".to_owned(),
+            vec![Expr::reference("A"), Expr::str("b")]
+        )),
+        "V: !Join\n  - ','\n  - - !Ref A\n    - b\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::If(
+            "IsProd".to_owned(),
+            Box::new(Expr::Int(1)),
+            Box::new(Expr::pseudo(Pseudo::NoValue))
+        )),
+        "V: !If\n  - IsProd\n  - 1\n  - !Ref AWS::NoValue\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::Select(0, Box::new(Expr::GetAzs(String::new())))),
+        "V: !Select\n  - 0\n  - !GetAZs ''\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::Not(Box::new(Expr::Equals(
+            Box::new(Expr::reference("Env")),
+            Box::new(Expr::str("prod"))
+        )))),
+        "V: !Not\n  - !Equals\n    - !Ref Env\n    - prod\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::And(vec![
+            Expr::Condition("A".to_owned()),
+            Expr::Condition("B".to_owned())
+        ])),
+        "V: !And\n  - !Condition A\n  - !Condition B\n"
+    );
+    assert_eq!(
+        yaml_of(Expr::ImportValue(Box::new(Expr::str("shared-vpc")))),
+        "V: !ImportValue shared-vpc\n"
+    );
+}
+
+#[test]
+fn import_value_holding_a_short_form_function_uses_the_long_form() {
+    let yaml = yaml_of(Expr::ImportValue(Box::new(Expr::sub("${Network}-VpcId"))));
+    assert_eq!(yaml, "V:\n  Fn::ImportValue: !Sub ${Network}-VpcId\n");
+}
+
+#[test]
+fn logical_ids_are_unique_and_alphanumeric() {
+    let mut template = Template::new("ids");
+    template.add_resource("Queue", queue()).unwrap();
+    assert!(
+        matches!(template.add_resource("Queue", queue()), Err(CfnError::DuplicateLogicalId(id, "Resources")) if id == "Queue")
+    );
+    assert!(matches!(
+        template.add_resource("Work-Queue", queue()),
+        Err(CfnError::InvalidLogicalId(_))
+    ));
+}
+
+#[test]
+fn wildcard_actions_are_recognised() {
+    assert!(Action::new("sqs", "*").is_wildcard());
+    assert!(Action::new("s3", "Get*").is_wildcard());
+    assert!(Action::new("*", "*").is_wildcard());
+    assert!(!Action::new("sqs", "SendMessage").is_wildcard());
+    assert_eq!(
+        Action::new("sqs", "SendMessage").to_string(),
+        "sqs:SendMessage"
+    );
+}
+
+/// Our writer's output, read back by a YAML parser, is the value the model serializes to.
+#[test]
+fn generated_yaml_reads_back_as_the_model() {
+    for env in ["local", "staging", "prod"] {
+        let env = example_env(env);
+        for pattern in Pattern::ALL {
+            let synthesized = synthesize(pattern, &env).unwrap();
+            let parsed: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&synthesized.template_yaml).unwrap();
+            let expected = serde_yaml_ng::to_value(&synthesized.template).unwrap();
+            assert!(
+                parsed == expected,
+                "{pattern} {}: YAML does not read back as the model",
+                env.name
+            );
+        }
+    }
+}
