@@ -6,6 +6,8 @@
 pub mod asl;
 pub mod cfn;
 pub mod config;
+/// Example environments built in code. Public so the integration tests, benchmarks and other
+/// crates' tests can build stacks without reading `env/`; not meant for the product itself.
 pub mod fixtures;
 pub mod pattern;
 pub mod patterns;

@@ -36,7 +36,7 @@ impl fmt::Display for Pattern {
 
 /// The error for a pattern name that is not one of [`Pattern::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pattern `{given}`: expected one of orchestrator, sqs, stepfunctions")]
+#[error("unknown pattern `{given}`: expected one of {}", Pattern::ALL.map(Pattern::name).join(", "))]
 pub struct UnknownPattern {
     /// What was given.
     pub given: String,
@@ -52,5 +52,27 @@ impl FromStr for Pattern {
             .ok_or_else(|| UnknownPattern {
                 given: s.to_owned(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    #[test]
+    fn every_name_parses_back_to_its_pattern() {
+        for pattern in Pattern::ALL {
+            assert_eq!(pattern.name().parse::<Pattern>(), Ok(pattern));
+            assert_eq!(pattern.to_string(), pattern.name());
+        }
+    }
+
+    #[test]
+    fn unknown_pattern_lists_the_valid_ones() {
+        let error = "step-functions".parse::<Pattern>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown pattern `step-functions`: expected one of orchestrator, sqs, stepfunctions"
+        );
     }
 }

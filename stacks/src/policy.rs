@@ -6,7 +6,8 @@
 //! with retention and has an errors alarm; no IAM action is a wildcard; every data store is
 //! encrypted; outside `local`, data survives stack deletion and replacement; a queue feeding a
 //! function stays invisible for at least six function timeouts plus the batching window; every
-//! alarm notifies someone and names its runbook section.
+//! alarm notifies the stack's SNS topic and names its runbook section. A queue receiving failed
+//! asynchronous Lambda invocations counts as a DLQ: it needs the alarm, not a DLQ of its own.
 
 use std::fmt;
 
@@ -45,6 +46,8 @@ pub enum PolicyViolation {
     },
     /// An alarm with no `AlarmActions` or `OKActions`.
     AlarmWithoutActions { alarm: String },
+    /// An alarm action that is not the stack's own SNS topic.
+    AlarmActionNotStackTopic { alarm: String },
     /// An alarm whose description names no runbook section.
     AlarmWithoutRunbook { alarm: String },
 }
@@ -100,6 +103,12 @@ impl fmt::Display for PolicyViolation {
             ),
             PolicyViolation::AlarmWithoutActions { alarm } => {
                 write!(f, "alarm `{alarm}` has no AlarmActions or no OKActions")
+            }
+            PolicyViolation::AlarmActionNotStackTopic { alarm } => {
+                write!(
+                    f,
+                    "alarm `{alarm}` notifies something other than the stack's SNS topic"
+                )
             }
             PolicyViolation::AlarmWithoutRunbook { alarm } => {
                 write!(
@@ -172,10 +181,24 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
             }
         })
         .collect();
-    let dead_letter_queues: Vec<&str> = queues
+    // Dead-letter queues: the targets of redrive policies, and the queues Lambda sends failed
+    // asynchronous invocations to.
+    let redrive_targets = queues
         .iter()
         .filter_map(|(_, _, q)| q.redrive_policy.as_ref())
-        .filter_map(|policy| target(template, &policy.dead_letter_target_arn))
+        .map(|policy| &policy.dead_letter_target_arn);
+    let failure_destinations = template
+        .resources_of(|p| {
+            if let Properties::EventInvokeConfig(c) = p {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .map(|(_, _, config)| &config.destination_config.on_failure.destination);
+    let dead_letter_queues: Vec<&str> = redrive_targets
+        .chain(failure_destinations)
+        .filter_map(|arn| target(template, arn))
         .filter(|(_, r)| matches!(r.properties, Properties::Queue(_)))
         .map(|(id, _)| id)
         .collect();
@@ -379,6 +402,21 @@ fn check_alarms(template: &Template, violations: &mut Vec<PolicyViolation>) {
     }) {
         if alarm.alarm_actions.is_empty() || alarm.ok_actions.is_empty() {
             violations.push(PolicyViolation::AlarmWithoutActions {
+                alarm: id.to_owned(),
+            });
+        }
+        let is_stack_topic = |action: &Expr| {
+            matches!(action, Expr::Ref(_))
+                && target(template, action)
+                    .is_some_and(|(_, r)| matches!(r.properties, Properties::Topic(_)))
+        };
+        if !alarm
+            .alarm_actions
+            .iter()
+            .chain(&alarm.ok_actions)
+            .all(is_stack_topic)
+        {
+            violations.push(PolicyViolation::AlarmActionNotStackTopic {
                 alarm: id.to_owned(),
             });
         }

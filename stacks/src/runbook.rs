@@ -65,6 +65,8 @@ pub struct Runbook {
     pub store: String,
     /// `cargo xtask saga show ...` for this stack.
     pub saga_show: String,
+    /// The emulator endpoint the `aws` commands of a local runbook use.
+    pub local_endpoint: String,
     /// One section per alarm, in template order.
     pub sections: Vec<RunbookSection>,
 }
@@ -96,6 +98,7 @@ impl Runbook {
                 pattern.name(),
                 env.name
             ),
+            local_endpoint: crate::patterns::LOCAL_ENDPOINT_URL.to_owned(),
             sections,
         }
     }

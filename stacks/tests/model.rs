@@ -112,17 +112,46 @@ fn resources_keep_insertion_order() {
 }
 
 #[test]
-fn intrinsics_use_the_short_form() {
+fn ref_is_written_as_short_form_ref() {
     assert_eq!(yaml_of(Expr::reference("Queue")), "V: !Ref Queue\n");
-    assert_eq!(
-        yaml_of(Expr::pseudo(Pseudo::Region)),
-        "V: !Ref AWS::Region\n"
-    );
+}
+
+#[test]
+fn pseudo_parameters_are_refs_to_their_aws_names() {
+    for (pseudo, name) in [
+        (Pseudo::AccountId, "AWS::AccountId"),
+        (Pseudo::Region, "AWS::Region"),
+        (Pseudo::Partition, "AWS::Partition"),
+        (Pseudo::StackName, "AWS::StackName"),
+        (Pseudo::StackId, "AWS::StackId"),
+        (Pseudo::UrlSuffix, "AWS::URLSuffix"),
+        (Pseudo::NoValue, "AWS::NoValue"),
+    ] {
+        assert_eq!(yaml_of(Expr::pseudo(pseudo)), format!("V: !Ref {name}\n"));
+    }
+    // A pseudo parameter is no resource of the template.
+    assert_eq!(Expr::pseudo(Pseudo::Region).target(), None);
+}
+
+#[test]
+fn get_att_joins_resource_and_attribute_with_a_dot() {
     assert_eq!(yaml_of(Expr::get_att("Dlq", "Arn")), "V: !GetAtt Dlq.Arn\n");
+    assert_eq!(
+        yaml_of(Expr::get_att("Cluster", "Endpoint.Address")),
+        "V: !GetAtt Cluster.Endpoint.Address\n"
+    );
+}
+
+#[test]
+fn sub_without_variables_is_a_plain_string() {
     assert_eq!(
         yaml_of(Expr::sub("${AWS::StackName}-work")),
         "V: !Sub ${AWS::StackName}-work\n"
     );
+}
+
+#[test]
+fn sub_with_variables_is_a_template_and_a_map() {
     assert_eq!(
         yaml_of(Expr::sub_with(
             "${Arn}:*",
@@ -130,6 +159,10 @@ fn intrinsics_use_the_short_form() {
         )),
         "V: !Sub\n  - ${Arn}:*\n  - Arn: !GetAtt Fn.Arn\n"
     );
+}
+
+#[test]
+fn join_is_a_delimiter_and_a_list() {
     assert_eq!(
         yaml_of(Expr::Join(
             ",".to_owned(),
@@ -137,6 +170,10 @@ fn intrinsics_use_the_short_form() {
         )),
         "V: !Join\n  - ','\n  - - !Ref A\n    - b\n"
     );
+}
+
+#[test]
+fn if_is_a_condition_name_and_two_values() {
     assert_eq!(
         yaml_of(Expr::If(
             "IsProd".to_owned(),
@@ -145,10 +182,54 @@ fn intrinsics_use_the_short_form() {
         )),
         "V: !If\n  - IsProd\n  - 1\n  - !Ref AWS::NoValue\n"
     );
+}
+
+#[test]
+fn select_is_an_index_and_a_list() {
     assert_eq!(
         yaml_of(Expr::Select(0, Box::new(Expr::GetAzs(String::new())))),
         "V: !Select\n  - 0\n  - !GetAZs ''\n"
     );
+    assert_eq!(
+        yaml_of(Expr::Select(
+            1,
+            Box::new(Expr::List(vec![Expr::str("a"), Expr::str("b")]))
+        )),
+        "V: !Select\n  - 1\n  - - a\n    - b\n"
+    );
+}
+
+#[test]
+fn get_azs_names_a_region_or_the_stacks_own() {
+    assert_eq!(yaml_of(Expr::GetAzs(String::new())), "V: !GetAZs ''\n");
+    assert_eq!(
+        yaml_of(Expr::GetAzs("ap-northeast-1".to_owned())),
+        "V: !GetAZs ap-northeast-1\n"
+    );
+}
+
+#[test]
+fn cidr_is_a_block_a_count_and_host_bits() {
+    assert_eq!(
+        yaml_of(Expr::Cidr(
+            Box::new(Expr::get_att("Vpc", "CidrBlock")),
+            4,
+            14
+        )),
+        "V: !Cidr\n  - !GetAtt Vpc.CidrBlock\n  - 4\n  - 14\n"
+    );
+}
+
+#[test]
+fn import_value_of_a_literal_uses_the_short_form() {
+    assert_eq!(
+        yaml_of(Expr::ImportValue(Box::new(Expr::str("shared-vpc")))),
+        "V: !ImportValue shared-vpc\n"
+    );
+}
+
+#[test]
+fn condition_functions_use_their_short_forms() {
     assert_eq!(
         yaml_of(Expr::Not(Box::new(Expr::Equals(
             Box::new(Expr::reference("Env")),
@@ -164,8 +245,59 @@ fn intrinsics_use_the_short_form() {
         "V: !And\n  - !Condition A\n  - !Condition B\n"
     );
     assert_eq!(
-        yaml_of(Expr::ImportValue(Box::new(Expr::str("shared-vpc")))),
-        "V: !ImportValue shared-vpc\n"
+        yaml_of(Expr::Or(vec![
+            Expr::Condition("A".to_owned()),
+            Expr::Equals(Box::new(Expr::str("a")), Box::new(Expr::str("b")))
+        ])),
+        "V: !Or\n  - !Condition A\n  - !Equals\n    - a\n    - b\n"
+    );
+}
+
+#[test]
+fn literals_keep_their_yaml_types() {
+    assert_eq!(yaml_of(Expr::Int(5432)), "V: 5432\n");
+    assert_eq!(yaml_of(Expr::Float(2.0)), "V: 2.0\n");
+    assert_eq!(yaml_of(Expr::Float(0.5)), "V: 0.5\n");
+    assert_eq!(yaml_of(Expr::Bool(true)), "V: true\n");
+    // A string that reads as a number stays a string.
+    assert_eq!(yaml_of(Expr::str("5432")), "V: '5432'\n");
+}
+
+#[test]
+fn template_with_parameters_conditions_and_conditional_resources_and_outputs_serializes() {
+    let mut template = Template::new("conditions");
+    template
+        .add_parameter("Env", Parameter::string("env"))
+        .unwrap();
+    template
+        .add_condition(
+            "IsProd",
+            Expr::Equals(
+                Box::new(Expr::reference("Env")),
+                Box::new(Expr::str("prod")),
+            ),
+        )
+        .unwrap();
+    let mut resource = Resource::new(queue());
+    resource.condition = Some("IsProd".to_owned());
+    template.add_resource("Queue", resource).unwrap();
+    let mut output = Output::exported("QueueUrl", "url", Expr::reference("Queue"));
+    output.condition = Some("IsProd".to_owned());
+    template.add_output("QueueUrl", output).unwrap();
+    let yaml = template.to_yaml().unwrap();
+    assert!(
+        yaml.contains("Conditions:\n  IsProd: !Equals\n    - !Ref Env\n    - prod\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("  Queue:\n    Type: AWS::SQS::Queue\n    Condition: IsProd\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(
+            "  QueueUrl:\n    Description: url\n    Value: !Ref Queue\n    Export:\n      Name: !Sub ${AWS::StackName}-QueueUrl\n    Condition: IsProd\n"
+        ),
+        "{yaml}"
     );
 }
 

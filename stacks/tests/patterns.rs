@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use sagaform_stacks::cfn::iam::Statement;
 use sagaform_stacks::cfn::{DeletionPolicy, Expr, Properties, Template};
 use sagaform_stacks::config::{EnvConfig, FunctionRole, StateStoreKind};
 use sagaform_stacks::fixtures::example_env;
+use sagaform_stacks::patterns::RESPONSE_BUDGET_MILLIS;
 use sagaform_stacks::runbook::heading_anchor;
 use sagaform_stacks::{Pattern, SynthError, synthesize};
 
@@ -26,6 +28,29 @@ fn env_var<'t>(template: &'t Template, function: &str, name: &str) -> Option<&'t
         Properties::Function(f) => f.environment.variables.get(name),
         _ => panic!("{function} is not a function"),
     }
+}
+
+/// The statements of a role's inline policies.
+fn statements<'t>(template: &'t Template, role: &str) -> Vec<&'t Statement> {
+    let Properties::Role(role) = &template.resources[role].properties else {
+        panic!("{role} is not a role")
+    };
+    role.policies
+        .iter()
+        .flat_map(|p| &p.policy_document.statement)
+        .collect()
+}
+
+/// The statements of a role granting any action of `service`.
+fn statements_for<'t>(template: &'t Template, role: &str, service: &str) -> Vec<&'t Statement> {
+    statements(template, role)
+        .into_iter()
+        .filter(|s| s.action.iter().any(|a| a.service == service))
+        .collect()
+}
+
+fn action_names(statement: &Statement) -> Vec<String> {
+    statement.action.iter().map(ToString::to_string).collect()
 }
 
 fn all() -> Vec<(Pattern, EnvConfig)> {
@@ -539,7 +564,11 @@ fn every_failure_path_has_its_alarm() {
         "staging",
         &[
             &api[..],
-            &["DatabaseCapacityAlarm", "DatabaseConnectionsAlarm"],
+            &[
+                "DatabaseCapacityAlarm",
+                "DatabaseConnectionsAlarm",
+                "ResumeDeadLetterQueueNotEmptyAlarm",
+            ],
         ]
         .concat(),
     );
@@ -692,7 +721,7 @@ fn outputs_are_exported_under_the_stack_name() {
 }
 
 /// Resource types CloudFormation cannot tag.
-const UNTAGGABLE: [&str; 10] = [
+const UNTAGGABLE: [&str; 11] = [
     "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Route",
@@ -700,6 +729,7 @@ const UNTAGGABLE: [&str; 10] = [
     "AWS::EC2::SecurityGroupIngress",
     "AWS::EC2::SubnetRouteTableAssociation",
     "AWS::EC2::VPCGatewayAttachment",
+    "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::Permission",
     "AWS::RDS::DBProxyTargetGroup",
     "AWS::SNS::Subscription",
@@ -785,9 +815,12 @@ fn orchestrator_whose_saga_outlasts_the_api_timeout_is_refused() {
     );
     let message = error.to_string();
     assert!(
-        message.contains("env/staging.toml") && message.contains("functions.api.timeout_seconds"),
+        message.starts_with(
+            "env/staging.toml: functions.api.timeout_seconds: 60 is shorter than the saga's worst case of 130 s"
+        ),
         "{message}"
     );
+    assert!(!message.ends_with('.'), "{message}");
     // The other patterns do not run the saga in the api function.
     assert!(synthesize(Pattern::Sqs, &env).is_ok());
 }
@@ -805,6 +838,10 @@ fn step_function_shorter_than_a_step_attempt_is_refused() {
         matches!(&error, SynthError::StepTimeoutTooShort { step, .. } if step == "payment"),
         "{error:?}"
     );
+    assert_eq!(
+        error.to_string(),
+        "env/staging.toml: functions.step.timeout_seconds: 4 is shorter than one attempt of step payment (5 s)"
+    );
 }
 
 #[test]
@@ -820,5 +857,382 @@ fn a_policy_violation_fails_synthesis() {
     assert!(
         error.to_string().contains("visibility timeout of 60 s"),
         "{error}"
+    );
+}
+
+/// Actions AWS authorizes only on `*`: they act on no resource of the stack.
+const STAR_ONLY_ACTIONS: [&str; 10] = [
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+];
+
+#[test]
+fn iam_statements_name_this_stacks_resources_except_where_aws_allows_only_star() {
+    for (pattern, env) in all() {
+        let template = template(pattern, &env);
+        for (role_id, resource) in &template.resources {
+            if !matches!(resource.properties, Properties::Role(_)) {
+                continue;
+            }
+            for statement in statements(&template, role_id) {
+                let sid = statement.sid.as_deref().unwrap_or_default();
+                let at = format!("{pattern} {} {role_id} {sid}", env.name);
+                assert!(!statement.resource.is_empty(), "{at}: no resource");
+                for target in &statement.resource {
+                    match target {
+                        Expr::Str(star) if star == "*" => {
+                            for action in action_names(statement) {
+                                assert!(
+                                    STAR_ONLY_ACTIONS.contains(&action.as_str()),
+                                    "{at}: {action} on *"
+                                );
+                            }
+                        }
+                        Expr::Ref(_) | Expr::GetAtt { .. } => {
+                            let (id, _) = target.target().unwrap();
+                            assert!(template.resources.contains_key(id), "{at}: {id}");
+                        }
+                        Expr::Sub(text) => {
+                            let own_resource = text
+                                .strip_prefix("${")
+                                .and_then(|rest| rest.split_once('.'))
+                                .is_some_and(|(id, _)| template.resources.contains_key(id));
+                            let own_name = text.contains(":${AWS::AccountId}:")
+                                && text.contains("${AWS::StackName}-");
+                            // Lambda creates network interfaces before their ids exist: the
+                            // account and region are as narrow as its documentation allows.
+                            let network_interfaces = text
+                                == "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*/*"
+                                && action_names(statement)
+                                    .iter()
+                                    .all(|a| a.starts_with("ec2:"));
+                            assert!(
+                                own_resource || own_name || network_interfaces,
+                                "{at}: {text}"
+                            );
+                        }
+                        other => panic!("{at}: unexpected resource {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn api_role_grants_exactly_what_its_pattern_needs() {
+    let staging = example_env("staging");
+
+    let sqs = template(Pattern::Sqs, &staging);
+    let send = statements_for(&sqs, "ApiFunctionRole", "sqs");
+    assert_eq!(send.len(), 1);
+    assert_eq!(action_names(send[0]), ["sqs:SendMessage"]);
+    assert_eq!(send[0].resource, [Expr::get_att("WorkQueue", "Arn")]);
+    assert!(statements_for(&sqs, "ApiFunctionRole", "states").is_empty());
+    assert!(statements_for(&sqs, "ApiFunctionRole", "lambda").is_empty());
+
+    let steps = template(Pattern::StepFunctions, &staging);
+    let start = statements_for(&steps, "ApiFunctionRole", "states");
+    assert_eq!(start.len(), 1);
+    assert_eq!(action_names(start[0]), ["states:StartExecution"]);
+    assert_eq!(start[0].resource, [Expr::reference("StateMachine")]);
+    assert!(statements_for(&steps, "ApiFunctionRole", "sqs").is_empty());
+    let step_role = statements(&steps, "StepFunctionRole");
+    assert!(
+        step_role.iter().all(|s| s
+            .action
+            .iter()
+            .all(|a| ["logs", "dynamodb"].contains(&&*a.service))),
+        "the step function only logs and reads and writes the tables"
+    );
+
+    for (pattern, template) in [(Pattern::Sqs, &sqs), (Pattern::StepFunctions, &steps)] {
+        for role in ["ApiFunctionRole", "WorkerFunctionRole", "StepFunctionRole"] {
+            if !template.resources.contains_key(role) {
+                continue;
+            }
+            for statement in statements_for(template, role, "dynamodb") {
+                for target in &statement.resource {
+                    assert!(
+                        target.is_get_att_of("SagaTable", "Arn")
+                            || target.is_get_att_of("IdempotencyTable", "Arn")
+                            || *target == Expr::sub("${SagaTable.Arn}/index/by-status"),
+                        "{pattern} {role}: {target:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn orchestrator_answers_within_the_http_api_limit_and_resumes_the_saga_asynchronously() {
+    for env_name in ["local", "staging", "prod"] {
+        let env = example_env(env_name);
+        let template = template(Pattern::Orchestrator, &env);
+        let Properties::Function(api) = &template.resources["ApiFunction"].properties else {
+            panic!()
+        };
+        // A fixed name lets the role name the function without depending on it.
+        assert_eq!(api.function_name, Expr::sub("${AWS::StackName}-api"));
+        let Properties::ApiIntegration(integration) =
+            &template.resources["ApiIntegration"].properties
+        else {
+            panic!()
+        };
+        assert!(RESPONSE_BUDGET_MILLIS < integration.timeout_in_millis);
+        assert_eq!(
+            env_var(&template, "ApiFunction", "SAGAFORM_RESPONSE_BUDGET_MS"),
+            Some(&Expr::str(RESPONSE_BUDGET_MILLIS.to_string()))
+        );
+
+        let invoke = statements_for(&template, "ApiFunctionRole", "lambda");
+        assert_eq!(invoke.len(), 1, "{env_name}");
+        assert_eq!(action_names(invoke[0]), ["lambda:InvokeFunction"]);
+        assert_eq!(
+            invoke[0].resource,
+            [Expr::sub(
+                "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-api"
+            )]
+        );
+
+        // The asynchronous path ends in an encrypted queue with an alarm.
+        let Properties::EventInvokeConfig(config) =
+            &template.resources["ApiFunctionEventInvokeConfig"].properties
+        else {
+            panic!()
+        };
+        assert!(config.function_name.is_ref_to("ApiFunction"));
+        assert_eq!(config.qualifier, "$LATEST");
+        assert!(config.maximum_retry_attempts <= 2);
+        assert!(
+            config
+                .destination_config
+                .on_failure
+                .destination
+                .is_get_att_of("ResumeDeadLetterQueue", "Arn")
+        );
+        let Properties::Queue(queue) = &template.resources["ResumeDeadLetterQueue"].properties
+        else {
+            panic!()
+        };
+        assert!(queue.is_encrypted());
+        assert_eq!(queue.message_retention_period, 1_209_600);
+        let send = statements_for(&template, "ApiFunctionRole", "sqs");
+        assert_eq!(send.len(), 1);
+        assert_eq!(action_names(send[0]), ["sqs:SendMessage"]);
+        assert_eq!(
+            send[0].resource,
+            [Expr::get_att("ResumeDeadLetterQueue", "Arn")]
+        );
+        assert!(template.outputs.contains_key("ResumeDeadLetterQueueUrl"));
+    }
+
+    // The other patterns answer at once and never invoke themselves.
+    for pattern in [Pattern::Sqs, Pattern::StepFunctions] {
+        let template = template(pattern, &example_env("staging"));
+        assert_eq!(
+            env_var(&template, "ApiFunction", "SAGAFORM_RESPONSE_BUDGET_MS"),
+            None
+        );
+        assert!(statements_for(&template, "ApiFunctionRole", "lambda").is_empty());
+        assert!(!types(&template).contains(&"AWS::Lambda::EventInvokeConfig"));
+    }
+}
+
+#[test]
+fn resume_failure_runbook_section_resumes_the_saga_with_the_functions_own_event() {
+    let synthesized = synthesize(Pattern::Orchestrator, &example_env("staging")).unwrap();
+    let section = synthesized
+        .runbook_markdown
+        .split("\n## orchestrator resume failed\n")
+        .nth(1)
+        .expect("runbook has the resume section");
+    let section = section.split("\n## ").next().unwrap();
+    for expected in [
+        "requestPayload.resume.transaction_id",
+        "aws sqs receive-message --region ap-northeast-1 --queue-url",
+        "cargo xtask saga show --pattern orchestrator --env staging <transaction_id>",
+        "aws lambda invoke --region ap-northeast-1 --function-name sagaform-orchestrator-staging-api --invocation-type Event --cli-binary-format raw-in-base64-out --payload '{\"resume\":{\"transaction_id\":\"<transaction_id>\"}}'",
+        "aws sqs purge-queue --region ap-northeast-1 --queue-url",
+    ] {
+        assert!(
+            section.contains(expected),
+            "missing {expected:?} in {section}"
+        );
+    }
+}
+
+#[test]
+fn vpc_functions_reach_only_the_proxy_https_and_the_saas_ports() {
+    let mut env = example_env("staging");
+    env.saas.get_mut("payments").unwrap().url = "https://payments.example.com:8443/v1".to_owned();
+    let orchestrator = template(Pattern::Orchestrator, &env);
+    let Properties::SecurityGroup(group) =
+        &orchestrator.resources["FunctionSecurityGroup"].properties
+    else {
+        panic!()
+    };
+    let rules: Vec<(&str, Option<i32>, Option<&str>, bool)> = group
+        .security_group_egress
+        .iter()
+        .map(|e| {
+            (
+                e.ip_protocol.as_str(),
+                e.from_port,
+                e.cidr_ip.as_deref(),
+                e.destination_security_group_id
+                    .as_ref()
+                    .is_some_and(|g| g.is_ref_to("ProxySecurityGroup")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("tcp", Some(5432), None, true),
+            ("tcp", Some(443), Some("0.0.0.0/0"), false),
+            ("tcp", Some(8443), Some("0.0.0.0/0"), false),
+        ]
+    );
+    // Nothing is open to the world inbound: ingress only ever names a security group.
+    for (pattern, env) in all() {
+        for resource in template(pattern, &env).resources.values() {
+            if let Properties::SecurityGroupIngress(ingress) = &resource.properties {
+                assert!(matches!(ingress.source_security_group_id, Expr::Ref(_)));
+            }
+        }
+    }
+    let Properties::DbProxy(proxy) = &orchestrator.resources["DatabaseProxy"].properties else {
+        panic!()
+    };
+    assert!(proxy.require_tls);
+    let secret_readers = ["ApiFunctionRole", "DatabaseProxyRole"].map(|role| {
+        statements_for(&orchestrator, role, "secretsmanager")
+            .iter()
+            .flat_map(|s| s.resource.clone())
+            .collect::<Vec<_>>()
+    });
+    for resources in secret_readers {
+        assert_eq!(
+            resources,
+            [Expr::get_att(
+                "DatabaseCluster",
+                "MasterUserSecret.SecretArn"
+            )]
+        );
+    }
+}
+
+/// Commands a runbook may give: sagaform's own (built or planned) and the AWS CLI.
+const RUNBOOK_COMMAND_PREFIXES: [&str; 10] = [
+    "cargo xtask saga show ",
+    "cargo xtask dlq list ",
+    "cargo xtask dlq redrive ",
+    "cargo xtask dlq purge ",
+    "cargo xtask local logs ",
+    "cargo xtask synth",
+    "cargo xtask deploy ",
+    "aws ",
+    "PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
+    "psql postgres://postgres@127.0.0.1:5432/",
+];
+
+#[test]
+fn runbook_commands_are_sagaform_or_aws_cli_commands_aimed_at_the_env() {
+    for (pattern, env) in all() {
+        let synthesized = synthesize(pattern, &env).unwrap();
+        let mut in_block = false;
+        let mut commands = 0;
+        for line in synthesized.runbook_markdown.lines() {
+            if line.starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            if !in_block || line.starts_with("# ") {
+                continue;
+            }
+            commands += 1;
+            let at = format!("{pattern} {}: {line}", env.name);
+            assert!(
+                RUNBOOK_COMMAND_PREFIXES.iter().any(|p| line.starts_with(p)),
+                "{at}"
+            );
+            if line.starts_with("cargo xtask") && !line.starts_with("cargo xtask local") {
+                assert!(
+                    line == "cargo xtask synth"
+                        || line.contains(&format!("--pattern {pattern} --env {}", env.name)),
+                    "{at}"
+                );
+            }
+            // Every aws call of the line goes to the env's region, and in local to the emulator.
+            for call in line.split("aws ").skip(1) {
+                let call = call.split(')').next().unwrap();
+                assert!(call.contains(&format!("--region {}", env.region())), "{at}");
+                assert_eq!(
+                    call.contains("--endpoint-url http://127.0.0.1:4566"),
+                    env.is_local(),
+                    "{at}"
+                );
+            }
+            if env.is_local() {
+                assert!(!line.contains("aws logs"), "{at}: local logs stay local");
+            }
+        }
+        assert!(commands > 0);
+    }
+}
+
+#[test]
+fn table_throttle_alarms_count_the_status_index_too() {
+    let template = template(Pattern::Sqs, &example_env("staging"));
+    let watched = |alarm: &str| -> Vec<(String, Vec<String>)> {
+        let Properties::Alarm(alarm) = &template.resources[alarm].properties else {
+            panic!()
+        };
+        alarm
+            .metrics()
+            .into_iter()
+            .map(|(_, name, dimensions)| {
+                let values = dimensions
+                    .iter()
+                    .map(|d| match &d.value {
+                        Expr::Ref(id) => format!("{}={id}", d.name),
+                        Expr::Str(text) => format!("{}={text}", d.name),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                (name.to_owned(), values)
+            })
+            .collect()
+    };
+    let table = |name: &str| vec![format!("TableName={name}")];
+    let index = vec![
+        "TableName=SagaTable".to_owned(),
+        "GlobalSecondaryIndexName=by-status".to_owned(),
+    ];
+    assert_eq!(
+        watched("SagaTableThrottlesAlarm"),
+        [
+            ("ReadThrottleEvents".to_owned(), table("SagaTable")),
+            ("WriteThrottleEvents".to_owned(), table("SagaTable")),
+            ("ReadThrottleEvents".to_owned(), index.clone()),
+            ("WriteThrottleEvents".to_owned(), index),
+        ]
+    );
+    assert_eq!(
+        watched("IdempotencyTableThrottlesAlarm"),
+        [
+            ("ReadThrottleEvents".to_owned(), table("IdempotencyTable")),
+            ("WriteThrottleEvents".to_owned(), table("IdempotencyTable")),
+        ]
     );
 }

@@ -2,7 +2,7 @@
 //! break it.
 
 use sagaform_stacks::cfn::iam::Action;
-use sagaform_stacks::cfn::{DeletionPolicy, Properties, Template};
+use sagaform_stacks::cfn::{DeletionPolicy, Expr, Properties, Template};
 use sagaform_stacks::config::EnvConfig;
 use sagaform_stacks::fixtures::example_env;
 use sagaform_stacks::patterns::build;
@@ -63,6 +63,35 @@ fn dlq_without_alarm_is_reported() {
         check_policies(&template, &env),
         [PolicyViolation::DlqWithoutAlarm {
             queue: "DeadLetterQueue".into()
+        }]
+    );
+}
+
+#[test]
+fn failed_async_invocation_queue_is_a_dlq_and_needs_its_alarm() {
+    let env = example_env("staging");
+    let mut template = built(Pattern::Orchestrator, &env);
+    // It needs no DLQ of its own: it is the end of the orchestrator's asynchronous path.
+    assert_eq!(check_policies(&template, &env), []);
+    template
+        .resources
+        .shift_remove("ResumeDeadLetterQueueNotEmptyAlarm");
+    assert_eq!(
+        check_policies(&template, &env),
+        [PolicyViolation::DlqWithoutAlarm {
+            queue: "ResumeDeadLetterQueue".into()
+        }]
+    );
+
+    // Without the invocation config pointing at it, it is an ordinary queue lacking a DLQ.
+    let mut template = built(Pattern::Orchestrator, &env);
+    template
+        .resources
+        .shift_remove("ApiFunctionEventInvokeConfig");
+    assert_eq!(
+        check_policies(&template, &env),
+        [PolicyViolation::QueueWithoutDlq {
+            queue: "ResumeDeadLetterQueue".into()
         }]
     );
 }
@@ -266,6 +295,34 @@ fn alarms_must_notify_and_name_a_runbook_section() {
             },
             PolicyViolation::AlarmWithoutRunbook {
                 alarm: "WorkQueueOldestMessageAgeAlarm".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn alarms_must_notify_the_stacks_own_topic() {
+    let env = example_env("staging");
+    let mut template = built(Pattern::Sqs, &env);
+    let Properties::Alarm(alarm) = properties(&mut template, "DeadLetterQueueNotEmptyAlarm") else {
+        panic!()
+    };
+    alarm.alarm_actions = vec![Expr::str(
+        "arn:aws:sns:ap-northeast-1:111122223333:someone-elses-topic",
+    )];
+    let Properties::Alarm(alarm) = properties(&mut template, "WorkerFunctionErrorsAlarm") else {
+        panic!()
+    };
+    // A reference, but to something that is not a topic.
+    alarm.ok_actions = vec![Expr::reference("WorkQueue")];
+    assert_eq!(
+        check_policies(&template, &env),
+        [
+            PolicyViolation::AlarmActionNotStackTopic {
+                alarm: "DeadLetterQueueNotEmptyAlarm".into()
+            },
+            PolicyViolation::AlarmActionNotStackTopic {
+                alarm: "WorkerFunctionErrorsAlarm".into()
             },
         ]
     );

@@ -161,3 +161,37 @@ pub struct ScalingConfig {
     /// Concurrent invocations (2..=1000).
     pub maximum_concurrency: u32,
 }
+
+/// `AWS::Lambda::EventInvokeConfig`: how Lambda retries a function's asynchronous invocations
+/// and where it sends those that still fail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventInvokeConfig {
+    /// The function (name or ARN).
+    pub function_name: Expr,
+    /// Version or alias the settings apply to (`$LATEST` for the unpublished function).
+    pub qualifier: String,
+    /// Retries after the first failed attempt (0..=2).
+    pub maximum_retry_attempts: u32,
+    /// Seconds an event may wait for an attempt before it is discarded to the destination
+    /// (60..=21600).
+    pub maximum_event_age_in_seconds: u32,
+    /// Where failed events go.
+    pub destination_config: DestinationConfig,
+}
+
+/// Destinations of asynchronous invocation records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfig {
+    /// Where an event goes once its retries are exhausted or it is too old.
+    pub on_failure: OnFailure,
+}
+
+/// The on-failure destination of asynchronous invocations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OnFailure {
+    /// ARN of an SQS queue, SNS topic, Lambda function or event bus.
+    pub destination: Expr,
+}

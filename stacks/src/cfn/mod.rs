@@ -367,6 +367,8 @@ properties! {
     Permission(lambda::Permission) => "AWS::Lambda::Permission",
     /// `AWS::Lambda::EventSourceMapping`.
     EventSourceMapping(lambda::EventSourceMapping) => "AWS::Lambda::EventSourceMapping",
+    /// `AWS::Lambda::EventInvokeConfig`.
+    EventInvokeConfig(lambda::EventInvokeConfig) => "AWS::Lambda::EventInvokeConfig",
     /// `AWS::Logs::LogGroup`.
     LogGroup(logs::LogGroup) => "AWS::Logs::LogGroup",
     /// `AWS::RDS::DBCluster`.

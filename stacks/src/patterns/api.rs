@@ -24,8 +24,8 @@ pub const ROUTES: [(&str, &str); 2] = [
     ("PostTransactionRoute", "POST /transactions"),
     ("GetTransactionRoute", "GET /transactions/{id}"),
 ];
-/// API Gateway answers HTTP APIs within 30 s at most.
-const INTEGRATION_TIMEOUT_MILLIS: u32 = 30_000;
+/// API Gateway gives an HTTP API integration 30 s at most, then answers 503 itself.
+pub(crate) const INTEGRATION_TIMEOUT_MILLIS: u32 = 30_000;
 
 /// One access log line: the request, its outcome and the integration's error, as JSON.
 const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey","status":"$context.status","protocol":"$context.protocol","responseLength":"$context.responseLength","integrationStatus":"$context.integrationStatus","integrationLatency":"$context.integrationLatency","integrationError":"$context.integrationErrorMessage","authorizerError":"$context.authorizer.error"}"#;
@@ -161,23 +161,34 @@ pub(super) fn add_http_api(
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
             look_at: vec![
                 format!(
-                    "The access logs in `{api_logs}`: `status`, `integrationStatus` and `integrationError` per request."
+                    "The access logs in {}: `status`, `integrationStatus` and `integrationError` per request.",
+                    stack.logs_location(&api_logs)
                 ),
                 format!(
-                    "The {} function's logs in `{function_logs}` and its errors and throttles alarms.",
-                    function.role.name()
+                    "The {} function's logs in {} and its errors and throttles alarms.",
+                    function.role.name(),
+                    stack.logs_location(&function_logs)
                 ),
                 "The saga of a failed request, by the `transaction_id` the API returned or logged."
                     .to_owned(),
             ],
-            commands: vec![
-                format!(
-                    "aws logs filter-log-events --region {} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
-                    env.region()
-                ),
-                stack.filter_logs_command(&function_logs),
-                stack.saga_show_command(),
-            ],
+            commands: if env.is_local() {
+                // The local env serves the API on this machine: there are no access logs in
+                // CloudWatch, the function logs say it all.
+                vec![
+                    stack.filter_logs_command(&function_logs),
+                    stack.saga_show_command(),
+                ]
+            } else {
+                vec![
+                    format!(
+                        "{} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
+                        stack.aws("logs filter-log-events")
+                    ),
+                    stack.filter_logs_command(&function_logs),
+                    stack.saga_show_command(),
+                ]
+            },
         },
     )?;
 

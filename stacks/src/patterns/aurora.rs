@@ -12,6 +12,8 @@
 //! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
 //! local PostgreSQL server (trust authentication, no password) through a template parameter.
 
+use std::collections::BTreeMap;
+
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::ec2::{
     Egress, Eip, InternetGateway, NatGateway, Route, RouteTable, SecurityGroup,
@@ -24,7 +26,7 @@ use crate::cfn::rds::{
     DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
 };
 use crate::cfn::{Expr, Parameter, Resource};
-use crate::config::Network;
+use crate::config::{EnvConfig, Network};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::{BuildError, StackBuilder, StoreAccess, SynthError};
@@ -36,6 +38,7 @@ pub const LOCAL_DATABASE_URL_PARAMETER: &str = "LocalDatabaseUrl";
 const CLUSTER: &str = "DatabaseCluster";
 const PROXY: &str = "DatabaseProxy";
 const POSTGRES_PORT: i32 = 5432;
+const HTTPS_PORT: u16 = 443;
 
 /// `local`: the functions use the local PostgreSQL server.
 pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
@@ -87,17 +90,10 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
         "FunctionSecurityGroup",
         SecurityGroup {
             group_description:
-                "sagaform functions: out to the database proxy and, through NAT, to the SaaS"
+                "sagaform functions: out to the database proxy and, through NAT, to AWS APIs and the SaaS"
                     .to_owned(),
             vpc_id: vpc_id.clone(),
-            security_group_egress: vec![Egress {
-                description: "SaaS over HTTPS and the database proxy".to_owned(),
-                ip_protocol: "-1".to_owned(),
-                from_port: None,
-                to_port: None,
-                cidr_ip: Some("0.0.0.0/0".to_owned()),
-                destination_security_group_id: None,
-            }],
+            security_group_egress: function_egress(env),
             tags: stack.tags.list(),
         },
     )?;
@@ -285,6 +281,60 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
             subnet_ids: private_subnets,
         }),
     })
+}
+
+/// Where the functions may connect: PostgreSQL on the proxy only, HTTPS anywhere (AWS APIs such
+/// as Secrets Manager, SQS, Step Functions and Lambda, through the NAT gateway) and each SaaS on
+/// its port. Nothing else, so a compromised dependency cannot reach arbitrary ports.
+fn function_egress(env: &EnvConfig) -> Vec<Egress> {
+    let tcp_anywhere = |port: u16, description: String| Egress {
+        description,
+        ip_protocol: "tcp".to_owned(),
+        from_port: Some(i32::from(port)),
+        to_port: Some(i32::from(port)),
+        cidr_ip: Some("0.0.0.0/0".to_owned()),
+        destination_security_group_id: None,
+    };
+    let mut egress = vec![
+        Egress {
+            description: "PostgreSQL to the database proxy".to_owned(),
+            ip_protocol: "tcp".to_owned(),
+            from_port: Some(POSTGRES_PORT),
+            to_port: Some(POSTGRES_PORT),
+            cidr_ip: None,
+            destination_security_group_id: Some(Expr::reference("ProxySecurityGroup")),
+        },
+        tcp_anywhere(HTTPS_PORT, "HTTPS to AWS APIs and the SaaS".to_owned()),
+    ];
+    let mut other_ports: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for (service, endpoint) in &env.saas {
+        if let Some(port) = url_port(&endpoint.url).filter(|port| *port != HTTPS_PORT) {
+            other_ports.entry(port).or_default().push(service);
+        }
+    }
+    for (port, services) in other_ports {
+        egress.push(tcp_anywhere(port, format!("SaaS {}", services.join(", "))));
+    }
+    egress
+}
+
+/// The port a URL connects to: explicit, or the scheme's default.
+fn url_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let explicit = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+        None => host_port.rsplit_once(':').map(|(_, port)| port),
+    };
+    match explicit {
+        Some(port) => port.parse().ok(),
+        None => match scheme {
+            "https" => Some(HTTPS_PORT),
+            "http" => Some(80),
+            _ => None,
+        },
+    }
 }
 
 /// Creates the VPC; returns its id and the private subnets.
@@ -490,4 +540,20 @@ fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_port;
+
+    #[test]
+    fn url_port_is_explicit_or_the_schemes_default() {
+        assert_eq!(url_port("https://payments.example.com/v1"), Some(443));
+        assert_eq!(url_port("https://payments.example.com:8443/v1"), Some(8443));
+        assert_eq!(url_port("http://127.0.0.1:9320/inventory"), Some(9320));
+        assert_eq!(url_port("http://inventory.internal"), Some(80));
+        assert_eq!(url_port("https://[2001:db8::1]/v1"), Some(443));
+        assert_eq!(url_port("https://[2001:db8::1]:9443/v1"), Some(9443));
+        assert_eq!(url_port("ftp://example.com/"), None);
+    }
 }

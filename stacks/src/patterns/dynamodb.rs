@@ -86,7 +86,13 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
         SAGA_TABLE,
         Resource::new(saga_table).with_policies(stack.data_policy()),
     )?;
-    add_table_alarms(stack, SAGA_TABLE, "saga", &SAGA_TABLE_OPERATIONS)?;
+    add_table_alarms(
+        stack,
+        SAGA_TABLE,
+        "saga",
+        &SAGA_TABLE_OPERATIONS,
+        &[STATUS_INDEX],
+    )?;
 
     let idempotency_table = Table {
         table_name: None,
@@ -117,6 +123,7 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
         IDEMPOTENCY_TABLE,
         "idempotency",
         &IDEMPOTENCY_TABLE_OPERATIONS,
+        &[],
     )?;
 
     stack.output(
@@ -169,13 +176,30 @@ fn add_table_alarms(
     table: &str,
     short: &str,
     operations: &[Action],
+    indexes: &[&str],
 ) -> Result<(), BuildError> {
     let env = stack.env;
-    let table_dimension = || vec![dimension("TableName", Expr::reference(table))];
-    let look_at = vec![
+    // DynamoDB reports a global secondary index's throttles under the table and the index name,
+    // not in the table's own figures; a throttled index also slows writes to its table.
+    let mut throttle_metrics = Vec::new();
+    for index in std::iter::once(None).chain(indexes.iter().copied().map(Some)) {
+        for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            let mut dimensions = vec![dimension("TableName", Expr::reference(table))];
+            if let Some(index) = index {
+                dimensions.push(dimension("GlobalSecondaryIndexName", Expr::str(index)));
+            }
+            throttle_metrics.push((metric.to_owned(), dimensions));
+        }
+    }
+    let mut look_at = vec![
         format!("The `{table}` table's metrics in CloudWatch (`ConsumedReadCapacityUnits`, `ConsumedWriteCapacityUnits`, throttle events by operation)."),
         "Function logs around the alarm time; retried writes show up as repeated lines with the same `transaction_id`.".to_owned(),
     ];
+    for index in indexes {
+        look_at.push(format!(
+            "The `{index}` index's throttle events: it is keyed by saga status, so every saga in one status shares a partition key; sustained throttling there at high volume means the index key needs sharding."
+        ));
+    }
     add_alarm(
         stack,
         AlarmSpec {
@@ -183,15 +207,17 @@ fn add_table_alarms(
             anchor: format!("{short}-table-throttles"),
             title: format!("{short} table throttles"),
             meaning: format!(
-                "Requests to the {short} table were throttled (read plus write throttle events reached {} in a period); on-demand tables throttle on sudden traffic jumps or hot keys.",
+                "Requests to the {short} table{} were throttled (read plus write throttle events reached {} in a period); on-demand tables throttle on sudden traffic jumps or hot keys.",
+                if indexes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or its index `{}`", indexes.join("`, `"))
+                },
                 env.alarms.dynamodb_throttles
             ),
             watched: Watched::SumOf {
                 namespace: "AWS/DynamoDB",
-                metrics: vec![
-                    ("ReadThrottleEvents".to_owned(), table_dimension()),
-                    ("WriteThrottleEvents".to_owned(), table_dimension()),
-                ],
+                metrics: throttle_metrics,
                 statistic: Statistic::Sum,
                 label: format!("{short} table throttle events"),
             },

@@ -17,6 +17,7 @@ use crate::config::{self, FunctionRole, StateStoreKind};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::queue::Queues;
+use super::resume::{RESPONSE_BUDGET_MILLIS, ResumeQueue};
 use super::state_machine::Machine;
 use super::{StackBuilder, StoreAccess, ceil_seconds};
 
@@ -59,6 +60,9 @@ pub(super) struct Extras<'a> {
     pub sends_to_queue: Option<&'a Queues>,
     /// Starts executions of the state machine.
     pub starts_executions: Option<&'a Machine>,
+    /// Answers within the HTTP API's budget and finishes longer sagas in an asynchronous
+    /// invocation of itself, whose failures go to this queue (pattern `orchestrator`).
+    pub resumes_itself: Option<&'a ResumeQueue>,
 }
 
 /// Adds the role, log group, function and alarms of `role`.
@@ -120,21 +124,33 @@ pub(super) fn add_function(
             vec![Expr::reference(machine.logical_id)],
         ));
     }
+    if let Some(queue) = extras.resumes_itself {
+        statements.extend(queue.statements());
+    }
     if store.vpc.is_some() {
-        // Lambda manages the function's network interfaces with the execution role; the
-        // Describe actions support no resource-level permissions, hence `*` as the resource
-        // (the actions themselves are named one by one).
+        // Lambda manages the function's network interfaces with the execution role. The
+        // Describe actions support no resource-level permissions, so they get `*`; the others
+        // are limited to this account and region, the narrowest form Lambda's documentation
+        // allows (it creates the interfaces before their ids exist).
+        statements.push(Statement::allow(
+            "DescribeVpcNetwork",
+            vec![
+                actions::EC2_DESCRIBE_NETWORK_INTERFACES,
+                actions::EC2_DESCRIBE_SUBNETS,
+            ],
+            vec![Expr::str("*")],
+        ));
         statements.push(Statement::allow(
             "ManageVpcNetworkInterfaces",
             vec![
                 actions::EC2_CREATE_NETWORK_INTERFACE,
-                actions::EC2_DESCRIBE_NETWORK_INTERFACES,
-                actions::EC2_DESCRIBE_SUBNETS,
                 actions::EC2_DELETE_NETWORK_INTERFACE,
                 actions::EC2_ASSIGN_PRIVATE_IP_ADDRESSES,
                 actions::EC2_UNASSIGN_PRIVATE_IP_ADDRESSES,
             ],
-            vec![Expr::str("*")],
+            vec![Expr::sub(
+                "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*/*",
+            )],
         ));
     }
     stack.add(
@@ -176,6 +192,12 @@ pub(super) fn add_function(
         variables.insert(
             "SAGAFORM_STATE_MACHINE_ARN".to_owned(),
             Expr::reference(machine.logical_id),
+        );
+    }
+    if extras.resumes_itself.is_some() {
+        variables.insert(
+            "SAGAFORM_RESPONSE_BUDGET_MS".to_owned(),
+            Expr::str(RESPONSE_BUDGET_MILLIS.to_string()),
         );
     }
     if extras.calls_saas {
@@ -225,10 +247,12 @@ pub(super) fn add_function(
     )?;
 
     let name = role.name();
-    let log_group_name = format!("/aws/lambda/{}-{name}", stack.stack_name());
+    let function_name = format!("{}-{name}", stack.stack_name());
+    let log_group_name = format!("/aws/lambda/{function_name}");
     let look_at = vec![
         format!(
-            "The function's JSON logs in `{log_group_name}`; every line carries `transaction_id` next to the Lambda request id."
+            "The function's JSON logs in {}; every line carries `transaction_id` next to the Lambda request id.",
+            stack.logs_location(&log_group_name)
         ),
         "The saga's state and step history in the state store (`cargo xtask saga show`)."
             .to_owned(),
@@ -281,13 +305,32 @@ pub(super) fn add_function(
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
             look_at: vec![
                 format!(
-                    "The `ConcurrentExecutions` and `Throttles` metrics of `{}-{name}` in CloudWatch.",
-                    stack.stack_name()
+                    "The `ConcurrentExecutions` and `Throttles` metrics of `{function_name}` in CloudWatch, and the account's unreserved concurrency."
                 ),
                 "Whether a downstream SaaS slowed down (longer durations hold concurrency longer)."
                     .to_owned(),
+                format!(
+                    "To raise the function's limit, set `functions.{name}.reserved_concurrency` in `{}`, then synthesize and deploy (below).",
+                    env.source.display()
+                ),
             ],
-            commands: vec![logs_command],
+            commands: vec![
+                format!(
+                    "{} --function-name {function_name}",
+                    stack.aws("lambda get-function-concurrency")
+                ),
+                format!(
+                    "{} --query AccountLimit",
+                    stack.aws("lambda get-account-settings")
+                ),
+                format!(
+                    "{} --namespace AWS/Lambda --metric-name ConcurrentExecutions --dimensions Name=FunctionName,Value={function_name} --start-time $(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ) --end-time $(date -u +%Y-%m-%dT%H:%M:%SZ) --period 60 --statistics Maximum",
+                    stack.aws("cloudwatch get-metric-statistics")
+                ),
+                logs_command,
+                "cargo xtask synth".to_owned(),
+                stack.xtask_command("deploy"),
+            ],
         },
     )?;
 

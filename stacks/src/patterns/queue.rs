@@ -78,7 +78,7 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             comparison: ComparisonOperator::GreaterThanThreshold,
             look_at: vec![
                 "The dead-lettered messages: each body and its `transaction_id` message attribute name the saga.".to_owned(),
-                format!("The worker's logs for that `transaction_id` in `{worker_logs}`: the error of each receive."),
+                format!("The worker's logs for that `transaction_id` in {}: the error of each receive.", stack.logs_location(&worker_logs)),
                 "The saga's state and steps in the state store: which step failed, and whether compensations ran.".to_owned(),
                 "Fix the cause first (a SaaS outage, a bad deploy); a redrive of a message that still fails comes back here.".to_owned(),
             ],
@@ -86,7 +86,12 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
                 stack.xtask_command("dlq list"),
                 stack.saga_show_command(),
                 stack.filter_logs_command(&worker_logs),
+                "# once the cause is fixed (messages move back to the work queue, none is lost):"
+                    .to_owned(),
                 stack.xtask_command("dlq redrive"),
+                "# only for messages whose sagas were settled by hand and must not run again:"
+                    .to_owned(),
+                stack.xtask_command("dlq purge"),
             ],
         },
     )?;
@@ -131,7 +136,8 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             comparison: ComparisonOperator::GreaterThanThreshold,
             look_at: vec![
                 format!(
-                    "The worker's errors and throttles (its alarms) and its logs in `{worker_logs}`."
+                    "The worker's errors and throttles (its alarms) and its logs in {}.",
+                    stack.logs_location(&worker_logs)
                 ),
                 "Whether the event source mapping is enabled and at its maximum concurrency."
                     .to_owned(),

@@ -118,18 +118,30 @@ pub(super) fn add_state_machine(
             Expr::reference(machine.logical_id),
         )]
     };
-    let history = format!(
-        "aws stepfunctions get-execution-history --region {} --execution-arn \"$({} | sed 's/:stateMachine:/:execution:/'):<transaction_id>\"",
-        env.region(),
-        stack.stack_output_command("StateMachineArn")
-    );
     let machine_arn_lookup = stack.stack_output_command("StateMachineArn");
+    // Executions are named by transaction id, so the execution ARN follows from the machine's.
+    let execution_arn = format!(
+        "\"$({machine_arn_lookup} | sed 's/:stateMachine:/:execution:/'):<transaction_id>\""
+    );
+    let history = format!(
+        "{} --execution-arn {execution_arn}",
+        stack.aws("stepfunctions get-execution-history")
+    );
+    let list_executions = stack.aws("stepfunctions list-executions");
     let list_failed = |status: &str| {
         format!(
-            "aws stepfunctions list-executions --region {} --status-filter {status} --state-machine-arn \"$({machine_arn_lookup})\"",
-            env.region(),
+            "{list_executions} --status-filter {status} --state-machine-arn \"$({machine_arn_lookup})\""
         )
     };
+    // Redrive continues an execution from the Task that did not finish, with the same input
+    // and name; Tasks that succeeded are not run again.
+    let redrive = [
+        "# only when the saga is still RUNNING or COMPENSATING in the state store:".to_owned(),
+        format!(
+            "{} --execution-arn {execution_arn}",
+            stack.aws("stepfunctions redrive-execution")
+        ),
+    ];
     let step_logs = format!("/aws/lambda/{}-step", stack.stack_name());
     let specs = [
         (
@@ -138,9 +150,10 @@ pub(super) fn add_state_machine(
             "executions failed",
             "A saga execution ended in a Fail state: `SagaCompensated` (a step failed for good and every step done was undone; the purchase was refused) or `CompensationFailed` (a compensation failed after all its retries: money or stock may be out of balance and a human must settle it).",
             "FAILED",
+            false,
             vec![
                 "The execution's history (name = `transaction_id`): the failed Task, its error and cause, and which compensations ran.".to_owned(),
-                format!("The step function's logs for that `transaction_id` in `{step_logs}`."),
+                format!("The step function's logs for that `transaction_id` in {}.", stack.logs_location(&step_logs)),
                 "The saga's row in the state store: COMPENSATED needs no action; COMPENSATION_FAILED does.".to_owned(),
             ],
         ),
@@ -150,9 +163,10 @@ pub(super) fn add_state_machine(
             "executions timed out",
             "A saga execution ran longer than the worst case of all its Tasks with every retry: something beyond retries is stuck, and the saga may be half done.",
             "TIMED_OUT",
+            true,
             vec![
                 "The execution's history: the last Task started and whether it ever returned.".to_owned(),
-                "The saga's state in the state store; finish or compensate it by hand if it is RUNNING or COMPENSATING.".to_owned(),
+                "The saga's state in the state store: if it is RUNNING or COMPENSATING, fix the cause, then redrive the execution (below) so it continues from the Task that did not finish.".to_owned(),
             ],
         ),
         (
@@ -161,13 +175,25 @@ pub(super) fn add_state_machine(
             "executions aborted",
             "A saga execution was stopped by someone or something (StopExecution, a deploy): its saga may be half done.",
             "ABORTED",
+            true,
             vec![
                 "CloudTrail `StopExecution` events: who stopped it.".to_owned(),
-                "The saga's state in the state store; finish or compensate it by hand if it is RUNNING or COMPENSATING.".to_owned(),
+                "The saga's state in the state store: if it is RUNNING or COMPENSATING, redrive the execution (below) so it continues from the Task that was stopped.".to_owned(),
             ],
         ),
     ];
-    for (metric, anchor, title, meaning, status, look_at) in specs {
+    let step_logs_command = stack.filter_logs_command(&step_logs);
+    let saga_show = stack.saga_show_command();
+    for (metric, anchor, title, meaning, status, redrivable, look_at) in specs {
+        let mut commands = vec![
+            list_failed(status),
+            history.clone(),
+            saga_show.clone(),
+            step_logs_command.clone(),
+        ];
+        if redrivable {
+            commands.extend(redrive.iter().cloned());
+        }
         add_alarm(
             stack,
             AlarmSpec {
@@ -184,12 +210,7 @@ pub(super) fn add_state_machine(
                 threshold: 0.0,
                 comparison: ComparisonOperator::GreaterThanThreshold,
                 look_at,
-                commands: vec![
-                    list_failed(status),
-                    history.clone(),
-                    stack.saga_show_command(),
-                    stack.filter_logs_command(&step_logs),
-                ],
+                commands,
             },
         )?;
     }
