@@ -1,0 +1,632 @@
+//! The saga engine: runs a [`Saga`] definition against the stored state, one step after the
+//! other, and compensates in reverse order when a step fails for good.
+//!
+//! The engine always starts from what the store says, never from memory: a step recorded as
+//! SUCCEEDED is not called again, and a step whose result was not recorded (a crash before or
+//! after the call, a lost response) is called again with the same idempotency key
+//! `{transaction_id}:{step}:{action}`, which the downstream service applies once. So a crash at
+//! any point neither skips nor repeats a step's effect. The decision to compensate is stored
+//! (COMPENSATING) before the first compensation runs, so a resumed saga never goes forward again
+//! after compensating started.
+//!
+//! Three ways to drive it, one per pattern:
+//! - [`Engine::run`] (orchestrator): the whole saga in-process, retrying each call under its
+//!   step's [`RetryPolicy`](sagaform_saga::RetryPolicy) until a deadline;
+//! - [`Engine::advance`] (SQS worker): as far as it gets with one call per step and invocation;
+//!   a retryable failure is returned so the queue redelivers;
+//! - [`Engine::execute_step`], [`Engine::compensate_step`], [`Engine::mark_failed`] (Step
+//!   Functions): one step operation per task, retries and branching left to the state machine.
+//!
+//! Writes are minimal: a successful N-step saga costs N + 1 state writes after its creation (the
+//! first step's result also sets RUNNING, the last one also sets COMPLETED). Every log line is
+//! emitted inside a span carrying the `transaction_id`. Writers race safely (a stale one gets
+//! [`StoreError::Conflict`](crate::errors::StoreError::Conflict) and changes nothing), but two
+//! executors of one saga at once are prevented above the engine: the API's idempotency claim,
+//! the FIFO message group, the Step Functions execution name.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use sagaform_saas_client::{SaasClient, SaasError, StepCall, retry_until};
+use sagaform_saga::{Action, RetryPolicy, Saga, Step};
+use serde_json::Value;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::errors::{EngineError, StoreError};
+use crate::model::{SagaRecord, SagaStatus, StepStatus, new_transaction_id, now_rfc3339};
+use crate::store::SagaStore;
+
+/// One downstream call of a step's action or compensation; [`SaasClient`] in production, a
+/// double in tests that need to observe or break calls.
+pub trait StepCaller: Send + Sync {
+    /// Makes the call once, finishing (or giving up) by `deadline`.
+    fn call(
+        &self,
+        call: &StepCall<'_>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Value, SaasError>> + Send;
+}
+
+impl StepCaller for SaasClient {
+    fn call(
+        &self,
+        call: &StepCall<'_>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Value, SaasError>> + Send {
+        self.call_before(call, deadline)
+    }
+}
+
+impl<C: StepCaller> StepCaller for &C {
+    fn call(
+        &self,
+        call: &StepCall<'_>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Value, SaasError>> + Send {
+        (**self).call(call, deadline)
+    }
+}
+
+impl<C: StepCaller> StepCaller for std::sync::Arc<C> {
+    fn call(
+        &self,
+        call: &StepCall<'_>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Value, SaasError>> + Send {
+        (**self).call(call, deadline)
+    }
+}
+
+/// Who retries a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retries {
+    /// The engine, in-process, under the step's policy (orchestrator).
+    InProcess,
+    /// The queue, by redelivering; `delivery` is the 1-based receive count. Once it exceeds
+    /// the step's retries, a retryable failure counts as exhausted.
+    Redelivery { delivery: u32 },
+}
+
+/// What became of a call, once retries are settled.
+enum Called {
+    /// It succeeded after this many attempts.
+    Succeeded { attempts: u32 },
+    /// It failed for good (permanently, or retryable with no retries left).
+    Failed { attempts: u32, error: SaasError },
+}
+
+/// What the stored state says comes next.
+enum Next {
+    /// The saga is finished.
+    Finished,
+    /// Run the action of step `index`.
+    Execute(usize),
+    /// Run the compensation of step `index`.
+    Compensate(usize),
+    /// Nothing left to call; only the status is behind (a record written by an older engine or
+    /// by hand).
+    Settle(SagaStatus),
+}
+
+/// Runs one saga definition against a state store and a downstream caller.
+#[derive(Debug, Clone)]
+pub struct Engine<S, C> {
+    saga: Saga,
+    store: S,
+    caller: C,
+}
+
+impl<S: SagaStore, C: StepCaller> Engine<S, C> {
+    /// An engine for `saga`.
+    pub fn new(saga: Saga, store: S, caller: C) -> Self {
+        Engine {
+            saga,
+            store,
+            caller,
+        }
+    }
+
+    /// The saga definition.
+    pub fn saga(&self) -> &Saga {
+        &self.saga
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The downstream caller.
+    pub fn caller(&self) -> &C {
+        &self.caller
+    }
+
+    /// A new PENDING record for `request` with a fresh UUIDv7 `transaction_id` (not stored).
+    pub fn new_record(&self, request: Value) -> SagaRecord {
+        SagaRecord::new(&self.saga, new_transaction_id(), request)
+    }
+
+    /// Records a new PENDING saga for `request` and returns it (one state write).
+    pub async fn start(&self, request: Value) -> Result<SagaRecord, EngineError> {
+        let mut record = self.new_record(request);
+        let span =
+            info_span!("saga", transaction_id = %record.transaction_id, saga = self.saga.name);
+        async {
+            record.version = self.store.create(&record).await?;
+            info!(status = %record.status, "saga recorded");
+            Ok(record)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Orchestrator: runs the saga from its stored state to the end (COMPLETED, COMPENSATED or
+    /// COMPENSATION_FAILED), retrying each call in-process under its step's policy.
+    ///
+    /// Returns [`EngineError::DeadlineReached`] or a retryable [`EngineError::Step`] when
+    /// `deadline` comes first: the saga stays where it is and a later `run` resumes it.
+    pub async fn run(
+        &self,
+        transaction_id: &str,
+        deadline: Instant,
+    ) -> Result<SagaRecord, EngineError> {
+        self.drive(transaction_id, Retries::InProcess, deadline)
+            .instrument(self.span(transaction_id, "run"))
+            .await
+    }
+
+    /// SQS worker: advances the saga as far as it goes with one call per step, for the
+    /// `delivery`-th receive of its message (1-based). A retryable failure is returned (the
+    /// message comes back) until the step's retries are used up, then it counts as permanent and
+    /// the saga compensates. Returns the record once it is finished.
+    pub async fn advance(
+        &self,
+        transaction_id: &str,
+        deadline: Instant,
+        delivery: u32,
+    ) -> Result<SagaRecord, EngineError> {
+        self.drive(transaction_id, Retries::Redelivery { delivery }, deadline)
+            .instrument(self.span(transaction_id, "advance"))
+            .await
+    }
+
+    /// Step Functions `execute`: runs the action of `step` once. Sets RUNNING on the first step,
+    /// COMPLETED on the last. A step already SUCCEEDED is not called again (a retried task). A
+    /// failure is returned with its classification and recorded by the compensation that
+    /// follows it.
+    pub async fn execute_step(
+        &self,
+        transaction_id: &str,
+        step: &str,
+        deadline: Instant,
+    ) -> Result<SagaRecord, EngineError> {
+        async {
+            let mut record = self.load(transaction_id).await?;
+            let index = self.step_index(&record, step)?;
+            let definition = &self.saga.steps[index];
+            if record.steps[index].status == StepStatus::Succeeded {
+                info!(step, "step already succeeded; not called again");
+                return Ok(record);
+            }
+            if !matches!(record.status, SagaStatus::Pending | SagaStatus::Running) {
+                return Err(invalid(&record, format!("cannot execute step {step}: the saga is {}", record.status)));
+            }
+            if let Some(earlier) = record.steps[..index].iter().find(|s| s.status != StepStatus::Succeeded) {
+                return Err(invalid(
+                    &record,
+                    format!("cannot execute step {step} before step {} succeeded", earlier.name),
+                ));
+            }
+            let call = StepCall::action(definition, &record.transaction_id, &record.request);
+            self.check_time_left(definition, &definition.action, deadline)?;
+            let result = self.caller.call(&call, deadline).await;
+            match result {
+                Ok(_) => {
+                    self.record_step_success(&mut record, index, 1).await?;
+                    Ok(record)
+                }
+                Err(error) => {
+                    warn!(step, action = definition.action.name, error = %error, retryable = error.is_retryable(), "step failed");
+                    Err(EngineError::Step { step: definition.name, action: definition.action.name, source: error })
+                }
+            }
+        }
+        .instrument(self.span(transaction_id, "execute"))
+        .await
+    }
+
+    /// Step Functions `compensate`: runs the compensation of `step` once. The first compensation
+    /// sets COMPENSATING (and records `error`, the failure that led here, on the failed step)
+    /// before calling; the last one sets COMPENSATED. A step already COMPENSATED is not called
+    /// again.
+    pub async fn compensate_step(
+        &self,
+        transaction_id: &str,
+        step: &str,
+        error: Option<String>,
+        deadline: Instant,
+    ) -> Result<SagaRecord, EngineError> {
+        async {
+            let mut record = self.load(transaction_id).await?;
+            let index = self.step_index(&record, step)?;
+            let definition = &self.saga.steps[index];
+            if record.steps[index].status == StepStatus::Compensated {
+                info!(step, "step already compensated; not called again");
+                return Ok(record);
+            }
+            match record.status {
+                SagaStatus::Pending | SagaStatus::Running => {
+                    let reason = error.unwrap_or_else(|| format!("step {step} failed"));
+                    let failed = &mut record.steps[index];
+                    if failed.status == StepStatus::Pending {
+                        failed.status = StepStatus::Failed;
+                        failed.error = Some(reason.clone());
+                        failed.updated_at = Some(now_rfc3339());
+                    }
+                    record.status = SagaStatus::Compensating;
+                    record.error = Some(reason);
+                    self.save(&mut record).await?;
+                    warn!(
+                        step,
+                        error = record.error.as_deref().unwrap_or_default(),
+                        "compensating"
+                    );
+                }
+                SagaStatus::Compensating => {}
+                status => {
+                    return Err(invalid(
+                        &record,
+                        format!("cannot compensate step {step}: the saga is {status}"),
+                    ));
+                }
+            }
+            let call = StepCall::compensation(definition, &record.transaction_id, &record.request);
+            self.check_time_left(definition, &definition.compensation, deadline)?;
+            match self.caller.call(&call, deadline).await {
+                Ok(_) => {
+                    self.record_compensation_success(&mut record, index, 1)
+                        .await?;
+                    Ok(record)
+                }
+                Err(error) => {
+                    warn!(step, action = definition.compensation.name, error = %error,
+                          retryable = error.is_retryable(), "compensation failed");
+                    Err(EngineError::Step {
+                        step: definition.name,
+                        action: definition.compensation.name,
+                        source: error,
+                    })
+                }
+            }
+        }
+        .instrument(self.span(transaction_id, "compensate"))
+        .await
+    }
+
+    /// Step Functions `mark_failed`: a compensation of `step` failed for good; the saga becomes
+    /// COMPENSATION_FAILED and needs a human. Repeating it changes nothing.
+    pub async fn mark_failed(
+        &self,
+        transaction_id: &str,
+        step: &str,
+        error: Option<String>,
+    ) -> Result<SagaRecord, EngineError> {
+        async {
+            let mut record = self.load(transaction_id).await?;
+            let index = self.step_index(&record, step)?;
+            match record.status {
+                SagaStatus::CompensationFailed => return Ok(record),
+                SagaStatus::Completed | SagaStatus::Compensated => {
+                    return Err(invalid(
+                        &record,
+                        format!(
+                            "cannot mark step {step} failed: the saga is {}",
+                            record.status
+                        ),
+                    ));
+                }
+                SagaStatus::Pending | SagaStatus::Running | SagaStatus::Compensating => {}
+            }
+            let reason = error.unwrap_or_else(|| format!("compensation of step {step} failed"));
+            let now = now_rfc3339();
+            let failed = &mut record.steps[index];
+            failed.status = StepStatus::CompensationFailed;
+            failed.error = Some(reason.clone());
+            failed.updated_at = Some(now);
+            record.status = SagaStatus::CompensationFailed;
+            record.error = Some(reason);
+            self.save(&mut record).await?;
+            warn!(
+                step,
+                error = record.error.as_deref().unwrap_or_default(),
+                "saga needs a human: compensation failed"
+            );
+            Ok(record)
+        }
+        .instrument(self.span(transaction_id, "mark_failed"))
+        .await
+    }
+
+    fn span(&self, transaction_id: &str, operation: &'static str) -> tracing::Span {
+        info_span!("saga", transaction_id = %transaction_id, saga = self.saga.name, operation)
+    }
+
+    async fn load(&self, transaction_id: &str) -> Result<SagaRecord, EngineError> {
+        self.store
+            .get(transaction_id)
+            .await?
+            .ok_or_else(|| EngineError::Store(StoreError::NotFound(transaction_id.to_owned())))
+    }
+
+    fn step_index(&self, record: &SagaRecord, step: &str) -> Result<usize, EngineError> {
+        let index = self
+            .saga
+            .steps
+            .iter()
+            .position(|s| s.name == step)
+            .ok_or_else(|| {
+                invalid(
+                    record,
+                    format!("saga {} has no step {step}", self.saga.name),
+                )
+            })?;
+        if record.steps.get(index).is_none_or(|s| s.name != step) {
+            return Err(invalid(
+                record,
+                format!("the stored steps do not match saga {}", self.saga.name),
+            ));
+        }
+        Ok(index)
+    }
+
+    /// Stores `record` from the version it was read at and moves it to the new version.
+    async fn save(&self, record: &mut SagaRecord) -> Result<(), EngineError> {
+        record.updated_at = now_rfc3339();
+        record.version = self.store.transition(record).await?;
+        Ok(())
+    }
+
+    async fn record_step_success(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        attempts: u32,
+    ) -> Result<(), EngineError> {
+        let last = index + 1 == record.steps.len();
+        let step = &mut record.steps[index];
+        step.status = StepStatus::Succeeded;
+        step.attempts = attempts;
+        step.error = None;
+        step.updated_at = Some(now_rfc3339());
+        // RUNNING is written with the first step's result and COMPLETED with the last one's:
+        // no write of its own, so a successful saga costs one write per step after creation.
+        record.status = if last {
+            SagaStatus::Completed
+        } else {
+            SagaStatus::Running
+        };
+        self.save(record).await?;
+        info!(step = self.saga.steps[index].name, attempts, status = %record.status, "step succeeded");
+        Ok(())
+    }
+
+    async fn record_compensation_success(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        attempts: u32,
+    ) -> Result<(), EngineError> {
+        let step = &mut record.steps[index];
+        step.status = StepStatus::Compensated;
+        step.attempts = attempts;
+        step.updated_at = Some(now_rfc3339());
+        if !record.steps.iter().any(|s| s.status.needs_compensation()) {
+            record.status = SagaStatus::Compensated;
+        }
+        self.save(record).await?;
+        info!(step = self.saga.steps[index].name, attempts, status = %record.status, "step compensated");
+        Ok(())
+    }
+
+    fn next(&self, record: &SagaRecord) -> Result<Next, EngineError> {
+        match record.status {
+            SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::CompensationFailed => {
+                Ok(Next::Finished)
+            }
+            SagaStatus::Pending | SagaStatus::Running => {
+                match record
+                    .steps
+                    .iter()
+                    .position(|s| s.status != StepStatus::Succeeded)
+                {
+                    None => Ok(Next::Settle(SagaStatus::Completed)),
+                    Some(index) if record.steps[index].status == StepStatus::Pending => {
+                        Ok(Next::Execute(index))
+                    }
+                    Some(index) => Err(invalid(
+                        record,
+                        format!(
+                            "step {} is {} while the saga is {}",
+                            record.steps[index].name, record.steps[index].status, record.status
+                        ),
+                    )),
+                }
+            }
+            SagaStatus::Compensating => Ok(record
+                .steps
+                .iter()
+                .rposition(|s| s.status.needs_compensation())
+                .map_or(Next::Settle(SagaStatus::Compensated), Next::Compensate)),
+        }
+    }
+
+    /// The step loop of [`Engine::run`] and [`Engine::advance`].
+    async fn drive(
+        &self,
+        transaction_id: &str,
+        retries: Retries,
+        deadline: Instant,
+    ) -> Result<SagaRecord, EngineError> {
+        let mut record = self.load(transaction_id).await?;
+        if record.steps.len() != self.saga.steps.len() {
+            return Err(invalid(
+                &record,
+                format!("the stored steps do not match saga {}", self.saga.name),
+            ));
+        }
+        loop {
+            match self.next(&record)? {
+                Next::Finished => {
+                    info!(status = %record.status, "saga finished");
+                    return Ok(record);
+                }
+                Next::Settle(status) => {
+                    record.status = status;
+                    self.save(&mut record).await?;
+                }
+                Next::Execute(index) => {
+                    let step = &self.saga.steps[index];
+                    let call = StepCall::action(step, &record.transaction_id, &record.request);
+                    match self
+                        .call_settled(&call, &step.retry, retries, deadline)
+                        .await?
+                    {
+                        Called::Succeeded { attempts } => {
+                            self.record_step_success(&mut record, index, attempts)
+                                .await?
+                        }
+                        Called::Failed { attempts, error } => {
+                            let reason =
+                                format!("step {} {} failed: {error}", step.name, step.action.name);
+                            let failed = &mut record.steps[index];
+                            failed.status = StepStatus::Failed;
+                            failed.attempts = attempts;
+                            failed.error = Some(error.to_string());
+                            failed.updated_at = Some(now_rfc3339());
+                            record.status = SagaStatus::Compensating;
+                            record.error = Some(reason);
+                            // Stored before any compensation runs, so a resumed saga never goes
+                            // forward again.
+                            self.save(&mut record).await?;
+                            warn!(step = step.name, attempts, error = %error, "step failed for good; compensating");
+                        }
+                    }
+                }
+                Next::Compensate(index) => {
+                    let step = &self.saga.steps[index];
+                    let call =
+                        StepCall::compensation(step, &record.transaction_id, &record.request);
+                    match self
+                        .call_settled(&call, &step.compensation_retry, retries, deadline)
+                        .await?
+                    {
+                        Called::Succeeded { attempts } => {
+                            self.record_compensation_success(&mut record, index, attempts)
+                                .await?;
+                        }
+                        Called::Failed { attempts, error } => {
+                            let failed = &mut record.steps[index];
+                            failed.status = StepStatus::CompensationFailed;
+                            failed.attempts = attempts;
+                            failed.error = Some(format!("compensation: {error}"));
+                            failed.updated_at = Some(now_rfc3339());
+                            record.status = SagaStatus::CompensationFailed;
+                            record.error = Some(format!(
+                                "compensation {} of step {} failed: {error}",
+                                step.compensation.name, step.name
+                            ));
+                            self.save(&mut record).await?;
+                            warn!(step = step.name, attempts, error = %error, "saga needs a human: compensation failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `call` under the retry regime and says whether it succeeded or failed for good;
+    /// returns an error when the call should be tried again later (deadline, redelivery).
+    async fn call_settled(
+        &self,
+        call: &StepCall<'_>,
+        policy: &RetryPolicy,
+        retries: Retries,
+        deadline: Instant,
+    ) -> Result<Called, EngineError> {
+        self.check_time_left(call.step, call.action, deadline)?;
+        match retries {
+            Retries::InProcess => {
+                let attempts = AtomicU32::new(0);
+                let result = retry_until(policy, deadline, || {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    self.caller.call(call, deadline)
+                })
+                .await;
+                let attempts = attempts.load(Ordering::Relaxed);
+                match result {
+                    Ok(_) => Ok(Called::Succeeded { attempts }),
+                    Err(error) if !error.is_retryable() || attempts > policy.max_retries => {
+                        Ok(Called::Failed { attempts, error })
+                    }
+                    // Retries are left, but not the time to use them: resume later.
+                    Err(error) => {
+                        warn!(step = call.step.name, action = call.action.name, attempts, error = %error,
+                              "deadline reached while retrying; the saga resumes later");
+                        Err(EngineError::Step {
+                            step: call.step.name,
+                            action: call.action.name,
+                            source: error,
+                        })
+                    }
+                }
+            }
+            Retries::Redelivery { delivery } => match self.caller.call(call, deadline).await {
+                Ok(_) => Ok(Called::Succeeded { attempts: 1 }),
+                Err(error) if !error.is_retryable() || delivery > policy.max_retries => {
+                    Ok(Called::Failed { attempts: 1, error })
+                }
+                Err(error) => {
+                    warn!(step = call.step.name, action = call.action.name, delivery, error = %error,
+                          "retryable failure; the message will be redelivered");
+                    Err(EngineError::Step {
+                        step: call.step.name,
+                        action: call.action.name,
+                        source: error,
+                    })
+                }
+            },
+        }
+    }
+
+    /// Refuses to start a call that could not finish before `deadline`: it would be cut off
+    /// with its effect unknown, while the next invocation can make it whole.
+    fn check_time_left(
+        &self,
+        step: &Step,
+        action: &Action,
+        deadline: Instant,
+    ) -> Result<(), EngineError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < step.timeout {
+            warn!(
+                step = step.name,
+                action = action.name,
+                left_ms = left.as_millis() as u64,
+                "not enough time left for the call; the saga resumes later"
+            );
+            return Err(EngineError::DeadlineReached {
+                step: step.name,
+                action: action.name,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn invalid(record: &SagaRecord, reason: String) -> EngineError {
+    EngineError::InvalidOperation {
+        transaction_id: record.transaction_id.clone(),
+        reason,
+    }
+}

@@ -1,0 +1,334 @@
+//! The saga state every pattern stores and the API reports: a saga's status, its steps' statuses,
+//! the request that started it, and when each changed.
+//!
+//! The record is the same for both stores, so a handler never needs to know where it lives.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sagaform_saga::Saga;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a saga is in its life.
+///
+/// `PENDING -> RUNNING -> COMPLETED`, or after a failure `-> COMPENSATING -> COMPENSATED`, or
+/// `COMPENSATION_FAILED` when a compensation failed for good and a human has to step in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SagaStatus {
+    /// Recorded, no step run yet.
+    Pending,
+    /// At least one step ran; steps are still going forward.
+    Running,
+    /// Every step succeeded.
+    Completed,
+    /// A step failed for good; the steps that ran are being undone in reverse order.
+    Compensating,
+    /// Every step that ran has been undone.
+    Compensated,
+    /// A compensation failed for good: the saga needs a human.
+    CompensationFailed,
+}
+
+impl SagaStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [SagaStatus; 6] = [
+        Self::Pending,
+        Self::Running,
+        Self::Completed,
+        Self::Compensating,
+        Self::Compensated,
+        Self::CompensationFailed,
+    ];
+
+    /// The statuses a saga is still moving out of; a saga that stays in one too long is stuck.
+    pub const ACTIVE: [SagaStatus; 3] = [Self::Pending, Self::Running, Self::Compensating];
+
+    /// The name stored and shown (`COMPENSATION_FAILED`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Compensating => "COMPENSATING",
+            Self::Compensated => "COMPENSATED",
+            Self::CompensationFailed => "COMPENSATION_FAILED",
+        }
+    }
+
+    /// Whether nothing will change this saga any more (without a human).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Compensated | Self::CompensationFailed
+        )
+    }
+}
+
+/// Where one step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StepStatus {
+    /// Not run yet (or run without its result being recorded: its idempotency key makes running
+    /// it again harmless).
+    Pending,
+    /// The action succeeded.
+    Succeeded,
+    /// The action failed for good (it may have partly succeeded, so it is compensated too).
+    Failed,
+    /// The compensation succeeded.
+    Compensated,
+    /// The compensation failed for good.
+    CompensationFailed,
+}
+
+impl StepStatus {
+    /// Every status.
+    pub const ALL: [StepStatus; 5] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Compensated,
+        Self::CompensationFailed,
+    ];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Compensated => "COMPENSATED",
+            Self::CompensationFailed => "COMPENSATION_FAILED",
+        }
+    }
+
+    /// Whether the step's action ran (or may have run) and has not been undone yet.
+    pub fn needs_compensation(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// A status name that is not one of the known ones (a corrupt or newer record).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for SagaStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+impl fmt::Display for SagaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The recorded state of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's name in the saga definition.
+    pub name: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// Calls made by the invocation that recorded the latest result (action or compensation);
+    /// attempts of invocations that recorded nothing are not counted, to keep writes minimal.
+    pub attempts: u32,
+    /// Why the action or the compensation failed, when it did.
+    pub error: Option<String>,
+    /// When the status last changed (RFC 3339, UTC); `None` while never changed.
+    pub updated_at: Option<String>,
+}
+
+/// The recorded state of one saga.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaRecord {
+    /// UUIDv7 issued by the API; the correlation id of every log line, message and call.
+    pub transaction_id: String,
+    /// Where the saga is.
+    pub status: SagaStatus,
+    /// Incremented by every stored transition; a writer must name the version it read, so a
+    /// stale writer changes nothing.
+    pub version: u64,
+    /// The request that started the saga, as the API accepted it.
+    pub request: Value,
+    /// One entry per step of the saga definition, in execution order.
+    pub steps: Vec<StepRecord>,
+    /// When the saga was recorded (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it last changed (RFC 3339, UTC).
+    pub updated_at: String,
+    /// Why it is compensating or failed, when it is.
+    pub error: Option<String>,
+}
+
+impl SagaRecord {
+    /// A new PENDING saga with every step PENDING, at version 0.
+    pub fn new(saga: &Saga, transaction_id: impl Into<String>, request: Value) -> SagaRecord {
+        let now = now_rfc3339();
+        SagaRecord {
+            transaction_id: transaction_id.into(),
+            status: SagaStatus::Pending,
+            version: 0,
+            request,
+            steps: saga
+                .steps
+                .iter()
+                .map(|step| StepRecord {
+                    name: step.name.to_owned(),
+                    status: StepStatus::Pending,
+                    attempts: 0,
+                    error: None,
+                    updated_at: None,
+                })
+                .collect(),
+            created_at: now.clone(),
+            updated_at: now,
+            error: None,
+        }
+    }
+
+    /// The record of the step with this name.
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Index of the step with this name.
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+}
+
+/// A new `transaction_id`: a UUIDv7, so ids sort by creation time in indexes and logs.
+pub fn new_transaction_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The current time as RFC 3339 UTC with milliseconds (`2025-01-31T09:08:07.123Z`).
+pub fn now_rfc3339() -> String {
+    rfc3339(SystemTime::now())
+}
+
+/// A time as RFC 3339 UTC with milliseconds.
+///
+/// The fixed width (always milliseconds, always `Z`) makes the strings sort like the times they
+/// stand for, which the DynamoDB status index relies on (`updated_at` is its sort key).
+pub fn rfc3339(time: SystemTime) -> String {
+    // Times before 1970 do not occur in saga records; they are clamped rather than panicking.
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since_epoch.as_secs();
+    let millis = since_epoch.subsec_millis();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let seconds_of_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        seconds_of_day / 3600,
+        seconds_of_day % 3600 / 60,
+        seconds_of_day % 60
+    )
+}
+
+/// Seconds since the Unix epoch, the unit of DynamoDB TTL attributes.
+pub fn epoch_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Milliseconds since the Unix epoch, the unit of in-progress expiries (as in Powertools).
+pub fn epoch_millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Year, month and day of a day count since 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap_day = UNIX_EPOCH + Duration::from_millis(951_782_400_007);
+        assert_eq!(rfc3339(leap_day), "2000-02-29T00:00:00.007Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_767_225_599) + Duration::from_millis(999);
+        assert_eq!(rfc3339(later), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rfc3339_strings_sort_like_times() {
+        let early = UNIX_EPOCH + Duration::from_secs(9);
+        let late = UNIX_EPOCH + Duration::from_secs(10);
+        assert!(rfc3339(early) < rfc3339(late));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in SagaStatus::ALL {
+            assert_eq!(status.as_str().parse::<SagaStatus>().unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for status in StepStatus::ALL {
+            assert_eq!(status.as_str().parse::<StepStatus>().unwrap(), status);
+        }
+        assert!("DONE".parse::<SagaStatus>().is_err());
+    }
+
+    #[test]
+    fn transaction_ids_are_uuid_v7() {
+        let id = new_transaction_id();
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+    }
+
+    #[test]
+    fn a_new_record_is_pending_with_every_step_pending() {
+        let record = SagaRecord::new(&sagaform_saga::PURCHASE, "tx", serde_json::json!({}));
+        assert_eq!(record.status, SagaStatus::Pending);
+        assert_eq!(record.version, 0);
+        let names: Vec<_> = record.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["stock", "payment", "entitlement"]);
+        assert!(record.steps.iter().all(|s| s.status == StepStatus::Pending));
+    }
+}

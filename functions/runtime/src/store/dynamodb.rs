@@ -1,0 +1,623 @@
+//! The DynamoDB store: one item per saga in the saga table (PK `transaction_id`, GSI `by-status`
+//! on `status` + `updated_at`, TTL `expires_at` set once the saga is finished) and one item per
+//! idempotency key in the idempotency table (PK `id`, TTL `expiration`, the attribute names of
+//! Powertools for AWS Lambda).
+//!
+//! Every write is conditional: a saga changes only from the version its writer read, and a saga
+//! created by the API completes the API's idempotency record in the same transaction.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
+};
+use serde_json::Value;
+
+use crate::errors::{IdempotencyError, StoreError};
+use crate::model::{SagaRecord, SagaStatus, StepRecord, epoch_millis, epoch_seconds, rfc3339};
+use crate::store::{
+    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyRecord, IdempotencyStatus,
+    IdempotencyStore, SagaStore, existing_claim_outcome,
+};
+
+/// The status index of the saga table (partition key `status`, sort key `updated_at`).
+pub const STATUS_INDEX: &str = "by-status";
+
+const BACKEND: &str = "dynamodb";
+
+/// The condition of a create: no saga with this id yet.
+const SAGA_IS_NEW: &str = "attribute_not_exists(transaction_id)";
+
+/// Saga state and idempotency records in two DynamoDB tables.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    saga_table: String,
+    idempotency_table: String,
+    finished_saga_ttl: Duration,
+}
+
+impl DynamoStore {
+    /// A store on existing tables; finished sagas expire `finished_saga_ttl` after their last
+    /// change.
+    pub fn new(
+        client: Client,
+        saga_table: impl Into<String>,
+        idempotency_table: impl Into<String>,
+        finished_saga_ttl: Duration,
+    ) -> Self {
+        DynamoStore {
+            client,
+            saga_table: saga_table.into(),
+            idempotency_table: idempotency_table.into(),
+            finished_saga_ttl,
+        }
+    }
+
+    /// The saga table's name.
+    pub fn saga_table(&self) -> &str {
+        &self.saga_table
+    }
+
+    /// The idempotency table's name.
+    pub fn idempotency_table(&self) -> &str {
+        &self.idempotency_table
+    }
+
+    /// The client, for callers that need other DynamoDB calls.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates both tables with the contract's keys, index and TTL attributes, on-demand
+    /// billing. For tests and the local emulator; deployed stacks get them from the template.
+    pub async fn create_tables(&self) -> Result<(), StoreError> {
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(config_error)
+        };
+        let string_attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(config_error)
+        };
+        let status_index = GlobalSecondaryIndex::builder()
+            .index_name(STATUS_INDEX)
+            .key_schema(key("status", KeyType::Hash)?)
+            .key_schema(key("updated_at", KeyType::Range)?)
+            // The whole item is projected so listing stuck sagas needs no second read per saga.
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(config_error)?;
+        self.client
+            .create_table()
+            .table_name(&self.saga_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(string_attribute("transaction_id")?)
+            .attribute_definitions(string_attribute("status")?)
+            .attribute_definitions(string_attribute("updated_at")?)
+            .key_schema(key("transaction_id", KeyType::Hash)?)
+            .global_secondary_indexes(status_index)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        self.client
+            .create_table()
+            .table_name(&self.idempotency_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(string_attribute("id")?)
+            .key_schema(key("id", KeyType::Hash)?)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        for (table, attribute) in [
+            (&self.saga_table, "expires_at"),
+            (&self.idempotency_table, "expiration"),
+        ] {
+            let ttl = TimeToLiveSpecification::builder()
+                .attribute_name(attribute)
+                .enabled(true)
+                .build()
+                .map_err(config_error)?;
+            self.client
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+                .map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    fn saga_item(&self, record: &SagaRecord, version: u64) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::from([
+            ("transaction_id".to_owned(), s(&record.transaction_id)),
+            ("status".to_owned(), s(record.status.as_str())),
+            ("version".to_owned(), n(version)),
+            ("request".to_owned(), s(&record.request.to_string())),
+            (
+                "steps".to_owned(),
+                AttributeValue::L(record.steps.iter().map(step_value).collect()),
+            ),
+            ("created_at".to_owned(), s(&record.created_at)),
+            ("updated_at".to_owned(), s(&record.updated_at)),
+        ]);
+        if let Some(error) = &record.error {
+            item.insert("error".to_owned(), s(error));
+        }
+        if record.status.is_terminal() {
+            // Only finished sagas expire: an active one must stay findable as stuck.
+            let expires = SystemTime::now() + self.finished_saga_ttl;
+            item.insert("expires_at".to_owned(), n(epoch_seconds(expires)));
+        }
+        item
+    }
+
+    fn saga_put(&self, record: &SagaRecord) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.saga_table)
+            .set_item(Some(self.saga_item(record, 1)))
+            .condition_expression(SAGA_IS_NEW)
+            .build()
+            .map_err(config_error)
+    }
+
+    async fn query_status(
+        &self,
+        status: SagaStatus,
+        updated_before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start_key = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.saga_table)
+                .index_name(STATUS_INDEX)
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key);
+            query = match updated_before {
+                Some(cutoff) => query
+                    .key_condition_expression("#status = :status AND updated_at < :cutoff")
+                    .expression_attribute_values(":cutoff", s(cutoff)),
+                None => query.key_condition_expression("#status = :status"),
+            };
+            let page = query.send().await.map_err(backend_error)?;
+            for item in page.items() {
+                records.push(saga_from_item(item)?);
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() || records.len() >= limit {
+                return Ok(records);
+            }
+        }
+    }
+}
+
+impl SagaStore for DynamoStore {
+    async fn create(&self, record: &SagaRecord) -> Result<u64, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.saga_table)
+            .set_item(Some(self.saga_item(record, 1)))
+            .condition_expression(SAGA_IS_NEW)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(1),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists(record.transaction_id.clone()))
+            }
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    async fn create_completing_idempotency(
+        &self,
+        record: &SagaRecord,
+        key: &str,
+        response: &Value,
+        expiration: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let complete = Update::builder()
+            .table_name(&self.idempotency_table)
+            .key("id", s(key))
+            .update_expression("SET #status = :completed, #data = :data, expiration = :expiration")
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
+            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
+            .expression_attribute_values(":data", s(&response.to_string()))
+            .expression_attribute_values(":expiration", n(epoch_seconds(expiration)))
+            .build()
+            .map_err(config_error)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.saga_put(record)?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().update(complete).build())
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(1),
+            Err(e) => e,
+        };
+        let Some(canceled) = error.as_service_error().and_then(|e| match e {
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+            _ => None,
+        }) else {
+            return Err(backend_error(error));
+        };
+        // The reasons come in the order of the transaction's items: saga first, then the record.
+        let failed = |index: usize| {
+            canceled
+                .cancellation_reasons()
+                .get(index)
+                .and_then(|reason| reason.code())
+                .is_some_and(|code| code == "ConditionalCheckFailed")
+        };
+        if failed(0) {
+            Err(StoreError::AlreadyExists(record.transaction_id.clone()))
+        } else if failed(1) {
+            Err(StoreError::IdempotencyNotInProgress(key.to_owned()))
+        } else {
+            Err(backend_error(error))
+        }
+    }
+
+    async fn get(&self, transaction_id: &str) -> Result<Option<SagaRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.saga_table)
+            .key("transaction_id", s(transaction_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        output.item().map(saga_from_item).transpose()
+    }
+
+    async fn transition(&self, record: &SagaRecord) -> Result<u64, StoreError> {
+        let next_version = record.version + 1;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.saga_table)
+            .set_item(Some(self.saga_item(record, next_version)))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(record.version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next_version),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // A missing item fails the same condition; one read tells the two apart (only on
+                // this rare path).
+                match self.get(&record.transaction_id).await? {
+                    None => Err(StoreError::NotFound(record.transaction_id.clone())),
+                    Some(_) => Err(StoreError::Conflict {
+                        transaction_id: record.transaction_id.clone(),
+                        expected: record.version,
+                    }),
+                }
+            }
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    async fn list_by_status(
+        &self,
+        status: SagaStatus,
+        limit: usize,
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query_status(status, None, limit).await
+    }
+
+    async fn list_stuck(
+        &self,
+        idle_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        let cutoff = rfc3339(SystemTime::now() - idle_for);
+        let mut stuck = Vec::new();
+        for status in SagaStatus::ACTIVE {
+            if stuck.len() >= limit {
+                break;
+            }
+            let found = self
+                .query_status(status, Some(&cutoff), limit - stuck.len())
+                .await?;
+            stuck.extend(found);
+        }
+        stuck.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        Ok(stuck)
+    }
+}
+
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, claim: &IdempotencyClaim<'_>) -> Result<ClaimOutcome, IdempotencyError> {
+        let now = SystemTime::now();
+        for _ in 0..CLAIM_ATTEMPTS {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.idempotency_table)
+                .item("id", s(claim.key))
+                .item("status", s(IdempotencyStatus::InProgress.as_str()))
+                .item("validation", s(claim.payload_hash))
+                .item("expiration", n(epoch_seconds(claim.expiration)))
+                .item(
+                    "in_progress_expiration",
+                    n(epoch_millis(claim.in_progress_until)),
+                )
+                .condition_expression(
+                    "attribute_not_exists(id) OR expiration < :now \
+                     OR (#status = :in_progress AND in_progress_expiration < :now_ms)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":now", n(epoch_seconds(now)))
+                .expression_attribute_values(":now_ms", n(epoch_millis(now)))
+                .expression_attribute_values(
+                    ":in_progress",
+                    s(IdempotencyStatus::InProgress.as_str()),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(ClaimOutcome::Claimed),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    if let Some(existing) = self.get_idempotency(claim.key).await? {
+                        return existing_claim_outcome(existing, claim);
+                    }
+                    // Released between the failed write and the read: claim again.
+                }
+                Err(e) => return Err(backend_error(e).into()),
+            }
+        }
+        Err(IdempotencyError::InProgress(claim.key.to_owned()))
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        response: &Value,
+        expiration: SystemTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.idempotency_table)
+            .key("id", s(key))
+            .update_expression("SET #status = :completed, #data = :data, expiration = :expiration")
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
+            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
+            .expression_attribute_values(":data", s(&response.to_string()))
+            .expression_attribute_values(":expiration", n(epoch_seconds(expiration)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::IdempotencyNotInProgress(key.to_owned()))
+            }
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.idempotency_table)
+            .key("id", s(key))
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
+            .send()
+            .await;
+        match result {
+            // Nothing in progress to release (gone, or completed meanwhile): nothing to do.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend_error(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.idempotency_table)
+            .key("id", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let id = key;
+        let response = optional_string(item, "data", id)?
+            .map(|data| {
+                serde_json::from_str(&data)
+                    .map_err(|e| StoreError::corrupt(id, format!("data: {e}")))
+            })
+            .transpose()?;
+        Ok(Some(IdempotencyRecord {
+            id: id.to_owned(),
+            status: IdempotencyStatus::parse(id, &string(item, "status", id)?)?,
+            payload_hash: string(item, "validation", id)?,
+            expiration: number(item, "expiration", id)?,
+            in_progress_expiry: optional_number(item, "in_progress_expiration", id)?,
+            response,
+        }))
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn step_value(step: &StepRecord) -> AttributeValue {
+    let mut map = HashMap::from([
+        ("name".to_owned(), s(&step.name)),
+        ("status".to_owned(), s(step.status.as_str())),
+        ("attempts".to_owned(), n(step.attempts)),
+    ]);
+    if let Some(error) = &step.error {
+        map.insert("error".to_owned(), s(error));
+    }
+    if let Some(updated_at) = &step.updated_at {
+        map.insert("updated_at".to_owned(), s(updated_at));
+    }
+    AttributeValue::M(map)
+}
+
+fn saga_from_item(item: &HashMap<String, AttributeValue>) -> Result<SagaRecord, StoreError> {
+    let id = string(item, "transaction_id", "?")?;
+    let id = id.as_str();
+    let request = serde_json::from_str(&string(item, "request", id)?)
+        .map_err(|e| StoreError::corrupt(id, format!("request: {e}")))?;
+    let steps = match item.get("steps") {
+        Some(AttributeValue::L(steps)) => steps
+            .iter()
+            .map(|step| match step {
+                AttributeValue::M(map) => Ok(StepRecord {
+                    name: string(map, "name", id)?,
+                    status: string(map, "status", id)?
+                        .parse()
+                        .map_err(|e| StoreError::corrupt(id, e))?,
+                    attempts: u32::try_from(number(map, "attempts", id)?)
+                        .map_err(|e| StoreError::corrupt(id, format!("attempts: {e}")))?,
+                    error: optional_string(map, "error", id)?,
+                    updated_at: optional_string(map, "updated_at", id)?,
+                }),
+                _ => Err(StoreError::corrupt(id, "a step is not a map")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(StoreError::corrupt(id, "steps: missing or not a list")),
+    };
+    Ok(SagaRecord {
+        transaction_id: id.to_owned(),
+        status: string(item, "status", id)?
+            .parse()
+            .map_err(|e| StoreError::corrupt(id, e))?,
+        version: u64::try_from(number(item, "version", id)?)
+            .map_err(|e| StoreError::corrupt(id, format!("version: {e}")))?,
+        request,
+        steps,
+        created_at: string(item, "created_at", id)?,
+        updated_at: string(item, "updated_at", id)?,
+        error: optional_string(item, "error", id)?,
+    })
+}
+
+fn string(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+    id: &str,
+) -> Result<String, StoreError> {
+    optional_string(item, name, id)?
+        .ok_or_else(|| StoreError::corrupt(id, format!("{name}: missing")))
+}
+
+fn optional_string(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(StoreError::corrupt(id, format!("{name}: not a string"))),
+    }
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str, id: &str) -> Result<i64, StoreError> {
+    optional_number(item, name, id)?
+        .ok_or_else(|| StoreError::corrupt(id, format!("{name}: missing")))
+}
+
+fn optional_number(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+    id: &str,
+) -> Result<Option<i64>, StoreError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map(Some)
+            .map_err(|e| StoreError::corrupt(id, format!("{name}: {e}"))),
+        Some(_) => Err(StoreError::corrupt(id, format!("{name}: not a number"))),
+    }
+}
+
+fn backend_error<E, R>(error: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Backend {
+        backend: BACKEND,
+        message: DisplayErrorContext(&error).to_string(),
+    }
+}
+
+fn config_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Config(format!("dynamodb request: {error}"))
+}

@@ -1,0 +1,717 @@
+//! The PostgreSQL store, for Aurora PostgreSQL (through RDS Proxy, TLS) and a local server (plain
+//! TCP): tables `sagas`, `saga_steps` and `idempotency_records`, created by embedded, versioned
+//! migrations applied at connect time, plus the operations views `sagas_by_status`,
+//! `stuck_sagas` and `step_failures`.
+//!
+//! Every state change is one SQL statement (a data-modifying CTE updates the saga and its steps
+//! together), so a write is atomic and costs one round trip; a stale version matches no row and
+//! changes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row};
+use tracing::{info, warn};
+
+use crate::errors::{IdempotencyError, StoreError};
+use crate::model::{SagaRecord, SagaStatus, StepRecord, epoch_millis, epoch_seconds, rfc3339};
+use crate::store::{
+    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyRecord, IdempotencyStatus,
+    IdempotencyStore, SagaStore, existing_claim_outcome,
+};
+
+const BACKEND: &str = "postgres";
+
+/// A schema change shipped inside the binary.
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// The schema, in order; a migration once released is never edited, only followed by another.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "sagas_steps_idempotency",
+        sql: include_str!("../../migrations/0001_sagas_steps_idempotency.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "operations_views",
+        sql: include_str!("../../migrations/0002_operations_views.sql"),
+    },
+];
+
+/// Key of the advisory lock that serialises migrations of processes starting at once.
+const MIGRATION_LOCK: i64 = 0x5a6a_f0e3_0001;
+
+/// Timestamps leave the database in the exact format the runtime writes ([`rfc3339`]).
+const TIMESTAMP_FORMAT: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"#;
+
+/// Whether the connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostgresTls {
+    /// Plain TCP: a local server only.
+    Disabled,
+    /// TLS with the server certificate verified against the system's roots (RDS Proxy presents
+    /// an Amazon Trust Services certificate, which they include).
+    Required,
+}
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// Host, port, database, user, password, options.
+    pub config: Config,
+    /// Encryption.
+    pub tls: PostgresTls,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    // The password must never reach a log line, so only the location is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("dbname", &self.config.get_dbname())
+            .field("user", &self.config.get_user())
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl PostgresSettings {
+    /// From a `postgres://` URL (local use); TLS when it says `sslmode=require`.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => PostgresTls::Required,
+            _ => PostgresTls::Disabled,
+        };
+        Ok(PostgresSettings { config, tls })
+    }
+
+    /// Aurora through RDS Proxy: always TLS.
+    pub fn aurora(host: &str, port: u16, dbname: &str, user: &str, password: &str) -> Self {
+        let mut config = Config::new();
+        config
+            .host(host)
+            .port(port)
+            .dbname(dbname)
+            .user(user)
+            .password(password);
+        config.ssl_mode(SslMode::Require);
+        config.application_name("sagaform");
+        PostgresSettings {
+            config,
+            tls: PostgresTls::Required,
+        }
+    }
+}
+
+/// Saga state and idempotency records in PostgreSQL.
+///
+/// One connection per store, as a Lambda instance serves one invocation at a time; it is
+/// reopened when the server or RDS Proxy closed it. Several processes (or several stores in a
+/// test) each have their own connection.
+#[derive(Clone)]
+pub struct PostgresStore {
+    settings: Arc<PostgresSettings>,
+    client: Arc<Mutex<Client>>,
+    /// Set when an operation saw the connection die, so the next one reconnects even if the
+    /// driver has not noticed the close yet.
+    connection_lost: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects and applies the pending migrations.
+    pub async fn connect(settings: PostgresSettings) -> Result<Self, StoreError> {
+        let mut client = open(&settings).await?;
+        migrate(&mut client).await?;
+        Ok(PostgresStore {
+            settings: Arc::new(settings),
+            client: Arc::new(Mutex::new(client)),
+            connection_lost: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The schema versions applied, in order.
+    pub async fn applied_migrations(&self) -> Result<Vec<i32>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The connection, reopened first if it was closed.
+    async fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() || self.connection_lost.load(Ordering::SeqCst) {
+            warn!("database connection was closed; reconnecting");
+            *client = open(&self.settings).await?;
+            self.connection_lost.store(false, Ordering::SeqCst);
+        }
+        Ok(client)
+    }
+
+    /// The store error for a failed statement; remembers a lost connection (closed, or ended by
+    /// the server: class 08 connection exceptions, 57P01..57P03 shutdowns) for the next call.
+    fn failed(&self, error: tokio_postgres::Error) -> StoreError {
+        let code = error
+            .code()
+            .map(|c| c.code().to_owned())
+            .unwrap_or_default();
+        if error.is_closed()
+            || code.starts_with("08")
+            || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+        {
+            self.connection_lost.store(true, Ordering::SeqCst);
+        }
+        db_error(error)
+    }
+
+    async fn select_sagas(
+        &self,
+        filter: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        let sql = format!(
+            "SELECT s.transaction_id, s.status, s.version, s.request::text, s.error,
+                    to_char(s.created_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}),
+                    to_char(s.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}),
+                    coalesce((SELECT json_agg(json_build_object(
+                                  'name', st.step_name, 'status', st.status, 'attempts', st.attempts,
+                                  'error', st.error,
+                                  'updated_at', to_char(st.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}))
+                                  ORDER BY st.step_index)
+                              FROM saga_steps st WHERE st.transaction_id = s.transaction_id), '[]')::text
+             FROM sagas s {filter}"
+        );
+        let client = self.client().await?;
+        let rows = client
+            .query(&sql, params)
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.iter().map(saga_from_row).collect()
+    }
+}
+
+async fn open(settings: &PostgresSettings) -> Result<Client, StoreError> {
+    let unreachable = |e: tokio_postgres::Error| StoreError::Backend {
+        backend: BACKEND,
+        message: format!(
+            "cannot connect to {:?}: {}",
+            settings.config.get_hosts(),
+            error_text(&e)
+        ),
+    };
+    match settings.tls {
+        PostgresTls::Disabled => {
+            let (client, connection) = settings.config.connect(NoTls).await.map_err(unreachable)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    warn!(error = %error_text(&e), "database connection ended");
+                }
+            });
+            Ok(client)
+        }
+        PostgresTls::Required => {
+            let (client, connection) = settings
+                .config
+                .connect(tls_connector()?)
+                .await
+                .map_err(unreachable)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    warn!(error = %error_text(&e), "database connection ended");
+                }
+            });
+            Ok(client)
+        }
+    }
+}
+
+/// rustls with the aws-lc-rs provider (the one the AWS SDK already links) and the system's root
+/// certificates.
+fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(StoreError::Config(format!(
+            "database tls: no usable root certificate in the system store ({} errors)",
+            loaded.errors.len()
+        )));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Config(format!("database tls: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Applies the migrations this binary knows and the database lacks, each in its own
+/// transaction, under an advisory lock so two processes starting at once do not both apply one.
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db_error)?;
+    let result = apply_pending(client).await;
+    // The lock is per session: if unlocking fails the connection is broken and the server frees
+    // it anyway, so the migration result is what matters.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result
+}
+
+async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(migration_error("schema_migrations"))?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if let Some(newest) = applied.iter().max()
+        && *newest > MIGRATIONS.last().map_or(0, |m| m.version)
+    {
+        return Err(StoreError::Config(format!(
+            "database schema version {newest} is newer than this binary knows; deploy the newer code"
+        )));
+    }
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let transaction = client.transaction().await.map_err(db_error)?;
+        transaction
+            .batch_execute(migration.sql)
+            .await
+            .map_err(migration_error(migration.name))?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&migration.version, &migration.name],
+            )
+            .await
+            .map_err(migration_error(migration.name))?;
+        transaction
+            .commit()
+            .await
+            .map_err(migration_error(migration.name))?;
+        info!(
+            version = migration.version,
+            name = migration.name,
+            "applied database migration"
+        );
+    }
+    Ok(())
+}
+
+/// The step columns as parallel arrays, for `unnest` in one statement.
+struct StepColumns {
+    indexes: Vec<i32>,
+    names: Vec<String>,
+    statuses: Vec<String>,
+    attempts: Vec<i32>,
+    errors: Vec<Option<String>>,
+    updated_at: Vec<Option<String>>,
+}
+
+impl StepColumns {
+    fn of(record: &SagaRecord) -> Self {
+        StepColumns {
+            indexes: (0..record.steps.len() as i32).collect(),
+            names: record.steps.iter().map(|s| s.name.clone()).collect(),
+            statuses: record
+                .steps
+                .iter()
+                .map(|s| s.status.as_str().to_owned())
+                .collect(),
+            attempts: record
+                .steps
+                .iter()
+                .map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX))
+                .collect(),
+            errors: record.steps.iter().map(|s| s.error.clone()).collect(),
+            updated_at: record.steps.iter().map(|s| s.updated_at.clone()).collect(),
+        }
+    }
+}
+
+/// Inserts the saga at version 1 with its steps, unless the id exists; returns the number of
+/// sagas inserted (0 or 1). Parameters: $1 id, $2 status, $3 request, $4 error, $5 created_at,
+/// $6 updated_at, $7..$12 step columns.
+const INSERT_SAGA: &str = "
+    WITH saga AS (
+        INSERT INTO sagas (transaction_id, status, version, request, error, created_at, updated_at)
+        VALUES ($1, $2, 1, $3::text::jsonb, $4, $5::text::timestamptz, $6::text::timestamptz)
+        ON CONFLICT (transaction_id) DO NOTHING
+        RETURNING transaction_id
+    ), steps AS (
+        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts, error, updated_at)
+        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts, s.error,
+               s.updated_at::timestamptz
+        FROM saga, unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[])
+             AS s (step_index, step_name, status, attempts, error, updated_at)
+    )
+    SELECT count(*) FROM saga";
+
+/// Updates the saga and its steps if the stored version is $2; returns the new version, or no
+/// row for a stale writer. Parameters: $1 id, $2 expected version, $3 status, $4 error,
+/// $5 updated_at, $6..$11 step columns.
+const TRANSITION_SAGA: &str = "
+    WITH saga AS (
+        UPDATE sagas
+        SET status = $3, version = version + 1, error = $4, updated_at = $5::text::timestamptz
+        WHERE transaction_id = $1 AND version = $2
+        RETURNING transaction_id, version
+    ), steps AS (
+        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts, error, updated_at)
+        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts, s.error,
+               s.updated_at::timestamptz
+        FROM saga, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[])
+             AS s (step_index, step_name, status, attempts, error, updated_at)
+        ON CONFLICT (transaction_id, step_name) DO UPDATE
+        SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+            updated_at = EXCLUDED.updated_at
+    )
+    SELECT version FROM saga";
+
+/// Marks an INPROGRESS record COMPLETED; no row when it is not in progress.
+const COMPLETE_IDEMPOTENCY: &str = "
+    UPDATE idempotency_records
+    SET status = 'COMPLETED', response = $2::text::jsonb, expiration = $3
+    WHERE id = $1 AND status = 'INPROGRESS'
+    RETURNING id";
+
+async fn insert_saga(
+    store: &PostgresStore,
+    client: &impl tokio_postgres::GenericClient,
+    record: &SagaRecord,
+) -> Result<bool, StoreError> {
+    let steps = StepColumns::of(record);
+    let request = record.request.to_string();
+    let row = client
+        .query_one(
+            INSERT_SAGA,
+            &[
+                &record.transaction_id,
+                &record.status.as_str(),
+                &request,
+                &record.error,
+                &record.created_at,
+                &record.updated_at,
+                &steps.indexes,
+                &steps.names,
+                &steps.statuses,
+                &steps.attempts,
+                &steps.errors,
+                &steps.updated_at,
+            ],
+        )
+        .await
+        .map_err(|e| store.failed(e))?;
+    Ok(row.get::<_, i64>(0) == 1)
+}
+
+impl SagaStore for PostgresStore {
+    async fn create(&self, record: &SagaRecord) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        if insert_saga(self, &*client, record).await? {
+            Ok(1)
+        } else {
+            Err(StoreError::AlreadyExists(record.transaction_id.clone()))
+        }
+    }
+
+    async fn create_completing_idempotency(
+        &self,
+        record: &SagaRecord,
+        key: &str,
+        response: &Value,
+        expiration: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
+        let completed = transaction
+            .query_opt(
+                COMPLETE_IDEMPOTENCY,
+                &[&key, &response.to_string(), &epoch_seconds(expiration)],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        if completed.is_none() {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::IdempotencyNotInProgress(key.to_owned()));
+        }
+        if !insert_saga(self, &transaction, record).await? {
+            return Err(StoreError::AlreadyExists(record.transaction_id.clone()));
+        }
+        transaction.commit().await.map_err(|e| self.failed(e))?;
+        Ok(1)
+    }
+
+    async fn get(&self, transaction_id: &str) -> Result<Option<SagaRecord>, StoreError> {
+        let mut found = self
+            .select_sagas("WHERE s.transaction_id = $1", &[&transaction_id])
+            .await?;
+        Ok(found.pop())
+    }
+
+    async fn transition(&self, record: &SagaRecord) -> Result<u64, StoreError> {
+        let steps = StepColumns::of(record);
+        let expected = i64::try_from(record.version)
+            .map_err(|e| StoreError::corrupt(&record.transaction_id, format!("version: {e}")))?;
+        let row = {
+            let client = self.client().await?;
+            client
+                .query_opt(
+                    TRANSITION_SAGA,
+                    &[
+                        &record.transaction_id,
+                        &expected,
+                        &record.status.as_str(),
+                        &record.error,
+                        &record.updated_at,
+                        &steps.indexes,
+                        &steps.names,
+                        &steps.statuses,
+                        &steps.attempts,
+                        &steps.errors,
+                        &steps.updated_at,
+                    ],
+                )
+                .await
+                .map_err(|e| self.failed(e))?
+        };
+        match row {
+            Some(row) => Ok(row.get::<_, i64>(0) as u64),
+            // A missing saga matches no row either; one read tells the two apart (only on this
+            // rare path).
+            None => match self.get(&record.transaction_id).await? {
+                None => Err(StoreError::NotFound(record.transaction_id.clone())),
+                Some(_) => Err(StoreError::Conflict {
+                    transaction_id: record.transaction_id.clone(),
+                    expected: record.version,
+                }),
+            },
+        }
+    }
+
+    async fn list_by_status(
+        &self,
+        status: SagaStatus,
+        limit: usize,
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.select_sagas(
+            "WHERE s.status = $1 ORDER BY s.updated_at LIMIT $2",
+            &[&status.as_str(), &limit],
+        )
+        .await
+    }
+
+    async fn list_stuck(
+        &self,
+        idle_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<SagaRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cutoff = rfc3339(SystemTime::now() - idle_for);
+        let active: Vec<&str> = SagaStatus::ACTIVE.iter().map(|s| s.as_str()).collect();
+        self.select_sagas(
+            "WHERE s.status = ANY($1) AND s.updated_at < $2::text::timestamptz ORDER BY s.updated_at LIMIT $3",
+            &[&active, &cutoff, &limit],
+        )
+        .await
+    }
+}
+
+impl IdempotencyStore for PostgresStore {
+    async fn claim(&self, claim: &IdempotencyClaim<'_>) -> Result<ClaimOutcome, IdempotencyError> {
+        let now = SystemTime::now();
+        for _ in 0..CLAIM_ATTEMPTS {
+            // One statement: insert, or take over an expired record or an INPROGRESS record past
+            // its in-progress expiry. The row lock of ON CONFLICT makes a concurrent duplicate
+            // wait and then see the winner's live record, so it claims nothing.
+            let claimed = {
+                let client = self.client().await?;
+                client
+                    .query_opt(
+                        "INSERT INTO idempotency_records AS r
+                             (id, status, payload_hash, expiration, in_progress_expiry, response)
+                         VALUES ($1, 'INPROGRESS', $2, $3, $4, NULL)
+                         ON CONFLICT (id) DO UPDATE
+                         SET status = 'INPROGRESS', payload_hash = EXCLUDED.payload_hash,
+                             expiration = EXCLUDED.expiration,
+                             in_progress_expiry = EXCLUDED.in_progress_expiry, response = NULL
+                         WHERE r.expiration < $5
+                            OR (r.status = 'INPROGRESS' AND r.in_progress_expiry < $6)
+                         RETURNING id",
+                        &[
+                            &claim.key,
+                            &claim.payload_hash,
+                            &epoch_seconds(claim.expiration),
+                            &epoch_millis(claim.in_progress_until),
+                            &epoch_seconds(now),
+                            &epoch_millis(now),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| self.failed(e))?
+            };
+            if claimed.is_some() {
+                return Ok(ClaimOutcome::Claimed);
+            }
+            if let Some(existing) = self.get_idempotency(claim.key).await? {
+                return existing_claim_outcome(existing, claim);
+            }
+        }
+        Err(IdempotencyError::InProgress(claim.key.to_owned()))
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        response: &Value,
+        expiration: SystemTime,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let completed = client
+            .query_opt(
+                COMPLETE_IDEMPOTENCY,
+                &[&key, &response.to_string(), &epoch_seconds(expiration)],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        match completed {
+            Some(_) => Ok(()),
+            None => Err(StoreError::IdempotencyNotInProgress(key.to_owned())),
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM idempotency_records WHERE id = $1 AND status = 'INPROGRESS'",
+                &[&key],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT status, payload_hash, expiration, in_progress_expiry, response::text
+                 FROM idempotency_records WHERE id = $1",
+                &[&key],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let response = row
+            .get::<_, Option<String>>(4)
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::corrupt(key, format!("response: {e}")))
+            })
+            .transpose()?;
+        Ok(Some(IdempotencyRecord {
+            id: key.to_owned(),
+            status: IdempotencyStatus::parse(key, row.get(0))?,
+            payload_hash: row.get(1),
+            expiration: row.get(2),
+            in_progress_expiry: row.get(3),
+            response,
+        }))
+    }
+}
+
+fn saga_from_row(row: &Row) -> Result<SagaRecord, StoreError> {
+    let id: String = row.get(0);
+    let status: &str = row.get(1);
+    let request: &str = row.get(3);
+    let steps: &str = row.get(7);
+    Ok(SagaRecord {
+        status: status.parse().map_err(|e| StoreError::corrupt(&id, e))?,
+        version: u64::try_from(row.get::<_, i64>(2))
+            .map_err(|e| StoreError::corrupt(&id, format!("version: {e}")))?,
+        request: serde_json::from_str(request)
+            .map_err(|e| StoreError::corrupt(&id, format!("request: {e}")))?,
+        error: row.get(4),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+        steps: serde_json::from_str::<Vec<StepRecord>>(steps)
+            .map_err(|e| StoreError::corrupt(&id, format!("steps: {e}")))?,
+        transaction_id: id,
+    })
+}
+
+/// The server's message with its detail when there is one (the driver's `Display` alone says
+/// only "db error").
+fn error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+fn db_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: error_text(&error),
+    }
+}
+
+fn migration_error(name: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Config(format!("database migration {name}: {}", error_text(&e)))
+}

@@ -1,0 +1,130 @@
+//! The JSON logs of a saga, captured from the formatter the Lambda functions install: every line
+//! the runtime (and the SaaS client it drives) writes for a saga carries its `transaction_id`.
+
+mod common;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use common::{Backend, TestStore, fake_saas, generous_deadline, purchase_request};
+use sagaform_fake_saas::{Fault, FaultRule};
+use sagaform_runtime::engine::Engine;
+use sagaform_runtime::model::SagaStatus;
+use sagaform_runtime::telemetry::json_subscriber;
+use sagaform_saga::PURCHASE;
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"))
+            })
+            .collect()
+    }
+}
+
+// A current-thread runtime, so the subscriber installed for this thread sees every event of the
+// saga (the fake SaaS server runs on the same thread; its lines are the downstream's, not the
+// saga's, and are left out of the check).
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_saga_carries_its_transaction_id() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::Postgres).await;
+    let (fake, client) = fake_saas().await;
+    // Installed after the set-up, whose lines (schema migrations) belong to no saga.
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("debug"), capture.clone()));
+    let engine = Engine::new(PURCHASE, &store.store, &client);
+
+    let record = engine.start(purchase_request()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    // A retry, a permanent failure and compensations, so warnings and retries are logged too.
+    fake.faults()
+        .add(
+            FaultRule::new("payments", "charge", Fault::Unavailable)
+                .for_transaction(&tx)
+                .times(1),
+        )
+        .unwrap();
+    fake.faults()
+        .add(
+            FaultRule::new(
+                "entitlements",
+                "grant",
+                Fault::Reject {
+                    status: 422,
+                    reason: "no".into(),
+                },
+            )
+            .for_transaction(&tx),
+        )
+        .unwrap();
+    let finished = engine.run(&tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::Compensated);
+
+    let saga_lines: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|line| {
+            !line["target"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("sagaform_fake_saas")
+        })
+        .collect();
+    let messages: Vec<&str> = saga_lines
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    for expected in [
+        "saga recorded",
+        "step succeeded",
+        "compensating",
+        "step compensated",
+        "saga finished",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "no `{expected}` line in {messages:?}"
+        );
+    }
+    assert!(
+        saga_lines.iter().any(|l| l["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sagaform_saas_client")),
+        "the SaaS client's lines are part of the saga's log"
+    );
+    for line in &saga_lines {
+        assert_eq!(
+            line["transaction_id"],
+            tx.as_str(),
+            "line without the saga's transaction_id: {line}"
+        );
+    }
+}
