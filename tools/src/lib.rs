@@ -46,7 +46,11 @@ pub enum ToolsError {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolsError {
     let path = path.to_path_buf();
-    move |source| ToolsError::Io { action, path, source }
+    move |source| ToolsError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// The workspace root (the folder holding the virtual workspace `Cargo.toml`).

@@ -17,19 +17,27 @@ use crate::{Tools, ToolsError, http};
 pub const CONFIG: &str =
     r#"{"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}}"#;
 
-/// Runs moto in-process in Python and exits when its parent (the test binary) is gone, so a
-/// killed test run leaves no server behind.
-const WATCHDOG: &str = r#"
-import os, sys, time
-from moto.server import ThreadedMotoServer
-parent = os.getppid()
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
-print("ready", flush=True)
-while os.getppid() == parent:
-    time.sleep(0.5)
-server.stop()
-"#;
+/// The Python launcher of moto (see the file's docstring): serves on a loopback port, forwards
+/// Lambda Invoke to sagaform-local once it registers, and leaves SQS event source mappings to
+/// sagaform-local's poller. With `--exit-with-parent` it exits when its parent (the test binary)
+/// is gone, so a killed test run leaves no server behind.
+pub const LAUNCHER: &str = include_str!("moto_launcher.py");
+
+/// Writes [`LAUNCHER`] to `<tools dir>/moto_launcher.py` (when it differs) and returns its path,
+/// so that the process shows as `python .../moto_launcher.py PORT` rather than the whole script.
+fn launcher_file(tools: &Tools) -> Result<std::path::PathBuf, ToolsError> {
+    let path = tools.dir().join("moto_launcher.py");
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == LAUNCHER) {
+        return Ok(path);
+    }
+    // Written aside and renamed, so a concurrent start never runs a half-written file.
+    let partial = tools
+        .dir()
+        .join(format!("moto_launcher.py.{}", std::process::id()));
+    std::fs::write(&partial, LAUNCHER).map_err(crate::io_err("write", &partial))?;
+    std::fs::rename(&partial, &path).map_err(crate::io_err("rename", &path))?;
+    Ok(path)
+}
 
 /// A moto server owned by this process.
 #[derive(Debug)]
@@ -43,7 +51,8 @@ impl MotoServer {
     pub fn start(tools: &Tools) -> Result<MotoServer, ToolsError> {
         let port = free_port()?;
         let mut child = Command::new(tools.bin("python"))
-            .args(["-c", WATCHDOG, &port.to_string()])
+            .arg(launcher_file(tools)?)
+            .args([&port.to_string(), "--exit-with-parent"])
             // moto builds URLs (queue URLs, callbacks) from MOTO_PORT; it must be the real port.
             .env("MOTO_PORT", port.to_string())
             .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -95,14 +104,15 @@ pub fn endpoint(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Starts `moto_server` on `port` in its own process group so it outlives this process; its
-/// output goes to `log`. Returns its PID. Callers record the PID and stop it with [`stop`].
+/// Starts moto (through [`LAUNCHER`]) on `port` in its own process group so it outlives this
+/// process; its output goes to `log`. Returns its PID. Callers record the PID and stop it by PID.
 pub fn start_detached(tools: &Tools, port: u16, log: &Path) -> Result<u32, ToolsError> {
     use std::os::unix::process::CommandExt;
     let log_file = std::fs::File::create(log).map_err(crate::io_err("create", log))?;
     let err_file = log_file.try_clone().map_err(crate::io_err("open", log))?;
-    let child = Command::new(tools.bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = Command::new(tools.bin("python"))
+        .arg(launcher_file(tools)?)
+        .arg(port.to_string())
         .env("MOTO_PORT", port.to_string())
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -118,8 +128,16 @@ pub fn start_detached(tools: &Tools, port: u16, log: &Path) -> Result<u32, Tools
 
 /// Whether something answers like moto on this loopback port.
 pub fn is_running(port: u16) -> bool {
-    http::request(addr(port), "GET", "/moto-api/data.json", None, Duration::from_millis(500))
-        .is_ok_and(|r| r.status == 200)
+    // `/moto-api/config` answers in constant time; `/moto-api/data.json` serializes every
+    // resource and fails with a 500 once some resource types exist.
+    http::request(
+        addr(port),
+        "GET",
+        "/moto-api/config",
+        None,
+        Duration::from_millis(500),
+    )
+    .is_ok_and(|r| r.status / 100 == 2 && r.body.trim_start().starts_with('{'))
 }
 
 /// Waits until moto answers on `port`.
@@ -143,8 +161,14 @@ pub fn configure(port: u16) -> Result<(), ToolsError> {
 }
 
 fn post(port: u16, path: &str, body: &str) -> Result<(), ToolsError> {
-    let response = http::request(addr(port), "POST", path, Some(body), Duration::from_secs(10))
-        .map_err(|e| ToolsError::Moto(format!("POST {path}: {e}")))?;
+    let response = http::request(
+        addr(port),
+        "POST",
+        path,
+        Some(body),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| ToolsError::Moto(format!("POST {path}: {e}")))?;
     if response.status / 100 == 2 {
         Ok(())
     } else {

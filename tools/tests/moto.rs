@@ -12,9 +12,20 @@ fn moto_starts_configured_for_sagaform_and_stops_on_drop() {
     assert!(moto::is_running(port));
 
     let addr = ([127, 0, 0, 1], port).into();
-    let config = http::request(addr, "GET", "/moto-api/config", None, Duration::from_secs(5))
-        .expect("read moto config");
-    assert_eq!(config.status / 100, 2, "GET /moto-api/config: {}", config.status);
+    let config = http::request(
+        addr,
+        "GET",
+        "/moto-api/config",
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("read moto config");
+    assert_eq!(
+        config.status / 100,
+        2,
+        "GET /moto-api/config: {}",
+        config.status
+    );
     let compact: String = config.body.split_whitespace().collect();
     // moto echoes the batch and lambda sections only; the stepfunctions section is set by the
     // same request, so a configured lambda section shows the request was applied.
@@ -37,6 +48,9 @@ fn pinned_versions_are_the_ones_installed() {
         .expect("pip freeze");
     let frozen = String::from_utf8_lossy(&out.stdout);
     for pin in ["moto==5.2.5", "cfn-lint==1.58.0", "cargo-lambda==1.9.2"] {
-        assert!(frozen.contains(pin), "{pin} missing from .tools/venv:\n{frozen}");
+        assert!(
+            frozen.contains(pin),
+            "{pin} missing from .tools/venv:\n{frozen}"
+        );
     }
 }

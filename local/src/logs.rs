@@ -1,0 +1,208 @@
+//! Function logs: every line a function process writes is appended, as one JSON object per
+//! line, to `<log dir>/<function>.log`, next to the platform lines this runtime adds (start and
+//! report of each invocation, as Lambda's JSON log format does). Reading them back, merged and
+//! filtered by `transaction_id`, is what `cargo xtask local logs` shows.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::LocalError;
+
+/// Appends log lines of one function to its file; shared by all its processes.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl LogSink {
+    /// Opens (creating it and its folder if needed) `<dir>/<function>.log` for appending.
+    pub fn open(dir: &Path, function: &str) -> Result<LogSink, LocalError> {
+        std::fs::create_dir_all(dir).map_err(LocalError::io("create", dir))?;
+        let path = dir.join(format!("{function}.log"));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(LocalError::io("open", &path))?;
+        Ok(LogSink {
+            path,
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one line of a process's output: JSON objects as they are, anything else wrapped
+    /// in `{"time", "stream", "message"}` so that the file stays one JSON object per line.
+    pub fn process_line(&self, stream: &str, line: &str) {
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            return;
+        }
+        if trimmed.starts_with('{') && serde_json::from_str::<Value>(trimmed).is_ok() {
+            self.write(trimmed);
+        } else {
+            let wrapped = json!({"time": now_rfc3339(), "stream": stream, "message": trimmed});
+            self.write(&wrapped.to_string());
+        }
+    }
+
+    /// Writes a platform record (`platform.start`, `platform.report`, ...) in Lambda's JSON log
+    /// shape: `{"time", "type", "record"}`.
+    pub fn platform(&self, kind: &str, record: Value) {
+        let line = json!({"time": now_rfc3339(), "type": kind, "record": record});
+        self.write(&line.to_string());
+    }
+
+    fn write(&self, line: &str) {
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // A full disk must not take the function down; the line is lost, as on a broken pipe.
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// One line of a function's log, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// The function (the log file's stem).
+    pub function: String,
+    /// The line, parsed.
+    pub entry: Value,
+}
+
+impl LogLine {
+    /// The line's timestamp as written (`time` or `timestamp`), for ordering.
+    pub fn time(&self) -> &str {
+        ["time", "timestamp"]
+            .iter()
+            .find_map(|key| self.entry.get(key).and_then(Value::as_str))
+            .unwrap_or("")
+    }
+}
+
+/// Reads every `*.log` file of `dir`, keeps the lines whose `transaction_id` (at the top level
+/// or in `fields`/`span`, where `tracing` JSON output puts it) equals `transaction` when one is
+/// given, and returns them ordered by time (lines of one file keep their order).
+pub fn read_logs(dir: &Path, transaction: Option<&str>) -> Result<Vec<LogLine>, LocalError> {
+    let mut lines = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(lines),
+        Err(e) => return Err(LocalError::io("read", dir)(e)),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    files.sort();
+    for path in files {
+        let function = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(LocalError::io("read", &path))?;
+        for line in text.lines() {
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if transaction.is_some_and(|id| !mentions_transaction(&entry, id)) {
+                continue;
+            }
+            lines.push(LogLine {
+                function: function.clone(),
+                entry,
+            });
+        }
+    }
+    // A stable sort keeps each file's own order among equal timestamps.
+    lines.sort_by(|a, b| a.time().cmp(b.time()));
+    Ok(lines)
+}
+
+fn mentions_transaction(entry: &Value, id: &str) -> bool {
+    let direct = |value: &Value| value.get("transaction_id").and_then(Value::as_str) == Some(id);
+    direct(entry)
+        || entry.get("fields").is_some_and(direct)
+        || entry.get("span").is_some_and(direct)
+        || entry
+            .get("spans")
+            .and_then(Value::as_array)
+            .is_some_and(|spans| spans.iter().any(direct))
+}
+
+/// The current time as RFC 3339 UTC with milliseconds, e.g. `2026-11-27T00:41:49.123Z`.
+pub fn now_rfc3339() -> String {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_rfc3339(since_epoch.as_millis())
+}
+
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
+pub fn format_rfc3339(epoch_millis: u128) -> String {
+    let secs = (epoch_millis / 1000) as i64;
+    let millis = (epoch_millis % 1000) as u32;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let seconds_of_day = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        seconds_of_day / 3600,
+        seconds_of_day % 3600 / 60,
+        seconds_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm),
+/// so timestamps need no date crate.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_epoch_and_leap_day() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T12:34:56.789Z
+        assert_eq!(
+            format_rfc3339(1_709_210_096_789),
+            "2024-02-29T12:34:56.789Z"
+        );
+    }
+
+    #[test]
+    fn finds_transaction_id_where_tracing_json_puts_it() {
+        let top = json!({"transaction_id": "t1"});
+        let fields = json!({"fields": {"transaction_id": "t1"}});
+        let span = json!({"span": {"transaction_id": "t1"}});
+        let spans = json!({"spans": [{"name": "x"}, {"transaction_id": "t1"}]});
+        for entry in [top, fields, span, spans] {
+            assert!(mentions_transaction(&entry, "t1"), "{entry}");
+            assert!(!mentions_transaction(&entry, "t2"), "{entry}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Reading the `bootstrap` entry out of a function's deployment zip.
+//!
+//! sagaform's artifact zips are written by `sagaform-deploy` with stored (uncompressed)
+//! entries, so reading them needs only the zip directory, not a decompressor. A compressed
+//! entry is refused with a message that says so; pass the binary's path instead.
+
+use crate::LocalError;
+
+const END_OF_CENTRAL_DIRECTORY: u32 = 0x0605_4b50;
+const CENTRAL_DIRECTORY_ENTRY: u32 = 0x0201_4b50;
+const LOCAL_FILE_HEADER: u32 = 0x0403_4b50;
+const STORED: u16 = 0;
+
+/// The bytes of entry `wanted` of the zip `archive` (named `source` in errors).
+pub fn stored_entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8>, LocalError> {
+    let fail = |reason: String| LocalError::Zip {
+        name: source.to_owned(),
+        reason,
+    };
+    // The end record is in the last 22 + 65535 (comment) bytes.
+    let search_from = archive.len().saturating_sub(22 + 65_535);
+    let end = (search_from..archive.len().saturating_sub(21))
+        .rev()
+        .find(|&at| read_u32(archive, at) == Some(END_OF_CENTRAL_DIRECTORY))
+        .ok_or_else(|| fail("not a zip file (no end of central directory)".to_owned()))?;
+    let entries = read_u16(archive, end + 10).unwrap_or(0) as usize;
+    let mut at = read_u32(archive, end + 16).unwrap_or(u32::MAX) as usize;
+    for _ in 0..entries {
+        if read_u32(archive, at) != Some(CENTRAL_DIRECTORY_ENTRY) {
+            return Err(fail("corrupt central directory".to_owned()));
+        }
+        let field = |offset: usize| read_u16(archive, at + offset).unwrap_or(0);
+        let method = field(10);
+        let compressed_size = read_u32(archive, at + 20).unwrap_or(0) as usize;
+        let name_len = field(28) as usize;
+        let extra_len = field(30) as usize;
+        let comment_len = field(32) as usize;
+        let local_offset = read_u32(archive, at + 42).unwrap_or(u32::MAX) as usize;
+        let name = archive
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(|| fail("corrupt central directory".to_owned()))?;
+        if name == wanted.as_bytes() {
+            if method != STORED {
+                return Err(fail(format!(
+                    "entry {wanted} is compressed (method {method}); only stored entries, as \
+                     sagaform's artifacts have, are read here: give the bootstrap path instead"
+                )));
+            }
+            if read_u32(archive, local_offset) != Some(LOCAL_FILE_HEADER) {
+                return Err(fail(format!("corrupt local header of {wanted}")));
+            }
+            let local_name_len = read_u16(archive, local_offset + 26).unwrap_or(0) as usize;
+            let local_extra_len = read_u16(archive, local_offset + 28).unwrap_or(0) as usize;
+            let data = local_offset + 30 + local_name_len + local_extra_len;
+            return archive
+                .get(data..data + compressed_size)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| fail(format!("entry {wanted} is truncated")));
+        }
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    Err(fail(format!("no entry named {wanted}")))
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes
+        .get(at..at + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes
+        .get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A zip with one stored entry (for tests of this crate and its users' fixtures). CRC-32 is
+/// computed, so `unzip -t` accepts it.
+pub fn single_stored_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    let crc = crc32(data);
+    let size = data.len() as u32;
+    let mut zip = Vec::with_capacity(data.len() + 128);
+    let header = |zip: &mut Vec<u8>, central: bool| {
+        zip.extend_from_slice(
+            &(if central {
+                CENTRAL_DIRECTORY_ENTRY
+            } else {
+                LOCAL_FILE_HEADER
+            })
+            .to_le_bytes(),
+        );
+        if central {
+            zip.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes());
+        }
+        for value in [20u16, 0, STORED, 0, 0x21] {
+            zip.extend_from_slice(&value.to_le_bytes());
+        }
+        for value in [crc, size, size] {
+            zip.extend_from_slice(&value.to_le_bytes());
+        }
+        zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        zip.extend_from_slice(&0u16.to_le_bytes());
+    };
+    header(&mut zip, false);
+    zip.extend_from_slice(name.as_bytes());
+    zip.extend_from_slice(data);
+    let central_start = zip.len() as u32;
+    header(&mut zip, true);
+    for value in [0u16, 0, 0] {
+        zip.extend_from_slice(&value.to_le_bytes());
+    }
+    zip.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes());
+    zip.extend_from_slice(&0u32.to_le_bytes());
+    zip.extend_from_slice(name.as_bytes());
+    let central_size = zip.len() as u32 - central_start;
+    zip.extend_from_slice(&END_OF_CENTRAL_DIRECTORY.to_le_bytes());
+    for value in [0u16, 0, 1, 1] {
+        zip.extend_from_slice(&value.to_le_bytes());
+    }
+    zip.extend_from_slice(&central_size.to_le_bytes());
+    zip.extend_from_slice(&central_start.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_entry_comes_back_byte_for_byte() {
+        let zip = single_stored_entry("bootstrap", b"\x7fELF binary");
+        assert_eq!(
+            stored_entry(&zip, "bootstrap", "test.zip").unwrap(),
+            b"\x7fELF binary"
+        );
+    }
+
+    /// Written by Python's `zipfile` (stored): a second entry before `bootstrap`.
+    const PYTHON_ZIP: [u8; 233] = [
+        80, 75, 3, 4, 20, 0, 0, 0, 0, 0, 238, 9, 123, 93, 202, 213, 225, 185, 11, 0, 0, 0, 11, 0,
+        0, 0, 6, 0, 0, 0, 82, 69, 65, 68, 77, 69, 111, 116, 104, 101, 114, 32, 101, 110, 116, 114,
+        121, 80, 75, 3, 4, 20, 0, 0, 0, 0, 0, 0, 0, 33, 0, 47, 58, 218, 233, 18, 0, 0, 0, 18, 0, 0,
+        0, 9, 0, 0, 0, 98, 111, 111, 116, 115, 116, 114, 97, 112, 35, 33, 47, 98, 105, 110, 47,
+        115, 104, 10, 101, 99, 104, 111, 32, 104, 105, 10, 80, 75, 1, 2, 20, 3, 20, 0, 0, 0, 0, 0,
+        238, 9, 123, 93, 202, 213, 225, 185, 11, 0, 0, 0, 11, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 128, 1, 0, 0, 0, 0, 82, 69, 65, 68, 77, 69, 80, 75, 1, 2, 20, 3, 20, 0, 0, 0, 0,
+        0, 0, 0, 33, 0, 47, 58, 218, 233, 18, 0, 0, 0, 18, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 237, 129, 47, 0, 0, 0, 98, 111, 111, 116, 115, 116, 114, 97, 112, 80, 75, 5, 6, 0, 0,
+        0, 0, 2, 0, 2, 0, 107, 0, 0, 0, 104, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn an_entry_of_a_zip_written_by_another_tool_is_found_by_name() {
+        assert_eq!(
+            stored_entry(&PYTHON_ZIP, "bootstrap", "python.zip").unwrap(),
+            b"#!/bin/sh\necho hi\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_entry_or_garbage_is_named_in_the_error() {
+        let zip = single_stored_entry("other", b"x");
+        let error = stored_entry(&zip, "bootstrap", "s3://b/k").unwrap_err();
+        assert!(
+            error.to_string().contains("no entry named bootstrap"),
+            "{error}"
+        );
+        let error = stored_entry(b"garbage", "bootstrap", "s3://b/k").unwrap_err();
+        assert!(error.to_string().contains("s3://b/k"), "{error}");
+    }
+
+    #[test]
+    fn crc32_matches_the_reference_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}
