@@ -33,7 +33,9 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (1-based), without jitter.
     pub fn delay_before(&self, retry: u32) -> Duration {
         let factor = self.backoff_rate.saturating_pow(retry.saturating_sub(1));
-        self.initial_delay.saturating_mul(factor).min(self.max_delay)
+        self.initial_delay
+            .saturating_mul(factor)
+            .min(self.max_delay)
     }
 
     /// The longest time all retries can wait in total, without jitter.
@@ -176,7 +178,10 @@ mod tests {
     #[test]
     fn idempotency_key_names_transaction_step_and_action() {
         let step = PURCHASE.step("payment").unwrap();
-        assert_eq!(step.idempotency_key("tx1", &step.compensation), "tx1:payment:refund");
+        assert_eq!(
+            step.idempotency_key("tx1", &step.compensation),
+            "tx1:payment:refund"
+        );
     }
 
     #[test]
@@ -191,6 +196,9 @@ mod tests {
 
     #[test]
     fn services_are_listed_once_in_step_order() {
-        assert_eq!(PURCHASE.services(), ["inventory", "payments", "entitlements"]);
+        assert_eq!(
+            PURCHASE.services(),
+            ["inventory", "payments", "entitlements"]
+        );
     }
 }

@@ -1,0 +1,194 @@
+//! `diff`: what a deploy of the committed template would change. Two views: the template
+//! difference (deployed against committed, property by property, computed here) and, when the
+//! stack exists, CloudFormation's own change set (created, described, then deleted, so nothing
+//! is left behind).
+
+use serde::Serialize;
+
+use crate::artifact::function_of_parameter;
+use crate::bootstrap;
+use crate::changeset::{ChangeRow, Format, render_table};
+use crate::diff::TemplateDiff;
+use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
+use crate::template::Template;
+use crate::{Artifact, DeployError, PatternEnv, Progress, Session, Workspace, workspace};
+
+/// What `diff` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// Stack name.
+    pub stack_name: String,
+    /// The committed template file.
+    pub template_file: String,
+    /// Status of the deployed stack, if there is one.
+    pub stack_status: Option<String>,
+    /// The committed template is stale (deploy would refuse it).
+    pub stale: bool,
+    /// Deployed against committed.
+    pub template: TemplateDiff,
+    /// The change set's rows, when one could be computed.
+    pub change_set: Option<Vec<ChangeRow>>,
+    /// Why there is no change set view, when there is none.
+    pub change_set_note: Option<String>,
+}
+
+impl DiffReport {
+    /// Renders the report.
+    pub fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        let markdown = format == Format::Markdown;
+        let heading = |text: &str| {
+            if markdown {
+                format!("### {text}\n\n")
+            } else {
+                format!("== {text}\n")
+            }
+        };
+        out.push_str(&heading(&format!(
+            "{}: deployed ({}) vs {}",
+            self.stack_name,
+            self.stack_status.as_deref().unwrap_or("not deployed"),
+            self.template_file
+        )));
+        if self.stale {
+            out.push_str(&format!(
+                "warning: {} is stale: run `cargo xtask synth` (deploy refuses stale templates)\n\n",
+                self.template_file
+            ));
+        }
+        out.push_str(&match format {
+            Format::Text => self.template.to_text(),
+            Format::Markdown => self.template.to_markdown(),
+        });
+        out.push('\n');
+        out.push_str(&heading("change set"));
+        match (&self.change_set, &self.change_set_note) {
+            (Some(rows), _) if rows.is_empty() => out.push_str("no changes\n"),
+            (Some(rows), _) => out.push_str(&render_table(rows, format)),
+            (None, Some(note)) => out.push_str(&format!("{note}\n")),
+            (None, None) => {}
+        }
+        out
+    }
+
+    /// Whether a deploy would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.template.is_empty() && self.change_set.as_ref().is_none_or(Vec::is_empty)
+    }
+}
+
+/// `cargo xtask diff`. `artifacts` fill code-key parameters the stack does not have yet;
+/// parameters it has keep their deployed values.
+pub async fn diff_pattern(
+    session: &Session,
+    target: PatternEnv<'_>,
+    artifacts: &[Artifact],
+    progress: &Progress,
+) -> Result<DiffReport, DeployError> {
+    let PatternEnv {
+        workspace,
+        env,
+        pattern,
+    } = target;
+    let stack_name = workspace::stack_name(pattern, &env.name);
+    let template_file = Workspace::template_relative(pattern, &env.name);
+    let (body, stale) = match crate::deploy::committed_template(workspace, pattern, &env.name) {
+        Ok(body) => (body, false),
+        Err(DeployError::Refused(_)) => {
+            let path = workspace.template_path(pattern, &env.name);
+            let body = std::fs::read_to_string(&path).map_err(DeployError::io("read", path))?;
+            (body, true)
+        }
+        Err(e) => return Err(e),
+    };
+    let committed = Template::parse(&template_file, &body)?;
+    let info = stack::describe(session, &stack_name).await?;
+    let Some(info) = info else {
+        return Ok(DiffReport {
+            stack_name,
+            template_file,
+            stack_status: None,
+            stale,
+            template: TemplateDiff::between(&Template::empty(), &committed),
+            change_set: None,
+            change_set_note: Some(
+                "the stack does not exist: a deploy creates every resource above".to_owned(),
+            ),
+        });
+    };
+    if stack::classify(&info.status) == StackState::NeverCreated {
+        return Ok(DiffReport {
+            stack_name,
+            template_file,
+            stack_status: Some(info.status),
+            stale,
+            template: TemplateDiff::between(&Template::empty(), &committed),
+            change_set: None,
+            change_set_note: Some(
+                "the stack was never created: a deploy creates every resource above".to_owned(),
+            ),
+        });
+    }
+    let deployed = stack::deployed_template(session, &stack_name).await?;
+    let template = TemplateDiff::between(&deployed, &committed);
+
+    let mut report = DiffReport {
+        stack_name: stack_name.clone(),
+        template_file,
+        stack_status: Some(info.status.clone()),
+        stale,
+        template,
+        change_set: None,
+        change_set_note: None,
+    };
+    if stack::classify(&info.status) != StackState::Ready {
+        report.change_set_note = Some(format!("no change set: the stack is in {}", info.status));
+        return Ok(report);
+    }
+
+    let bucket = bootstrap::bucket_name(&session.account_id, &session.region, &session.env_name)?;
+    let mut parameters = Vec::new();
+    for name in committed.parameter_names() {
+        let artifact = artifacts.iter().find(|a| a.parameter_name() == name);
+        let value = if name == "ArtifactBucket" {
+            Some(bucket.clone())
+        } else if let Some(artifact) =
+            artifact.filter(|a| info.parameters.get(&name) != Some(&a.key()))
+        {
+            // A new package would need uploading first; the change set view only shows the
+            // template's effect, so the deployed key is kept when there is one.
+            if info.parameters.contains_key(&name) {
+                None
+            } else {
+                Some(artifact.key())
+            }
+        } else if info.parameters.contains_key(&name) {
+            None
+        } else if committed.parameter_has_default(&name) {
+            continue;
+        } else {
+            let function = function_of_parameter(&name).unwrap_or(name.clone());
+            report.change_set_note = Some(format!(
+                "no change set: the committed template adds the {function} function, whose package is not built; run `cargo xtask build` first"
+            ));
+            return Ok(report);
+        };
+        parameters.push((name, value));
+    }
+    let spec = ChangeSetSpec {
+        stack_name: &stack_name,
+        create: false,
+        template_body: &body,
+        parameters: &parameters,
+        tags: &crate::deploy::stack_tags(env, pattern),
+        purpose: "diff",
+    };
+    match stack::create_change_set(session, &spec, progress).await? {
+        ChangeSetResult::NoChanges => report.change_set = Some(Vec::new()),
+        ChangeSetResult::Ready(change_set) => {
+            stack::delete_change_set(session, &stack_name, &change_set.id).await?;
+            report.change_set = Some(change_set.rows);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,92 @@
+//! Asking a person before risky changes, without ever hanging: with `--yes` every question is
+//! approved, on a terminal the question is asked on stderr and answered on stdin, and without a
+//! terminal the answer is "cannot ask", which callers turn into a refusal naming `--yes`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+/// What approval a question needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// `y` or `yes`.
+    YesNo,
+    /// Exactly this text (the stack name, before a destroy).
+    Exactly(String),
+}
+
+/// The answer to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Approved.
+    Yes,
+    /// Declined (or the typed text did not match).
+    No,
+    /// Nobody to ask: stdin is not a terminal.
+    CannotAsk,
+}
+
+/// Something that approves or declines.
+pub trait Confirm: Send + Sync {
+    /// Asks `question`.
+    fn ask(&self, question: &str, expect: &Expect) -> Answer;
+}
+
+/// Approves everything (`--yes`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AssumeYes;
+
+impl Confirm for AssumeYes {
+    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
+        Answer::Yes
+    }
+}
+
+/// Asks on the terminal; answers [`Answer::CannotAsk`] when stdin is not one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TerminalConfirm;
+
+impl Confirm for TerminalConfirm {
+    fn ask(&self, question: &str, expect: &Expect) -> Answer {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Answer::CannotAsk;
+        }
+        let prompt = match expect {
+            Expect::YesNo => format!("{question} [y/N] "),
+            Expect::Exactly(text) => format!("{question}\nType {text} to confirm: "),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{prompt}");
+        let _ = err.flush();
+        drop(err);
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).is_err() {
+            return Answer::No;
+        }
+        let line = line.trim();
+        let approved = match expect {
+            Expect::YesNo => matches!(line.to_ascii_lowercase().as_str(), "y" | "yes"),
+            Expect::Exactly(text) => line == text,
+        };
+        if approved { Answer::Yes } else { Answer::No }
+    }
+}
+
+/// Never able to ask, as in CI without `--yes`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTerminal;
+
+impl Confirm for NoTerminal {
+    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
+        Answer::CannotAsk
+    }
+}
+
+/// Declines everything (a person who says no).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysNo;
+
+impl Confirm for AlwaysNo {
+    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
+        Answer::No
+    }
+}

@@ -1,0 +1,731 @@
+//! `deploy`: from the committed template of a pattern and env to an up-to-date stack.
+//!
+//! The order is chosen so nothing changes in AWS before every refusal had its chance: lock,
+//! stale-template check, stack state, then bootstrap and uploads, the change set, approval, and
+//! only then execution. Two layers: [`deploy_pattern`] (what `cargo xtask deploy` runs: checks
+//! that the committed template is what `synth` produces) on top of [`deploy_template`] (any
+//! template body, which tests also use to deploy deliberately broken templates).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sagaform_stacks::Pattern;
+use sagaform_stacks::config::EnvConfig;
+use serde::Serialize;
+
+use crate::artifact::function_of_parameter;
+use crate::bootstrap::{self, BucketState, Upload};
+use crate::changeset::{ChangeRow, Format, counts, render_table};
+use crate::confirm::{Answer, Confirm, Expect};
+use crate::diff::TemplateDiff;
+use crate::error::aws_error;
+use crate::lock::StackLock;
+use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
+use crate::template::{Grant, Template};
+use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace, workspace};
+
+/// When a person must approve the change set before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalPolicy {
+    /// Never (the local emulator: IAM is not enforced there, nothing real is at stake).
+    Never,
+    /// When the change grants new permissions or opens network access (like CDK's default).
+    Broadening,
+    /// Every change (production).
+    AnyChange,
+}
+
+impl ApprovalPolicy {
+    /// The policy of an env: production approves everything, the local emulator nothing, the
+    /// others IAM-broadening changes.
+    pub fn for_env(env: &EnvConfig) -> ApprovalPolicy {
+        if env.is_local() {
+            ApprovalPolicy::Never
+        } else if env.production {
+            ApprovalPolicy::AnyChange
+        } else {
+            ApprovalPolicy::Broadening
+        }
+    }
+}
+
+/// How to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// Execute the change set (false: `--no-execute`, leave it for review).
+    pub execute: bool,
+    /// How long to wait for the stack operation.
+    pub timeout: Duration,
+    /// When to ask for approval.
+    pub approval: ApprovalPolicy,
+}
+
+impl DeployOptions {
+    /// Execute, wait up to an hour, approval as the env says.
+    pub fn for_env(env: &EnvConfig) -> DeployOptions {
+        DeployOptions {
+            execute: true,
+            timeout: Duration::from_secs(3600),
+            approval: ApprovalPolicy::for_env(env),
+        }
+    }
+}
+
+/// A deploy of any template body.
+#[derive(Debug, Clone)]
+pub struct StackDeployment {
+    /// Stack name.
+    pub stack_name: String,
+    /// Where the template comes from, for messages.
+    pub template_file: String,
+    /// The template body, deployed as is.
+    pub template_body: String,
+    /// Function packages; every `<Fn>CodeKey` parameter of the template needs one.
+    pub artifacts: Vec<Artifact>,
+    /// Stack tags.
+    pub tags: Vec<(String, String)>,
+    /// Turn termination protection on after the deploy.
+    pub termination_protection: bool,
+    /// Where to write the outputs (`None`: do not write them).
+    pub outputs_path: Option<PathBuf>,
+    /// Pattern and env, recorded in the outputs file.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployResult {
+    /// The stack was created.
+    Created,
+    /// The stack was updated.
+    Updated,
+    /// Template and parameters matched the stack: nothing done.
+    NoChanges,
+    /// `--no-execute`: the change set waits for review.
+    ChangeSetCreated,
+}
+
+/// Everything a deploy did, for people and for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    /// Stack name.
+    pub stack_name: String,
+    /// How it ended.
+    pub result: DeployResult,
+    /// The change set name (kept only with `--no-execute`).
+    pub change_set: Option<String>,
+    /// Change set rows (empty for no changes).
+    pub changes: Vec<ChangeRow>,
+    /// The artifact bucket.
+    pub bucket: String,
+    /// Whether the bucket was created by this deploy.
+    pub bucket_state: BucketState,
+    /// Uploads, skipped ones included.
+    pub uploads: Vec<Upload>,
+    /// Stack outputs after the deploy.
+    pub outputs: BTreeMap<String, String>,
+    /// Where the outputs were written.
+    pub outputs_file: Option<PathBuf>,
+    /// Resource types the endpoint does not emulate (local emulator only).
+    pub not_emulated: Vec<String>,
+    /// The stack was deleted first because a previous create had failed.
+    pub recreated: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Checks that the committed template of `pattern` / `env` is exactly what `synth` produces now
+/// and returns its body.
+pub fn committed_template(
+    workspace: &Workspace,
+    pattern: Pattern,
+    env: &str,
+) -> Result<String, DeployError> {
+    use sagaform_stacks::synth::{self, DriftKind, Selection};
+    let selection = Selection {
+        pattern: Some(pattern),
+        env: Some(env.to_owned()),
+    };
+    let files = synth::generate(workspace.root(), &selection)
+        .map_err(|e| DeployError::Config(e.to_string()))?;
+    let drifts = synth::drift(workspace.root(), &files, &selection)
+        .map_err(|e| DeployError::Config(e.to_string()))?;
+    let relative = Workspace::template_relative(pattern, env);
+    if drifts
+        .iter()
+        .any(|d| d.path == relative && matches!(d.kind, DriftKind::Stale | DriftKind::Missing))
+    {
+        return Err(Refusal::StaleTemplate {
+            pattern: pattern.name().to_owned(),
+            env: env.to_owned(),
+            path: relative,
+        }
+        .into());
+    }
+    let path = workspace.template_path(pattern, env);
+    std::fs::read_to_string(&path).map_err(DeployError::io("read", path))
+}
+
+/// Stack tags of an env: `env`, `pattern`, `cost-centre` and the env's extra tags.
+pub fn stack_tags(env: &EnvConfig, pattern: Pattern) -> Vec<(String, String)> {
+    let mut tags: BTreeMap<String, String> = env.tags.extra.clone();
+    tags.insert("cost-centre".to_owned(), env.tags.cost_centre.clone());
+    tags.insert("env".to_owned(), env.name.clone());
+    tags.insert("pattern".to_owned(), pattern.name().to_owned());
+    tags.into_iter().collect()
+}
+
+/// `cargo xtask deploy`: refuses a stale template, then deploys the committed one.
+pub async fn deploy_pattern(
+    session: &Session,
+    target: PatternEnv<'_>,
+    artifacts: &[Artifact],
+    options: &DeployOptions,
+    confirm: &dyn Confirm,
+    progress: &Progress,
+) -> Result<DeployOutcome, DeployError> {
+    let PatternEnv {
+        workspace,
+        env,
+        pattern,
+    } = target;
+    let stack_name = workspace::stack_name(pattern, &env.name);
+    // Taken before anything else (and before the first await, so of two deploys started
+    // together in one process the second is refused at once).
+    let lock = StackLock::acquire(workspace, &stack_name, "deploy")?;
+    let template_body = committed_template(workspace, pattern, &env.name)?;
+    let deployment = StackDeployment {
+        stack_name,
+        template_file: Workspace::template_relative(pattern, &env.name),
+        template_body,
+        artifacts: artifacts.to_vec(),
+        tags: stack_tags(env, pattern),
+        termination_protection: env.production,
+        outputs_path: Some(workspace.outputs_path(pattern, &env.name)),
+        labels: BTreeMap::from([
+            ("pattern".to_owned(), pattern.name().to_owned()),
+            ("env".to_owned(), env.name.clone()),
+        ]),
+    };
+    deploy_locked(session, &deployment, options, confirm, progress, lock).await
+}
+
+/// Deploys any template body to a stack (locks the stack first).
+pub async fn deploy_template(
+    session: &Session,
+    workspace: &Workspace,
+    deployment: &StackDeployment,
+    options: &DeployOptions,
+    confirm: &dyn Confirm,
+    progress: &Progress,
+) -> Result<DeployOutcome, DeployError> {
+    let lock = StackLock::acquire(workspace, &deployment.stack_name, "deploy")?;
+    deploy_locked(session, deployment, options, confirm, progress, lock).await
+}
+
+async fn deploy_locked(
+    session: &Session,
+    deployment: &StackDeployment,
+    options: &DeployOptions,
+    confirm: &dyn Confirm,
+    progress: &Progress,
+    _lock: StackLock,
+) -> Result<DeployOutcome, DeployError> {
+    let started = Instant::now();
+    let stack_name = deployment.stack_name.as_str();
+    let template = Template::parse(&deployment.template_file, &deployment.template_body)?;
+
+    // The stack's state decides between CREATE and UPDATE, or stops here.
+    let mut recreated = false;
+    let mut existing = stack::describe(session, stack_name).await?;
+    if let Some(info) = &existing {
+        match stack::classify(&info.status) {
+            StackState::Busy => {
+                return Err(Refusal::StackBusy {
+                    stack: stack_name.to_owned(),
+                    status: info.status.clone(),
+                }
+                .into());
+            }
+            StackState::NeedsRecovery => {
+                return Err(DeployError::NeedsRecovery {
+                    stack: stack_name.to_owned(),
+                    status: info.status.clone(),
+                    steps: stack::recovery_steps(session, stack_name, &info.status),
+                });
+            }
+            StackState::FailedCreate | StackState::NeverCreated => {
+                let why = if info.status == "ROLLBACK_COMPLETE" {
+                    "its first create failed and was rolled back (ROLLBACK_COMPLETE), so it cannot be updated"
+                } else {
+                    "it was never created (REVIEW_IN_PROGRESS: a change set that was not executed, or whose execution failed)"
+                };
+                progress.line(format!(
+                    "stack {stack_name}: {why}; it holds no resources, deleting it and creating it again"
+                ));
+                let watched =
+                    stack::delete_and_wait(session, stack_name, options.timeout, progress).await?;
+                if watched.status != "DELETE_COMPLETE" {
+                    return Err(DeployError::NeedsRecovery {
+                        stack: stack_name.to_owned(),
+                        status: watched.status.clone(),
+                        steps: stack::recovery_steps(session, stack_name, &watched.status),
+                    });
+                }
+                recreated = true;
+                existing = None;
+            }
+            StackState::Ready | StackState::Missing => {}
+        }
+    }
+    let create = existing.is_none();
+    let deployed = if create {
+        Template::empty()
+    } else {
+        stack::deployed_template(session, stack_name).await?
+    };
+
+    // Bootstrap and uploads.
+    let bucket = bootstrap::bucket_name(&session.account_id, &session.region, &session.env_name)?;
+    let bucket_state = bootstrap::ensure_bucket(session, &bucket, progress).await?;
+    let needed: Vec<String> = template
+        .parameter_names()
+        .iter()
+        .filter_map(|p| function_of_parameter(p))
+        .collect();
+    let mut to_upload = Vec::new();
+    for function in &needed {
+        let artifact = deployment
+            .artifacts
+            .iter()
+            .find(|a| a.function() == function)
+            .ok_or_else(|| {
+                DeployError::Build(format!(
+                    "{} needs the {function} function but no package was built for it: run `cargo xtask build`",
+                    deployment.template_file
+                ))
+            })?;
+        to_upload.push(artifact.clone());
+    }
+    let uploads = bootstrap::upload_artifacts(session, &bucket, &to_upload, progress).await?;
+
+    let mut parameters: Vec<(String, Option<String>)> = Vec::new();
+    for name in template.parameter_names() {
+        let value = if name == "ArtifactBucket" {
+            bucket.clone()
+        } else if let Some(artifact) = to_upload.iter().find(|a| a.parameter_name() == name) {
+            artifact.key()
+        } else if template.parameter_has_default(&name) {
+            continue;
+        } else {
+            return Err(DeployError::Template {
+                file: deployment.template_file.clone(),
+                reason: format!(
+                    "parameter {name} has no default and is neither ArtifactBucket nor a <Function>CodeKey: the deploy cannot fill it"
+                ),
+            });
+        };
+        parameters.push((name, Some(value)));
+    }
+
+    let not_emulated = if session.emulator {
+        template.not_emulated_types()
+    } else {
+        Vec::new()
+    };
+
+    let spec = ChangeSetSpec {
+        stack_name,
+        create,
+        template_body: &deployment.template_body,
+        parameters: &parameters,
+        tags: &deployment.tags,
+        purpose: "deploy",
+    };
+    let outcome =
+        |result, change_set: Option<String>, changes: Vec<ChangeRow>, outputs, outputs_file| {
+            DeployOutcome {
+                stack_name: stack_name.to_owned(),
+                result,
+                change_set,
+                changes,
+                bucket: bucket.clone(),
+                bucket_state,
+                uploads: uploads.clone(),
+                outputs,
+                outputs_file,
+                not_emulated: not_emulated.clone(),
+                recreated,
+                seconds: started.elapsed().as_secs_f64(),
+            }
+        };
+
+    let change_set = match stack::create_change_set(session, &spec, progress).await? {
+        ChangeSetResult::NoChanges => None,
+        ChangeSetResult::Ready(change_set) => {
+            let current_parameters = existing
+                .as_ref()
+                .map(|i| i.parameters.clone())
+                .unwrap_or_default();
+            let same_parameters = parameters
+                .iter()
+                .all(|(k, v)| current_parameters.get(k) == v.as_ref());
+            if !create
+                && change_set.rows.is_empty()
+                && session.emulator
+                && same_parameters
+                && TemplateDiff::between(&deployed, &template).is_empty()
+            {
+                // moto computes an empty change set where AWS would fail it: same template in
+                // another form, same parameters.
+                stack::delete_change_set(session, stack_name, &change_set.id).await?;
+                None
+            } else {
+                Some(change_set)
+            }
+        }
+    };
+    let Some(change_set) = change_set else {
+        progress.line(format!("stack {stack_name}: no changes, nothing to deploy"));
+        let (outputs, outputs_file) =
+            finish_outputs(session, deployment, &template, &parameters, progress).await?;
+        return Ok(outcome(
+            DeployResult::NoChanges,
+            None,
+            Vec::new(),
+            outputs,
+            outputs_file,
+        ));
+    };
+
+    let (add, modify, remove) = counts(&change_set.rows);
+    progress.line(format!(
+        "change set {} ({}): {add} to add, {modify} to modify, {remove} to remove",
+        change_set.name, change_set.kind
+    ));
+    progress.line(render_table(&change_set.rows, Format::Text).trim_end());
+    if !not_emulated.is_empty() {
+        progress.line(format!(
+            "note: the local emulator does not create {} (deployed as no-ops; they exist only on AWS)",
+            not_emulated.join(", ")
+        ));
+    }
+
+    if !options.execute {
+        progress.line(format!(
+            "change set {} left for review (--no-execute). Execute it with:\n  aws cloudformation execute-change-set --stack-name {stack_name} --change-set-name {} {}\nor delete it with:\n  aws cloudformation delete-change-set --stack-name {stack_name} --change-set-name {} {}",
+            change_set.name,
+            change_set.name,
+            stack::cli_target(session),
+            change_set.name,
+            stack::cli_target(session)
+        ));
+        return Ok(outcome(
+            DeployResult::ChangeSetCreated,
+            Some(change_set.name.clone()),
+            change_set.rows.clone(),
+            BTreeMap::new(),
+            None,
+        ));
+    }
+
+    // Approval.
+    let broadening = broadening_grants(&deployed, &template);
+    let reason = match options.approval {
+        ApprovalPolicy::AnyChange => Some(format!("env {} is production", session.env_name)),
+        ApprovalPolicy::Broadening if !broadening.is_empty() => Some(format!(
+            "it grants {} new permission(s) or network access",
+            broadening.len()
+        )),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        let question = format!(
+            "execute change set {} on {stack_name} ({reason})?",
+            change_set.name
+        );
+        if !broadening.is_empty() {
+            progress.line("new permissions and network access:");
+            for grant in broadening.iter().take(40) {
+                progress.line(format!(
+                    "  + {} {} {} {}",
+                    grant.logical_id, grant.effect, grant.what, grant.on
+                ));
+            }
+            if broadening.len() > 40 {
+                progress.line(format!("  ... and {} more", broadening.len() - 40));
+            }
+        }
+        let answer = confirm.ask(&question, &Expect::YesNo);
+        if answer != Answer::Yes {
+            discard(session, stack_name, &change_set.id, create).await?;
+            let what = format!("change set {} on {stack_name} ({reason})", change_set.name);
+            return Err(if answer == Answer::CannotAsk {
+                Refusal::NeedsConfirmation { what }
+            } else {
+                Refusal::NotConfirmed { what }
+            }
+            .into());
+        }
+    }
+
+    // Execution.
+    let seen = stack::seen_events(session, stack_name).await;
+    progress.line(format!(
+        "executing change set {} on {stack_name}",
+        change_set.name
+    ));
+    let executed = session
+        .cloudformation
+        .execute_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&change_set.id)
+        .send()
+        .await;
+    if let Err(e) = executed {
+        let message = crate::error::ProvideMessage::readable_message(&e);
+        if !session.emulator {
+            // On AWS the call only starts the execution: its failure changed nothing, and the
+            // change set stays for inspection.
+            return Err(DeployError::Aws {
+                operation: "CloudFormation.ExecuteChangeSet",
+                message,
+            });
+        }
+        // moto applies the change set inside ExecuteChangeSet and reports a failing resource
+        // as the call's error, leaving the stack without a rollback.
+        let next = if create {
+            "; the next deploy deletes the half-created stack and creates it again"
+        } else {
+            ""
+        };
+        return Err(DeployError::StackFailed {
+            stack: stack_name.to_owned(),
+            status: if create {
+                "CREATE_FAILED"
+            } else {
+                "UPDATE_FAILED"
+            }
+            .to_owned(),
+            reason: format!("a resource failed: {message}{next}"),
+        });
+    }
+    let watched = stack::watch(
+        session,
+        stack_name,
+        seen,
+        change_set.rows.len(),
+        options.timeout,
+        progress,
+    )
+    .await?;
+    let success = if create {
+        "CREATE_COMPLETE"
+    } else {
+        "UPDATE_COMPLETE"
+    };
+    if watched.status != success {
+        let reason = watched
+            .first_failure
+            .clone()
+            .or(watched.status_reason.clone())
+            .unwrap_or_else(|| "no reason given".to_owned());
+        if stack::classify(&watched.status) == StackState::NeedsRecovery {
+            return Err(DeployError::NeedsRecovery {
+                stack: stack_name.to_owned(),
+                status: watched.status.clone(),
+                steps: format!(
+                    "first failure: {reason}\n{}",
+                    stack::recovery_steps(session, stack_name, &watched.status)
+                ),
+            });
+        }
+        let next = match watched.status.as_str() {
+            "ROLLBACK_COMPLETE" => {
+                "; the stack was rolled back, the next deploy deletes it and creates it again"
+            }
+            "UPDATE_ROLLBACK_COMPLETE" => {
+                "; the stack was rolled back to its previous state, fix the cause and deploy again"
+            }
+            _ => "",
+        };
+        return Err(DeployError::StackFailed {
+            stack: stack_name.to_owned(),
+            status: watched.status,
+            reason: format!("first failing resource: {reason}{next}"),
+        });
+    }
+    progress.line(format!(
+        "stack {stack_name}: {} in {:.1} s",
+        watched.status,
+        started.elapsed().as_secs_f64()
+    ));
+
+    if deployment.termination_protection {
+        enable_termination_protection(session, stack_name, progress).await?;
+    }
+    let (outputs, outputs_file) =
+        finish_outputs(session, deployment, &template, &parameters, progress).await?;
+    Ok(outcome(
+        if create {
+            DeployResult::Created
+        } else {
+            DeployResult::Updated
+        },
+        None,
+        change_set.rows.clone(),
+        outputs,
+        outputs_file,
+    ))
+}
+
+/// The grants of `new` that `deployed` does not have, plus the denials it drops.
+pub fn broadening_grants(deployed: &Template, new: &Template) -> Vec<Grant> {
+    let before = deployed.grants();
+    let after = new.grants();
+    let mut broadening: Vec<Grant> = after
+        .iter()
+        .filter(|g| g.effect != "Deny" && !before.contains(g))
+        .cloned()
+        .collect();
+    broadening.extend(
+        before
+            .iter()
+            .filter(|g| g.effect == "Deny" && !after.contains(g))
+            .map(|g| Grant {
+                effect: "no longer Deny".to_owned(),
+                ..g.clone()
+            }),
+    );
+    broadening
+}
+
+/// Deletes a change set that will not run; for a CREATE, also the empty stack it made.
+async fn discard(
+    session: &Session,
+    stack_name: &str,
+    change_set_id: &str,
+    create: bool,
+) -> Result<(), DeployError> {
+    stack::delete_change_set(session, stack_name, change_set_id).await?;
+    if create {
+        session
+            .cloudformation
+            .delete_stack()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(aws_error("CloudFormation.DeleteStack"))?;
+    }
+    Ok(())
+}
+
+async fn enable_termination_protection(
+    session: &Session,
+    stack_name: &str,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    let result = session
+        .cloudformation
+        .update_termination_protection()
+        .stack_name(stack_name)
+        .enable_termination_protection(true)
+        .send()
+        .await;
+    match result {
+        Ok(_) => {
+            progress.line(format!("stack {stack_name}: termination protection on"));
+            Ok(())
+        }
+        Err(e) if session.emulator => {
+            progress.line(format!(
+                "note: the emulator does not support termination protection ({})",
+                crate::error::ProvideMessage::readable_message(&e)
+            ));
+            Ok(())
+        }
+        Err(e) => Err(aws_error("CloudFormation.UpdateTerminationProtection")(e)),
+    }
+}
+
+/// Reads the stack outputs, prints them and writes them to the outputs file.
+async fn finish_outputs(
+    session: &Session,
+    deployment: &StackDeployment,
+    template: &Template,
+    parameters: &[(String, Option<String>)],
+    progress: &Progress,
+) -> Result<(BTreeMap<String, String>, Option<PathBuf>), DeployError> {
+    let stack_name = deployment.stack_name.as_str();
+    let mut outputs = stack::describe(session, stack_name)
+        .await?
+        .map(|i| i.outputs)
+        .unwrap_or_default();
+    if outputs.is_empty() && template.has_outputs() && session.emulator {
+        // moto evaluates outputs only in CreateStack and UpdateStack, never for a change set;
+        // an UpdateStack with the same template (moto refuses a byte-identical body, hence the
+        // trailing newline) makes it compute them without changing any resource.
+        let parameters = parameters
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(k)
+                    .set_parameter_value(v.clone())
+                    .build()
+            })
+            .collect::<Vec<_>>();
+        session
+            .cloudformation
+            .update_stack()
+            .stack_name(stack_name)
+            .template_body(format!("{}\n", deployment.template_body))
+            .set_parameters(Some(parameters))
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .send()
+            .await
+            .map_err(aws_error("CloudFormation.UpdateStack (emulator outputs)"))?;
+        outputs = stack::describe(session, stack_name)
+            .await?
+            .map(|i| i.outputs)
+            .unwrap_or_default();
+    }
+    if !outputs.is_empty() {
+        progress.line("outputs:");
+        let width = outputs.keys().map(String::len).max().unwrap_or(0);
+        for (key, value) in &outputs {
+            progress.line(format!("  {key:<width$}  {value}"));
+        }
+    }
+    let Some(path) = &deployment.outputs_path else {
+        return Ok((outputs, None));
+    };
+    #[derive(Serialize)]
+    struct OutputsFile<'a> {
+        stack_name: &'a str,
+        region: &'a str,
+        account_id: &'a str,
+        endpoint_url: Option<&'a str>,
+        #[serde(flatten)]
+        labels: &'a BTreeMap<String, String>,
+        outputs: &'a BTreeMap<String, String>,
+    }
+    let file = OutputsFile {
+        stack_name,
+        region: &session.region,
+        account_id: &session.account_id,
+        endpoint_url: session.endpoint_url.as_deref(),
+        labels: &deployment.labels,
+        outputs: &outputs,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(DeployError::io("create", dir))?;
+    }
+    let text = serde_json::to_string_pretty(&file).expect("outputs serialize") + "\n";
+    std::fs::write(path, text).map_err(DeployError::io("write", path))?;
+    progress.line(format!("outputs written to {}", path.display()));
+    Ok((outputs, Some(path.clone())))
+}

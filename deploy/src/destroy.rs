@@ -1,0 +1,320 @@
+//! `destroy`: deletes a pattern's stack in an env after confirmation, says which data resources
+//! survive because of their Retain policy, and on the local env also clears the artifacts only
+//! that stack used.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::artifact::function_of_parameter;
+use crate::bootstrap;
+use crate::confirm::{Answer, Confirm, Expect};
+use crate::error::aws_error;
+use crate::lock::StackLock;
+use crate::stack::{self, StackState};
+use crate::{DeployError, PatternEnv, Progress, Refusal, Session, workspace};
+
+/// How to destroy.
+#[derive(Debug, Clone)]
+pub struct DestroyOptions {
+    /// Allow destroying a production stack.
+    pub force_prod: bool,
+    /// How long to wait for the deletion.
+    pub timeout: Duration,
+}
+
+impl Default for DestroyOptions {
+    fn default() -> Self {
+        DestroyOptions {
+            force_prod: false,
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A resource the stack deletion leaves in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetainedResource {
+    /// Logical id.
+    pub logical_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// `Retain`, `RetainExceptOnCreate` or `Snapshot`.
+    pub policy: String,
+    /// Physical id (table name, cluster id, ...), when known.
+    pub physical_id: Option<String>,
+}
+
+/// How a destroy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestroyResult {
+    /// The stack was deleted.
+    Destroyed,
+    /// There was no stack.
+    NothingToDestroy,
+}
+
+/// Everything a destroy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestroyOutcome {
+    /// Stack name.
+    pub stack_name: String,
+    /// How it ended.
+    pub result: DestroyResult,
+    /// Data kept by Retain policies.
+    pub retained: Vec<RetainedResource>,
+    /// Artifact objects deleted from the local bucket.
+    pub artifacts_cleared: Vec<String>,
+    /// Whether the outputs file was removed.
+    pub outputs_file_removed: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// `cargo xtask destroy`.
+pub async fn destroy_pattern(
+    session: &Session,
+    target: PatternEnv<'_>,
+    options: &DestroyOptions,
+    confirm: &dyn Confirm,
+    progress: &Progress,
+) -> Result<DestroyOutcome, DeployError> {
+    let PatternEnv {
+        workspace,
+        env,
+        pattern,
+    } = target;
+    let started = Instant::now();
+    let stack_name = workspace::stack_name(pattern, &env.name);
+    let _lock = StackLock::acquire(workspace, &stack_name, "destroy")?;
+    let outputs_path = workspace.outputs_path(pattern, &env.name);
+    let remove_outputs = || -> Result<bool, DeployError> {
+        match std::fs::remove_file(&outputs_path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(DeployError::io("remove", &outputs_path)(e)),
+        }
+    };
+
+    let Some(info) = stack::describe(session, &stack_name).await? else {
+        progress.line(format!(
+            "stack {stack_name} does not exist: nothing to destroy"
+        ));
+        let outputs_file_removed = remove_outputs()?;
+        return Ok(DestroyOutcome {
+            stack_name,
+            result: DestroyResult::NothingToDestroy,
+            retained: Vec::new(),
+            artifacts_cleared: Vec::new(),
+            outputs_file_removed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    };
+    if env.production && !options.force_prod {
+        return Err(Refusal::ProductionProtected {
+            env: env.name.clone(),
+            stack: stack_name,
+        }
+        .into());
+    }
+    if stack::classify(&info.status) == StackState::Busy {
+        return Err(Refusal::StackBusy {
+            stack: stack_name,
+            status: info.status,
+        }
+        .into());
+    }
+
+    // What survives, from the deployed template and the stack's physical ids.
+    let retained = retained_resources(session, &stack_name, &info.status).await;
+    if retained.is_empty() {
+        progress.line(format!(
+            "stack {stack_name}: every resource is deleted (no Retain policies)"
+        ));
+    } else {
+        progress.line(format!(
+            "stack {stack_name}: these data resources are KEPT by their DeletionPolicy and must be deleted by hand if no longer wanted:"
+        ));
+        for r in &retained {
+            progress.line(format!(
+                "  {} {} ({}){}",
+                r.policy,
+                r.logical_id,
+                r.resource_type,
+                r.physical_id
+                    .as_deref()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+
+    let question = format!(
+        "delete stack {stack_name} (env {}, status {})?",
+        env.name, info.status
+    );
+    match confirm.ask(&question, &Expect::Exactly(stack_name.clone())) {
+        Answer::Yes => {}
+        Answer::No => {
+            return Err(Refusal::NotConfirmed {
+                what: format!("destroy of {stack_name}"),
+            }
+            .into());
+        }
+        Answer::CannotAsk => {
+            return Err(Refusal::NeedsConfirmation {
+                what: format!("destroy of {stack_name}"),
+            }
+            .into());
+        }
+    }
+
+    if info.termination_protection {
+        progress.line(format!(
+            "stack {stack_name}: turning termination protection off (--force-prod)"
+        ));
+        session
+            .cloudformation
+            .update_termination_protection()
+            .stack_name(&stack_name)
+            .enable_termination_protection(false)
+            .send()
+            .await
+            .map_err(aws_error("CloudFormation.UpdateTerminationProtection"))?;
+    }
+    let code_keys: Vec<String> = info
+        .parameters
+        .iter()
+        .filter(|(k, _)| function_of_parameter(k).is_some())
+        .map(|(_, v)| v.clone())
+        .collect();
+
+    progress.line(format!("deleting stack {stack_name}"));
+    let watched = stack::delete_and_wait(session, &stack_name, options.timeout, progress).await?;
+    if watched.status != "DELETE_COMPLETE" {
+        let reason = watched
+            .first_failure
+            .or(watched.status_reason)
+            .unwrap_or_default();
+        return Err(DeployError::NeedsRecovery {
+            stack: stack_name.clone(),
+            status: watched.status.clone(),
+            steps: format!(
+                "first failure: {reason}\n{}",
+                stack::recovery_steps(session, &stack_name, &watched.status)
+            ),
+        });
+    }
+    progress.line(format!(
+        "stack {stack_name} deleted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let outputs_file_removed = remove_outputs()?;
+    let artifacts_cleared = if env.is_local() {
+        clear_local_artifacts(session, &env.name, &code_keys, progress).await?
+    } else {
+        Vec::new()
+    };
+    Ok(DestroyOutcome {
+        stack_name,
+        result: DestroyResult::Destroyed,
+        retained,
+        artifacts_cleared,
+        outputs_file_removed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn retained_resources(
+    session: &Session,
+    stack_name: &str,
+    status: &str,
+) -> Vec<RetainedResource> {
+    // A stack that never got past REVIEW_IN_PROGRESS has no template worth reading.
+    if status == "REVIEW_IN_PROGRESS" {
+        return Vec::new();
+    }
+    let Ok(template) = stack::deployed_template(session, stack_name).await else {
+        return Vec::new();
+    };
+    let physical: Vec<(String, String)> = session
+        .cloudformation
+        .describe_stack_resources()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .map(|answer| {
+            answer
+                .stack_resources()
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.logical_resource_id()?.to_owned(),
+                        r.physical_resource_id()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    template
+        .retained_resources()
+        .into_iter()
+        .map(|(logical_id, resource_type, policy)| RetainedResource {
+            physical_id: physical
+                .iter()
+                .find(|(l, _)| *l == logical_id)
+                .map(|(_, p)| p.clone()),
+            logical_id,
+            resource_type,
+            policy,
+        })
+        .collect()
+}
+
+/// Deletes the destroyed stack's artifacts from the local bucket, except those another stack
+/// of the same env still uses (content-addressed keys are shared between patterns).
+async fn clear_local_artifacts(
+    session: &Session,
+    env_name: &str,
+    code_keys: &[String],
+    progress: &Progress,
+) -> Result<Vec<String>, DeployError> {
+    let bucket = bootstrap::bucket_name(&session.account_id, &session.region, env_name)?;
+    let mut in_use: BTreeSet<String> = BTreeSet::new();
+    let stacks = session
+        .cloudformation
+        .describe_stacks()
+        .send()
+        .await
+        .map_err(aws_error("CloudFormation.DescribeStacks"))?;
+    for other in stacks.stacks() {
+        let name = other.stack_name().unwrap_or_default();
+        let live = other
+            .stack_status()
+            .is_some_and(|s| s.as_str() != "DELETE_COMPLETE");
+        if live && name.starts_with("sagaform-") && name.ends_with(&format!("-{env_name}")) {
+            for p in other.parameters() {
+                if p.parameter_key().and_then(function_of_parameter).is_some() {
+                    in_use.extend(p.parameter_value().map(str::to_owned));
+                }
+            }
+        }
+    }
+    let unused: Vec<String> = code_keys
+        .iter()
+        .filter(|k| !in_use.contains(*k))
+        .cloned()
+        .collect();
+    if unused.is_empty() {
+        return Ok(unused);
+    }
+    bootstrap::delete_keys(session, &bucket, &unused).await?;
+    progress.line(format!(
+        "local artifacts cleared from s3://{bucket}: {}",
+        unused.join(", ")
+    ));
+    Ok(unused)
+}

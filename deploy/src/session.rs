@@ -1,0 +1,136 @@
+//! Connecting to the environment's AWS: the local emulator (fixed test credentials, fixed
+//! account 123456789012) or a real account through the standard credential chain
+//! (`AWS_PROFILE`, environment variables, SSO, instance roles), in the env's region.
+//! `--endpoint-url` points any env at another emulator.
+
+use aws_config::BehaviorVersion;
+use aws_config::Region;
+use aws_sdk_cloudformation::config::Credentials;
+use sagaform_stacks::config::{EnvConfig, Target};
+
+use crate::error::aws_error;
+use crate::{DeployError, Refusal};
+
+/// The account id of the local emulator (moto's default account).
+pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
+
+/// How to reach an environment's AWS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// An emulator endpoint (`http://127.0.0.1:4566`); required for the local env, optional for
+    /// the others.
+    pub endpoint_url: Option<String>,
+}
+
+/// AWS clients bound to one environment, after the account check.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// CloudFormation client.
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    /// S3 client (path-style addressing on emulators).
+    pub s3: aws_sdk_s3::Client,
+    /// The env's name.
+    pub env_name: String,
+    /// The region deployed to.
+    pub region: String,
+    /// The caller's account id (checked against the env's).
+    pub account_id: String,
+    /// Whether the endpoint is an emulator (local env or `--endpoint-url`): enables the
+    /// workarounds for the emulator's behaviour.
+    pub emulator: bool,
+    /// The endpoint URL, when not AWS's own.
+    pub endpoint_url: Option<String>,
+    /// Whether the env is production.
+    pub production: bool,
+}
+
+impl Session {
+    /// Connects to the env's AWS and refuses when the caller's account is not the env's.
+    pub async fn connect(
+        env: &EnvConfig,
+        options: &ConnectOptions,
+    ) -> Result<Session, DeployError> {
+        let region = env.region().to_owned();
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.clone()));
+        let expected_account = match &env.target {
+            Target::Local => {
+                let Some(_) = &options.endpoint_url else {
+                    return Err(DeployError::Emulator(format!(
+                        "env {} deploys to the local emulator but no endpoint was given",
+                        env.name
+                    )));
+                };
+                // The emulator accepts any credentials; fixed ones keep a developer's real
+                // credentials away from it and make the account id predictable.
+                loader = loader.credentials_provider(Credentials::new(
+                    "testing",
+                    "testing",
+                    None,
+                    None,
+                    "sagaform-local",
+                ));
+                LOCAL_ACCOUNT_ID.to_owned()
+            }
+            Target::Aws { account_id, .. } => account_id.clone(),
+        };
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(options.endpoint_url.is_some())
+            .build();
+        let sts = aws_sdk_sts::Client::new(&config);
+        let identity = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(aws_error("STS.GetCallerIdentity"))?;
+        let account_id = identity.account().unwrap_or_default().to_owned();
+        check_account(&env.name, &expected_account, &account_id)?;
+        Ok(Session {
+            cloudformation: aws_sdk_cloudformation::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            env_name: env.name.clone(),
+            region,
+            account_id,
+            emulator: env.is_local() || options.endpoint_url.is_some(),
+            endpoint_url: options.endpoint_url.clone(),
+            production: env.production,
+        })
+    }
+}
+
+/// Refuses to act on an env with credentials of another account.
+pub fn check_account(env: &str, expected: &str, actual: &str) -> Result<(), Refusal> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(Refusal::AccountMismatch {
+        env: env.to_owned(),
+        expected: expected.to_owned(),
+        actual: actual.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_of_another_account_are_refused() {
+        assert!(check_account("prod", "444455556666", "444455556666").is_ok());
+        let refusal = check_account("prod", "444455556666", "111122223333").unwrap_err();
+        let message = refusal.to_string();
+        assert!(message.contains("account 111122223333"), "{message}");
+        assert!(
+            message.contains("env prod deploys to account 444455556666"),
+            "{message}"
+        );
+        assert_eq!(
+            crate::DeployError::from(refusal).exit_code(),
+            crate::EXIT_REFUSED
+        );
+    }
+}
