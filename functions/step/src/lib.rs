@@ -1,0 +1,264 @@
+//! The Step Functions task function of the `stepfunctions` pattern: one handler for every Task
+//! of the generated state machine. The payload (CONTRACT.md) says which operation on which step:
+//!
+//! ```json
+//! {"operation": "execute" | "compensate" | "mark_failed", "step": "payment",
+//!  "transaction_id": "...", "request": {...}, "error": {"Error": "...", "Cause": "..."}}
+//! ```
+//!
+//! The handler does exactly one call (or, for `mark_failed`, one state write) and leaves retries
+//! and branching to the state machine: an error is returned with `errorType` `Retryable` (the
+//! generated Retry matches it) or `Permanent` (only the Catch, `States.ALL`, matches it), so a
+//! transient SaaS failure is retried and a permanent one goes to the compensations. The saga's
+//! statuses are written by the runtime's engine (RUNNING with the first step, COMPLETED with the
+//! last, COMPENSATING with the first compensation, COMPENSATED with the last, COMPENSATION_FAILED
+//! by `mark_failed`), and a Task retried after its work was done (a lost answer) finds it done and
+//! does not call again.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use sagaform_runtime::errors::{ErrorClass, diagnostic};
+use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord, StoreConfig};
+use sagaform_saas_client::SaasClient;
+use sagaform_saga::PURCHASE;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// What a Task asks of the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Run the step's action.
+    Execute,
+    /// Run the step's compensation.
+    Compensate,
+    /// Record that the step's compensation failed for good.
+    MarkFailed,
+}
+
+impl Operation {
+    /// The payload's name of the operation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Execute => "execute",
+            Self::Compensate => "compensate",
+            Self::MarkFailed => "mark_failed",
+        }
+    }
+}
+
+/// The payload of a Task (CONTRACT.md).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StepPayload {
+    /// What to do.
+    pub operation: Operation,
+    /// Which step of the saga.
+    pub step: String,
+    /// The saga.
+    pub transaction_id: String,
+    /// The request, as in the execution input (the engine reads the stored one).
+    #[serde(default)]
+    pub request: Value,
+    /// The error a Catch put at `$.error`: what led to a compensation or to `mark_failed`.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// A payload the handler cannot act on: the state machine and the function disagree, which no
+/// retry fixes.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid step payload: {0}")]
+pub struct PayloadError(String);
+
+/// The function's configuration or clients cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The state store.
+    #[error(transparent)]
+    Store(#[from] sagaform_runtime::StoreError),
+    /// The SaaS services.
+    #[error(transparent)]
+    Saas(#[from] sagaform_saas_client::ConfigError),
+}
+
+/// The step function.
+#[derive(Debug, Clone)]
+pub struct StepHandler {
+    engine: Engine<ConfiguredStore, SaasClient>,
+    deadline_margin: Duration,
+}
+
+impl StepHandler {
+    /// A handler for [`PURCHASE`] sagas in `store`, calling `client`'s services, keeping
+    /// `deadline_margin` of each invocation to record the outcome.
+    pub fn new(
+        store: ConfiguredStore,
+        client: SaasClient,
+        deadline_margin: Duration,
+    ) -> StepHandler {
+        StepHandler {
+            engine: Engine::new(PURCHASE, store, client),
+            deadline_margin,
+        }
+    }
+
+    /// Reads the configuration from the process environment and opens the store and client.
+    pub async fn from_env() -> Result<StepHandler, ConfigError> {
+        let store = StoreConfig::from_env()?.connect().await?;
+        let client = SaasClient::from_env(&PURCHASE)?;
+        Ok(StepHandler::new(store, client, Duration::from_millis(500)))
+    }
+
+    /// The Lambda handler: a small JSON summary, or an error typed `Retryable` / `Permanent`.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        let (payload, context) = event.into_parts();
+        let payload: StepPayload = match serde_json::from_value(payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                let e = PayloadError(e.to_string());
+                let _in_request =
+                    info_span!("step_task", requestId = %context.request_id).entered();
+                error!(error = %e, "refusing the task");
+                return Err(diagnostic(ErrorClass::Permanent, &e));
+            }
+        };
+        let span = info_span!(
+            "step_task",
+            requestId = %context.request_id,
+            transaction_id = %payload.transaction_id,
+            step = %payload.step,
+            operation = payload.operation.as_str(),
+        );
+        self.run(&payload, context.deadline())
+            .instrument(span)
+            .await
+    }
+
+    async fn run(&self, payload: &StepPayload, deadline: SystemTime) -> Result<Value, Diagnostic> {
+        if uuid::Uuid::try_parse(&payload.transaction_id).is_err() {
+            let e = PayloadError(format!(
+                "transaction_id `{}` is not a UUID",
+                payload.transaction_id
+            ));
+            error!(error = %e, "refusing the task");
+            return Err(diagnostic(ErrorClass::Permanent, &e));
+        }
+        let run_until = instant_before(deadline, self.deadline_margin);
+        let transaction_id = payload.transaction_id.as_str();
+        let step = payload.step.as_str();
+        let cause = payload.error.as_ref().map(describe_caught_error);
+        let result = match payload.operation {
+            Operation::Execute => {
+                self.engine
+                    .execute_step(transaction_id, step, run_until)
+                    .await
+            }
+            Operation::Compensate => {
+                self.engine
+                    .compensate_step(transaction_id, step, cause, run_until)
+                    .await
+            }
+            Operation::MarkFailed => self.engine.mark_failed(transaction_id, step, cause).await,
+        };
+        match result {
+            Ok(record) => {
+                info!(status = %record.status, "task done");
+                Ok(summary(payload, &record))
+            }
+            Err(e) => {
+                let diagnostic = Diagnostic::from(e);
+                if diagnostic.error_type == ErrorClass::Retryable.error_type() {
+                    warn!(error_type = %diagnostic.error_type, error = %diagnostic.error_message, "task failed; the state machine retries it");
+                } else {
+                    error!(error_type = %diagnostic.error_type, error = %diagnostic.error_message, "task failed for good");
+                }
+                Err(diagnostic)
+            }
+        }
+    }
+}
+
+/// The Task's result: where the saga and the step are now.
+fn summary(payload: &StepPayload, record: &SagaRecord) -> Value {
+    json!({
+        "transaction_id": record.transaction_id,
+        "operation": payload.operation.as_str(),
+        "step": payload.step,
+        "saga_status": record.status.as_str(),
+        "step_status": record.step(&payload.step).map(|s| s.status.as_str()),
+    })
+}
+
+/// A caught error (`{"Error": ..., "Cause": ...}`) as one line for the saga record. For a Lambda
+/// function error the Cause is the function's error as JSON, whose `errorMessage` is the useful
+/// part.
+pub fn describe_caught_error(caught: &Value) -> String {
+    let name = caught
+        .get("Error")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    let cause = caught
+        .get("Cause")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|c| {
+            c.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| cause.to_owned());
+    if message.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}: {message}")
+    }
+}
+
+/// The monotonic instant `margin` before a wall-clock deadline (now, when that has passed).
+fn instant_before(deadline: SystemTime, margin: Duration) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left.saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_follow_the_contract() {
+        let payload: StepPayload = serde_json::from_value(json!({
+            "operation": "mark_failed", "step": "payment", "transaction_id": "t", "request": {},
+            "error": {"Error": "Permanent", "Cause": "{\"errorType\":\"Permanent\",\"errorMessage\":\"declined\"}"}
+        }))
+        .unwrap();
+        assert_eq!(payload.operation, Operation::MarkFailed);
+        assert_eq!(
+            describe_caught_error(payload.error.as_ref().unwrap()),
+            "Permanent: declined"
+        );
+        assert!(
+            serde_json::from_value::<StepPayload>(
+                json!({"operation": "undo", "step": "s", "transaction_id": "t"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn caught_errors_without_a_json_cause_keep_their_text() {
+        assert_eq!(
+            describe_caught_error(&json!({"Error": "States.Timeout", "Cause": ""})),
+            "States.Timeout"
+        );
+        assert_eq!(
+            describe_caught_error(&json!({"Error": "X", "Cause": "plain"})),
+            "X: plain"
+        );
+    }
+}

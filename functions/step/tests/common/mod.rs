@@ -1,0 +1,295 @@
+//! The stepfunctions pattern assembled for tests: the real API (stepfunctions dispatch) on a test
+//! store, a state machine on moto that records executions, the fake SaaS, the real `step`
+//! handler, and a driver that runs an execution the way Step Functions runs the generated
+//! definition.
+//!
+//! moto cannot invoke Lambda code here, so the driver interprets
+//! [`Definition::for_saga`]'s states itself: it builds each Task's payload from its
+//! `Parameters` (resolving the `.$` paths against the state), calls the handler, applies the
+//! Task's `Retry` rules to the returned `errorType` (waits scaled from seconds to milliseconds),
+//! puts a caught error at the Catch's `ResultPath` as `{"Error", "Cause"}` with the Lambda error
+//! JSON as Cause, and ends at a Succeed or Fail state. The order of states, the retry counts and
+//! the branches are the generated ones.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::time::Duration;
+
+use api::{Api, Dispatch};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use sagaform_fake_saas::FakeSaas;
+use sagaform_saas_client::SaasClient;
+use sagaform_saga::PURCHASE;
+use sagaform_stacks::asl::{Definition, State};
+use sagaform_testkit::{
+    Backend, TestStore, create_state_machine, event, fake_saas, response_json, sfn_client,
+};
+use serde_json::{Value, json};
+use step::StepHandler;
+
+/// Time left in an ordinary invocation, and the Task timeout of the generated definition.
+pub const INVOCATION_TIME: Duration = Duration::from_secs(30);
+
+pub struct StepFunctionsPattern {
+    pub store: TestStore,
+    pub fake: FakeSaas,
+    pub client: SaasClient,
+    pub state_machine_arn: String,
+    pub api: Api,
+    pub handler: StepHandler,
+}
+
+impl StepFunctionsPattern {
+    pub async fn new(backend: Backend) -> StepFunctionsPattern {
+        let store = TestStore::new(backend).await;
+        let (fake, client) = fake_saas().await;
+        let state_machine_arn = create_state_machine().await;
+        let api = Api::new(
+            store.store(),
+            Dispatch::StateMachine {
+                client: sfn_client(),
+                state_machine_arn: state_machine_arn.clone(),
+            },
+        );
+        let handler = StepHandler::new(store.store(), client.clone(), Duration::from_millis(500));
+        StepFunctionsPattern {
+            store,
+            fake,
+            client,
+            state_machine_arn,
+            api,
+            handler,
+        }
+    }
+
+    pub async fn another_api(&self) -> Api {
+        Api::new(
+            self.store.second_handle().await,
+            Dispatch::StateMachine {
+                client: sfn_client(),
+                state_machine_arn: self.state_machine_arn.clone(),
+            },
+        )
+    }
+
+    pub async fn call_api(&self, request: ApiGatewayV2httpRequest) -> (i64, Value, Option<String>) {
+        call(&self.api, request).await
+    }
+
+    /// The executions moto recorded: (name, input).
+    pub async fn executions(&self) -> Vec<(String, Value)> {
+        let sfn = sfn_client();
+        let listed = sfn
+            .list_executions()
+            .state_machine_arn(&self.state_machine_arn)
+            .send()
+            .await
+            .expect("list executions");
+        let mut executions = Vec::new();
+        for execution in listed.executions() {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(execution.execution_arn())
+                .send()
+                .await
+                .expect("describe");
+            let input = serde_json::from_str(described.input().unwrap_or("null"))
+                .expect("the input is JSON");
+            executions.push((execution.name().to_owned(), input));
+        }
+        executions
+    }
+
+    /// Runs the execution of `transaction_id` with the input moto recorded for it.
+    pub async fn run_execution(&self, transaction_id: &str) -> Execution {
+        let input = self
+            .executions()
+            .await
+            .into_iter()
+            .find(|(name, _)| name == transaction_id)
+            .map(|(_, input)| input)
+            .unwrap_or_else(|| panic!("no execution named {transaction_id}"));
+        run(&self.handler, input).await
+    }
+}
+
+pub async fn call(api: &Api, request: ApiGatewayV2httpRequest) -> (i64, Value, Option<String>) {
+    let response = api.handle(event(request, INVOCATION_TIME)).await;
+    let replayed = response
+        .headers
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (response.status_code, response_json(&response), replayed)
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    Succeeded,
+    Failed { error: String, cause: String },
+}
+
+/// A finished execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub ending: Ending,
+    /// Every Task attempt, by state name, in order.
+    pub attempts: Vec<String>,
+    /// The state data at the end.
+    pub data: Value,
+}
+
+impl Execution {
+    /// The Task states entered, without repeats of retried attempts.
+    pub fn tasks(&self) -> Vec<&str> {
+        let mut tasks: Vec<&str> = self.attempts.iter().map(String::as_str).collect();
+        tasks.dedup();
+        tasks
+    }
+}
+
+/// Runs one execution of the generated definition with `input`.
+pub async fn run(handler: &StepHandler, input: Value) -> Execution {
+    let definition = Definition::for_saga(&PURCHASE, INVOCATION_TIME);
+    let mut data = input;
+    let mut attempts = Vec::new();
+    let mut current = definition.start_at.clone();
+    for _ in 0..100 {
+        let task = match &definition.states[&current] {
+            State::Succeed(_) => {
+                return Execution {
+                    ending: Ending::Succeeded,
+                    attempts,
+                    data,
+                };
+            }
+            State::Fail(fail) => {
+                let ending = Ending::Failed {
+                    error: fail.error.clone(),
+                    cause: fail.cause.clone(),
+                };
+                return Execution {
+                    ending,
+                    attempts,
+                    data,
+                };
+            }
+            State::Task(task) => task,
+        };
+        let parameters =
+            serde_json::to_value(&task.parameters.payload).expect("the payload serializes");
+        let payload = resolve(&parameters, &data);
+        let mut retries_used = vec![0u32; task.retry.len()];
+        let result = loop {
+            attempts.push(current.clone());
+            let time_left = Duration::from_secs(task.timeout_seconds);
+            match handler.handle(event(payload.clone(), time_left)).await {
+                Ok(output) => break Ok(output),
+                Err(diagnostic) => {
+                    let retrier = task
+                        .retry
+                        .iter()
+                        .position(|r| matches(&r.error_equals, &diagnostic.error_type));
+                    match retrier {
+                        Some(index) if retries_used[index] < task.retry[index].max_attempts => {
+                            retries_used[index] += 1;
+                            let seconds = task.retry[index].interval_seconds as f64
+                                * task.retry[index]
+                                    .backoff_rate
+                                    .powi(retries_used[index] as i32 - 1);
+                            tokio::time::sleep(Duration::from_millis(
+                                seconds.min(task.retry[index].max_delay_seconds as f64) as u64,
+                            ))
+                            .await;
+                        }
+                        _ => break Err(diagnostic),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(output) => {
+                // ResultSelector {"Payload.$": "$.Payload"} keeps the function's answer.
+                set(&mut data, &task.result_path, json!({"Payload": output}));
+                current = task.next.clone();
+            }
+            Err(diagnostic) => {
+                let caught = json!({
+                    "Error": diagnostic.error_type,
+                    "Cause": json!({"errorType": diagnostic.error_type, "errorMessage": diagnostic.error_message}).to_string(),
+                });
+                let Some(catcher) = task
+                    .catch
+                    .iter()
+                    .find(|c| matches(&c.error_equals, &diagnostic.error_type))
+                else {
+                    let cause = caught["Cause"].as_str().unwrap_or_default().to_owned();
+                    return Execution {
+                        ending: Ending::Failed {
+                            error: diagnostic.error_type,
+                            cause,
+                        },
+                        attempts,
+                        data,
+                    };
+                };
+                set(&mut data, &catcher.result_path, caught);
+                current = catcher.next.clone();
+            }
+        }
+    }
+    panic!("the execution did not end in 100 states: {attempts:?}");
+}
+
+fn matches(error_equals: &[String], error_type: &str) -> bool {
+    error_equals
+        .iter()
+        .any(|e| e == "States.ALL" || e == error_type)
+}
+
+/// Resolves every `"key.$": "$.path"` of `parameters` against `data`.
+fn resolve(parameters: &Value, data: &Value) -> Value {
+    let Value::Object(fields) = parameters else {
+        return parameters.clone();
+    };
+    let mut resolved = serde_json::Map::new();
+    for (key, value) in fields {
+        match (key.strip_suffix(".$"), value.as_str()) {
+            (Some(name), Some(path)) => {
+                let found = get(data, path)
+                    .unwrap_or_else(|| panic!("path {path} is not in the state {data:#}"));
+                resolved.insert(name.to_owned(), found.clone());
+            }
+            _ => {
+                resolved.insert(key.clone(), resolve(value, data));
+            }
+        }
+    }
+    Value::Object(resolved)
+}
+
+fn get<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = data;
+    for part in path.strip_prefix("$.")?.split('.') {
+        current = current.get(part)?;
+    }
+    Some(current)
+}
+
+fn set(data: &mut Value, path: &str, value: Value) {
+    let parts: Vec<&str> = path
+        .strip_prefix("$.")
+        .expect("a ResultPath below $")
+        .split('.')
+        .collect();
+    let mut current = data;
+    for part in &parts[..parts.len() - 1] {
+        let object = current.as_object_mut().expect("the state is an object");
+        current = object.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+    current
+        .as_object_mut()
+        .expect("the state is an object")
+        .insert(parts[parts.len() - 1].to_owned(), value);
+}

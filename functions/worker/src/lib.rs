@@ -1,0 +1,513 @@
+//! The SQS worker of the `sqs` pattern: each message names one saga (`{"transaction_id",
+//! "request"}`, CONTRACT.md) and the worker advances it as far as it goes in this delivery,
+//! answering with a partial batch response (`ReportBatchItemFailures`) that names only the
+//! messages to deliver again.
+//!
+//! A record fails (and so comes back, and after `maxReceiveCount` receives lands in the DLQ)
+//! when its body is malformed, when a step failed in a way a later delivery may fix, when another
+//! delivery of the same saga is in progress, when the invocation is about to run out of time, or
+//! when its saga ended COMPENSATION_FAILED (it needs a human, and the DLQ is where operations
+//! look). It succeeds (and is deleted) once its saga is COMPLETED or COMPENSATED.
+//!
+//! Records are processed concurrently, because a saga spends its time waiting on SaaS calls and
+//! one slow saga should not hold the others back; records of one FIFO message group are processed
+//! in order, and once one of them fails the later ones are reported failed unprocessed, which is
+//! what keeps a FIFO group in order. A duplicate delivery running at the same time as the first
+//! (standard queues deliver at least once) is stopped by a per-transaction idempotency claim
+//! rather than running the saga twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use sagaform_runtime::errors::{ErrorClass, IdempotencyError};
+use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
+use sagaform_runtime::store::ClaimOutcome;
+use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaStatus, StoreConfig};
+use sagaform_saas_client::SaasClient;
+use sagaform_saga::PURCHASE;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, Span, error, field, info, info_span, warn};
+
+/// Prefix of the worker's keys in the idempotency table, which the API shares.
+const KEY_PREFIX: &str = "worker:";
+
+/// The SQS system attribute counting receives of a message.
+const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
+
+/// The SQS system attribute naming a FIFO message's group.
+const GROUP_ATTRIBUTE: &str = "MessageGroupId";
+
+/// The message attribute the API sets to the `transaction_id`.
+pub const TRANSACTION_ID_ATTRIBUTE: &str = "transaction_id";
+
+/// Limits and margins of the worker; the defaults suit the deployed function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// Sagas advanced at the same time within one batch.
+    pub concurrency: usize,
+    /// Time kept at the end of the invocation to store outcomes and answer.
+    pub deadline_margin: Duration,
+    /// A record is not started with less time than this left: the longest single step call, so
+    /// a started step can finish.
+    pub min_time_to_start: Duration,
+    /// How long a finished transaction's key is remembered (to drop late duplicates cheaply).
+    pub idempotency_expiry: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 10,
+            deadline_margin: Duration::from_millis(500),
+            min_time_to_start: PURCHASE
+                .steps
+                .iter()
+                .map(|s| s.timeout)
+                .max()
+                .unwrap_or_default(),
+            idempotency_expiry: DEFAULT_EXPIRY,
+        }
+    }
+}
+
+/// The worker's configuration or clients cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The state store.
+    #[error(transparent)]
+    Store(#[from] sagaform_runtime::StoreError),
+    /// The SaaS services.
+    #[error(transparent)]
+    Saas(#[from] sagaform_saas_client::ConfigError),
+}
+
+/// A batch failed as a whole: a record that must be delivered again has no message id to name
+/// it by, so only failing the invocation brings it back (the others come back too, harmlessly:
+/// every record is idempotent).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{failed} failed record(s) have no message id; failing the whole batch so they are delivered again"
+)]
+pub struct BatchError {
+    /// Failed records without an id.
+    pub failed: usize,
+}
+
+impl From<BatchError> for lambda_runtime::Diagnostic {
+    fn from(error: BatchError) -> Self {
+        sagaform_runtime::errors::diagnostic(ErrorClass::Retryable, &error)
+    }
+}
+
+/// Why a record is reported failed (logged, and used by tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The body is not a saga message; it fails until it reaches the DLQ.
+    Malformed(String),
+    /// Another delivery of the same saga holds its claim.
+    InProgress,
+    /// Too little time left to start it.
+    DeadlineNear,
+    /// An earlier record of its FIFO group failed.
+    GroupBlocked,
+    /// Advancing the saga failed; `retryable` says whether a later delivery may succeed.
+    Saga {
+        /// What failed.
+        reason: String,
+        /// The classification.
+        retryable: bool,
+    },
+    /// The saga is COMPENSATION_FAILED: it needs a human.
+    NeedsHuman,
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The saga is finished (COMPLETED or COMPENSATED): delete the message.
+    Done(SagaStatus),
+    /// Deliver the message again.
+    Failed(Failure),
+}
+
+/// A saga message as the API sends it.
+#[derive(Debug, Clone, Deserialize)]
+struct SagaMessage {
+    transaction_id: String,
+    request: Value,
+}
+
+/// The worker function.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine<ConfiguredStore, SaasClient>,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    /// A worker advancing [`PURCHASE`] sagas in `store` against `client`'s services.
+    pub fn new(store: ConfiguredStore, client: SaasClient, settings: WorkerSettings) -> Worker {
+        Worker {
+            inner: Arc::new(Inner {
+                engine: Engine::new(PURCHASE, store, client),
+                settings,
+            }),
+        }
+    }
+
+    /// Reads the configuration from the process environment and opens the store and client.
+    pub async fn from_env() -> Result<Worker, ConfigError> {
+        let store = StoreConfig::from_env()?.connect().await?;
+        let client = SaasClient::from_env(&PURCHASE)?;
+        Ok(Worker::new(store, client, WorkerSettings::default()))
+    }
+
+    /// The Lambda handler: the ids of the messages to deliver again.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, BatchError> {
+        let outcomes = self.process(event).await;
+        let mut response = SqsBatchResponse::default();
+        let mut unnamed = 0;
+        for (message_id, outcome) in outcomes {
+            if let Outcome::Failed(_) = outcome {
+                match message_id {
+                    Some(id) => {
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = id;
+                        response.batch_item_failures.push(failure);
+                    }
+                    None => unnamed += 1,
+                }
+            }
+        }
+        if unnamed > 0 {
+            error!(
+                failed = unnamed,
+                "failed records without a message id: failing the whole batch"
+            );
+            return Err(BatchError { failed: unnamed });
+        }
+        Ok(response)
+    }
+
+    /// Every record's outcome, in the order of the batch, with its message id (`None` when
+    /// missing or empty).
+    pub async fn process(&self, event: LambdaEvent<SqsEvent>) -> Vec<(Option<String>, Outcome)> {
+        let (event, context) = event.into_parts();
+        let deadline = context.deadline();
+        let request_id = context.request_id;
+        let count = event.records.len();
+        let mut groups: Vec<Vec<(usize, SqsMessage)>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (index, record) in event.records.into_iter().enumerate() {
+            match record.attributes.get(GROUP_ATTRIBUTE) {
+                Some(group) => {
+                    let slot = *group_of.entry(group.clone()).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[slot].push((index, record));
+                }
+                None => groups.push(vec![(index, record)]),
+            }
+        }
+        let permits = Arc::new(Semaphore::new(self.inner.settings.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for group in groups {
+            let worker = self.clone();
+            let permits = permits.clone();
+            let request_id = request_id.clone();
+            tasks.spawn(
+                async move {
+                    // The semaphore is never closed, so acquiring cannot fail.
+                    let _permit = permits.acquire_owned().await.ok();
+                    worker.process_group(group, &request_id, deadline).await
+                }
+                .in_current_span(),
+            );
+        }
+        let mut outcomes: Vec<Option<(Option<String>, Outcome)>> = vec![None; count];
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(results) => {
+                    for (index, message_id, outcome) in results {
+                        outcomes[index] = Some((message_id, outcome));
+                    }
+                }
+                // A panicking record leaves its slots empty; they are reported failed below.
+                Err(e) => error!(error = %e, "a record's processing panicked"),
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or((
+                    None,
+                    Outcome::Failed(Failure::Saga {
+                        reason: "panicked".into(),
+                        retryable: true,
+                    }),
+                ))
+            })
+            .collect()
+    }
+
+    async fn process_group(
+        &self,
+        group: Vec<(usize, SqsMessage)>,
+        request_id: &str,
+        deadline: SystemTime,
+    ) -> Vec<(usize, Option<String>, Outcome)> {
+        let mut results = Vec::with_capacity(group.len());
+        let mut blocked = false;
+        for (index, record) in group {
+            let message_id = record.message_id.clone().filter(|id| !id.is_empty());
+            let span = info_span!(
+                "record",
+                requestId = %request_id,
+                message_id = message_id.as_deref().unwrap_or_default(),
+                transaction_id = field::Empty,
+            );
+            let outcome = if blocked {
+                Outcome::Failed(Failure::GroupBlocked)
+            } else {
+                self.process_record(&record, deadline)
+                    .instrument(span.clone())
+                    .await
+            };
+            span.in_scope(|| log_outcome(&outcome));
+            blocked |= matches!(outcome, Outcome::Failed(_));
+            results.push((index, message_id, outcome));
+        }
+        results
+    }
+
+    async fn process_record(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
+        let message = match parse_message(record) {
+            Ok(message) => message,
+            Err(reason) => return Outcome::Failed(Failure::Malformed(reason)),
+        };
+        let transaction_id = message.transaction_id.as_str();
+        Span::current().record("transaction_id", transaction_id);
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        if left < self.inner.settings.min_time_to_start + self.inner.settings.deadline_margin {
+            return Outcome::Failed(Failure::DeadlineNear);
+        }
+        let delivery = record
+            .attributes
+            .get(RECEIVE_COUNT_ATTRIBUTE)
+            .and_then(|count| count.parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let key = format!("{KEY_PREFIX}{transaction_id}");
+        let payload = json!({"transaction_id": transaction_id, "request": message.request});
+        let idempotency = Idempotency::new(
+            self.inner.engine.store(),
+            self.inner.settings.idempotency_expiry,
+        );
+        match idempotency.claim(&key, &payload, deadline).await {
+            Ok(ClaimOutcome::Claimed) => {}
+            Ok(ClaimOutcome::Completed(stored)) => {
+                let status = stored
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok());
+                info!("duplicate delivery of a finished saga");
+                return Outcome::Done(status.unwrap_or(SagaStatus::Completed));
+            }
+            Err(IdempotencyError::InProgress(_)) => return Outcome::Failed(Failure::InProgress),
+            Err(IdempotencyError::PayloadMismatch(_)) => {
+                return Outcome::Failed(Failure::Malformed(
+                    "another message for this transaction carried a different request".to_owned(),
+                ));
+            }
+            Err(IdempotencyError::Store(e)) => {
+                return Outcome::Failed(Failure::Saga {
+                    reason: e.to_string(),
+                    retryable: e.class() == ErrorClass::Retryable,
+                });
+            }
+        }
+        let run_until = instant_before(deadline, self.inner.settings.deadline_margin);
+        let advanced = self
+            .inner
+            .engine
+            .advance(transaction_id, run_until, delivery)
+            .await;
+        let store = self.inner.engine.store();
+        match advanced {
+            Ok(saga) if matches!(saga.status, SagaStatus::Completed | SagaStatus::Compensated) => {
+                if let Err(e) = store
+                    .complete(
+                        &key,
+                        &json!({"status": saga.status.as_str()}),
+                        idempotency.expiration(),
+                    )
+                    .await
+                {
+                    // The saga is finished either way; a duplicate finds that out from its state.
+                    warn!(error = %e, "could not record the finished saga's idempotency key");
+                }
+                Outcome::Done(saga.status)
+            }
+            Ok(saga) => {
+                release(store, &key).await;
+                if saga.status == SagaStatus::CompensationFailed {
+                    Outcome::Failed(Failure::NeedsHuman)
+                } else {
+                    Outcome::Failed(Failure::Saga {
+                        reason: format!("saga left {}", saga.status),
+                        retryable: true,
+                    })
+                }
+            }
+            Err(e) => {
+                release(store, &key).await;
+                Outcome::Failed(Failure::Saga {
+                    reason: e.to_string(),
+                    retryable: e.class() == ErrorClass::Retryable,
+                })
+            }
+        }
+    }
+}
+
+/// Forgets the claim so the next delivery can advance the saga at once.
+async fn release(store: &ConfiguredStore, key: &str) {
+    if let Err(e) = store.release(key).await {
+        warn!(error = %e, "could not release the claim; the next delivery waits for it to expire");
+    }
+}
+
+fn log_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Done(status) => info!(status = %status, "message done"),
+        Outcome::Failed(Failure::Malformed(reason)) => {
+            error!(reason = %reason, "malformed message: it fails on every delivery until it reaches the dead-letter queue");
+        }
+        Outcome::Failed(Failure::InProgress) => {
+            warn!("another delivery of this saga is in progress; delivered again later");
+        }
+        Outcome::Failed(Failure::DeadlineNear) => {
+            warn!("too little time left to start; delivered again later")
+        }
+        Outcome::Failed(Failure::GroupBlocked) => {
+            warn!("an earlier message of its group failed; delivered again later")
+        }
+        Outcome::Failed(Failure::Saga {
+            reason,
+            retryable: true,
+        }) => {
+            warn!(reason = %reason, "saga not finished; delivered again later");
+        }
+        Outcome::Failed(Failure::Saga {
+            reason,
+            retryable: false,
+        }) => {
+            error!(reason = %reason, "saga cannot advance: the message goes to the dead-letter queue after its last receive");
+        }
+        Outcome::Failed(Failure::NeedsHuman) => {
+            error!(
+                "saga COMPENSATION_FAILED: needs a human; the message goes to the dead-letter queue"
+            );
+        }
+    }
+}
+
+/// The saga message in a record, or why it is not one.
+fn parse_message(record: &SqsMessage) -> Result<SagaMessage, String> {
+    let body = record.body.as_deref().ok_or("no body")?;
+    let message: SagaMessage =
+        serde_json::from_str(body).map_err(|e| format!("body is not a saga message: {e}"))?;
+    let id = uuid::Uuid::try_parse(&message.transaction_id)
+        .map_err(|_| format!("transaction_id `{}` is not a UUID", message.transaction_id))?;
+    if id.hyphenated().to_string() != message.transaction_id {
+        return Err(format!(
+            "transaction_id `{}` is not a lower-case hyphenated UUID",
+            message.transaction_id
+        ));
+    }
+    if !message.request.is_object() {
+        return Err("request is not a JSON object".to_owned());
+    }
+    if let Some(attribute) = record.message_attributes.get(TRANSACTION_ID_ATTRIBUTE)
+        && attribute.string_value.as_deref() != Some(message.transaction_id.as_str())
+    {
+        return Err("the transaction_id attribute differs from the body's".to_owned());
+    }
+    Ok(message)
+}
+
+/// The monotonic instant `margin` before a wall-clock deadline (now, when that has passed).
+fn instant_before(deadline: SystemTime, margin: Duration) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left.saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &str) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.body = Some(body.to_owned());
+        record
+    }
+
+    #[test]
+    fn saga_messages_need_a_uuid_and_a_request_object() {
+        let id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
+        let ok = parse_message(&record(&format!(
+            r#"{{"transaction_id":"{id}","request":{{}}}}"#
+        )))
+        .unwrap();
+        assert_eq!(ok.transaction_id, id);
+        assert!(
+            parse_message(&record("not json"))
+                .unwrap_err()
+                .starts_with("body is not a saga message")
+        );
+        assert!(
+            parse_message(&record(r#"{"transaction_id":"x","request":{}}"#))
+                .unwrap_err()
+                .contains("not a UUID")
+        );
+        let no_request = parse_message(&record(&format!(
+            r#"{{"transaction_id":"{id}","request":3}}"#
+        )))
+        .unwrap_err();
+        assert_eq!(no_request, "request is not a JSON object");
+    }
+
+    #[test]
+    fn a_transaction_attribute_must_match_the_body() {
+        let id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
+        let mut message = record(&format!(r#"{{"transaction_id":"{id}","request":{{}}}}"#));
+        let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        attribute.string_value = Some("0190a1b2-0000-7e5f-8a6b-7c8d9e0f1a2b".to_owned());
+        message
+            .message_attributes
+            .insert(TRANSACTION_ID_ATTRIBUTE.to_owned(), attribute);
+        assert_eq!(
+            parse_message(&message).unwrap_err(),
+            "the transaction_id attribute differs from the body's"
+        );
+    }
+}
