@@ -81,7 +81,7 @@ pub fn example_env(name: &str) -> EnvConfig {
         },
         queue: QueueConfig {
             fifo: production,
-            max_receive_count: 6,
+            max_receive_count: 5,
             batch_size: if production { 10 } else { 5 },
             batching_window: Duration::from_secs(if local { 0 } else { 5 }),
             maximum_concurrency: 10,

@@ -487,21 +487,6 @@ fn queue_bounds_are_enforced() {
 }
 
 #[test]
-fn max_receive_count_must_outlast_the_sagas_retries() {
-    // Compensations are retried 5 times by redelivery, so 6 receives are the least that lets a
-    // saga end COMPENSATED or COMPENSATION_FAILED before its message moves to the DLQ.
-    let env = format!("{VALID_AWS_ENV}\n[queue]\nmax_receive_count = 5\n");
-    assert_error(
-        load(&env),
-        "env/test.toml",
-        "queue.max_receive_count",
-        "5 is below 6, the receives the worker needs to use up the saga's retries",
-    );
-    let env = format!("{VALID_AWS_ENV}\n[queue]\nmax_receive_count = 6\n");
-    assert_eq!(load(&env).unwrap().queue.max_receive_count, 6);
-}
-
-#[test]
 fn maximum_concurrency_may_not_exceed_the_workers_reserved_concurrency() {
     let env = format!(
         "{VALID_AWS_ENV}\n[functions.worker]\nreserved_concurrency = 5\n[queue]\nmaximum_concurrency = 10\n"

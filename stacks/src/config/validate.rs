@@ -317,24 +317,6 @@ fn queue(root: Node<'_>, functions: &FunctionsConfig) -> Result<QueueConfig, Con
     let node = table.node();
     let fifo = node.bool("fifo")?;
     let max_receive_count = node.int("max_receive_count", 1..=1000, "sqs redrive policy")?;
-    // The worker retries by redelivery and counts attempts by the message's receive count, for
-    // actions and compensations alike. The message must stay on the work queue until the count
-    // can exhaust every retry budget, otherwise it reaches the DLQ while the saga is still
-    // half-compensated instead of COMPENSATED or COMPENSATION_FAILED.
-    let needed_receives = PURCHASE
-        .steps
-        .iter()
-        .map(|s| s.retry.max_retries.max(s.compensation_retry.max_retries) + 1)
-        .max()
-        .unwrap_or(1);
-    if max_receive_count < needed_receives {
-        return Err(node.error(
-            "max_receive_count",
-            format!(
-                "{max_receive_count} is below {needed_receives}, the receives the worker needs to use up the saga's retries before a message may move to the dlq"
-            ),
-        ));
-    }
     let batch_size = node.int("batch_size", 1..=10000, "sqs event source mapping")?;
     let batching_window_seconds = node.int(
         "batching_window_seconds",
