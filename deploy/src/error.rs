@@ -176,6 +176,9 @@ pub enum DeployError {
     /// The local emulator could not be started or reached.
     #[error("local emulator: {0}")]
     Emulator(String),
+    /// A local service (fake SaaS, supervisor, local database) could not be started or stopped.
+    #[error("local environment: {0}")]
+    LocalServices(String),
 }
 
 impl DeployError {

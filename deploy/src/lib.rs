@@ -7,7 +7,8 @@
 //! - [`deploy`], [`compare`], [`destroy`]: the stack lifecycle, on [`stack`] (states, change
 //!   sets, events) and [`template`] / [`diff`] (templates read and compared).
 //! - [`session`]: connecting to AWS or the emulator with the account check; [`local`]: the moto
-//!   emulator of `--env local`.
+//!   emulator of `--env local`; [`local_services`]: the fake SaaS and the per-pattern
+//!   supervisors that run the deployed functions locally.
 //! - [`progress`], [`confirm`], [`lock`]: output that degrades without a terminal, approvals
 //!   that never hang, one operation per stack per machine.
 //!
@@ -26,6 +27,7 @@ pub mod diff;
 pub mod elf;
 mod error;
 pub mod local;
+pub mod local_services;
 pub mod lock;
 pub mod progress;
 pub mod session;

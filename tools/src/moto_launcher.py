@@ -1,4 +1,4 @@
-"""Starts the moto server for sagaform, with two changes to what moto does with Lambda.
+"""Starts moto for sagaform, with changes to its Lambda and Step Functions behaviour.
 
 moto never runs Lambda code here (no Docker); sagaform-local runs the real function binaries
 instead. For the emulated services to reach them, this launcher patches moto in-process before it
@@ -18,6 +18,11 @@ serves anything:
 2. moto's own SQS event source mapping delivery is switched off. moto would receive the messages
    during SendMessage and hand them to its Lambda backend, deleting them whatever the function
    did; sagaform-local polls the queue itself with the mapping's settings instead.
+
+3. State machines created by CloudFormation land in the backend the Step Functions API uses.
+   With {"stepfunctions": {"execute_state_machine": true}} moto serves the API from its parser
+   backend, while its CloudFormation handlers still write to the plain one, so StartExecution on
+   a state machine of a stack answered StateMachineDoesNotExist.
 
 GET /moto-api/config shows {"sagaform": {"invoke_forwarding": true, "default_endpoint": ...,
 "routes": {"function": URL}}}, so a client can tell this launcher from a plain moto_server.
@@ -197,12 +202,32 @@ def _patch_event_source_mappings():
     LambdaBackend.create_event_source_mapping = create_event_source_mapping
 
 
+def _patch_state_machine_resources():
+    from moto.stepfunctions import models as sfn_models
+    from moto.stepfunctions.responses import get_backend
+
+    class _ApiRegions:
+        def __init__(self, account_id):
+            self.account_id = account_id
+
+        def __getitem__(self, region_name):
+            return get_backend(self.account_id, region_name)
+
+    class _ApiBackends:
+        # The CloudFormation handlers of models.py read this module global at call time.
+        def __getitem__(self, account_id):
+            return _ApiRegions(account_id)
+
+    sfn_models.stepfunctions_backends = _ApiBackends()
+
+
 def main():
     port = int(sys.argv[1])
     exit_with_parent = "--exit-with-parent" in sys.argv[2:]
     _patch_config()
     _patch_invoke()
     _patch_event_source_mappings()
+    _patch_state_machine_resources()
 
     from moto.server import ThreadedMotoServer
 

@@ -8,7 +8,8 @@ use anyhow::Context;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
 use sagaform_deploy::deploy::{DeployOptions, DeployResult, committed_template, deploy_pattern};
 use sagaform_deploy::{
-    ConnectOptions, DeployError, EXIT_ERROR, PatternEnv, Progress, Session, Workspace, build, local,
+    ConnectOptions, DeployError, EXIT_ERROR, PatternEnv, Progress, Session, Workspace, build,
+    local, local_services,
 };
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{self, EnvConfig};
@@ -82,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     options.execute = !args.no_execute;
     options.timeout = Duration::from_secs(args.timeout_minutes * 60);
 
-    let outcome = runtime()?.block_on(async {
+    let (outcome, endpoint_url) = runtime()?.block_on(async {
         let session = connect(&workspace, &env, args.endpoint_url.clone(), &progress).await?;
         deploy_pattern(
             &session,
@@ -97,9 +98,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &progress,
         )
         .await
+        .map(|outcome| (outcome, session.endpoint_url.clone()))
     })?;
+    // The emulator never runs function code: locally the deployed functions, the HTTP API and
+    // the fake SaaS they call run on this machine, started now so the printed URL answers.
+    let local_api_url = match (&endpoint_url, outcome.result) {
+        (Some(endpoint), result) if env.is_local() && result != DeployResult::ChangeSetCreated => {
+            let binaries = local_services::build_binaries(&workspace, &progress)?;
+            Some(crate::local::bring_up(
+                &workspace,
+                &env,
+                args.pattern,
+                endpoint,
+                &binaries,
+                &progress,
+            )?)
+        }
+        _ => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        let mut json = serde_json::to_value(&outcome)?;
+        if let Some(url) = &local_api_url {
+            json["local_api_url"] = url.as_str().into();
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         let uploaded = outcome.uploads.iter().filter(|u| u.uploaded).count();
         let summary = match outcome.result {
@@ -112,6 +134,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "{}: {summary} ({uploaded} package(s) uploaded, {:.1} s)",
             outcome.stack_name, outcome.seconds
         );
+        if let Some(url) = &local_api_url {
+            println!("API: {url}  (try: curl {url}/transactions/<id>)");
+        }
     }
     Ok(())
 }

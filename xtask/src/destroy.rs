@@ -6,7 +6,7 @@ use std::time::Duration;
 use sagaform_deploy::Workspace;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
 use sagaform_deploy::destroy::{DestroyOptions, DestroyResult, destroy_pattern};
-use sagaform_deploy::{PatternEnv, Progress};
+use sagaform_deploy::{PatternEnv, Progress, local_services};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config;
 
@@ -69,6 +69,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .await
     })?;
+    // The functions of a destroyed local stack have nothing left to serve.
+    if env.is_local()
+        && args.endpoint_url.is_none()
+        && let Some(pid) = local_services::stop_supervisor(&workspace, args.pattern)?
+    {
+        progress.line(format!(
+            "local services: {} functions stopped (sagaform-local pid {pid})",
+            args.pattern
+        ));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {

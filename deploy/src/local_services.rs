@@ -1,0 +1,549 @@
+//! The processes of `--env local` besides the emulator: the fake SaaS server the functions call
+//! (on the address `env/local.toml` gives its services) and one `sagaform-local` supervisor per
+//! deployed pattern, which runs the stack's real function binaries and serves its HTTP API on a
+//! fixed loopback port ([`api_port`]), so the URLs in the README stay the same from run to run.
+//!
+//! Both run detached (own process group, output in files under `.local/`) so they outlive the
+//! command that started them; each is recorded with its PID and start time, and only a process
+//! matching its record is ever signalled. `cargo xtask local stop` ends them by those PIDs, and a
+//! start after a crash first stops what the records still name, so no stray process keeps a port.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sagaform_local::LocalState;
+use sagaform_local::state::{is_same_process, process_start_ticks};
+use sagaform_stacks::Pattern;
+use sagaform_stacks::config::EnvConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::template::Template;
+use crate::{DeployError, Progress, Workspace};
+
+/// How long a started service may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a stopped service gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The loopback port of a pattern's local HTTP API: fixed per pattern so that several
+/// patterns run side by side and the documented curl commands keep working.
+pub fn api_port(pattern: Pattern) -> u16 {
+    match pattern {
+        Pattern::Orchestrator => 9301,
+        Pattern::Sqs => 9302,
+        Pattern::StepFunctions => 9303,
+    }
+}
+
+/// The local HTTP API base URL of a pattern.
+pub fn api_url(pattern: Pattern) -> String {
+    format!("http://127.0.0.1:{}", api_port(pattern))
+}
+
+/// The state folder of a pattern's supervisor (`.local/<pattern>`): its state file, the
+/// extracted bootstraps and the function logs.
+pub fn supervisor_dir(workspace: &Workspace, pattern: Pattern) -> PathBuf {
+    workspace.local_dir().join(pattern.name())
+}
+
+fn fake_saas_record_path(workspace: &Workspace) -> PathBuf {
+    workspace.local_dir().join("fake-saas.json")
+}
+
+/// The executables of the local services, built by [`build_binaries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalBinaries {
+    /// `sagaform-local` (the supervisor).
+    pub supervisor: PathBuf,
+    /// `fake-saas`.
+    pub fake_saas: PathBuf,
+}
+
+/// Builds `sagaform-local` and `fake-saas` (debug profile: they run on this machine only, and
+/// the debug build of their libraries is the one the tests already compiled).
+pub fn build_binaries(
+    workspace: &Workspace,
+    progress: &Progress,
+) -> Result<LocalBinaries, DeployError> {
+    progress.status("local services: building sagaform-local and fake-saas");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace.root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "sagaform-local",
+            "-p",
+            "sagaform-fake-saas",
+            "--bin",
+            "sagaform-local",
+            "--bin",
+            "fake-saas",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| DeployError::Build(format!("cannot run cargo build: {e}")))?;
+    progress.clear_status();
+    if !output.status.success() {
+        return Err(DeployError::Build(format!(
+            "cargo build -p sagaform-local -p sagaform-fake-saas failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.root().join("target"));
+    Ok(LocalBinaries {
+        supervisor: target.join("debug").join("sagaform-local"),
+        fake_saas: target.join("debug").join("fake-saas"),
+    })
+}
+
+/// What `.local/fake-saas.json` records about the fake SaaS server this tool started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FakeSaasRecord {
+    /// Its PID.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (to recognise the PID).
+    pub start_ticks: u64,
+    /// The address it listens on.
+    pub listen: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl FakeSaasRecord {
+    /// Whether the recorded process still runs.
+    pub fn is_running(&self) -> bool {
+        is_same_process(self.pid, self.start_ticks)
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+/// The recorded fake SaaS server, if any.
+pub fn fake_saas_record(workspace: &Workspace) -> Option<FakeSaasRecord> {
+    let text = std::fs::read_to_string(fake_saas_record_path(workspace)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The loopback address the env's SaaS URLs point at (`env/local.toml` points every service at
+/// one fake server); an error when they disagree or are not on loopback.
+pub fn fake_saas_address(env: &EnvConfig) -> Result<SocketAddr, DeployError> {
+    let mut addresses = env.saas.iter().map(|(service, endpoint)| {
+        let url = endpoint.url.as_str();
+        let authority = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        authority
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|a| a.ip().is_loopback())
+            .ok_or_else(|| {
+                DeployError::Config(format!(
+                    "env/{}.toml: saas.{service}.url: {url} is not http://<loopback ip>:<port>/..., so no local fake can serve it",
+                    env.name
+                ))
+            })
+    });
+    let first = addresses
+        .next()
+        .ok_or_else(|| DeployError::Config(format!("env/{}.toml: saas: no service", env.name)))??;
+    for address in addresses {
+        if address? != first {
+            return Err(DeployError::Config(format!(
+                "env/{}.toml: saas: the services point at different addresses; the local environment runs one fake SaaS server",
+                env.name
+            )));
+        }
+    }
+    Ok(first)
+}
+
+/// Makes sure the fake SaaS server runs on `address`: a recorded one on the same address is
+/// kept (its ledger and faults survive a redeploy), anything else recorded is stopped first.
+pub fn ensure_fake_saas(
+    workspace: &Workspace,
+    binaries: &LocalBinaries,
+    address: SocketAddr,
+    progress: &Progress,
+) -> Result<FakeSaasRecord, DeployError> {
+    let listen = address.to_string();
+    if let Some(record) = fake_saas_record(workspace) {
+        if record.is_running() && record.listen == listen {
+            return Ok(record);
+        }
+        stop_fake_saas(workspace)?;
+    }
+    port_is_free(address, "the fake SaaS server")?;
+    let local = workspace.local_dir();
+    std::fs::create_dir_all(&local).map_err(DeployError::io("create", &local))?;
+    let log = local.join("fake-saas.log");
+    let mut command = Command::new(&binaries.fake_saas);
+    command.args(["--listen", &listen]);
+    let mut child = spawn_detached(command, &log, &log)?;
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Err(not_started("the fake SaaS server", status, &log));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            kill(child.id());
+            return Err(DeployError::LocalServices(format!(
+                "the fake SaaS server did not listen on {listen} within {} s (log: {})",
+                READY_TIMEOUT.as_secs(),
+                log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let record = FakeSaasRecord {
+        pid: child.id(),
+        start_ticks: process_start_ticks(child.id()).unwrap_or_default(),
+        listen,
+        log,
+    };
+    write_json(&fake_saas_record_path(workspace), &record)?;
+    progress.line(format!(
+        "local services: fake SaaS on {} (pid {}, ledger {}/_ledger, faults {}/_faults)",
+        record.url(),
+        record.pid,
+        record.url(),
+        record.url()
+    ));
+    Ok(record)
+}
+
+/// Stops the recorded fake SaaS server by its PID; returns the PID when one was stopped.
+pub fn stop_fake_saas(workspace: &Workspace) -> Result<Option<u32>, DeployError> {
+    let path = fake_saas_record_path(workspace);
+    let Some(record) = fake_saas_record(workspace) else {
+        return Ok(None);
+    };
+    let stopped = if record.is_running() {
+        terminate(record.pid, record.start_ticks);
+        Some(record.pid)
+    } else {
+        None
+    };
+    remove_file(&path)?;
+    Ok(stopped)
+}
+
+/// A supervisor that runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningSupervisor {
+    /// Its PID.
+    pub pid: u32,
+    /// The local HTTP API base URL.
+    pub api_url: String,
+    /// Its state folder.
+    pub state_dir: PathBuf,
+}
+
+/// (Re)starts the supervisor of `pattern` on the stack just deployed to the emulator at
+/// `moto_endpoint`, and waits until it serves. A previous one (running or crashed) is stopped
+/// first, so the function binaries are the ones just deployed.
+pub fn restart_supervisor(
+    workspace: &Workspace,
+    binaries: &LocalBinaries,
+    pattern: Pattern,
+    env: &EnvConfig,
+    moto_endpoint: &str,
+    progress: &Progress,
+) -> Result<RunningSupervisor, DeployError> {
+    let state_dir = supervisor_dir(workspace, pattern);
+    stop_supervisor(workspace, pattern)?;
+    let port = api_port(pattern);
+    port_is_free(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        &format!("the {pattern} HTTP API"),
+    )?;
+    std::fs::create_dir_all(&state_dir).map_err(DeployError::io("create", &state_dir))?;
+    let log = state_dir.join("supervisor.log");
+    let ready_file = state_dir.join("supervisor.out");
+    let mut command = Command::new(&binaries.supervisor);
+    command
+        .args(["up", "--pattern", pattern.name(), "--env", &env.name])
+        .args(["--region", env.region(), "--moto-endpoint", moto_endpoint])
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .args(["--api-port", &port.to_string()]);
+    progress.status(format!("local services: starting the {pattern} supervisor"));
+    let mut child = spawn_detached(command, &ready_file, &log)?;
+    let started = Instant::now();
+    let state = loop {
+        if let Some(state) = LocalState::read(&state_dir).ok().flatten()
+            && state.pid == child.id()
+        {
+            break state;
+        }
+        if let Some(status) = child.try_wait().ok().flatten() {
+            progress.clear_status();
+            return Err(not_started(
+                &format!("the {pattern} supervisor"),
+                status,
+                &log,
+            ));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            progress.clear_status();
+            let _ = sagaform_local::state::stop(&state_dir, STOP_GRACE);
+            kill(child.id());
+            return Err(DeployError::LocalServices(format!(
+                "the {pattern} supervisor was not ready within {} s (log: {})",
+                READY_TIMEOUT.as_secs(),
+                log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    progress.clear_status();
+    let api_url = state.api_url.clone().unwrap_or_else(|| api_url(pattern));
+    progress.line(format!(
+        "local services: {pattern} functions running under sagaform-local (pid {}, {:.1} s), logs: cargo xtask local logs --pattern {pattern}",
+        state.pid,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(RunningSupervisor {
+        pid: state.pid,
+        api_url,
+        state_dir,
+    })
+}
+
+/// Stops the supervisor of `pattern` (and the function processes it left) by PID; returns its
+/// PID when one was running.
+pub fn stop_supervisor(
+    workspace: &Workspace,
+    pattern: Pattern,
+) -> Result<Option<u32>, DeployError> {
+    let state_dir = supervisor_dir(workspace, pattern);
+    sagaform_local::state::stop(&state_dir, STOP_GRACE)
+        .map(|report| report.supervisor)
+        .map_err(|e| DeployError::LocalServices(format!("stopping the {pattern} supervisor: {e}")))
+}
+
+/// The state of the supervisor of `pattern`, if one was recorded.
+pub fn supervisor_state(
+    workspace: &Workspace,
+    pattern: Pattern,
+) -> Result<Option<LocalState>, DeployError> {
+    LocalState::read(&supervisor_dir(workspace, pattern))
+        .map_err(|e| DeployError::LocalServices(e.to_string()))
+}
+
+/// Writes the local API URL into the outputs file of a local deploy: `ApiUrl` becomes the
+/// loopback URL (the emulated stack's own value names an API Gateway that does not exist
+/// locally) and `local.api_url` records it for tools that want to be explicit.
+pub fn record_api_url(
+    workspace: &Workspace,
+    pattern: Pattern,
+    env: &str,
+    api_url: &str,
+) -> Result<(), DeployError> {
+    let path = workspace.outputs_path(pattern, env);
+    let text = std::fs::read_to_string(&path).map_err(DeployError::io("read", &path))?;
+    let mut file: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        DeployError::Config(format!("{}: not the outputs JSON: {e}", path.display()))
+    })?;
+    if let Some(outputs) = file.get_mut("outputs").and_then(|o| o.as_object_mut()) {
+        if let Some(emulated) = outputs.get("ApiUrl").cloned() {
+            outputs.insert("EmulatedApiUrl".to_owned(), emulated);
+        }
+        outputs.insert("ApiUrl".to_owned(), api_url.into());
+    }
+    file["local"] = serde_json::json!({ "api_url": api_url });
+    write_json(&path, &file)
+}
+
+/// The `LocalDatabaseUrl` default of a template (the orchestrator on Aurora locally), if any.
+pub fn local_database_url(template_body: &str, file: &str) -> Result<Option<String>, DeployError> {
+    let template = Template::parse(file, template_body)?;
+    Ok(template
+        .section("Parameters")
+        .into_iter()
+        .find(|(name, _)| name == "LocalDatabaseUrl")
+        .and_then(|(_, parameter)| {
+            parameter
+                .get("Default")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+        }))
+}
+
+/// Creates the database of `url` on its server when it does not exist yet (the functions apply
+/// their schema migrations themselves); returns whether it was created.
+pub async fn ensure_database(url: &str) -> Result<bool, DeployError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| DeployError::LocalServices(format!("database url {url}: {e}")))?;
+    let name = config
+        .get_dbname()
+        .ok_or_else(|| DeployError::LocalServices(format!("database url {url}: no database name")))?
+        .to_owned();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(DeployError::LocalServices(format!(
+            "database url {url}: the name {name} has characters other than letters, digits, _ and -"
+        )));
+    }
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| {
+            DeployError::LocalServices(format!(
+                "cannot reach the local PostgreSQL server of {url} (the orchestrator's store locally): {e}"
+            ))
+        })?;
+    let connection = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| DeployError::LocalServices(format!("looking up database {name}: {e}")))?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| DeployError::LocalServices(format!("creating database {name}: {e}")))?;
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(!exists)
+}
+
+fn port_is_free(address: SocketAddr, what: &str) -> Result<(), DeployError> {
+    TcpListener::bind(address).map(drop).map_err(|e| {
+        DeployError::LocalServices(format!(
+            "{what} cannot listen on {address} ({e}): another program holds the port; `cargo xtask local status` shows what sagaform runs"
+        ))
+    })
+}
+
+/// Starts `command` in its own process group with stdin closed and its output in files, so it
+/// keeps running after this process exits and a terminal's Ctrl-C does not reach it.
+fn spawn_detached(
+    mut command: Command,
+    stdout: &Path,
+    stderr: &Path,
+) -> Result<Child, DeployError> {
+    let out = std::fs::File::create(stdout).map_err(DeployError::io("create", stdout))?;
+    let err = if stderr == stdout {
+        out.try_clone().map_err(DeployError::io("open", stderr))?
+    } else {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .map_err(DeployError::io("open", stderr))?
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            DeployError::LocalServices(format!("cannot start {:?}: {e}", command.get_program()))
+        })
+}
+
+fn not_started(what: &str, status: std::process::ExitStatus, log: &Path) -> DeployError {
+    let mut tail = String::new();
+    if let Ok(mut file) = std::fs::File::open(log) {
+        let _ = file.read_to_string(&mut tail);
+    }
+    let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    DeployError::LocalServices(format!(
+        "{what} exited ({status}) before it was ready; last lines of {}:\n{}",
+        log.display(),
+        tail.join("\n")
+    ))
+}
+
+/// SIGTERM, then SIGKILL after the grace period, to the process recorded as `pid` started at
+/// `start_ticks` (never to a process that has since taken its PID).
+fn terminate(pid: u32, start_ticks: u64) {
+    signal(pid, "TERM");
+    let deadline = Instant::now() + STOP_GRACE;
+    while is_same_process(pid, start_ticks) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if is_same_process(pid, start_ticks) {
+        signal(pid, "KILL");
+    }
+}
+
+fn kill(pid: u32) {
+    signal(pid, "KILL");
+}
+
+fn signal(pid: u32, signal: &str) {
+    // `kill` rather than a libc call: the workspace forbids unsafe code.
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), DeployError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(DeployError::io("create", dir))?;
+    }
+    let text = serde_json::to_string_pretty(value).expect("records serialize") + "\n";
+    std::fs::write(path, text).map_err(DeployError::io("write", path))
+}
+
+fn remove_file(path: &Path) -> Result<(), DeployError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(DeployError::io("remove", path)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_has_its_own_api_port() {
+        let ports: std::collections::BTreeSet<u16> =
+            Pattern::ALL.iter().map(|p| api_port(*p)).collect();
+        assert_eq!(ports.len(), Pattern::ALL.len());
+    }
+
+    #[test]
+    fn the_local_database_url_is_read_from_the_template_default() {
+        let body = "Parameters:\n  LocalDatabaseUrl:\n    Type: String\n    Default: postgres://postgres@127.0.0.1:5432/sagaform\nResources: {}\n";
+        assert_eq!(
+            local_database_url(body, "t.yaml").unwrap().as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/sagaform")
+        );
+        assert_eq!(
+            local_database_url("Resources: {}\n", "t.yaml").unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! End-to-end harness of sagaform: one pattern deployed exactly as `cargo xtask deploy --env
+//! local` deploys it — the synthesized template, the real function packages built by
+//! cargo-lambda, CloudFormation on the emulator — then run as the local environment runs it: the
+//! `sagaform-local` supervisor executing the bootstrap binaries, the fake SaaS they call, and
+//! the HTTP API on a loopback port. Everything is private to one [`LocalStack`] (its own moto,
+//! fake SaaS port, scratch copy of `env/` and `templates/`, database), so stacks run side by
+//! side and leave nothing behind.
+//!
+//! The end-to-end tests (`e2e/tests/`) and the soak benchmark (`cargo xtask bench soak`) drive
+//! it over HTTP only: they submit purchases and read statuses through the API, inject faults
+//! and read the ledger through the fake SaaS's control endpoints. Nothing here looks inside the
+//! functions or their store.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sagaform_deploy::build::{self, BuildRequest, LOCAL_PROFILE, host_architecture};
+use sagaform_deploy::confirm::AssumeYes;
+use sagaform_deploy::deploy::{DeployOptions, deploy_pattern};
+use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace};
+use sagaform_fake_saas::FakeSaas;
+use sagaform_local::{LocalEnvironment, UpOptions};
+use sagaform_saga::PURCHASE;
+use sagaform_stacks::Pattern;
+use sagaform_stacks::config::{self, FunctionRole, StateStoreKind};
+use sagaform_stacks::synth::{self, Selection};
+use sagaform_tools::Tools;
+use sagaform_tools::moto::MotoServer;
+use serde_json::{Value, json};
+
+/// The SaaS address of the checkout's `env/local.toml`, replaced by each stack's own fake.
+const CHECKOUT_SAAS_ADDRESS: &str = "http://127.0.0.1:9320";
+
+/// The PostgreSQL server standing in for Aurora; `SAGAFORM_TEST_DATABASE_URL` names another
+/// (its database part is replaced by the stack's own database).
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Why the harness could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum E2eError {
+    /// Building, deploying or the local services failed.
+    #[error(transparent)]
+    Deploy(#[from] sagaform_deploy::DeployError),
+    /// The local supervisor failed.
+    #[error(transparent)]
+    Local(#[from] sagaform_local::LocalError),
+    /// Setting up the emulator, the fake SaaS, the scratch copy or the database failed.
+    #[error("set-up: {0}")]
+    Setup(String),
+    /// An HTTP call to the API or the fake SaaS failed.
+    #[error("http: {0}")]
+    Http(String),
+    /// Something did not happen in time.
+    #[error("timeout: {0}")]
+    Timeout(String),
+}
+
+fn setup(what: &str) -> impl FnOnce(String) -> E2eError + '_ {
+    move |reason| E2eError::Setup(format!("{what}: {reason}"))
+}
+
+/// Builds the three function packages (api, worker, step) once, with cargo-lambda, for this
+/// machine's architecture and the local profile — what `cargo xtask deploy --env local` deploys.
+pub fn build_functions(progress: &Progress) -> Result<Vec<Artifact>, E2eError> {
+    let workspace = Workspace::current();
+    let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
+    let architecture = host_architecture()
+        .ok_or_else(|| E2eError::Setup("the host is neither x86_64 nor aarch64".to_owned()))?;
+    let request = BuildRequest {
+        functions: FunctionRole::ALL
+            .iter()
+            .map(|r| r.name().to_owned())
+            .collect(),
+        architecture,
+        profile: LOCAL_PROFILE.to_owned(),
+    };
+    let built = build::build_functions(&workspace, &tools, &request, progress)?;
+    Ok(built.into_iter().map(|b| b.artifact).collect())
+}
+
+/// An HTTP answer: status, headers (lower-case names) and the JSON body (`Null` when empty or
+/// not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+    /// Body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `transaction_id` of the body.
+    pub fn transaction_id(&self) -> Option<&str> {
+        self.body.get("transaction_id").and_then(Value::as_str)
+    }
+
+    /// The saga `status` of the body.
+    pub fn saga_status(&self) -> Option<&str> {
+        self.body.get("status").and_then(Value::as_str)
+    }
+}
+
+/// A purchase request body, varied by `n` so every saga is its own.
+pub fn purchase(n: u64) -> Value {
+    json!({
+        "player_id": format!("player-{n}"),
+        "item_id": "sword-of-testing",
+        "quantity": 1 + n % 3,
+        "amount_minor": 100 + n,
+        "currency": "EUR",
+    })
+}
+
+/// The terminal saga statuses.
+pub const TERMINAL: [&str; 3] = ["COMPLETED", "COMPENSATED", "COMPENSATION_FAILED"];
+
+/// One pattern deployed on its own emulator and served locally.
+pub struct LocalStack {
+    /// The pattern.
+    pub pattern: Pattern,
+    /// Its state store.
+    pub store: StateStoreKind,
+    /// The local HTTP API base URL.
+    pub api_url: String,
+    /// The fake SaaS base URL.
+    pub fake_saas_url: String,
+    /// The stack outputs.
+    pub outputs: BTreeMap<String, String>,
+    http: reqwest::Client,
+    sdk: aws_config::SdkConfig,
+    environment: Option<LocalEnvironment>,
+    fake_saas: Option<FakeSaas>,
+    database: Option<(String, String)>,
+    scratch: PathBuf,
+    // Declared last: the emulator outlives everything that talks to it.
+    moto: MotoServer,
+}
+
+impl LocalStack {
+    /// Deploys `pattern` with `store` (the env's default store when `None`) from a scratch copy
+    /// of the checkout's `env/` and `templates/` to a fresh emulator, with the given packages,
+    /// and starts its fake SaaS and supervisor. `name` keeps scratch folders and databases of
+    /// stacks running at once apart.
+    ///
+    /// `work_queue_visibility` (sqs) replaces the work queue's visibility timeout before the
+    /// queue is first polled. The env requires at least six worker timeouts (15 minutes
+    /// locally) so that a slow saga is never delivered twice; tests and the soak shorten it so a
+    /// redelivery, the sqs pattern's retry, takes seconds. It must be set before polling starts:
+    /// a receive takes the timeout the queue has when the (long) poll begins.
+    pub async fn start(
+        name: &str,
+        pattern: Pattern,
+        store: Option<StateStoreKind>,
+        artifacts: &[Artifact],
+        work_queue_visibility: Option<u32>,
+    ) -> Result<LocalStack, E2eError> {
+        let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
+        let moto = tokio::task::spawn_blocking(move || MotoServer::start(&tools))
+            .await
+            .map_err(|e| E2eError::Setup(format!("moto: {e}")))?
+            .map_err(|e| E2eError::Setup(format!("moto: {e}")))?;
+        // Seeded so that a soak run draws the same faults for the same sequence of calls.
+        let fake_saas = FakeSaas::start_with("127.0.0.1:0", &PURCHASE, 7)
+            .await
+            .map_err(|e| E2eError::Setup(format!("fake SaaS: {e}")))?;
+        let fake_saas_url = fake_saas.base_url().trim_end_matches('/').to_owned();
+
+        let scratch =
+            std::env::temp_dir().join(format!("sagaform-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| E2eError::Setup(format!("{}: {e}", scratch.display())))?;
+        let workspace = Workspace::current().copy_inputs_to(&scratch)?;
+
+        // The scratch env: this stack's fake SaaS, its store, and its own database.
+        let env_path = scratch.join("env/local.toml");
+        let mut env_text = std::fs::read_to_string(&env_path)
+            .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?
+            .replace(CHECKOUT_SAAS_ADDRESS, &fake_saas_url);
+        if let Some(store) = store {
+            let store = match store {
+                StateStoreKind::DynamoDb => "dynamodb",
+                StateStoreKind::Aurora => "aurora",
+            };
+            env_text.push_str(&format!("\n[stores]\n{} = \"{store}\"\n", pattern.name()));
+        }
+        let database_name = format!(
+            "sagaform_e2e_{}_{}",
+            name.replace('-', "_"),
+            std::process::id()
+        );
+        env_text.push_str(&format!(
+            "\n[aurora]\ndatabase_name = \"{database_name}\"\n"
+        ));
+        std::fs::write(&env_path, env_text)
+            .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?;
+        let selection = Selection {
+            pattern: Some(pattern),
+            env: Some("local".to_owned()),
+        };
+        let files = synth::generate(workspace.root(), &selection)
+            .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
+        synth::write(workspace.root(), &files, &selection)
+            .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
+        let env = config::load_env(workspace.root(), "local")
+            .map_err(|e| E2eError::Setup(format!("scratch env: {e}")))?;
+        let store = env.store(pattern);
+
+        let database = if store == StateStoreKind::Aurora {
+            let server = std::env::var("SAGAFORM_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+            let url = with_database(&server, &database_name);
+            drop_database(&url, &database_name).await?;
+            sagaform_deploy::local_services::ensure_database(&url).await?;
+            Some((url, database_name))
+        } else {
+            None
+        };
+
+        let session = Session::connect(
+            &env,
+            &ConnectOptions {
+                endpoint_url: Some(moto.endpoint()),
+            },
+        )
+        .await?;
+        let needed = build::functions_for(&workspace, pattern, "local")?;
+        let artifacts: Vec<Artifact> = artifacts
+            .iter()
+            .filter(|a| needed.iter().any(|f| f == a.function()))
+            .cloned()
+            .collect();
+        if artifacts.len() != needed.len() {
+            return Err(E2eError::Setup(format!(
+                "pattern {pattern} needs the packages {needed:?}, got {:?}",
+                artifacts.iter().map(Artifact::function).collect::<Vec<_>>()
+            )));
+        }
+        let (progress, lines) = Progress::capture();
+        let outcome = deploy_pattern(
+            &session,
+            PatternEnv {
+                workspace: &workspace,
+                env: &env,
+                pattern,
+            },
+            &artifacts,
+            &DeployOptions::for_env(&env),
+            &AssumeYes,
+            &progress,
+        )
+        .await
+        .map_err(|e| E2eError::Setup(format!("deploy of {pattern}: {e}\n{}", lines.text())))?;
+
+        let sdk = sagaform_local::discovery::emulator_config(&moto.endpoint(), "us-east-1").await;
+        if let Some(seconds) = work_queue_visibility {
+            let queue_url = outcome.outputs.get("WorkQueueUrl").ok_or_else(|| {
+                E2eError::Setup(format!("stack of {pattern} has no WorkQueueUrl output"))
+            })?;
+            set_visibility(&sdk, queue_url, seconds).await?;
+        }
+        let options = UpOptions::for_pattern(
+            pattern.name(),
+            "local",
+            &moto.endpoint(),
+            workspace.local_dir().join(pattern.name()),
+        );
+        let environment = LocalEnvironment::start(options).await?;
+        let api_url = environment
+            .api_url()
+            .ok_or_else(|| E2eError::Setup(format!("stack of {pattern} serves no HTTP API")))?
+            .trim_end_matches('/')
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| E2eError::Setup(format!("http client: {e}")))?;
+        Ok(LocalStack {
+            pattern,
+            store,
+            api_url,
+            fake_saas_url,
+            outputs: outcome.outputs,
+            http,
+            sdk,
+            environment: Some(environment),
+            fake_saas: Some(fake_saas),
+            database,
+            scratch,
+            moto,
+        })
+    }
+
+    /// The emulator's AWS configuration (for the dead-letter queue and the queue settings).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    /// The emulator endpoint.
+    pub fn moto_endpoint(&self) -> String {
+        self.moto.endpoint()
+    }
+
+    /// A stack output; an error naming it when the stack has none.
+    pub fn output(&self, key: &str) -> Result<&str, E2eError> {
+        self.outputs
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| E2eError::Setup(format!("the stack has no output {key}")))
+    }
+
+    /// Where the supervisor writes the function logs (for failure messages).
+    pub fn log_dir(&self) -> PathBuf {
+        self.scratch
+            .join(".local")
+            .join(self.pattern.name())
+            .join("logs")
+    }
+
+    /// `POST /transactions` with an optional `Idempotency-Key`.
+    pub async fn submit(&self, body: &Value, key: Option<&str>) -> Result<Reply, E2eError> {
+        let mut request = self
+            .http
+            .post(format!("{}/transactions", self.api_url))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        reply(request.send().await).await
+    }
+
+    /// `GET /transactions/{id}`.
+    pub async fn status(&self, transaction_id: &str) -> Result<Reply, E2eError> {
+        reply(
+            self.http
+                .get(format!("{}/transactions/{transaction_id}", self.api_url))
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Polls the status endpoint until the saga is in a terminal status, and returns that view.
+    pub async fn wait_terminal(
+        &self,
+        transaction_id: &str,
+        limit: Duration,
+    ) -> Result<Value, E2eError> {
+        let started = Instant::now();
+        let mut last = Value::Null;
+        while started.elapsed() < limit {
+            let reply = self.status(transaction_id).await?;
+            if reply.status == 200 && reply.saga_status().is_some_and(|s| TERMINAL.contains(&s)) {
+                return Ok(reply.body);
+            }
+            last = reply.body;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(E2eError::Timeout(format!(
+            "saga {transaction_id} not terminal after {} s; last status view: {last}",
+            limit.as_secs()
+        )))
+    }
+
+    /// The fake SaaS ledger of one transaction (`GET /_ledger/{id}`).
+    pub async fn ledger(&self, transaction_id: &str) -> Result<Value, E2eError> {
+        let reply = reply(
+            self.http
+                .get(format!("{}/_ledger/{transaction_id}", self.fake_saas_url))
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(reply.body)
+    }
+
+    /// Adds a fault rule (`POST /_faults`), e.g. `{"service": "payments", "action": "charge",
+    /// "fault": "unavailable", "times": 1}`.
+    pub async fn add_fault(&self, rule: Value) -> Result<(), E2eError> {
+        let reply = reply(
+            self.http
+                .post(format!("{}/_faults", self.fake_saas_url))
+                .json(&rule)
+                .send()
+                .await,
+        )
+        .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(E2eError::Http(format!(
+                "POST /_faults {rule}: {} {}",
+                reply.status, reply.body
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes every fault rule (`DELETE /_faults`).
+    pub async fn clear_faults(&self) -> Result<(), E2eError> {
+        reply(
+            self.http
+                .delete(format!("{}/_faults", self.fake_saas_url))
+                .send()
+                .await,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Stops the supervisor, the fake SaaS and the emulator, drops the database and removes the
+    /// scratch copy.
+    pub async fn shutdown(mut self) -> Result<(), E2eError> {
+        if let Some(environment) = self.environment.take() {
+            environment.shutdown().await?;
+        }
+        if let Some(fake) = self.fake_saas.take() {
+            fake.shutdown().await;
+        }
+        if let Some((url, name)) = self.database.take() {
+            drop_database(&url, &name).await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        Ok(())
+    }
+}
+
+async fn set_visibility(
+    sdk: &aws_config::SdkConfig,
+    queue_url: &str,
+    seconds: u32,
+) -> Result<(), E2eError> {
+    aws_sdk_sqs::Client::new(sdk)
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            seconds.to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| E2eError::Setup(format!("SQS.SetQueueAttributes {queue_url}: {e:?}")))?;
+    Ok(())
+}
+
+async fn reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, E2eError> {
+    let response = sent.map_err(|e| E2eError::Http(e.to_string()))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| E2eError::Http(e.to_string()))?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `server_url` with its database replaced by `name`.
+fn with_database(server_url: &str, name: &str) -> String {
+    let base = server_url
+        .rsplit_once('/')
+        .map_or(server_url, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Drops database `name` (if present) on the server of `url`, ending its sessions first.
+async fn drop_database(url: &str, name: &str) -> Result<(), E2eError> {
+    let maintenance = with_database(url, "postgres");
+    let (client, connection) = tokio_postgres::connect(&maintenance, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| {
+            setup("postgres")(format!(
+                "cannot reach {maintenance} (start PostgreSQL or set SAGAFORM_TEST_DATABASE_URL): {e}"
+            ))
+        })?;
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map_err(|e| setup("postgres")(format!("dropping {name}: {e}")))?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}

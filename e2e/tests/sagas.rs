@@ -1,0 +1,419 @@
+//! Sagas end to end over HTTP, for every pattern and store: each test deploys its pattern to its
+//! own emulator with the real function binaries (built once per run with cargo-lambda), runs it
+//! under the local supervisor against its own fake SaaS, and plays the acceptance scenarios in
+//! order on that stack — happy path, permanent failure at the last step, transient faults and
+//! 429, a lost response, a compensation that fails for good, duplicate submissions — plus, for
+//! sqs, the dead-letter queue after maxReceiveCount and a redrive to completion.
+//!
+//! Verdicts come from the API's status endpoint and the fake SaaS ledger only. Fault rules are
+//! global to a fake, which is why the scenarios of one stack run one after the other.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sagaform_deploy::{Artifact, Progress};
+use sagaform_e2e::{LocalStack, purchase};
+use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive, RedriveMethod, RedriveOptions};
+use sagaform_stacks::Pattern;
+use sagaform_stacks::config::StateStoreKind;
+use serde_json::{Value, json};
+
+/// How long a saga may take to finish in these scenarios (retries, redeliveries included).
+const SAGA_LIMIT: Duration = Duration::from_secs(120);
+
+/// Work queue visibility of the sqs stack: each transient failure costs one redelivery.
+const SQS_VISIBILITY_SECONDS: u32 = 3;
+
+/// The function packages, built once for every test of this binary.
+fn packages() -> &'static [Artifact] {
+    static BUILT: OnceLock<Vec<Artifact>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        sagaform_e2e::build_functions(&Progress::plain())
+            .unwrap_or_else(|e| panic!("building the functions with cargo-lambda: {e}"))
+    })
+}
+
+async fn start(name: &str, pattern: Pattern, store: StateStoreKind) -> LocalStack {
+    let packages = tokio::task::spawn_blocking(packages).await.unwrap();
+    let visibility = (pattern == Pattern::Sqs).then_some(SQS_VISIBILITY_SECONDS);
+    LocalStack::start(name, pattern, Some(store), packages, visibility)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Submits a purchase and returns its transaction id; the orchestrator answers with the
+/// finished saga, the others with 202 and the status URL.
+async fn submit(stack: &LocalStack, n: u64, key: Option<&str>) -> String {
+    let reply = stack.submit(&purchase(n), key).await.unwrap();
+    let id = reply
+        .transaction_id()
+        .unwrap_or_else(|| panic!("no transaction_id in {} {}", reply.status, reply.body))
+        .to_owned();
+    match stack.pattern {
+        Pattern::Orchestrator => assert!(
+            [200, 422, 500].contains(&reply.status),
+            "orchestrator answered {} {}",
+            reply.status,
+            reply.body
+        ),
+        _ => {
+            assert_eq!(reply.status, 202, "{}", reply.body);
+            assert_eq!(reply.saga_status(), Some("PENDING"), "{}", reply.body);
+            assert_eq!(
+                reply.headers.get("location").map(String::as_str),
+                Some(format!("/transactions/{id}").as_str())
+            );
+        }
+    }
+    id
+}
+
+async fn finish(stack: &LocalStack, id: &str) -> Value {
+    stack
+        .wait_terminal(id, SAGA_LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nfunction logs in {}", stack.log_dir().display()))
+}
+
+/// The ledger's view of one service for a transaction.
+fn service<'a>(ledger: &'a Value, name: &str) -> &'a Value {
+    &ledger["services"][name]
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Each action took effect exactly once and nothing was undone.
+fn assert_each_effect_once(ledger: &Value) {
+    for (name, action) in [
+        ("inventory", "reserve"),
+        ("payments", "charge"),
+        ("entitlements", "grant"),
+    ] {
+        let s = service(ledger, name);
+        assert_eq!(strings(&s["actions_applied"]), [action], "{name}: {ledger}");
+        assert_eq!(s["outstanding"], 1, "{name}: {ledger}");
+        assert!(strings(&s["compensations_applied"]).is_empty(), "{ledger}");
+    }
+    assert_eq!(
+        ledger["effects"].as_array().map(Vec::len),
+        Some(3),
+        "{ledger}"
+    );
+}
+
+/// Net zero: every effect applied was undone.
+fn assert_nothing_outstanding(ledger: &Value) {
+    let outstanding: i64 = ["inventory", "payments", "entitlements"]
+        .iter()
+        .map(|s| service(ledger, s)["outstanding"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(outstanding, 0, "{ledger}");
+}
+
+async fn happy_path(stack: &LocalStack) {
+    let id = submit(stack, 1, None).await;
+    let view = finish(stack, &id).await;
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    assert!(
+        view["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "SUCCEEDED"),
+        "{view}"
+    );
+    assert_each_effect_once(&stack.ledger(&id).await.unwrap());
+}
+
+async fn permanent_failure_at_the_last_step_compensates(stack: &LocalStack) {
+    stack
+        .add_fault(
+            json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
+        )
+        .await
+        .unwrap();
+    let id = submit(stack, 2, None).await;
+    let view = finish(stack, &id).await;
+    stack.clear_faults().await.unwrap();
+    assert_eq!(view["status"], "COMPENSATED", "{view}");
+    let ledger = stack.ledger(&id).await.unwrap();
+    assert_nothing_outstanding(&ledger);
+    assert!(strings(&service(&ledger, "entitlements")["actions_applied"]).is_empty());
+    assert_eq!(
+        strings(&service(&ledger, "payments")["compensations_applied"]),
+        ["refund"]
+    );
+    assert_eq!(
+        strings(&service(&ledger, "inventory")["compensations_applied"]),
+        ["release"]
+    );
+    // Compensations run in reverse: the refund before the release.
+    let order: Vec<&str> = ledger["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["effect"] == "compensated")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(order, ["refund", "release"], "{ledger}");
+}
+
+async fn transient_faults_and_rate_limits_still_complete(stack: &LocalStack) {
+    // Two retryable failures in all: the sqs pattern retries by redelivery, and its queue
+    // sends a message to the DLQ on the fourth receive.
+    stack
+        .add_fault(json!({"service": "inventory", "action": "reserve", "fault": "unavailable", "times": 1}))
+        .await
+        .unwrap();
+    stack
+        .add_fault(json!({"service": "payments", "action": "charge", "fault": "rate_limited", "retry_after_secs": 1, "times": 1}))
+        .await
+        .unwrap();
+    let id = submit(stack, 3, None).await;
+    let view = finish(stack, &id).await;
+    stack.clear_faults().await.unwrap();
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    let ledger = stack.ledger(&id).await.unwrap();
+    assert_each_effect_once(&ledger);
+    assert_eq!(
+        service(&ledger, "inventory")["faults_injected"],
+        1,
+        "{ledger}"
+    );
+    assert_eq!(
+        service(&ledger, "payments")["faults_injected"],
+        1,
+        "{ledger}"
+    );
+}
+
+async fn a_lost_response_does_not_double_the_effect(stack: &LocalStack) {
+    stack
+        .add_fault(json!({"service": "payments", "action": "charge", "fault": "response_lost", "times": 1}))
+        .await
+        .unwrap();
+    let id = submit(stack, 4, None).await;
+    let view = finish(stack, &id).await;
+    stack.clear_faults().await.unwrap();
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    let ledger = stack.ledger(&id).await.unwrap();
+    assert_each_effect_once(&ledger);
+    let payments = service(&ledger, "payments");
+    assert!(
+        payments["calls"]["charge"].as_u64().unwrap_or(0) >= 2,
+        "the charge was not retried: {ledger}"
+    );
+    assert!(payments["replays"].as_u64().unwrap_or(0) >= 1, "{ledger}");
+}
+
+async fn a_compensation_failing_for_good_needs_a_human(stack: &LocalStack) -> String {
+    stack
+        .add_fault(
+            json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
+        )
+        .await
+        .unwrap();
+    stack
+        .add_fault(json!({"service": "payments", "action": "refund", "fault": "reject"}))
+        .await
+        .unwrap();
+    let id = submit(stack, 5, None).await;
+    let view = finish(stack, &id).await;
+    stack.clear_faults().await.unwrap();
+    assert_eq!(view["status"], "COMPENSATION_FAILED", "{view}");
+    // The charge could not be refunded, so it stands; the release was never reached or ran.
+    let ledger = stack.ledger(&id).await.unwrap();
+    assert_eq!(service(&ledger, "payments")["outstanding"], 1, "{ledger}");
+    assert!(strings(&service(&ledger, "entitlements")["actions_applied"]).is_empty());
+    id
+}
+
+async fn duplicate_submissions_get_one_saga_and_the_same_answer(stack: &LocalStack) {
+    let key = format!("e2e-duplicate-{}", stack.pattern);
+    let first = stack.submit(&purchase(6), Some(&key)).await.unwrap();
+    let id = first.transaction_id().unwrap().to_owned();
+    let view = finish(stack, &id).await;
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    let again = stack.submit(&purchase(6), Some(&key)).await.unwrap();
+    assert_eq!(again.transaction_id(), Some(id.as_str()), "{}", again.body);
+    assert_eq!(again.status, first.status, "{}", again.body);
+    assert_each_effect_once(&stack.ledger(&id).await.unwrap());
+
+    let other = stack.submit(&purchase(7), Some(&key)).await.unwrap();
+    assert_eq!(other.status, 422, "{}", other.body);
+    assert_eq!(
+        other.body["error"], "idempotency_key_reused",
+        "{}",
+        other.body
+    );
+}
+
+/// Plays every scenario; returns the transaction that ended COMPENSATION_FAILED.
+async fn every_scenario(stack: &LocalStack) -> String {
+    happy_path(stack).await;
+    permanent_failure_at_the_last_step_compensates(stack).await;
+    transient_faults_and_rate_limits_still_complete(stack).await;
+    a_lost_response_does_not_double_the_effect(stack).await;
+    let needs_human = a_compensation_failing_for_good_needs_a_human(stack).await;
+    duplicate_submissions_get_one_saga_and_the_same_answer(stack).await;
+    needs_human
+}
+
+fn dead_letter_queue(stack: &LocalStack) -> Dlq {
+    Dlq::new(
+        stack.sdk(),
+        DeadLetterQueue {
+            url: stack.output("DeadLetterQueueUrl").unwrap().to_owned(),
+            arn: stack.outputs.get("DeadLetterQueueArn").cloned(),
+            redrive: Redrive::ToWorkQueue {
+                work_queue_url: stack.output("WorkQueueUrl").unwrap().to_owned(),
+            },
+        },
+        true,
+    )
+}
+
+/// sqs: the message of a COMPENSATION_FAILED saga fails on every delivery and so ends in the
+/// DLQ after maxReceiveCount receives, where operations find it; the DLQ is emptied after.
+async fn a_saga_needing_a_human_ends_in_the_dead_letter_queue(stack: &LocalStack, id: &str) {
+    let dlq = dead_letter_queue(stack);
+    let started = std::time::Instant::now();
+    loop {
+        let listing = dlq.list(None).await.unwrap();
+        if listing
+            .messages
+            .iter()
+            .any(|m| m.transaction_id.as_deref() == Some(id))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < SAGA_LIMIT,
+            "the message of {id} never reached the DLQ: {listing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        stack.status(id).await.unwrap().saga_status(),
+        Some("COMPENSATION_FAILED")
+    );
+    aws_sdk_sqs::Client::new(stack.sdk())
+        .purge_queue()
+        .queue_url(stack.output("DeadLetterQueueUrl").unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Number of messages in a queue (visible and in flight), as SQS reports it.
+async fn messages_in(stack: &LocalStack, queue_url: &str) -> u64 {
+    let attributes = aws_sdk_sqs::Client::new(stack.sdk())
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// sqs: a SaaS down for longer than the queue's maxReceiveCount deliveries leaves the saga
+/// unfinished and its message in the DLQ; once the SaaS is back, a redrive finishes it.
+async fn dead_letter_queue_then_redrive_to_completion(stack: &LocalStack) {
+    let dlq_url = stack.output("DeadLetterQueueUrl").unwrap().to_owned();
+    stack
+        .add_fault(json!({"service": "payments", "action": "charge", "fault": "unavailable"}))
+        .await
+        .unwrap();
+    let id = submit(stack, 8, None).await;
+    let started = std::time::Instant::now();
+    while messages_in(stack, &dlq_url).await == 0 {
+        assert!(
+            started.elapsed() < SAGA_LIMIT,
+            "the message never reached the DLQ; saga: {}",
+            stack.status(&id).await.unwrap().body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stuck = stack.status(&id).await.unwrap().body;
+    assert!(
+        !sagaform_e2e::TERMINAL.contains(&stuck["status"].as_str().unwrap_or_default()),
+        "{stuck}"
+    );
+    let ledger = stack.ledger(&id).await.unwrap();
+    assert_eq!(
+        service(&ledger, "payments")["calls"]["charge"],
+        3,
+        "one charge attempt per receive, maxReceiveCount 3: {ledger}"
+    );
+
+    stack.clear_faults().await.unwrap();
+    let report = dead_letter_queue(stack)
+        .redrive(
+            &RedriveOptions {
+                method: RedriveMethod::ClientSide,
+                ..RedriveOptions::default()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.moved, 1, "{report:?}");
+    let view = finish(stack, &id).await;
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    assert_each_effect_once(&stack.ledger(&id).await.unwrap());
+    assert_eq!(messages_in(stack, &dlq_url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_on_aurora_runs_every_scenario() {
+    let stack = start("orch-aurora", Pattern::Orchestrator, StateStoreKind::Aurora).await;
+    every_scenario(&stack).await;
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_on_dynamodb_runs_every_scenario() {
+    let stack = start(
+        "orch-dynamodb",
+        Pattern::Orchestrator,
+        StateStoreKind::DynamoDb,
+    )
+    .await;
+    every_scenario(&stack).await;
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_on_dynamodb_runs_every_scenario_and_redrives_its_dead_letter_queue() {
+    let stack = start("sqs-dynamodb", Pattern::Sqs, StateStoreKind::DynamoDb).await;
+    let needs_human = every_scenario(&stack).await;
+    a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
+    dead_letter_queue_then_redrive_to_completion(&stack).await;
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stepfunctions_on_dynamodb_runs_every_scenario() {
+    let stack = start(
+        "sfn-dynamodb",
+        Pattern::StepFunctions,
+        StateStoreKind::DynamoDb,
+    )
+    .await;
+    every_scenario(&stack).await;
+    stack.shutdown().await.unwrap();
+}

@@ -1,0 +1,295 @@
+//! `cargo xtask bench soak`: many sagas through each pattern's local environment, with faults,
+//! printing throughput, time to a terminal status (p50/p99), counts per terminal status and
+//! ledger mismatches (must be 0: a COMPLETED saga has each effect exactly once, a COMPENSATED
+//! one has none left standing).
+//!
+//! Each pattern runs on its own emulator, fake SaaS and supervisor (the end-to-end harness,
+//! `sagaform-e2e`) with the real function binaries, so the figures include the functions' cold
+//! starts, the emulated AWS calls and the fake's latency, and never touch a running local
+//! environment. The fake SaaS draws its faults with a fixed seed: 10% of stock reservations
+//! answer 503 and 10% of charges 429 (about 20% of sagas meet a transient fault, retried), 5% of
+//! entitlement grants are refused for good (the saga compensates); 10% of submissions are sent
+//! twice with the same `Idempotency-Key`, and must get the same transaction back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sagaform_deploy::Progress;
+use sagaform_e2e::{LocalStack, TERMINAL, purchase};
+use sagaform_stacks::Pattern;
+use sagaform_stacks::config::StateStoreKind;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::deploy::runtime;
+
+/// Arguments of `cargo xtask bench soak`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Sagas per pattern.
+    #[arg(long, default_value_t = 500)]
+    sagas: u64,
+    /// Only this pattern; default: all three.
+    #[arg(long)]
+    pattern: Option<Pattern>,
+    /// Sagas submitted and followed at the same time.
+    #[arg(long, default_value_t = 20)]
+    concurrency: usize,
+    /// Work queue visibility timeout (seconds) on the soak's emulator, sqs pattern: each
+    /// transient failure there costs one redelivery after it. The env's own value (six worker
+    /// timeouts, 15 min locally) would make the run last hours.
+    #[arg(long, default_value_t = 5)]
+    sqs_visibility_seconds: u32,
+}
+
+/// How long one saga may take before the soak gives up on it.
+const SAGA_LIMIT: Duration = Duration::from_secs(300);
+
+/// What happened to one submitted saga.
+#[derive(Debug)]
+struct Outcome {
+    transaction_id: String,
+    status: String,
+    seconds: f64,
+    duplicate_mismatch: bool,
+    /// Submissions answered 503 and sent again.
+    retries: u32,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let patterns: Vec<Pattern> = args.pattern.map_or(Pattern::ALL.to_vec(), |p| vec![p]);
+    let progress = Progress::stderr();
+    progress.line("soak: building the functions (cargo-lambda, local profile)");
+    let packages = sagaform_e2e::build_functions(&progress)?;
+    let runtime = runtime()?;
+    for pattern in patterns {
+        runtime.block_on(soak_pattern(pattern, &args, &packages, &progress))?;
+    }
+    Ok(())
+}
+
+async fn soak_pattern(
+    pattern: Pattern,
+    args: &Args,
+    packages: &[sagaform_deploy::Artifact],
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    progress.line(format!("soak {pattern}: deploying to a fresh emulator"));
+    let visibility = (pattern == Pattern::Sqs).then_some(args.sqs_visibility_seconds);
+    let stack = LocalStack::start(
+        &format!("soak-{pattern}"),
+        pattern,
+        None,
+        packages,
+        visibility,
+    )
+    .await
+    .with_context(|| format!("starting the {pattern} stack"))?;
+    for rule in [
+        json!({"service": "inventory", "action": "reserve", "fault": "unavailable", "rate": 0.10}),
+        json!({"service": "payments", "action": "charge", "fault": "rate_limited", "retry_after_secs": 1, "rate": 0.10}),
+        json!({"service": "entitlements", "action": "grant", "fault": "reject", "rate": 0.05}),
+    ] {
+        stack.add_fault(rule).await?;
+    }
+    let stack = Arc::new(stack);
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..args.sagas {
+        let permit = Arc::clone(&limit).acquire_owned().await?;
+        let stack = Arc::clone(&stack);
+        tasks.spawn(async move {
+            let result = one_saga(&stack, n).await;
+            drop(permit);
+            result
+        });
+    }
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => errors.push(error),
+        }
+    }
+    let wall = started.elapsed();
+    let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
+
+    // The ledger verdict, from the fake SaaS's own records.
+    let mut mismatches = Vec::new();
+    let mut faults_injected = 0;
+    for outcome in &outcomes {
+        let ledger = stack.ledger(&outcome.transaction_id).await?;
+        faults_injected += ["inventory", "payments", "entitlements"]
+            .iter()
+            .map(|s| {
+                ledger["services"][s]["faults_injected"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum::<u64>();
+        if let Some(problem) = ledger_problem(&outcome.status, &ledger) {
+            mismatches.push(format!(
+                "{} {}: {problem}",
+                outcome.transaction_id, outcome.status
+            ));
+        }
+    }
+    let store = match stack.store {
+        StateStoreKind::Aurora => "aurora",
+        StateStoreKind::DynamoDb => "dynamodb",
+    };
+    stack.shutdown().await?;
+
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    for outcome in &outcomes {
+        *by_status.entry(outcome.status.as_str()).or_default() += 1;
+    }
+    let mut seconds: Vec<f64> = outcomes
+        .iter()
+        .filter(|o| TERMINAL.contains(&o.status.as_str()))
+        .map(|o| o.seconds)
+        .collect();
+    seconds.sort_by(f64::total_cmp);
+    let duplicates = args.sagas.div_ceil(10);
+    let duplicate_mismatches = outcomes.iter().filter(|o| o.duplicate_mismatch).count();
+    println!(
+        "soak {pattern} ({} store): {} sagas, {duplicates} submitted twice, concurrency {}",
+        store, args.sagas, args.concurrency
+    );
+    println!(
+        "  wall {:.1} s, throughput {:.1} sagas/s",
+        wall.as_secs_f64(),
+        outcomes.len() as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "  time to terminal status: p50 {:.2} s, p99 {:.2} s, max {:.2} s (status polled every 100 ms)",
+        percentile(&seconds, 0.50),
+        percentile(&seconds, 0.99),
+        seconds.last().copied().unwrap_or_default()
+    );
+    let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("  terminal status: {}", counts.join(", "));
+    println!("  faults injected by the fake SaaS: {faults_injected}");
+    println!(
+        "  submissions answered 503 and retried with the same key: {}",
+        outcomes.iter().map(|o| u64::from(o.retries)).sum::<u64>()
+    );
+    println!(
+        "  ledger mismatches: {} (duplicates answered with another saga: {duplicate_mismatches}, errors: {})",
+        mismatches.len(),
+        errors.len()
+    );
+    for problem in mismatches.iter().take(10) {
+        println!("    {problem}");
+    }
+    for error in errors.iter().take(10) {
+        println!("    error: {error}");
+    }
+    Ok(())
+}
+
+/// Submits saga `n` (twice for one in ten, same key and body) and follows it to a terminal
+/// status.
+async fn one_saga(stack: &LocalStack, n: u64) -> Result<Outcome, String> {
+    let key = format!("soak-{}-{n}", std::process::id());
+    let body = purchase(n);
+    let started = Instant::now();
+    // A 503 (store or queue briefly unavailable) asks the client to retry with the same key,
+    // as the API documents; the soak does what a client would.
+    let mut retries = 0;
+    let first = loop {
+        let reply = stack
+            .submit(&body, Some(&key))
+            .await
+            .map_err(|e| format!("saga {n}: {e}"))?;
+        if reply.status != 503 || retries == 5 {
+            break reply;
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let transaction_id = first
+        .transaction_id()
+        .ok_or_else(|| {
+            format!(
+                "saga {n}: no transaction id in {} {}",
+                first.status, first.body
+            )
+        })?
+        .to_owned();
+    let mut duplicate_mismatch = false;
+    if n.is_multiple_of(10) {
+        let again = stack
+            .submit(&body, Some(&key))
+            .await
+            .map_err(|e| format!("saga {n} (duplicate): {e}"))?;
+        // 409 means the first is still being processed: same saga, answered later.
+        duplicate_mismatch =
+            again.status != 409 && again.transaction_id() != Some(transaction_id.as_str());
+    }
+    let status = match stack.wait_terminal(&transaction_id, SAGA_LIMIT).await {
+        Ok(view) => view["status"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => {
+            let view = stack
+                .status(&transaction_id)
+                .await
+                .map(|r| r.body)
+                .unwrap_or(Value::Null);
+            format!(
+                "not terminal ({})",
+                view["status"].as_str().unwrap_or("unknown")
+            )
+        }
+    };
+    Ok(Outcome {
+        transaction_id,
+        status,
+        seconds: started.elapsed().as_secs_f64(),
+        duplicate_mismatch,
+        retries,
+    })
+}
+
+/// What is wrong with a finished saga's ledger, if anything.
+fn ledger_problem(status: &str, ledger: &Value) -> Option<String> {
+    let services = [
+        ("inventory", "reserve"),
+        ("payments", "charge"),
+        ("entitlements", "grant"),
+    ];
+    let service = |name: &str| &ledger["services"][name];
+    match status {
+        "COMPLETED" => services.iter().find_map(|(name, action)| {
+            let applied = service(name)["actions_applied"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let outstanding = service(name)["outstanding"].as_i64().unwrap_or(0);
+            (applied != [json!(action)] || outstanding != 1).then(|| {
+                format!(
+                    "{name}: applied {applied:?}, outstanding {outstanding} (want {action} once)"
+                )
+            })
+        }),
+        "COMPENSATED" => {
+            let outstanding: i64 = services
+                .iter()
+                .map(|(name, _)| service(name)["outstanding"].as_i64().unwrap_or(0))
+                .sum();
+            (outstanding != 0).then(|| format!("{outstanding} effect(s) left standing"))
+        }
+        _ => None,
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask`: the command line of sagaform. This file only dispatches; every command lives in
+//! its own module and the logic in library crates.
+
+mod bench;
+mod bench_deploy;
+mod bench_soak;
+mod build;
+mod deploy;
+mod destroy;
+mod diff;
+mod dlq;
+mod local;
+mod saga;
+mod synth;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sagaform: one typed saga definition, three AWS patterns, per-environment CloudFormation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write templates/<pattern>/<env>.yaml and their runbooks from env/ and the saga definition.
+    Synth(synth::Args),
+    /// Build the Lambda functions (cargo-lambda) into deterministic zips.
+    Build(build::Args),
+    /// Deploy a pattern to an env: build, upload, change set, approval, execute, outputs.
+    Deploy(deploy::Args),
+    /// Show what a deploy would change: template diff and change set.
+    Diff(diff::Args),
+    /// Delete a pattern's stack in an env (data kept by Retain policies survives).
+    Destroy(destroy::Args),
+    /// Start, stop or inspect the local emulator behind `--env local`.
+    Local(local::Args),
+    /// Show one saga of a deployed stack: state, steps, logs, execution history.
+    Saga(saga::Args),
+    /// List, redrive or purge the dead-letter queue of a deployed stack.
+    Dlq(dlq::Args),
+    /// Measure and print how long things take (no pass/fail).
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(args) => synth::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Destroy(args) => destroy::run(args),
+        Command::Local(args) => local::run(args),
+        Command::Saga(args) => saga::run(args),
+        Command::Dlq(args) => dlq::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(dlq::exit_code(&error).unwrap_or_else(|| deploy::exit_code(&error)))
+        }
+    }
+}
