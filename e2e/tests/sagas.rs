@@ -417,3 +417,19 @@ async fn stepfunctions_on_dynamodb_runs_every_scenario() {
     every_scenario(&stack).await;
     stack.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_on_aurora_runs_every_scenario_and_redrives_its_dead_letter_queue() {
+    let stack = start("sqs-aurora", Pattern::Sqs, StateStoreKind::Aurora).await;
+    let needs_human = every_scenario(&stack).await;
+    a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
+    dead_letter_queue_then_redrive_to_completion(&stack).await;
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stepfunctions_on_aurora_runs_every_scenario() {
+    let stack = start("sfn-aurora", Pattern::StepFunctions, StateStoreKind::Aurora).await;
+    every_scenario(&stack).await;
+    stack.shutdown().await.unwrap();
+}
