@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use sagaform_deploy::build::{self, BuildRequest, LOCAL_PROFILE, host_architecture};
 use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, deploy_pattern};
-use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace};
+use sagaform_deploy::{
+    Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace, local_services,
+};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_local::{LocalEnvironment, UpOptions};
 use sagaform_saga::PURCHASE;
@@ -31,10 +33,6 @@ use serde_json::{Value, json};
 
 /// The SaaS address of the checkout's `env/local.toml`, replaced by each stack's own fake.
 const CHECKOUT_SAAS_ADDRESS: &str = "http://127.0.0.1:9320";
-
-/// The PostgreSQL server standing in for Aurora; `SAGAFORM_TEST_DATABASE_URL` names another
-/// (its database part is replaced by the stack's own database).
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Why the harness could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +52,6 @@ pub enum E2eError {
     /// Something did not happen in time.
     #[error("timeout: {0}")]
     Timeout(String),
-}
-
-fn setup(what: &str) -> impl FnOnce(String) -> E2eError + '_ {
-    move |reason| E2eError::Setup(format!("{what}: {reason}"))
 }
 
 /// Builds the three function packages (api, worker, step) once, with cargo-lambda, for this
@@ -133,7 +127,7 @@ pub struct LocalStack {
     sdk: aws_config::SdkConfig,
     environment: Option<LocalEnvironment>,
     fake_saas: Option<FakeSaas>,
-    database: Option<(String, String)>,
+    database: Option<String>,
     scratch: PathBuf,
     // Declared last: the emulator outlives everything that talks to it.
     moto: MotoServer,
@@ -145,17 +139,13 @@ impl LocalStack {
     /// and starts its fake SaaS and supervisor. `name` keeps scratch folders and databases of
     /// stacks running at once apart.
     ///
-    /// `work_queue_visibility` (sqs) replaces the work queue's visibility timeout before the
-    /// queue is first polled. The env requires at least six worker timeouts (15 minutes
-    /// locally) so that a slow saga is never delivered twice; tests and the soak shorten it so a
-    /// redelivery, the sqs pattern's retry, takes seconds. It must be set before polling starts:
-    /// a receive takes the timeout the queue has when the (long) poll begins.
+    /// The stack runs as the env configures it, the work queue's visibility timeout included:
+    /// the worker schedules its own retries, so nothing here shortens it.
     pub async fn start(
         name: &str,
         pattern: Pattern,
         store: Option<StateStoreKind>,
         artifacts: &[Artifact],
-        work_queue_visibility: Option<u32>,
     ) -> Result<LocalStack, E2eError> {
         let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
         let moto = tokio::task::spawn_blocking(move || MotoServer::start(&tools))
@@ -209,13 +199,21 @@ impl LocalStack {
             .map_err(|e| E2eError::Setup(format!("scratch env: {e}")))?;
         let store = env.store(pattern);
 
+        // The functions connect to the database the template names; it is this stack's own.
         let database = if store == StateStoreKind::Aurora {
-            let server = std::env::var("SAGAFORM_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-            let url = with_database(&server, &database_name);
-            drop_database(&url, &database_name).await?;
-            sagaform_deploy::local_services::ensure_database(&url).await?;
-            Some((url, database_name))
+            let template = workspace.template_path(pattern, "local");
+            let body = std::fs::read_to_string(&template)
+                .map_err(|e| E2eError::Setup(format!("{}: {e}", template.display())))?;
+            let url = local_services::local_database_url(&body, &template.display().to_string())?
+                .ok_or_else(|| {
+                E2eError::Setup(format!(
+                    "{} has no LocalDatabaseUrl parameter",
+                    template.display()
+                ))
+            })?;
+            local_services::drop_database(&url).await?;
+            local_services::ensure_database(&url).await?;
+            Some(url)
         } else {
             None
         };
@@ -256,12 +254,6 @@ impl LocalStack {
         .map_err(|e| E2eError::Setup(format!("deploy of {pattern}: {e}\n{}", lines.text())))?;
 
         let sdk = sagaform_local::discovery::emulator_config(&moto.endpoint(), "us-east-1").await;
-        if let Some(seconds) = work_queue_visibility {
-            let queue_url = outcome.outputs.get("WorkQueueUrl").ok_or_else(|| {
-                E2eError::Setup(format!("stack of {pattern} has no WorkQueueUrl output"))
-            })?;
-            set_visibility(&sdk, queue_url, seconds).await?;
-        }
         let options = UpOptions::for_pattern(
             pattern.name(),
             "local",
@@ -418,30 +410,12 @@ impl LocalStack {
         if let Some(fake) = self.fake_saas.take() {
             fake.shutdown().await;
         }
-        if let Some((url, name)) = self.database.take() {
-            drop_database(&url, &name).await?;
+        if let Some(url) = self.database.take() {
+            local_services::drop_database(&url).await?;
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
         Ok(())
     }
-}
-
-async fn set_visibility(
-    sdk: &aws_config::SdkConfig,
-    queue_url: &str,
-    seconds: u32,
-) -> Result<(), E2eError> {
-    aws_sdk_sqs::Client::new(sdk)
-        .set_queue_attributes()
-        .queue_url(queue_url)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            seconds.to_string(),
-        )
-        .send()
-        .await
-        .map_err(|e| E2eError::Setup(format!("SQS.SetQueueAttributes {queue_url}: {e:?}")))?;
-    Ok(())
 }
 
 async fn reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, E2eError> {
@@ -467,32 +441,4 @@ async fn reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply,
         headers,
         body,
     })
-}
-
-/// `server_url` with its database replaced by `name`.
-fn with_database(server_url: &str, name: &str) -> String {
-    let base = server_url
-        .rsplit_once('/')
-        .map_or(server_url, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
-/// Drops database `name` (if present) on the server of `url`, ending its sessions first.
-async fn drop_database(url: &str, name: &str) -> Result<(), E2eError> {
-    let maintenance = with_database(url, "postgres");
-    let (client, connection) = tokio_postgres::connect(&maintenance, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| {
-            setup("postgres")(format!(
-                "cannot reach {maintenance} (start PostgreSQL or set SAGAFORM_TEST_DATABASE_URL): {e}"
-            ))
-        })?;
-    let connection = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .map_err(|e| setup("postgres")(format!("dropping {name}: {e}")))?;
-    drop(client);
-    let _ = connection.await;
-    Ok(())
 }

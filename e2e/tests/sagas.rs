@@ -21,9 +21,6 @@ use serde_json::{Value, json};
 /// How long a saga may take to finish in these scenarios (retries, redeliveries included).
 const SAGA_LIMIT: Duration = Duration::from_secs(120);
 
-/// Work queue visibility of the sqs stack: each transient failure costs one redelivery.
-const SQS_VISIBILITY_SECONDS: u32 = 3;
-
 /// The function packages, built once for every test of this binary.
 fn packages() -> &'static [Artifact] {
     static BUILT: OnceLock<Vec<Artifact>> = OnceLock::new();
@@ -35,8 +32,7 @@ fn packages() -> &'static [Artifact] {
 
 async fn start(name: &str, pattern: Pattern, store: StateStoreKind) -> LocalStack {
     let packages = tokio::task::spawn_blocking(packages).await.unwrap();
-    let visibility = (pattern == Pattern::Sqs).then_some(SQS_VISIBILITY_SECONDS);
-    LocalStack::start(name, pattern, Some(store), packages, visibility)
+    LocalStack::start(name, pattern, Some(store), packages)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }

@@ -37,11 +37,6 @@ pub struct Args {
     /// Sagas submitted and followed at the same time.
     #[arg(long, default_value_t = 20)]
     concurrency: usize,
-    /// Work queue visibility timeout (seconds) on the soak's emulator, sqs pattern: each
-    /// transient failure there costs one redelivery after it. The env's own value (six worker
-    /// timeouts, 15 min locally) would make the run last hours.
-    #[arg(long, default_value_t = 5)]
-    sqs_visibility_seconds: u32,
 }
 
 /// How long one saga may take before the soak gives up on it.
@@ -77,16 +72,9 @@ async fn soak_pattern(
     progress: &Progress,
 ) -> anyhow::Result<()> {
     progress.line(format!("soak {pattern}: deploying to a fresh emulator"));
-    let visibility = (pattern == Pattern::Sqs).then_some(args.sqs_visibility_seconds);
-    let stack = LocalStack::start(
-        &format!("soak-{pattern}"),
-        pattern,
-        None,
-        packages,
-        visibility,
-    )
-    .await
-    .with_context(|| format!("starting the {pattern} stack"))?;
+    let stack = LocalStack::start(&format!("soak-{pattern}"), pattern, None, packages)
+        .await
+        .with_context(|| format!("starting the {pattern} stack"))?;
     for rule in [
         json!({"service": "inventory", "action": "reserve", "fault": "unavailable", "rate": 0.10}),
         json!({"service": "payments", "action": "charge", "fault": "rate_limited", "retry_after_secs": 1, "rate": 0.10}),

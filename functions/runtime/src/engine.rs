@@ -411,6 +411,28 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         Ok(())
     }
 
+    /// Stores a failed attempt of step `index`'s action that is to be retried by a later
+    /// invocation (the sqs pattern's redelivery), so the saga's status shows the attempts made
+    /// and the last error while it waits; the step stays PENDING.
+    async fn record_attempt_failure(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        error: &SaasError,
+    ) -> Result<(), EngineError> {
+        let step = &mut record.steps[index];
+        step.attempts += 1;
+        step.error = Some(error.to_string());
+        step.updated_at = Some(now_rfc3339());
+        let attempts = step.attempts;
+        self.save(record).await?;
+        info!(
+            step = self.saga.steps[index].name,
+            attempts, "failed attempt recorded; retried on redelivery"
+        );
+        Ok(())
+    }
+
     async fn record_compensation_success(
         &self,
         record: &mut SagaRecord,
@@ -488,15 +510,34 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 Next::Execute(index) => {
                     let step = &self.saga.steps[index];
                     let call = StepCall::action(step, &record.transaction_id, &record.request);
-                    match self
+                    let called = self
                         .call_settled(&call, &step.retry, retries, deadline)
-                        .await?
-                    {
-                        Called::Succeeded { attempts } => {
+                        .await;
+                    // Attempts of earlier invocations that failed and were retried later (by
+                    // redelivery) are stored on the step; these add to them.
+                    let earlier = record.steps[index].attempts;
+                    match called {
+                        Err(EngineError::Step {
+                            step: name,
+                            action,
+                            source,
+                        }) if matches!(retries, Retries::Redelivery { .. }) => {
+                            self.record_attempt_failure(&mut record, index, &source)
+                                .await?;
+                            return Err(EngineError::Step {
+                                step: name,
+                                action,
+                                source,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                        Ok(Called::Succeeded { attempts }) => {
+                            let attempts = earlier + attempts;
                             self.record_step_success(&mut record, index, attempts)
                                 .await?
                         }
-                        Called::Failed { attempts, error } => {
+                        Ok(Called::Failed { attempts, error }) => {
+                            let attempts = earlier + attempts;
                             let reason =
                                 format!("step {} {} failed: {error}", step.name, step.action.name);
                             let failed = &mut record.steps[index];

@@ -92,6 +92,19 @@ impl Saga {
         self.steps.iter().find(|s| s.name == name)
     }
 
+    /// The retry policy of a call: the action's or the compensation's policy of `step`, as
+    /// named by `action`; `None` when the saga has no such step or the step no such call.
+    pub fn retry_policy(&self, step: &str, action: &str) -> Option<&'static RetryPolicy> {
+        let step = self.step(step)?;
+        if step.action.name == action {
+            Some(&step.retry)
+        } else if step.compensation.name == action {
+            Some(&step.compensation_retry)
+        } else {
+            None
+        }
+    }
+
     /// The distinct downstream services, in step order.
     pub fn services(&self) -> Vec<&'static str> {
         let mut services: Vec<&'static str> = Vec::new();
@@ -165,6 +178,20 @@ pub const PURCHASE: Saga = Saga {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_retried_under_its_own_policy() {
+        assert_eq!(
+            PURCHASE.retry_policy("payment", "charge"),
+            Some(&ACTION_RETRY)
+        );
+        assert_eq!(
+            PURCHASE.retry_policy("payment", "refund"),
+            Some(&COMPENSATION_RETRY)
+        );
+        assert_eq!(PURCHASE.retry_policy("payment", "grant"), None);
+        assert_eq!(PURCHASE.retry_policy("shipping", "charge"), None);
+    }
 
     #[test]
     fn purchase_saga_has_three_steps_each_undoable() {

@@ -9,6 +9,14 @@
 //! when its saga ended COMPENSATION_FAILED (it needs a human, and the DLQ is where operations
 //! look). It succeeds (and is deleted) once its saga is COMPLETED or COMPENSATED.
 //!
+//! A failed record comes back when its retry is due, not after the queue's whole visibility
+//! timeout (which must cover six worker timeouts, minutes): the worker sets each failed
+//! message's visibility to the backoff of the step's retry policy for this delivery (at least
+//! what a `Retry-After` asked for), or to zero when waiting cannot help (a malformed message, a
+//! saga needing a human: they reach the DLQ in seconds) or the record was not started for lack
+//! of time. A record another delivery is working on keeps the queue's timeout, by which the
+//! other delivery has surely ended. So a saga retries on the same schedule in every pattern.
+//!
 //! Records are processed concurrently, because a saga spends its time waiting on SaaS calls and
 //! one slow saga should not hold the others back; records of one FIFO message group are processed
 //! in order, and once one of them fails the later ones are reported failed unprocessed, which is
@@ -21,13 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use lambda_runtime::LambdaEvent;
-use sagaform_runtime::errors::{ErrorClass, IdempotencyError};
+use sagaform_runtime::errors::{EngineError, ErrorClass, IdempotencyError};
 use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
 use sagaform_runtime::store::ClaimOutcome;
 use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaStatus, StoreConfig};
-use sagaform_saas_client::SaasClient;
-use sagaform_saga::PURCHASE;
+use sagaform_saas_client::{SaasClient, full_jitter};
+use sagaform_saga::{PURCHASE, RetryPolicy};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -45,6 +54,22 @@ const GROUP_ATTRIBUTE: &str = "MessageGroupId";
 
 /// The message attribute the API sets to the `transaction_id`.
 pub const TRANSACTION_ID_ATTRIBUTE: &str = "transaction_id";
+
+/// Backoff of failures that are not a step's (the state store throttling, say): 1, 2, 4, ...
+/// seconds per delivery, at most a minute.
+const STORE_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: u32::MAX,
+    initial_delay: Duration::from_secs(1),
+    backoff_rate: 2,
+    max_delay: Duration::from_secs(60),
+};
+
+/// The longest visibility timeout SQS accepts (12 hours).
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+
+/// The longest the worker waits for SQS to take the new visibility timeouts; without an answer
+/// the messages come back after the queue's timeout, which is late but safe.
+const VISIBILITY_CALL_LIMIT: Duration = Duration::from_secs(2);
 
 /// Limits and margins of the worker; the defaults suit the deployed function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +110,42 @@ pub enum ConfigError {
     /// The SaaS services.
     #[error(transparent)]
     Saas(#[from] sagaform_saas_client::ConfigError),
+    /// A required environment variable is not set.
+    #[error("environment variable {0} is not set; the stack's template sets it")]
+    MissingVariable(&'static str),
+}
+
+/// The queue the worker consumes, through which it schedules the redelivery of failed messages.
+#[derive(Debug, Clone)]
+pub struct WorkQueue {
+    /// An SQS client.
+    pub client: aws_sdk_sqs::Client,
+    /// The URL of the queue the records come from (`SAGAFORM_QUEUE_URL`).
+    pub url: String,
+}
+
+/// When a failed message is to be delivered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Redelivery {
+    /// After the queue's visibility timeout: the message is left as received.
+    AfterVisibilityTimeout,
+    /// After this long (whole seconds; zero is at once).
+    After(Duration),
+}
+
+impl Redelivery {
+    /// At once.
+    const NOW: Redelivery = Redelivery::After(Duration::ZERO);
+
+    /// The `retry`-th retry (1-based) of a call under `policy`: the policy's delay with full
+    /// jitter, or what the service asked for when longer, rounded up to whole seconds, the unit
+    /// of SQS.
+    pub fn backoff(policy: &RetryPolicy, retry: u32, asked: Option<Duration>) -> Redelivery {
+        let jittered = full_jitter(policy.delay_before(retry.max(1)));
+        let delay = asked.map_or(jittered, |asked| asked.max(jittered));
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        Redelivery::After(Duration::from_secs(seconds).min(MAX_VISIBILITY))
+    }
 }
 
 /// A batch failed as a whole: a record that must be delivered again has no message id to name
@@ -153,24 +214,56 @@ pub struct Worker {
 struct Inner {
     engine: Engine<ConfiguredStore, SaasClient>,
     settings: WorkerSettings,
+    queue: Option<WorkQueue>,
+}
+
+/// One record's result inside the worker.
+struct RecordResult {
+    index: usize,
+    message_id: Option<String>,
+    receipt_handle: Option<String>,
+    outcome: Outcome,
+    redelivery: Redelivery,
 }
 
 impl Worker {
-    /// A worker advancing [`PURCHASE`] sagas in `store` against `client`'s services.
-    pub fn new(store: ConfiguredStore, client: SaasClient, settings: WorkerSettings) -> Worker {
+    /// A worker advancing [`PURCHASE`] sagas in `store` against `client`'s services. With
+    /// `queue`, failed messages come back when their retry is due; without, after the queue's
+    /// visibility timeout.
+    pub fn new(
+        store: ConfiguredStore,
+        client: SaasClient,
+        settings: WorkerSettings,
+        queue: Option<WorkQueue>,
+    ) -> Worker {
         Worker {
             inner: Arc::new(Inner {
                 engine: Engine::new(PURCHASE, store, client),
                 settings,
+                queue,
             }),
         }
     }
 
-    /// Reads the configuration from the process environment and opens the store and client.
+    /// Reads the configuration from the process environment and opens the store and clients.
     pub async fn from_env() -> Result<Worker, ConfigError> {
         let store = StoreConfig::from_env()?.connect().await?;
         let client = SaasClient::from_env(&PURCHASE)?;
-        Ok(Worker::new(store, client, WorkerSettings::default()))
+        let url = std::env::var("SAGAFORM_QUEUE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .ok_or(ConfigError::MissingVariable("SAGAFORM_QUEUE_URL"))?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let queue = WorkQueue {
+            client: aws_sdk_sqs::Client::new(&aws),
+            url,
+        };
+        Ok(Worker::new(
+            store,
+            client,
+            WorkerSettings::default(),
+            Some(queue),
+        ))
     }
 
     /// The Lambda handler: the ids of the messages to deliver again.
@@ -204,8 +297,18 @@ impl Worker {
     }
 
     /// Every record's outcome, in the order of the batch, with its message id (`None` when
-    /// missing or empty).
+    /// missing or empty). Failed messages are scheduled for redelivery before this returns.
     pub async fn process(&self, event: LambdaEvent<SqsEvent>) -> Vec<(Option<String>, Outcome)> {
+        let deadline = event.context.deadline();
+        let results = self.process_records(event).await;
+        self.schedule_redelivery(&results, deadline).await;
+        results
+            .into_iter()
+            .map(|result| (result.message_id, result.outcome))
+            .collect()
+    }
+
+    async fn process_records(&self, event: LambdaEvent<SqsEvent>) -> Vec<RecordResult> {
         let (event, context) = event.into_parts();
         let deadline = context.deadline();
         let request_id = context.request_id;
@@ -239,28 +342,33 @@ impl Worker {
                 .in_current_span(),
             );
         }
-        let mut outcomes: Vec<Option<(Option<String>, Outcome)>> = vec![None; count];
+        let mut slots: Vec<Option<RecordResult>> = (0..count).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(results) => {
-                    for (index, message_id, outcome) in results {
-                        outcomes[index] = Some((message_id, outcome));
+                    for result in results {
+                        let index = result.index;
+                        slots[index] = Some(result);
                     }
                 }
                 // A panicking record leaves its slots empty; they are reported failed below.
                 Err(e) => error!(error = %e, "a record's processing panicked"),
             }
         }
-        outcomes
+        slots
             .into_iter()
-            .map(|slot| {
-                slot.unwrap_or((
-                    None,
-                    Outcome::Failed(Failure::Saga {
+            .enumerate()
+            .map(|(index, slot)| {
+                slot.unwrap_or(RecordResult {
+                    index,
+                    message_id: None,
+                    receipt_handle: None,
+                    outcome: Outcome::Failed(Failure::Saga {
                         reason: "panicked".into(),
                         retryable: true,
                     }),
-                ))
+                    redelivery: Redelivery::AfterVisibilityTimeout,
+                })
             })
             .collect()
     }
@@ -270,9 +378,10 @@ impl Worker {
         group: Vec<(usize, SqsMessage)>,
         request_id: &str,
         deadline: SystemTime,
-    ) -> Vec<(usize, Option<String>, Outcome)> {
+    ) -> Vec<RecordResult> {
         let mut results = Vec::with_capacity(group.len());
-        let mut blocked = false;
+        // Once a record of a FIFO group fails, the later ones come back with it, in order.
+        let mut blocked_by: Option<Redelivery> = None;
         for (index, record) in group {
             let message_id = record.message_id.clone().filter(|id| !id.is_empty());
             let span = info_span!(
@@ -281,24 +390,39 @@ impl Worker {
                 message_id = message_id.as_deref().unwrap_or_default(),
                 transaction_id = field::Empty,
             );
-            let outcome = if blocked {
-                Outcome::Failed(Failure::GroupBlocked)
-            } else {
-                self.process_record(&record, deadline)
-                    .instrument(span.clone())
-                    .await
+            let (outcome, redelivery) = match blocked_by {
+                Some(redelivery) => (Outcome::Failed(Failure::GroupBlocked), redelivery),
+                None => {
+                    self.process_record(&record, deadline)
+                        .instrument(span.clone())
+                        .await
+                }
             };
-            span.in_scope(|| log_outcome(&outcome));
-            blocked |= matches!(outcome, Outcome::Failed(_));
-            results.push((index, message_id, outcome));
+            span.in_scope(|| log_outcome(&outcome, redelivery));
+            if matches!(outcome, Outcome::Failed(_)) && blocked_by.is_none() {
+                blocked_by = Some(redelivery);
+            }
+            results.push(RecordResult {
+                index,
+                message_id,
+                receipt_handle: record.receipt_handle.clone().filter(|h| !h.is_empty()),
+                outcome,
+                redelivery,
+            });
         }
         results
     }
 
-    async fn process_record(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
+    async fn process_record(
+        &self,
+        record: &SqsMessage,
+        deadline: SystemTime,
+    ) -> (Outcome, Redelivery) {
         let message = match parse_message(record) {
             Ok(message) => message,
-            Err(reason) => return Outcome::Failed(Failure::Malformed(reason)),
+            Err(reason) => {
+                return (Outcome::Failed(Failure::Malformed(reason)), Redelivery::NOW);
+            }
         };
         let transaction_id = message.transaction_id.as_str();
         Span::current().record("transaction_id", transaction_id);
@@ -306,7 +430,7 @@ impl Worker {
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
         if left < self.inner.settings.min_time_to_start + self.inner.settings.deadline_margin {
-            return Outcome::Failed(Failure::DeadlineNear);
+            return (Outcome::Failed(Failure::DeadlineNear), Redelivery::NOW);
         }
         let delivery = record
             .attributes
@@ -328,19 +452,35 @@ impl Worker {
                     .and_then(Value::as_str)
                     .and_then(|s| s.parse().ok());
                 info!("duplicate delivery of a finished saga");
-                return Outcome::Done(status.unwrap_or(SagaStatus::Completed));
+                return (
+                    Outcome::Done(status.unwrap_or(SagaStatus::Completed)),
+                    Redelivery::AfterVisibilityTimeout,
+                );
             }
-            Err(IdempotencyError::InProgress(_)) => return Outcome::Failed(Failure::InProgress),
+            Err(IdempotencyError::InProgress(_)) => {
+                return (
+                    Outcome::Failed(Failure::InProgress),
+                    Redelivery::AfterVisibilityTimeout,
+                );
+            }
             Err(IdempotencyError::PayloadMismatch(_)) => {
-                return Outcome::Failed(Failure::Malformed(
-                    "another message for this transaction carried a different request".to_owned(),
-                ));
+                return (
+                    Outcome::Failed(Failure::Malformed(
+                        "another message for this transaction carried a different request"
+                            .to_owned(),
+                    )),
+                    Redelivery::NOW,
+                );
             }
             Err(IdempotencyError::Store(e)) => {
-                return Outcome::Failed(Failure::Saga {
-                    reason: e.to_string(),
-                    retryable: e.class() == ErrorClass::Retryable,
-                });
+                let retryable = e.class() == ErrorClass::Retryable;
+                return (
+                    Outcome::Failed(Failure::Saga {
+                        reason: e.to_string(),
+                        retryable,
+                    }),
+                    store_redelivery(retryable, delivery),
+                );
             }
         }
         let run_until = instant_before(deadline, self.inner.settings.deadline_margin);
@@ -363,27 +503,122 @@ impl Worker {
                     // The saga is finished either way; a duplicate finds that out from its state.
                     warn!(error = %e, "could not record the finished saga's idempotency key");
                 }
-                Outcome::Done(saga.status)
+                (
+                    Outcome::Done(saga.status),
+                    Redelivery::AfterVisibilityTimeout,
+                )
             }
             Ok(saga) => {
                 release(store, &key).await;
                 if saga.status == SagaStatus::CompensationFailed {
-                    Outcome::Failed(Failure::NeedsHuman)
+                    (Outcome::Failed(Failure::NeedsHuman), Redelivery::NOW)
                 } else {
-                    Outcome::Failed(Failure::Saga {
-                        reason: format!("saga left {}", saga.status),
-                        retryable: true,
-                    })
+                    (
+                        Outcome::Failed(Failure::Saga {
+                            reason: format!("saga left {}", saga.status),
+                            retryable: true,
+                        }),
+                        Redelivery::NOW,
+                    )
                 }
             }
             Err(e) => {
                 release(store, &key).await;
-                Outcome::Failed(Failure::Saga {
-                    reason: e.to_string(),
-                    retryable: e.class() == ErrorClass::Retryable,
-                })
+                let redelivery = engine_redelivery(&e, delivery);
+                (
+                    Outcome::Failed(Failure::Saga {
+                        reason: e.to_string(),
+                        retryable: e.class() == ErrorClass::Retryable,
+                    }),
+                    redelivery,
+                )
             }
         }
+    }
+
+    /// Sets the visibility timeout of each failed message to its redelivery delay, ten messages
+    /// per call. Failing here only delays the messages to the queue's own timeout, so it is
+    /// logged, not returned.
+    async fn schedule_redelivery(&self, results: &[RecordResult], deadline: SystemTime) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = results
+            .iter()
+            .filter(|result| matches!(result.outcome, Outcome::Failed(_)))
+            .filter_map(|result| match (result.redelivery, &result.receipt_handle) {
+                (Redelivery::After(delay), Some(handle)) => {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(result.index.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+                        .build()
+                        .ok()
+                }
+                _ => None,
+            })
+            .collect();
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        for chunk in entries.chunks(10) {
+            let call = queue
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(chunk.to_vec()))
+                .send();
+            match tokio::time::timeout(left.min(VISIBILITY_CALL_LIMIT), call).await {
+                Ok(Ok(answer)) => {
+                    for failed in answer.failed() {
+                        warn!(
+                            record = failed.id(),
+                            code = failed.code(),
+                            reason = failed.message().unwrap_or_default(),
+                            "could not schedule the message's redelivery; it comes back after the queue's visibility timeout"
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), messages = chunk.len(),
+                          "could not schedule the redelivery of failed messages; they come back after the queue's visibility timeout");
+                }
+                Err(_) => {
+                    warn!(
+                        messages = chunk.len(),
+                        "SQS did not answer in time to schedule the redelivery of failed messages; they come back after the queue's visibility timeout"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// When a message whose saga failed with `error` on its `delivery`-th receive comes back: a
+/// step's retryable failure after the step's backoff; a saga that ran out of time, or that no
+/// delivery can advance, at once (the latter reaches the DLQ in seconds).
+fn engine_redelivery(error: &EngineError, delivery: u32) -> Redelivery {
+    match error {
+        EngineError::Step {
+            step,
+            action,
+            source,
+        } if source.is_retryable() => match PURCHASE.retry_policy(step, action) {
+            Some(policy) => Redelivery::backoff(policy, delivery, source.retry_after()),
+            None => Redelivery::backoff(&STORE_RETRY, delivery, source.retry_after()),
+        },
+        EngineError::DeadlineReached { .. } => Redelivery::NOW,
+        EngineError::Store(e) => store_redelivery(e.class() == ErrorClass::Retryable, delivery),
+        _ => Redelivery::NOW,
+    }
+}
+
+/// A state store failure: backed off when it may pass, at once when it cannot.
+fn store_redelivery(retryable: bool, delivery: u32) -> Redelivery {
+    if retryable {
+        Redelivery::backoff(&STORE_RETRY, delivery, None)
+    } else {
+        Redelivery::NOW
     }
 }
 
@@ -394,7 +629,13 @@ async fn release(store: &ConfiguredStore, key: &str) {
     }
 }
 
-fn log_outcome(outcome: &Outcome) {
+fn log_outcome(outcome: &Outcome, redelivery: Redelivery) {
+    if let (Outcome::Failed(_), Redelivery::After(delay)) = (outcome, redelivery) {
+        info!(
+            redelivery_in_seconds = delay.as_secs(),
+            "message scheduled for redelivery"
+        );
+    }
     match outcome {
         Outcome::Done(status) => info!(status = %status, "message done"),
         Outcome::Failed(Failure::Malformed(reason)) => {
@@ -494,6 +735,84 @@ mod tests {
         )))
         .unwrap_err();
         assert_eq!(no_request, "request is not a JSON object");
+    }
+
+    #[test]
+    fn a_backoff_is_whole_seconds_at_least_what_the_service_asked_and_at_most_twelve_hours() {
+        let policy = RetryPolicy {
+            max_retries: 3,
+            initial_delay: Duration::from_millis(200),
+            backoff_rate: 2,
+            max_delay: Duration::from_secs(2),
+        };
+        for retry in 1..=3 {
+            let Redelivery::After(delay) = Redelivery::backoff(&policy, retry, None) else {
+                panic!("a backoff is a delay");
+            };
+            assert!(delay <= Duration::from_secs(1), "{retry}: {delay:?}");
+            assert_eq!(delay.subsec_nanos(), 0);
+        }
+        assert_eq!(
+            Redelivery::backoff(&policy, 1, Some(Duration::from_millis(2_100))),
+            Redelivery::After(Duration::from_secs(3))
+        );
+        assert_eq!(
+            Redelivery::backoff(&policy, 1, Some(Duration::from_secs(86_400))),
+            Redelivery::After(MAX_VISIBILITY)
+        );
+        let slow = RetryPolicy {
+            max_retries: 10,
+            initial_delay: Duration::from_secs(10),
+            backoff_rate: 2,
+            max_delay: Duration::from_secs(60),
+        };
+        let spread: std::collections::HashSet<Redelivery> = (0..50)
+            .map(|_| Redelivery::backoff(&slow, 4, None))
+            .collect();
+        assert!(spread.len() > 1, "full jitter spreads retries: {spread:?}");
+        assert!(
+            spread
+                .iter()
+                .all(|r| matches!(r, Redelivery::After(d) if *d <= Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn a_step_failure_is_retried_on_its_call_policy_and_hopeless_ones_at_once() {
+        let unavailable = |step, action| EngineError::Step {
+            step,
+            action,
+            source: sagaform_saas_client::SaasError::Unavailable {
+                service: "payments",
+                action,
+                status: 503,
+                retry_after: Some(Duration::from_secs(7)),
+            },
+        };
+        assert_eq!(
+            engine_redelivery(&unavailable("payment", "refund"), 2),
+            Redelivery::After(Duration::from_secs(7))
+        );
+        assert_eq!(
+            engine_redelivery(
+                &EngineError::DeadlineReached {
+                    step: "payment",
+                    action: "charge"
+                },
+                1
+            ),
+            Redelivery::NOW
+        );
+        assert_eq!(
+            engine_redelivery(
+                &EngineError::InvalidOperation {
+                    transaction_id: "t".into(),
+                    reason: "r".into()
+                },
+                1
+            ),
+            Redelivery::NOW
+        );
     }
 
     #[test]

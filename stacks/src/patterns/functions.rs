@@ -188,6 +188,13 @@ pub(super) fn add_function(
             Expr::reference(queues.work_queue),
         );
     }
+    if let Some(queues) = extras.consumes_queue {
+        // The worker schedules the redelivery of failed messages on it.
+        variables.insert(
+            "SAGAFORM_QUEUE_URL".to_owned(),
+            Expr::reference(queues.work_queue),
+        );
+    }
     if let Some(machine) = extras.starts_executions {
         variables.insert(
             "SAGAFORM_STATE_MACHINE_ARN".to_owned(),

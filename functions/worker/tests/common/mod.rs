@@ -17,7 +17,7 @@ use sagaform_testkit::{
     Backend, QueuePair, TestStore, event, fake_saas, response_json, sqs_client, sqs_event,
 };
 use serde_json::Value;
-use worker::{Worker, WorkerSettings};
+use worker::{WorkQueue, Worker, WorkerSettings};
 
 /// Time left in an ordinary worker invocation.
 pub const INVOCATION_TIME: Duration = Duration::from_secs(60);
@@ -43,7 +43,13 @@ impl SqsPattern {
                 queue_url: queues.url.clone(),
             },
         );
-        let worker = Worker::new(store.store(), client.clone(), WorkerSettings::default());
+        // The driver below makes failed messages visible again itself.
+        let worker = Worker::new(
+            store.store(),
+            client.clone(),
+            WorkerSettings::default(),
+            None,
+        );
         SqsPattern {
             store,
             fake,
@@ -71,6 +77,21 @@ impl SqsPattern {
             self.store.second_handle().await,
             self.client.clone(),
             WorkerSettings::default(),
+            None,
+        )
+    }
+
+    /// A worker that schedules the redelivery of failed messages on the work queue, as the
+    /// deployed function does.
+    pub async fn scheduling_worker(&self) -> Worker {
+        Worker::new(
+            self.store.second_handle().await,
+            self.client.clone(),
+            WorkerSettings::default(),
+            Some(WorkQueue {
+                client: sqs_client(),
+                url: self.queues.url.clone(),
+            }),
         )
     }
 
