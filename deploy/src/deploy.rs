@@ -697,7 +697,14 @@ async fn finish_outputs(
         progress.line("outputs:");
         let width = outputs.keys().map(String::len).max().unwrap_or(0);
         for (key, value) in &outputs {
-            progress.line(format!("  {key:<width$}  {value}"));
+            // moto leaves some `Fn::Sub` of resources it does not model (the HTTP API's URL)
+            // as written; say so rather than print it as if it were an address.
+            let note = if session.emulator && value.contains("${") {
+                "  (left unresolved by the emulator)"
+            } else {
+                ""
+            };
+            progress.line(format!("  {key:<width$}  {value}{note}"));
         }
     }
     let Some(path) = &deployment.outputs_path else {

@@ -388,6 +388,49 @@ pub fn local_database_url(template_body: &str, file: &str) -> Result<Option<Stri
 /// Creates the database of `url` on its server when it does not exist yet (the functions apply
 /// their schema migrations themselves); returns whether it was created.
 pub async fn ensure_database(url: &str) -> Result<bool, DeployError> {
+    let (name, client, connection) = connect_maintenance(url).await?;
+    let exists = database_exists(&client, &name).await?;
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| DeployError::LocalServices(format!("creating database {name}: {e}")))?;
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(!exists)
+}
+
+/// Drops the database of `url` with its data, closing the connections still open to it (a
+/// destroyed local stack keeps no state, as its emulated tables do not); returns whether there
+/// was one.
+pub async fn drop_database(url: &str) -> Result<bool, DeployError> {
+    let (name, client, connection) = connect_maintenance(url).await?;
+    let exists = database_exists(&client, &name).await?;
+    if exists {
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .map_err(|e| DeployError::LocalServices(format!("dropping database {name}: {e}")))?;
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(exists)
+}
+
+/// The database name of `url` (checked to need no quoting beyond double quotes) and a
+/// connection to the server's `postgres` database, from which databases are created and
+/// dropped.
+async fn connect_maintenance(
+    url: &str,
+) -> Result<
+    (
+        String,
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ),
+    DeployError,
+> {
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| DeployError::LocalServices(format!("database url {url}: {e}")))?;
@@ -413,21 +456,15 @@ pub async fn ensure_database(url: &str) -> Result<bool, DeployError> {
                 "cannot reach the local PostgreSQL server of {url} (the orchestrator's store locally): {e}"
             ))
         })?;
-    let connection = tokio::spawn(connection);
-    let exists = client
+    Ok((name, client, tokio::spawn(connection)))
+}
+
+async fn database_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, DeployError> {
+    Ok(client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
         .map_err(|e| DeployError::LocalServices(format!("looking up database {name}: {e}")))?
-        .is_some();
-    if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .map_err(|e| DeployError::LocalServices(format!("creating database {name}: {e}")))?;
-    }
-    drop(client);
-    let _ = connection.await;
-    Ok(!exists)
+        .is_some())
 }
 
 fn port_is_free(address: SocketAddr, what: &str) -> Result<(), DeployError> {

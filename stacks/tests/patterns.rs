@@ -411,7 +411,10 @@ fn aurora_in_local_is_the_local_postgresql_server() {
         .default
         .as_deref()
         .unwrap();
-    assert_eq!(default, "postgres://postgres@127.0.0.1:5432/sagaform");
+    assert_eq!(
+        default, "postgres://postgres@127.0.0.1:5432/sagaform_orchestrator",
+        "one database per pattern"
+    );
 }
 
 #[test]

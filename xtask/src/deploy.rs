@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.pattern,
                 endpoint,
                 &binaries,
+                result == DeployResult::Created,
                 &progress,
             )?)
         }

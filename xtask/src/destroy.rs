@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use sagaform_deploy::Workspace;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
 use sagaform_deploy::destroy::{DestroyOptions, DestroyResult, destroy_pattern};
 use sagaform_deploy::{PatternEnv, Progress, local_services};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config;
+use sagaform_stacks::config::StateStoreKind;
 
 use crate::deploy::{EXIT_CODES, connect, runtime};
 use crate::workspace;
@@ -78,6 +81,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "local services: {} functions stopped (sagaform-local pid {pid})",
             args.pattern
         ));
+    }
+    // Locally the orchestrator's Aurora is a database of the local PostgreSQL server; it goes
+    // with its stack, as the emulated tables do, so a new deploy starts empty.
+    if env.is_local()
+        && args.endpoint_url.is_none()
+        && outcome.result == DestroyResult::Destroyed
+        && env.store(args.pattern) == StateStoreKind::Aurora
+    {
+        let path = workspace.template_path(args.pattern, &env.name);
+        let body = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(url) = local_services::local_database_url(&body, &path.display().to_string())?
+            && runtime()?.block_on(local_services::drop_database(&url))?
+        {
+            progress.line(format!("local services: dropped database {url}"));
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);

@@ -76,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     pattern,
                     &emulator.endpoint,
                     &binaries,
+                    false,
                     &progress,
                 )?;
                 println!("{pattern}: API {url}");
@@ -100,12 +101,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Starts what the deployed local stack of `pattern` needs besides the emulator: its database
 /// (orchestrator on Aurora), the fake SaaS and its supervisor; records the local API URL in the
 /// outputs file and returns it.
+///
+/// `new_stack` says the stack was just created: a database left from an earlier stack of the
+/// same name (the emulator forgets its stacks when it stops, the PostgreSQL server does not) is
+/// dropped first, so the new stack starts empty as its emulated tables do.
 pub fn bring_up(
     workspace: &Workspace,
     env: &EnvConfig,
     pattern: Pattern,
     moto_endpoint: &str,
     binaries: &LocalBinaries,
+    new_stack: bool,
     progress: &Progress,
 ) -> anyhow::Result<String> {
     if env.store(pattern) == StateStoreKind::Aurora {
@@ -113,6 +119,11 @@ pub fn bring_up(
         let body = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if let Some(url) = local_services::local_database_url(&body, &path.display().to_string())? {
+            if new_stack && runtime()?.block_on(local_services::drop_database(&url))? {
+                progress.line(format!(
+                    "local services: dropped database {url}, left from an earlier stack"
+                ));
+            }
             let created = runtime()?.block_on(local_services::ensure_database(&url))?;
             if created {
                 progress.line(format!("local services: created database {url}"));

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Pattern;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::ec2::{
     Egress, Eip, InternetGateway, NatGateway, Route, RouteTable, SecurityGroup,
@@ -40,6 +41,13 @@ const PROXY: &str = "DatabaseProxy";
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: u16 = 443;
 
+/// The database of `pattern` on the local PostgreSQL server: one per pattern, so that stacks of
+/// different patterns never share rows, and `destroy` can drop it with its stack as it does
+/// the emulated DynamoDB tables.
+pub(super) fn local_database_name(env: &EnvConfig, pattern: Pattern) -> String {
+    format!("{}_{}", env.aurora.database_name, pattern.name())
+}
+
 /// `local`: the functions use the local PostgreSQL server.
 pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
     let mut parameter = Parameter::string(
@@ -47,7 +55,7 @@ pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAc
     );
     parameter.default = Some(format!(
         "postgres://postgres@127.0.0.1:5432/{}",
-        stack.env.aurora.database_name
+        local_database_name(stack.env, stack.pattern)
     ));
     parameter.allowed_pattern = Some("^postgres(ql)?://[^:@/]+@[^/]+/.+$".to_owned());
     parameter.constraint_description =

@@ -522,7 +522,7 @@ impl<'a> StackBuilder<'a> {
             ),
             StateStoreKind::Aurora if self.env.is_local() => format!(
                 "psql postgres://postgres@127.0.0.1:5432/{} -c \"{sql}\"",
-                self.env.aurora.database_name
+                aurora::local_database_name(self.env, self.pattern)
             ),
             StateStoreKind::Aurora => format!(
                 "PGPASSWORD=\"$({} --secret-id \"$({})\" --query SecretString --output text | jq -r .password)\" psql \"host=$({}) dbname={} user={} sslmode=require\" -c \"{sql}\"",
