@@ -23,6 +23,7 @@ use sagaform_deploy::{
 };
 use sagaform_fake_saas::FakeSaas;
 use sagaform_local::{LocalEnvironment, UpOptions};
+use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive};
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{self, FunctionRole, StateStoreKind};
@@ -302,6 +303,22 @@ impl LocalStack {
             .get(key)
             .map(String::as_str)
             .ok_or_else(|| E2eError::Setup(format!("the stack has no output {key}")))
+    }
+
+    /// The sqs stack's dead-letter queue, redriven to its work queue (emulator mode: the
+    /// client-side move where moto lacks a message move task).
+    pub fn dead_letter_queue(&self) -> Result<Dlq, E2eError> {
+        Ok(Dlq::new(
+            &self.sdk,
+            DeadLetterQueue {
+                url: self.output("DeadLetterQueueUrl")?.to_owned(),
+                arn: self.outputs.get("DeadLetterQueueArn").cloned(),
+                redrive: Redrive::ToWorkQueue {
+                    work_queue_url: self.output("WorkQueueUrl")?.to_owned(),
+                },
+            },
+            true,
+        ))
     }
 
     /// Where the supervisor writes the function logs (for failure messages).

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sagaform_deploy::{Artifact, Progress};
 use sagaform_e2e::{LocalStack, purchase};
-use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive, RedriveMethod, RedriveOptions};
+use sagaform_ops::dlq::{Dlq, RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StateStoreKind;
 use serde_json::{Value, json};
@@ -261,17 +261,7 @@ async fn every_scenario(stack: &LocalStack) -> String {
 }
 
 fn dead_letter_queue(stack: &LocalStack) -> Dlq {
-    Dlq::new(
-        stack.sdk(),
-        DeadLetterQueue {
-            url: stack.output("DeadLetterQueueUrl").unwrap().to_owned(),
-            arn: stack.outputs.get("DeadLetterQueueArn").cloned(),
-            redrive: Redrive::ToWorkQueue {
-                work_queue_url: stack.output("WorkQueueUrl").unwrap().to_owned(),
-            },
-        },
-        true,
-    )
+    stack.dead_letter_queue().unwrap()
 }
 
 /// sqs: the message of a COMPENSATION_FAILED saga fails on every delivery and so ends in the

@@ -10,14 +10,21 @@
 //! answer 503 and 10% of charges 429 (about 20% of sagas meet a transient fault, retried), 5% of
 //! entitlement grants are refused for good (the saga compensates); 10% of submissions are sent
 //! twice with the same `Idempotency-Key`, and must get the same transaction back.
+//!
+//! With sqs, a saga whose calls fail on every one of its message's `max_receive_count`
+//! deliveries (3 locally) parks in the dead-letter queue, as the env intends. The soak watches
+//! the DLQ, counts those sagas apart, and once every saga is settled or parked it does what an
+//! operator would: clears the faults, redrives the DLQ and follows the parked sagas to their
+//! end, whose ledgers are checked like the others.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sagaform_deploy::Progress;
 use sagaform_e2e::{LocalStack, TERMINAL, purchase};
+use sagaform_ops::dlq::{RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StateStoreKind;
 use serde_json::{Value, json};
@@ -42,11 +49,22 @@ pub struct Args {
 /// How long one saga may take before the soak gives up on it.
 const SAGA_LIMIT: Duration = Duration::from_secs(300);
 
+/// How long a saga parked in the DLQ may take to finish once redriven.
+const REDRIVEN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The status given to a saga found parked in the dead-letter queue.
+const PARKED: &str = "parked in the DLQ";
+
+/// The sagas whose message is in the dead-letter queue.
+type Parked = Arc<Mutex<HashSet<String>>>;
+
 /// What happened to one submitted saga.
 #[derive(Debug)]
 struct Outcome {
     transaction_id: String,
     status: String,
+    /// For a parked saga: its status after the redrive.
+    after_redrive: Option<String>,
     seconds: f64,
     duplicate_mismatch: bool,
     /// Submissions answered 503 and sent again.
@@ -83,14 +101,22 @@ async fn soak_pattern(
         stack.add_fault(rule).await?;
     }
     let stack = Arc::new(stack);
+    let parked: Parked = Arc::default();
+    let watcher = (pattern == Pattern::Sqs).then(|| {
+        tokio::spawn(watch_dead_letter_queue(
+            Arc::clone(&stack),
+            Arc::clone(&parked),
+        ))
+    });
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.sagas {
         let permit = Arc::clone(&limit).acquire_owned().await?;
         let stack = Arc::clone(&stack);
+        let parked = Arc::clone(&parked);
         tasks.spawn(async move {
-            let result = one_saga(&stack, n).await;
+            let result = one_saga(&stack, n, &parked).await;
             drop(permit);
             result
         });
@@ -104,7 +130,12 @@ async fn soak_pattern(
         }
     }
     let wall = started.elapsed();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+        let _ = watcher.await;
+    }
     let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
+    let redriven = settle_parked(&stack, &mut outcomes).await?;
 
     // The ledger verdict, from the fake SaaS's own records.
     let mut mismatches = Vec::new();
@@ -119,11 +150,9 @@ async fn soak_pattern(
                     .unwrap_or(0)
             })
             .sum::<u64>();
-        if let Some(problem) = ledger_problem(&outcome.status, &ledger) {
-            mismatches.push(format!(
-                "{} {}: {problem}",
-                outcome.transaction_id, outcome.status
-            ));
+        let status = outcome.after_redrive.as_ref().unwrap_or(&outcome.status);
+        if let Some(problem) = ledger_problem(status, &ledger) {
+            mismatches.push(format!("{} {status}: {problem}", outcome.transaction_id));
         }
     }
     let store = match stack.store {
@@ -133,8 +162,12 @@ async fn soak_pattern(
     stack.shutdown().await?;
 
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut after_redrive: BTreeMap<&str, u64> = BTreeMap::new();
     for outcome in &outcomes {
         *by_status.entry(outcome.status.as_str()).or_default() += 1;
+        if let Some(status) = &outcome.after_redrive {
+            *after_redrive.entry(status.as_str()).or_default() += 1;
+        }
     }
     let mut seconds: Vec<f64> = outcomes
         .iter()
@@ -161,6 +194,17 @@ async fn soak_pattern(
     );
     let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
     println!("  terminal status: {}", counts.join(", "));
+    if let Some(moved) = redriven {
+        let counts: Vec<String> = after_redrive
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        println!(
+            "  parked in the DLQ after max_receive_count deliveries: {}; faults cleared, {moved} message(s) redriven: {}",
+            after_redrive.values().sum::<u64>(),
+            counts.join(", ")
+        );
+    }
     println!("  faults injected by the fake SaaS: {faults_injected}");
     println!(
         "  submissions answered 503 and retried with the same key: {}",
@@ -180,9 +224,62 @@ async fn soak_pattern(
     Ok(())
 }
 
+/// Lists the dead-letter queue every second and records the sagas found there.
+async fn watch_dead_letter_queue(stack: Arc<LocalStack>, parked: Parked) {
+    let Ok(dlq) = stack.dead_letter_queue() else {
+        return;
+    };
+    loop {
+        if let Ok(listing) = dlq.list(None).await {
+            let mut parked = parked.lock().unwrap_or_else(|e| e.into_inner());
+            parked.extend(
+                listing
+                    .messages
+                    .into_iter()
+                    .filter_map(|m| m.transaction_id),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Clears the faults, redrives the DLQ and follows each parked saga to its end; the number of
+/// messages moved, or `None` when nothing was parked.
+async fn settle_parked(
+    stack: &LocalStack,
+    outcomes: &mut [Outcome],
+) -> anyhow::Result<Option<u64>> {
+    if !outcomes.iter().any(|o| o.status == PARKED) {
+        return Ok(None);
+    }
+    stack.clear_faults().await?;
+    let report = stack
+        .dead_letter_queue()?
+        .redrive(
+            &RedriveOptions {
+                method: RedriveMethod::ClientSide,
+                ..RedriveOptions::default()
+            },
+            &|_| {},
+        )
+        .await?;
+    for outcome in outcomes.iter_mut().filter(|o| o.status == PARKED) {
+        outcome.after_redrive = Some(
+            match stack
+                .wait_terminal(&outcome.transaction_id, REDRIVEN_LIMIT)
+                .await
+            {
+                Ok(view) => view["status"].as_str().unwrap_or_default().to_owned(),
+                Err(_) => "not terminal".to_owned(),
+            },
+        );
+    }
+    Ok(Some(report.moved))
+}
+
 /// Submits saga `n` (twice for one in ten, same key and body) and follows it to a terminal
-/// status.
-async fn one_saga(stack: &LocalStack, n: u64) -> Result<Outcome, String> {
+/// status, or until its message is found parked in the DLQ.
+async fn one_saga(stack: &LocalStack, n: u64, parked: &Parked) -> Result<Outcome, String> {
     let key = format!("soak-{}-{n}", std::process::id());
     let body = purchase(n);
     let started = Instant::now();
@@ -219,27 +316,42 @@ async fn one_saga(stack: &LocalStack, n: u64) -> Result<Outcome, String> {
         duplicate_mismatch =
             again.status != 409 && again.transaction_id() != Some(transaction_id.as_str());
     }
-    let status = match stack.wait_terminal(&transaction_id, SAGA_LIMIT).await {
-        Ok(view) => view["status"].as_str().unwrap_or_default().to_owned(),
-        Err(_) => {
-            let view = stack
-                .status(&transaction_id)
-                .await
-                .map(|r| r.body)
-                .unwrap_or(Value::Null);
-            format!(
-                "not terminal ({})",
-                view["status"].as_str().unwrap_or("unknown")
-            )
+    let status = loop {
+        match stack
+            .wait_terminal(&transaction_id, Duration::from_secs(1))
+            .await
+        {
+            Ok(view) => break view["status"].as_str().unwrap_or_default().to_owned(),
+            Err(_) if is_parked(parked, &transaction_id) => break PARKED.to_owned(),
+            Err(_) if started.elapsed() > SAGA_LIMIT => {
+                let view = stack
+                    .status(&transaction_id)
+                    .await
+                    .map(|r| r.body)
+                    .unwrap_or(Value::Null);
+                break format!(
+                    "not terminal ({})",
+                    view["status"].as_str().unwrap_or("unknown")
+                );
+            }
+            Err(_) => {}
         }
     };
     Ok(Outcome {
         transaction_id,
         status,
+        after_redrive: None,
         seconds: started.elapsed().as_secs_f64(),
         duplicate_mismatch,
         retries,
     })
+}
+
+fn is_parked(parked: &Parked, transaction_id: &str) -> bool {
+    parked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(transaction_id)
 }
 
 /// What is wrong with a finished saga's ledger, if anything.
