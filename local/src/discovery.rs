@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use serde_yaml_ng::Value as Yaml;
 
 use crate::LocalError;
+use crate::async_invoke::AsyncInvokeConfig;
 use crate::event_source::SqsMapping;
 use crate::http_api::{HttpRoute, MAX_INTEGRATION_TIMEOUT};
 
@@ -52,6 +53,8 @@ pub struct DeployedFunction {
     pub memory_mb: u32,
     /// Reserved concurrency, if set.
     pub reserved_concurrency: Option<u32>,
+    /// Its `AWS::Lambda::EventInvokeConfig` (Lambda's defaults without one).
+    pub asynchronous: AsyncInvokeConfig,
 }
 
 /// An object in S3.
@@ -315,6 +318,8 @@ pub async fn discover(
         );
     }
 
+    apply_event_invoke_configs(&template, &physical, &mut functions)?;
+
     let mut routes = Vec::new();
     for (logical_id, resource) in template.resources_of_type("AWS::ApiGatewayV2::Route") {
         let route_key = template
@@ -454,7 +459,69 @@ async fn read_function(
             .concurrency()
             .and_then(|c| c.reserved_concurrent_executions())
             .map(|c| c.max(0) as u32),
+        asynchronous: AsyncInvokeConfig::default(),
     })
+}
+
+/// Applies the template's `AWS::Lambda::EventInvokeConfig` resources to their functions: retries,
+/// event age and an SQS on-failure destination (the emulator keeps none of them).
+fn apply_event_invoke_configs(
+    template: &Template,
+    physical: &HashMap<String, String>,
+    functions: &mut [DeployedFunction],
+) -> Result<(), LocalError> {
+    for (logical_id, resource) in template.resources_of_type("AWS::Lambda::EventInvokeConfig") {
+        let function_id = template
+            .property(resource, "FunctionName")
+            .map(|name| template.referenced(name, "AWS::Lambda::Function"))
+            .and_then(|ids| ids.into_iter().next())
+            .ok_or_else(|| {
+                template.error(logical_id, "FunctionName names no AWS::Lambda::Function")
+            })?;
+        let Some(function) = functions.iter_mut().find(|f| f.logical_id == function_id) else {
+            continue;
+        };
+        let defaults = AsyncInvokeConfig::default();
+        let max_retries = template
+            .property(resource, "MaximumRetryAttempts")
+            .and_then(Yaml::as_u64)
+            .map_or(defaults.max_retries, |n| n.min(2) as u32);
+        let max_event_age = template
+            .property(resource, "MaximumEventAgeInSeconds")
+            .and_then(Yaml::as_u64)
+            .map_or(defaults.max_event_age, Duration::from_secs);
+        let destination = template
+            .property(resource, "DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|d| d.get("Destination"));
+        let on_failure_queue_url = match destination {
+            None => None,
+            Some(destination) => {
+                match template
+                    .referenced(destination, "AWS::SQS::Queue")
+                    .into_iter()
+                    .next()
+                {
+                    Some(queue_id) => Some(physical.get(&queue_id).cloned().ok_or_else(|| {
+                        template.error(&queue_id, "is not a resource of the deployed stack")
+                    })?),
+                    None => {
+                        tracing::warn!(
+                            config = logical_id,
+                            "the on-failure destination is not an SQS queue of the stack; failed asynchronous invocations are dropped locally"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        function.asynchronous = AsyncInvokeConfig {
+            max_retries,
+            max_event_age,
+            on_failure_queue_url,
+        };
+    }
+    Ok(())
 }
 
 async fn read_mapping(
@@ -578,6 +645,59 @@ Resources:
       RouteKey: GET /transactions/{id}
       Target: {"Fn::Join": ["/", ["integrations", {"Ref": "ApiIntegration"}]]}
 "#;
+
+    #[test]
+    fn an_event_invoke_config_gives_its_function_retries_age_and_on_failure_queue() {
+        let template = Template::parse(
+            r#"
+Resources:
+  ApiFunction: {Type: AWS::Lambda::Function}
+  WorkerFunction: {Type: AWS::Lambda::Function}
+  ResumeDeadLetterQueue: {Type: AWS::SQS::Queue}
+  ApiFunctionEventInvokeConfig:
+    Type: AWS::Lambda::EventInvokeConfig
+    Properties:
+      FunctionName: !Ref ApiFunction
+      Qualifier: $LATEST
+      MaximumRetryAttempts: 1
+      MaximumEventAgeInSeconds: 600
+      DestinationConfig:
+        OnFailure:
+          Destination: !GetAtt ResumeDeadLetterQueue.Arn
+"#,
+            "t.yaml",
+        )
+        .unwrap();
+        let physical = HashMap::from([(
+            "ResumeDeadLetterQueue".to_owned(),
+            "http://127.0.0.1:4566/123456789012/resume-dlq".to_owned(),
+        )]);
+        let deployed = |logical_id: &str| DeployedFunction {
+            logical_id: logical_id.to_owned(),
+            name: logical_id.to_owned(),
+            arn: String::new(),
+            role: None,
+            code: None,
+            environment: BTreeMap::new(),
+            timeout: Duration::from_secs(3),
+            memory_mb: 128,
+            reserved_concurrency: None,
+            asynchronous: AsyncInvokeConfig::default(),
+        };
+        let mut functions = vec![deployed("ApiFunction"), deployed("WorkerFunction")];
+        apply_event_invoke_configs(&template, &physical, &mut functions).unwrap();
+        assert_eq!(
+            functions[0].asynchronous,
+            AsyncInvokeConfig {
+                max_retries: 1,
+                max_event_age: Duration::from_secs(600),
+                on_failure_queue_url: Some(
+                    "http://127.0.0.1:4566/123456789012/resume-dlq".to_owned()
+                ),
+            }
+        );
+        assert_eq!(functions[1].asynchronous, AsyncInvokeConfig::default());
+    }
 
     #[test]
     fn routes_lead_through_their_integration_to_the_function() {

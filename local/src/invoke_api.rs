@@ -142,14 +142,13 @@ async fn invoke(
     match invocation_type {
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         "Event" => {
-            // Asynchronous invocation: accepted now, run in the background. Lambda's retries of
-            // failed asynchronous invocations are not emulated; sagaform does not use them.
-            tokio::spawn(async move {
-                if let Err(error) = function.invoke(payload).await {
-                    tracing::warn!(%error, "asynchronous invocation failed");
-                }
-            });
-            StatusCode::ACCEPTED.into_response()
+            // Accepted now, run in the background with Lambda's retries and destination.
+            let request_id = function.invoke_async(payload);
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                headers.insert("x-amzn-requestid", value);
+            }
+            (StatusCode::ACCEPTED, headers).into_response()
         }
         "RequestResponse" => match function.invoke(payload).await {
             Ok(outcome) => outcome_response(outcome),

@@ -18,6 +18,7 @@
 //!
 //! The `sagaform-local` binary runs [`supervisor::run`] and offers `status`, `logs` and `stop`.
 
+pub mod async_invoke;
 pub mod discovery;
 mod error;
 pub mod event_source;
@@ -30,6 +31,7 @@ pub mod state;
 pub mod supervisor;
 pub mod zip;
 
+pub use async_invoke::AsyncInvokeConfig;
 pub use error::LocalError;
 pub use invoke_api::{Functions, InvokeApi};
 pub use runtime::{FunctionError, FunctionSpec, InvokeOutcome, LocalFunction, RuntimeSettings};

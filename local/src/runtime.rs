@@ -30,6 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Notify, oneshot};
 
 use crate::LocalError;
+use crate::async_invoke::{AWS_RETRY_DELAYS, AsyncInvokeConfig};
 use crate::logs::LogSink;
 
 /// Lambda's invocation payload limit (synchronous requests and responses), plus headroom for
@@ -53,6 +54,8 @@ pub struct FunctionSpec {
     pub memory_mb: u32,
     /// How many processes may run at once (reserved concurrency, or a local cap).
     pub max_processes: usize,
+    /// How asynchronous invocations are retried and where their failures go.
+    pub asynchronous: AsyncInvokeConfig,
 }
 
 /// Settings shared by every function of a local environment.
@@ -68,10 +71,15 @@ pub struct RuntimeSettings {
     pub init_timeout: Duration,
     /// Notified whenever a process starts or exits (the supervisor rewrites its state file).
     pub changes: Option<Arc<Notify>>,
+    /// Delays before the retries of a failed asynchronous invocation (the last one repeats).
+    pub async_retry_delays: Vec<Duration>,
+    /// Delivers the records of failed asynchronous invocations to SQS destinations.
+    pub destinations: Option<aws_sdk_sqs::Client>,
 }
 
 impl RuntimeSettings {
-    /// Settings with Lambda's 10-second init limit and no change notification.
+    /// Settings with Lambda's 10-second init limit, Lambda's asynchronous retry delays, no
+    /// destination client and no change notification.
     pub fn new(region: &str, endpoint_url: Option<String>, log_dir: PathBuf) -> RuntimeSettings {
         RuntimeSettings {
             region: region.to_owned(),
@@ -79,6 +87,8 @@ impl RuntimeSettings {
             log_dir,
             init_timeout: Duration::from_secs(10),
             changes: None,
+            async_retry_delays: AWS_RETRY_DELAYS.to_vec(),
+            destinations: None,
         }
     }
 }
@@ -236,6 +246,11 @@ impl LocalFunction {
     /// The function's configuration.
     pub fn spec(&self) -> &FunctionSpec {
         &self.inner.spec
+    }
+
+    /// The settings it runs with.
+    pub(crate) fn settings(&self) -> &RuntimeSettings {
+        &self.inner.settings
     }
 
     /// The function's log file.

@@ -51,6 +51,9 @@ pub struct UpOptions {
     /// Process cap of a function without reserved concurrency (reserved concurrency is also
     /// capped by it).
     pub max_processes: usize,
+    /// Delays before the retries of failed asynchronous invocations; `None`: Lambda's (one
+    /// minute, then two).
+    pub async_retry_delays: Option<Vec<Duration>>,
 }
 
 impl UpOptions {
@@ -72,6 +75,7 @@ impl UpOptions {
             api_port: 0,
             invoke_port: 0,
             max_processes: DEFAULT_MAX_PROCESSES,
+            async_retry_delays: None,
         }
     }
 }
@@ -120,6 +124,10 @@ impl LocalEnvironment {
             log_dir,
         );
         settings.changes = Some(Arc::clone(&changes));
+        settings.destinations = Some(aws_sdk_sqs::Client::new(&sdk));
+        if let Some(delays) = &options.async_retry_delays {
+            settings.async_retry_delays = delays.clone();
+        }
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(true)
@@ -141,6 +149,7 @@ impl LocalEnvironment {
                 timeout: function.timeout,
                 memory_mb: function.memory_mb,
                 max_processes,
+                asynchronous: function.asynchronous.clone(),
             };
             roles.insert(function.name.clone(), function.role.clone());
             local_functions.push(LocalFunction::new(spec, settings.clone())?);

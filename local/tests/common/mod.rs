@@ -38,6 +38,7 @@ pub fn spec(name: &str, timeout: Duration, max_processes: usize) -> FunctionSpec
         timeout,
         memory_mb: 128,
         max_processes,
+        asynchronous: sagaform_local::AsyncInvokeConfig::default(),
     }
 }
 
