@@ -435,6 +435,27 @@ impl LocalStack {
     }
 }
 
+impl Drop for LocalStack {
+    /// A test that failed before [`LocalStack::shutdown`] still drops its database, so failed
+    /// runs do not pile databases up on the PostgreSQL server (its scratch folder stays, with
+    /// the logs the failure message points to).
+    fn drop(&mut self) {
+        let Some(url) = self.database.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
+        // own runtime can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(local_services::drop_database(&url)).ok()
+        })
+        .join();
+    }
+}
+
 async fn reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, E2eError> {
     let response = sent.map_err(|e| E2eError::Http(e.to_string()))?;
     let status = response.status().as_u16();
