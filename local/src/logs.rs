@@ -3,6 +3,7 @@
 //! report of each invocation, as Lambda's JSON log format does). Reading them back, merged and
 //! filtered by `transaction_id`, is what `cargo xtask local logs` shows.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,9 +93,11 @@ impl LogLine {
     }
 }
 
-/// Reads every `*.log` file of `dir`, keeps the lines whose `transaction_id` (at the top level
-/// or in `fields`/`span`, where `tracing` JSON output puts it) equals `transaction` when one is
-/// given, and returns them ordered by time (lines of one file keep their order).
+/// Reads every `*.log` file of `dir` and returns the lines ordered by time (lines of one file
+/// keep their order). With `transaction`, it keeps the lines whose `transaction_id` (at the top
+/// level or in `fields`/`span`, where `tracing` JSON output puts it) equals it, plus the lines
+/// that name no transaction but belong to an invocation that did: the runtime's own error line
+/// for a failed handler and the `platform.*` records (duration, status) of that invocation.
 pub fn read_logs(dir: &Path, transaction: Option<&str>) -> Result<Vec<LogLine>, LocalError> {
     let mut lines = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -117,29 +120,59 @@ pub fn read_logs(dir: &Path, transaction: Option<&str>) -> Result<Vec<LogLine>, 
             let Ok(entry) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            if transaction.is_some_and(|id| !mentions_transaction(&entry, id)) {
-                continue;
-            }
             lines.push(LogLine {
                 function: function.clone(),
                 entry,
             });
         }
     }
+    if let Some(id) = transaction {
+        let requests: HashSet<String> = lines
+            .iter()
+            .filter(|line| mentions_transaction(&line.entry, id))
+            .filter_map(|line| request_id(&line.entry))
+            .collect();
+        lines.retain(|line| {
+            mentions_transaction(&line.entry, id)
+                || (transaction_ids(&line.entry).is_empty()
+                    && request_id(&line.entry).is_some_and(|r| requests.contains(&r)))
+        });
+    }
     // A stable sort keeps each file's own order among equal timestamps.
     lines.sort_by(|a, b| a.time().cmp(b.time()));
     Ok(lines)
 }
 
+/// The places of a line where `tracing` JSON output and the platform records put fields.
+fn field_holders(entry: &Value) -> impl Iterator<Item = &Value> {
+    [entry.get("fields"), entry.get("span"), entry.get("record")]
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(entry))
+        .chain(
+            entry
+                .get("spans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+}
+
+fn transaction_ids(entry: &Value) -> Vec<&str> {
+    field_holders(entry)
+        .filter_map(|holder| holder.get("transaction_id").and_then(Value::as_str))
+        .collect()
+}
+
 fn mentions_transaction(entry: &Value, id: &str) -> bool {
-    let direct = |value: &Value| value.get("transaction_id").and_then(Value::as_str) == Some(id);
-    direct(entry)
-        || entry.get("fields").is_some_and(direct)
-        || entry.get("span").is_some_and(direct)
-        || entry
-            .get("spans")
-            .and_then(Value::as_array)
-            .is_some_and(|spans| spans.iter().any(direct))
+    transaction_ids(entry).contains(&id)
+}
+
+/// The Lambda request id of a line: `requestId` of the runtime's span, or of a platform record.
+fn request_id(entry: &Value) -> Option<String> {
+    field_holders(entry)
+        .find_map(|holder| holder.get("requestId").and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 /// The current time as RFC 3339 UTC with milliseconds, e.g. `2026-11-27T00:41:49.123Z`.
@@ -192,6 +225,37 @@ mod tests {
             format_rfc3339(1_709_210_096_789),
             "2024-02-29T12:34:56.789Z"
         );
+    }
+
+    #[test]
+    fn a_transaction_brings_the_unnamed_lines_of_its_invocations_and_no_other_sagas() {
+        let dir = std::env::temp_dir().join(format!("sagaform-logs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines = [
+            json!({"timestamp": "2026-01-01T00:00:01.000Z", "requestId": "r1", "transaction_id": "t1", "message": "task failed"}),
+            json!({"timestamp": "2026-01-01T00:00:02.000Z", "requestId": "r1", "message": "Diagnostic { .. }"}),
+            json!({"time": "2026-01-01T00:00:03.000Z", "type": "platform.report", "record": {"requestId": "r1"}}),
+            json!({"timestamp": "2026-01-01T00:00:04.000Z", "requestId": "r1", "transaction_id": "t2", "message": "other saga of the batch"}),
+            json!({"timestamp": "2026-01-01T00:00:05.000Z", "requestId": "r2", "message": "another invocation"}),
+        ];
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(dir.join("fn.log"), text.join("\n")).unwrap();
+        let found = read_logs(&dir, Some("t1")).unwrap();
+        let messages: Vec<&str> = found
+            .iter()
+            .map(|l| {
+                l.entry["message"]
+                    .as_str()
+                    .or(l.entry["type"].as_str())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            ["task failed", "Diagnostic { .. }", "platform.report"]
+        );
+        assert_eq!(read_logs(&dir, None).unwrap().len(), 5);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -102,10 +102,12 @@ async fn soak_pattern(
     }
     let stack = Arc::new(stack);
     let parked: Parked = Arc::default();
+    let (stop_watching, stop) = tokio::sync::watch::channel(false);
     let watcher = (pattern == Pattern::Sqs).then(|| {
         tokio::spawn(watch_dead_letter_queue(
             Arc::clone(&stack),
             Arc::clone(&parked),
+            stop,
         ))
     });
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
@@ -130,8 +132,10 @@ async fn soak_pattern(
         }
     }
     let wall = started.elapsed();
+    // Stopped between listings, never during one: a listing holds the messages it received
+    // until it releases them, and a held message would be missed by the redrive below.
+    let _ = stop_watching.send(true);
     if let Some(watcher) = watcher {
-        watcher.abort();
         let _ = watcher.await;
     }
     let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
@@ -224,12 +228,16 @@ async fn soak_pattern(
     Ok(())
 }
 
-/// Lists the dead-letter queue every second and records the sagas found there.
-async fn watch_dead_letter_queue(stack: Arc<LocalStack>, parked: Parked) {
+/// Lists the dead-letter queue every second and records the sagas found there, until `stop`.
+async fn watch_dead_letter_queue(
+    stack: Arc<LocalStack>,
+    parked: Parked,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let Ok(dlq) = stack.dead_letter_queue() else {
         return;
     };
-    loop {
+    while !*stop.borrow() {
         if let Ok(listing) = dlq.list(None).await {
             let mut parked = parked.lock().unwrap_or_else(|e| e.into_inner());
             parked.extend(
@@ -239,7 +247,10 @@ async fn watch_dead_letter_queue(stack: Arc<LocalStack>, parked: Parked) {
                     .filter_map(|m| m.transaction_id),
             );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
     }
 }
 
@@ -253,16 +264,21 @@ async fn settle_parked(
         return Ok(None);
     }
     stack.clear_faults().await?;
-    let report = stack
-        .dead_letter_queue()?
-        .redrive(
-            &RedriveOptions {
-                method: RedriveMethod::ClientSide,
-                ..RedriveOptions::default()
-            },
-            &|_| {},
-        )
-        .await?;
+    let parked = outcomes.iter().filter(|o| o.status == PARKED).count() as u64;
+    let dlq = stack.dead_letter_queue()?;
+    let options = RedriveOptions {
+        method: RedriveMethod::ClientSide,
+        ..RedriveOptions::default()
+    };
+    // A message can still be on its way into the DLQ, or held by a listing: try a few times.
+    let mut moved = 0;
+    for _ in 0..10 {
+        moved += dlq.redrive(&options, &|_| {}).await?.moved;
+        if moved >= parked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     for outcome in outcomes.iter_mut().filter(|o| o.status == PARKED) {
         outcome.after_redrive = Some(
             match stack
@@ -274,7 +290,7 @@ async fn settle_parked(
             },
         );
     }
-    Ok(Some(report.moved))
+    Ok(Some(moved))
 }
 
 /// Submits saga `n` (twice for one in ten, same key and body) and follows it to a terminal

@@ -15,7 +15,8 @@
 //! - `{"env": [NAMES]}`: answers the values of these environment variables;
 //! - anything else: answers `{"echo": event, "request_id": ..., "pid": PID}`.
 //!
-//! Every invocation logs one JSON line with the event's `transaction_id`, if any.
+//! Every invocation logs one JSON line with its `requestId` and the event's `transaction_id`,
+//! if any.
 
 use std::io::Write;
 
@@ -36,7 +37,8 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         json!({
             "level": "INFO",
             "message": "invoked",
-            "request_id": context.request_id,
+            // Where lambda_runtime's tracing span puts it in JSON logs.
+            "requestId": context.request_id,
             "transaction_id": payload.get("transaction_id"),
         })
     );
