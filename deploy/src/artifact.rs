@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use sagaform_contract::template::code_key_parameter;
 use sha2::{Digest, Sha256};
 
 use crate::DeployError;
@@ -105,19 +106,6 @@ impl Artifact {
     pub fn parameter_name(&self) -> String {
         code_key_parameter(&self.function)
     }
-}
-
-/// The template parameter holding a function's code key (CONTRACT.md): `ApiCodeKey`, ...
-pub fn code_key_parameter(function: &str) -> String {
-    let mut chars = function.chars();
-    let first = chars.next().map(|c| c.to_ascii_uppercase());
-    first.into_iter().chain(chars).collect::<String>() + "CodeKey"
-}
-
-/// The function whose code key a template parameter holds (`ApiCodeKey` -> `api`).
-pub fn function_of_parameter(parameter: &str) -> Option<String> {
-    let stem = parameter.strip_suffix("CodeKey")?;
-    (!stem.is_empty()).then(|| stem.to_ascii_lowercase())
 }
 
 /// Lower-case hex of bytes.
@@ -308,16 +296,5 @@ mod tests {
         .unwrap();
         assert!(inflated.is_empty());
         assert_eq!((u32_at(&zip, 14), u32_at(&zip, 22)), (0, 0));
-    }
-
-    #[test]
-    fn parameter_names_follow_the_contract() {
-        assert_eq!(code_key_parameter("api"), "ApiCodeKey");
-        assert_eq!(code_key_parameter("worker"), "WorkerCodeKey");
-        assert_eq!(
-            function_of_parameter("StepCodeKey").as_deref(),
-            Some("step")
-        );
-        assert_eq!(function_of_parameter("ArtifactBucket"), None);
     }
 }

@@ -10,10 +10,10 @@ use sagaform_stacks::Pattern;
 use sagaform_stacks::config::Architecture;
 use sagaform_tools::Tools;
 
-use crate::artifact::function_of_parameter;
 use crate::elf::{self, Machine};
 use crate::template::Template;
 use crate::{Artifact, DeployError, Progress, Workspace};
+use sagaform_contract::template::function_of_code_key_parameter;
 
 /// Profile for real environments: small, fast-starting binaries (see the workspace Cargo.toml).
 pub const RELEASE_PROFILE: &str = "lambda-aws";
@@ -92,7 +92,7 @@ pub fn functions_for(
     Ok(template
         .parameter_names()
         .iter()
-        .filter_map(|p| function_of_parameter(p))
+        .filter_map(|p| function_of_code_key_parameter(p))
         .collect())
 }
 

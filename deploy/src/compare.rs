@@ -5,13 +5,13 @@
 
 use serde::Serialize;
 
-use crate::artifact::function_of_parameter;
 use crate::bootstrap;
 use crate::changeset::{ChangeRow, Format, render_table};
 use crate::diff::TemplateDiff;
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::Template;
 use crate::{Artifact, DeployError, PatternEnv, Progress, Session, Workspace, workspace};
+use sagaform_contract::template::function_of_code_key_parameter;
 
 /// What `diff` found.
 #[derive(Debug, Clone, Serialize)]
@@ -167,7 +167,7 @@ pub async fn diff_pattern(
         } else if committed.parameter_has_default(&name) {
             continue;
         } else {
-            let function = function_of_parameter(&name).unwrap_or(name.clone());
+            let function = function_of_code_key_parameter(&name).unwrap_or(name.clone());
             report.change_set_note = Some(format!(
                 "no change set: the committed template adds the {function} function, whose package is not built; run `cargo xtask build` first"
             ));

@@ -14,7 +14,6 @@ use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
 use serde::Serialize;
 
-use crate::artifact::function_of_parameter;
 use crate::bootstrap::{self, BucketState, Upload};
 use crate::changeset::{ChangeRow, Format, counts, render_table};
 use crate::confirm::{Answer, Confirm, Expect};
@@ -24,6 +23,7 @@ use crate::lock::StackLock;
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::{Grant, Template};
 use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace, workspace};
+use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, function_of_code_key_parameter};
 
 /// When a person must approve the change set before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -294,7 +294,7 @@ async fn deploy_locked(
     let needed: Vec<String> = template
         .parameter_names()
         .iter()
-        .filter_map(|p| function_of_parameter(p))
+        .filter_map(|p| function_of_code_key_parameter(p))
         .collect();
     let mut to_upload = Vec::new();
     for function in &needed {
@@ -314,7 +314,7 @@ async fn deploy_locked(
 
     let mut parameters: Vec<(String, Option<String>)> = Vec::new();
     for name in template.parameter_names() {
-        let value = if name == "ArtifactBucket" {
+        let value = if name == ARTIFACT_BUCKET_PARAMETER {
             bucket.clone()
         } else if let Some(artifact) = to_upload.iter().find(|a| a.parameter_name() == name) {
             artifact.key()

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::artifact::function_of_parameter;
 use crate::bootstrap;
 use crate::confirm::{Answer, Confirm, Expect};
 use crate::error::aws_error;
 use crate::lock::StackLock;
 use crate::stack::{self, StackState};
 use crate::{DeployError, PatternEnv, Progress, Refusal, Session, workspace};
+use sagaform_contract::template::function_of_code_key_parameter;
 
 /// How to destroy.
 #[derive(Debug, Clone)]
@@ -187,7 +187,7 @@ pub async fn destroy_pattern(
     let code_keys: Vec<String> = info
         .parameters
         .iter()
-        .filter(|(k, _)| function_of_parameter(k).is_some())
+        .filter(|(k, _)| function_of_code_key_parameter(k).is_some())
         .map(|(_, v)| v.clone())
         .collect();
 
@@ -297,7 +297,10 @@ async fn clear_local_artifacts(
             .is_some_and(|s| s.as_str() != "DELETE_COMPLETE");
         if live && name.starts_with("sagaform-") && name.ends_with(&format!("-{env_name}")) {
             for p in other.parameters() {
-                if p.parameter_key().and_then(function_of_parameter).is_some() {
+                if p.parameter_key()
+                    .and_then(function_of_code_key_parameter)
+                    .is_some()
+                {
                     in_use.extend(p.parameter_value().map(str::to_owned));
                 }
             }

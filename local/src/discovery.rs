@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use sagaform_contract::template::function_of_code_key_parameter;
 use serde_yaml_ng::Value as Yaml;
 
 use crate::LocalError;
@@ -434,9 +435,7 @@ async fn read_function(
     let role = key
         .as_ref()
         .and_then(|(_, parameter)| parameter.as_deref())
-        .and_then(|p| p.strip_suffix("CodeKey"))
-        .filter(|r| !r.is_empty())
-        .map(str::to_ascii_lowercase);
+        .and_then(function_of_code_key_parameter);
     let code = match (bucket, key) {
         (Some((bucket, _)), Some((key, _))) => Some(S3Location { bucket, key }),
         _ => None,

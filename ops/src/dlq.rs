@@ -27,17 +27,17 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
     MessageSystemAttributeName, QueueAttributeName,
 };
+use sagaform_contract::message::TRANSACTION_ID_ATTRIBUTE;
+use sagaform_contract::resume::{resume_event, transaction_of_event_or_record};
+use sagaform_contract::template::outputs;
 use sagaform_deploy::confirm::{Answer, Confirm, Expect};
 use sagaform_stacks::Pattern;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{aws_error, readable_message};
 use crate::time::{now_millis, rfc3339_from_millis};
 use crate::{Deployed, OpsError, OpsRefusal};
-
-/// The message attribute naming the saga (contract: SQS message).
-pub const TRANSACTION_ID_ATTRIBUTE: &str = "transaction_id";
 
 /// How long a listed or redriven message stays hidden from other consumers while this tool
 /// holds it; long enough for one batch, short enough that a crash of the tool releases it soon.
@@ -80,16 +80,18 @@ impl DeadLetterQueue {
         match deployed.pattern {
             Pattern::Sqs => Ok(DeadLetterQueue {
                 url: deployed
-                    .output("DeadLetterQueueUrl", "the dlq commands")?
+                    .output(outputs::DEAD_LETTER_QUEUE_URL, "the dlq commands")?
                     .to_owned(),
                 arn: deployed.outputs.get("DeadLetterQueueArn").cloned(),
                 redrive: Redrive::ToWorkQueue {
-                    work_queue_url: deployed.output("WorkQueueUrl", "dlq redrive")?.to_owned(),
+                    work_queue_url: deployed
+                        .output(outputs::WORK_QUEUE_URL, "dlq redrive")?
+                        .to_owned(),
                 },
             }),
             Pattern::Orchestrator => Ok(DeadLetterQueue {
                 url: deployed
-                    .output("ResumeDeadLetterQueueUrl", "the dlq commands")?
+                    .output(outputs::RESUME_DEAD_LETTER_QUEUE_URL, "the dlq commands")?
                     .to_owned(),
                 arn: deployed.outputs.get("ResumeDeadLetterQueueArn").cloned(),
                 redrive: Redrive::ResumeFunction {
@@ -782,7 +784,7 @@ impl Dlq {
 
     /// The resume event the orchestrator's api function sends itself, invoked asynchronously.
     async fn invoke_resume(&self, function_name: &str, transaction_id: &str) -> Result<(), String> {
-        let payload = json!({"resume": {"transaction_id": transaction_id}});
+        let payload = resume_event(transaction_id);
         let answer = self
             .lambda
             .invoke()
@@ -864,14 +866,10 @@ fn transaction_id_of(message: &Message) -> Option<String> {
         .map(str::to_owned);
     from_attribute.or_else(|| {
         let body: Value = serde_json::from_str(message.body.as_deref()?).ok()?;
-        [
-            "/transaction_id",
-            "/requestPayload/resume/transaction_id",
-            "/resume/transaction_id",
-        ]
-        .iter()
-        .find_map(|pointer| body.pointer(pointer).and_then(Value::as_str))
-        .map(str::to_owned)
+        let from_work_message = body.get("transaction_id").and_then(Value::as_str);
+        from_work_message
+            .or_else(|| transaction_of_event_or_record(&body))
+            .map(str::to_owned)
     })
 }
 

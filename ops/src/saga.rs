@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_sdk_sfn::error::SdkError;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
 use aws_sdk_sfn::types::HistoryEvent;
+use sagaform_contract::template::outputs;
 use sagaform_runtime::store::config::DatabaseLocation;
 use sagaform_runtime::store::{
     ConfiguredStore, DynamoStore, PostgresSettings, PostgresStore, StoreConfig,
@@ -154,7 +155,7 @@ pub async fn show(
     let saga = store.get(transaction_id).await?;
     let execution = match deployed.pattern {
         Pattern::StepFunctions => {
-            let state_machine_arn = deployed.output("StateMachineArn", "saga show")?;
+            let state_machine_arn = deployed.output(outputs::STATE_MACHINE_ARN, "saga show")?;
             let sfn = aws_sdk_sfn::Client::new(&deployed.aws);
             execution_report(
                 &sfn,
@@ -205,10 +206,12 @@ pub async fn open_store(
     }
     match deployed.store {
         StateStoreKind::DynamoDb => {
-            let table = deployed.output("SagaTableName", "saga show")?.to_owned();
+            let table = deployed
+                .output(outputs::SAGA_TABLE_NAME, "saga show")?
+                .to_owned();
             let idempotency = deployed
                 .outputs
-                .get("IdempotencyTableName")
+                .get(outputs::IDEMPOTENCY_TABLE_NAME)
                 .cloned()
                 .unwrap_or_default();
             let description = format!("DynamoDB table {table}");
@@ -234,10 +237,10 @@ pub async fn open_store(
         }
         StateStoreKind::Aurora => {
             let host = deployed
-                .output("DatabaseProxyEndpoint", "saga show")?
+                .output(outputs::DATABASE_PROXY_ENDPOINT, "saga show")?
                 .to_owned();
             let secret_arn = deployed
-                .output("DatabaseSecretArn", "saga show")?
+                .output(outputs::DATABASE_SECRET_ARN, "saga show")?
                 .to_owned();
             let description = format!(
                 "Aurora PostgreSQL via RDS Proxy {host}:{PROXY_PORT}, database {}",

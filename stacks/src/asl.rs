@@ -9,6 +9,7 @@
 //! fails for good is caught into a `mark_failed` Task and a terminal Fail state. Every Task has
 //! `TimeoutSeconds`, and the execution as a whole a timeout no legitimate run can exceed.
 
+pub use sagaform_contract::task::{ERROR_PATH, Operation, TaskPayloadTemplate};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -93,37 +94,7 @@ pub struct TaskParameters {
     /// The function ARN (a `!Sub` variable).
     pub function_name: String,
     /// The event the function receives.
-    pub payload: Payload,
-}
-
-/// The event the `step` function receives (see CONTRACT.md).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Payload {
-    /// What to do.
-    pub operation: Operation,
-    /// Which step.
-    pub step: String,
-    /// Path of the transaction id in the state.
-    #[serde(rename = "transaction_id.$")]
-    pub transaction_id_path: String,
-    /// Path of the request in the state.
-    #[serde(rename = "request.$")]
-    pub request_path: String,
-    /// Path of the error that led here (compensations and `mark_failed`).
-    #[serde(rename = "error.$", skip_serializing_if = "Option::is_none")]
-    pub error_path: Option<String>,
-}
-
-/// Operations of the `step` function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    /// Run the step's action.
-    Execute,
-    /// Run the step's compensation.
-    Compensate,
-    /// Record that a compensation failed for good (status COMPENSATION_FAILED).
-    MarkFailed,
+    pub payload: TaskPayloadTemplate,
 }
 
 /// A retry rule.
@@ -370,16 +341,7 @@ impl Definition {
 fn parameters(operation: Operation, step: &Step) -> TaskParameters {
     TaskParameters {
         function_name: format!("${{{STEP_FUNCTION_ARN_VARIABLE}}}"),
-        payload: Payload {
-            operation,
-            step: step.name.to_owned(),
-            transaction_id_path: "$.transaction_id".to_owned(),
-            request_path: "$.request".to_owned(),
-            error_path: match operation {
-                Operation::Execute => None,
-                Operation::Compensate | Operation::MarkFailed => Some("$.error".to_owned()),
-            },
-        },
+        payload: TaskPayloadTemplate::new(operation, step.name),
     }
 }
 
@@ -403,7 +365,7 @@ fn retrier(policy: &RetryPolicy) -> Retrier {
 fn catch_into(next: String) -> Catcher {
     Catcher {
         error_equals: vec!["States.ALL".to_owned()],
-        result_path: "$.error".to_owned(),
+        result_path: ERROR_PATH.to_owned(),
         next,
     }
 }

@@ -9,12 +9,11 @@ pub mod config;
 /// Example environments built in code. Public so the integration tests, benchmarks and other
 /// crates' tests can build stacks without reading `env/`; not meant for the product itself.
 pub mod fixtures;
-pub mod pattern;
 pub mod patterns;
 pub mod policy;
 pub mod runbook;
 pub mod synth;
 
-pub use pattern::Pattern;
 pub use patterns::{SynthError, Synthesized, synthesize};
 pub use policy::{PolicyViolation, check_policies};
+pub use sagaform_contract::{FunctionRole, Pattern, UnknownPattern};

@@ -1,16 +1,18 @@
-//! The API function's configuration, read once at init from its environment (CONTRACT.md):
+//! The API function's configuration, read once at init from its environment (names in `sagaform_contract::env`):
 //! `SAGAFORM_PATTERN`, the store variables, and per pattern the SaaS services (orchestrator),
 //! `SAGAFORM_QUEUE_URL` (sqs) or `SAGAFORM_STATE_MACHINE_ARN` (stepfunctions), and the
 //! orchestrator's `SAGAFORM_RESPONSE_BUDGET_MS`.
 
 use std::time::Duration;
 
+use sagaform_contract::Pattern;
+use sagaform_contract::env as vars;
 use sagaform_runtime::idempotency::DEFAULT_EXPIRY;
 use sagaform_runtime::{ConfiguredStore, Engine, StoreConfig, StoreError};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 
-use crate::dispatch::{Dispatch, Pattern};
+use crate::dispatch::Dispatch;
 use crate::request::MAX_BODY_BYTES;
 
 /// A configuration value that is missing or unusable, or a client that cannot be built.
@@ -68,7 +70,7 @@ impl Default for ApiSettings {
 
 /// The settings the environment changes from the defaults: `SAGAFORM_RESPONSE_BUDGET_MS`.
 pub fn settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<ApiSettings, ConfigError> {
-    let var = "SAGAFORM_RESPONSE_BUDGET_MS";
+    let var = vars::RESPONSE_BUDGET_MS;
     let mut settings = ApiSettings::default();
     if let Some(value) = lookup(var).filter(|value| !value.trim().is_empty()) {
         let millis = value
@@ -87,9 +89,9 @@ pub fn settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<ApiSettings,
 
 /// The pattern named by `SAGAFORM_PATTERN`.
 pub fn pattern(lookup: &impl Fn(&str) -> Option<String>) -> Result<Pattern, ConfigError> {
-    let var = "SAGAFORM_PATTERN";
+    let var = vars::PATTERN;
     let name = required(lookup, var)?;
-    Pattern::from_name(&name).ok_or_else(|| ConfigError::Invalid {
+    name.parse::<Pattern>().map_err(|_| ConfigError::Invalid {
         var,
         reason: format!("expected orchestrator, sqs or stepfunctions, got `{name}`"),
     })
@@ -112,7 +114,7 @@ pub async fn dispatch(
             )))
         }
         Pattern::Sqs => {
-            let queue_url = required(lookup, "SAGAFORM_QUEUE_URL")?;
+            let queue_url = required(lookup, vars::QUEUE_URL)?;
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             Ok(Dispatch::Queue {
                 client: aws_sdk_sqs::Client::new(&aws),
@@ -120,7 +122,7 @@ pub async fn dispatch(
             })
         }
         Pattern::StepFunctions => {
-            let state_machine_arn = required(lookup, "SAGAFORM_STATE_MACHINE_ARN")?;
+            let state_machine_arn = required(lookup, vars::STATE_MACHINE_ARN)?;
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             Ok(Dispatch::StateMachine {
                 client: aws_sdk_sfn::Client::new(&aws),

@@ -5,53 +5,13 @@
 //! first attempt may not have done it: the queue message is deduplicated by the worker's
 //! per-transaction idempotency (and by SQS itself on a FIFO queue), the execution by its name.
 
-use std::fmt;
-
 use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::MessageAttributeValue;
+use sagaform_contract::Pattern;
+use sagaform_contract::message::{TRANSACTION_ID_ATTRIBUTE, WorkMessage};
 use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord};
 use sagaform_saas_client::SaasClient;
-use serde_json::json;
 use tracing::info;
-
-/// The message attribute (SQS) carrying the `transaction_id`, so it is visible without parsing
-/// the body (in the console, in the DLQ, in redrive tooling).
-pub const TRANSACTION_ID_ATTRIBUTE: &str = "transaction_id";
-
-/// The three patterns, by their CLI and `SAGAFORM_PATTERN` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pattern {
-    /// The API runs the saga in the request.
-    Orchestrator,
-    /// The API enqueues; the worker runs the saga.
-    Sqs,
-    /// The API starts a Step Functions execution; the step function runs each step.
-    StepFunctions,
-}
-
-impl Pattern {
-    /// The `SAGAFORM_PATTERN` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Orchestrator => "orchestrator",
-            Self::Sqs => "sqs",
-            Self::StepFunctions => "stepfunctions",
-        }
-    }
-
-    /// The pattern named `name`, `None` for another name.
-    pub fn from_name(name: &str) -> Option<Pattern> {
-        [Self::Orchestrator, Self::Sqs, Self::StepFunctions]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A saga could not be handed over; it stays PENDING (and is listed as stuck) until a retry
 /// with the same `Idempotency-Key` hands it over again.
@@ -113,9 +73,8 @@ impl Dispatch {
     /// Hands `record` to the queue or the state machine; nothing to do for the orchestrator.
     pub async fn hand_over(&self, record: &SagaRecord) -> Result<(), DispatchError> {
         let transaction_id = record.transaction_id.as_str();
-        // The message body and the execution input are the contract's `{transaction_id, request}`.
-        let input =
-            json!({"transaction_id": transaction_id, "request": record.request}).to_string();
+        // The message body and the execution input are the same work message.
+        let input = WorkMessage::new(transaction_id, record.request.clone()).to_body();
         match self {
             Self::InRequest(_) => Ok(()),
             Self::Queue { client, queue_url } => {
@@ -188,18 +147,5 @@ impl Dispatch {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_round_trip_through_their_names() {
-        for pattern in [Pattern::Orchestrator, Pattern::Sqs, Pattern::StepFunctions] {
-            assert_eq!(Pattern::from_name(pattern.as_str()), Some(pattern));
-        }
-        assert_eq!(Pattern::from_name("step-functions"), None);
     }
 }

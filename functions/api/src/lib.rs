@@ -48,9 +48,10 @@ use serde_json::{Value, json};
 use tracing::{Instrument, Span, error, field, info, info_span, warn};
 
 pub use config::{ApiSettings, ConfigError};
-pub use dispatch::{Dispatch, DispatchError, Pattern};
+pub use dispatch::{Dispatch, DispatchError};
 pub use response::Answer;
 pub use resume::{LambdaResumer, ResumeError, Resumer};
+pub use sagaform_contract::Pattern;
 
 use request::{FieldError, decode_body, idempotency_key, parse_purchase};
 use response::{

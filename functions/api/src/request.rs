@@ -52,7 +52,7 @@ impl FieldError {
     }
 }
 
-/// A validated purchase: the body of `POST /transactions` (CONTRACT.md).
+/// A validated purchase: the body of `POST /transactions` (the HTTP API, documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurchaseRequest {
     /// Who buys.

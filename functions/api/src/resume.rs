@@ -1,5 +1,5 @@
 //! Orchestrator: handing a saga that outlives the HTTP API's 30 s limit to a later invocation of
-//! the same function (CONTRACT.md, "answering within the API limit").
+//! the same function (the resume event is `sagaform_contract::resume`).
 //!
 //! The api answers `202 Accepted` and sends itself the event `{"resume": {"transaction_id": ...}}`
 //! with an asynchronous invoke; the function tells it from an API Gateway event by its top-level
@@ -12,10 +12,9 @@ use std::pin::Pin;
 use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// The top-level key of a resume event.
-pub const RESUME_KEY: &str = "resume";
+pub use sagaform_contract::resume::{resume_event, resumed_transaction};
 
 /// The future of [`Resumer::send`].
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ResumeError>> + Send + 'a>>;
@@ -57,17 +56,6 @@ pub enum EventError {
     /// Another invocation holds the saga's resume claim.
     #[error("saga {0} is being worked on by another invocation")]
     Busy(String),
-}
-
-/// The event that makes an invocation resume the saga `transaction_id`.
-pub fn resume_event(transaction_id: &str) -> Value {
-    json!({RESUME_KEY: {"transaction_id": transaction_id}})
-}
-
-/// The `transaction_id` of a resume event; `None` for an API Gateway event.
-pub fn resumed_transaction(event: &Value) -> Option<Option<&str>> {
-    let resume = event.get(RESUME_KEY)?;
-    Some(resume.get("transaction_id").and_then(Value::as_str))
 }
 
 /// [`Resumer`] by Lambda `Invoke` with `InvocationType: Event` on this function itself.
@@ -117,21 +105,5 @@ impl Resumer for LambdaResumer {
                     message: DisplayErrorContext(&e).to_string(),
                 })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_events_are_told_apart_from_http_events() {
-        let event = resume_event("tx-1");
-        assert_eq!(resumed_transaction(&event), Some(Some("tx-1")));
-        assert_eq!(resumed_transaction(&json!({"resume": {}})), Some(None));
-        assert_eq!(
-            resumed_transaction(&json!({"version": "2.0", "rawPath": "/transactions"})),
-            None
-        );
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::Url;
+use sagaform_contract::env::{SaasSetting, saas_variable};
 use sagaform_saga::Saga;
 
 /// A configuration value that is missing or unusable.
@@ -49,13 +50,6 @@ pub enum ConfigError {
         /// What the HTTP library reported.
         reason: String,
     },
-}
-
-/// The name of the environment variable holding one setting of a service:
-/// `service_env_var("inventory", "URL")` is `SAGAFORM_SAAS_INVENTORY_URL`.
-pub fn service_env_var(service: &str, setting: &str) -> String {
-    let service = service.to_ascii_uppercase().replace('-', "_");
-    format!("SAGAFORM_SAAS_{service}_{setting}")
 }
 
 /// Base URL and timeouts of one downstream service.
@@ -164,12 +158,18 @@ impl SaasConfig {
     ) -> Result<Self, ConfigError> {
         let mut config = Self::new();
         for service in saga.services() {
-            let url_var = service_env_var(service, "URL");
+            let url_var = saas_variable(service, SaasSetting::Url);
             let url = lookup(&url_var).ok_or(ConfigError::MissingVar {
                 var: url_var.clone(),
             })?;
-            let connect = millis_var(&lookup, &service_env_var(service, "CONNECT_TIMEOUT_MS"))?;
-            let request = millis_var(&lookup, &service_env_var(service, "REQUEST_TIMEOUT_MS"))?;
+            let connect = millis_var(
+                &lookup,
+                &saas_variable(service, SaasSetting::ConnectTimeoutMs),
+            )?;
+            let request = millis_var(
+                &lookup,
+                &saas_variable(service, SaasSetting::RequestTimeoutMs),
+            )?;
             let service_config =
                 ServiceConfig::new(service, &url, connect, request).map_err(|e| match e {
                     ConfigError::InvalidService {
@@ -245,15 +245,15 @@ mod tests {
         let mut env = HashMap::new();
         for service in PURCHASE.services() {
             env.insert(
-                service_env_var(service, "URL"),
+                saas_variable(service, SaasSetting::Url),
                 format!("http://127.0.0.1:9320/{service}/"),
             );
             env.insert(
-                service_env_var(service, "CONNECT_TIMEOUT_MS"),
+                saas_variable(service, SaasSetting::ConnectTimeoutMs),
                 "250".to_owned(),
             );
             env.insert(
-                service_env_var(service, "REQUEST_TIMEOUT_MS"),
+                saas_variable(service, SaasSetting::RequestTimeoutMs),
                 "3000".to_owned(),
             );
         }
@@ -263,11 +263,11 @@ mod tests {
     #[test]
     fn env_var_names_follow_the_contract() {
         assert_eq!(
-            service_env_var("inventory", "URL"),
+            saas_variable("inventory", SaasSetting::Url),
             "SAGAFORM_SAAS_INVENTORY_URL"
         );
         assert_eq!(
-            service_env_var("gift-cards", "REQUEST_TIMEOUT_MS"),
+            saas_variable("gift-cards", SaasSetting::RequestTimeoutMs),
             "SAGAFORM_SAAS_GIFT_CARDS_REQUEST_TIMEOUT_MS"
         );
     }

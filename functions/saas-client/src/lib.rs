@@ -32,6 +32,6 @@ mod error;
 mod retry;
 
 pub use client::{SaasClient, StepCall};
-pub use config::{ConfigError, SaasConfig, ServiceConfig, service_env_var};
+pub use config::{ConfigError, SaasConfig, ServiceConfig};
 pub use error::SaasError;
 pub use retry::{full_jitter, retry_until};

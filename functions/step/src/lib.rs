@@ -1,5 +1,5 @@
 //! The Step Functions task function of the `stepfunctions` pattern: one handler for every Task
-//! of the generated state machine. The payload (CONTRACT.md) says which operation on which step:
+//! of the generated state machine. The payload (`sagaform_contract::task`) says which operation on which step:
 //!
 //! ```json
 //! {"operation": "execute" | "compensate" | "mark_failed", "step": "payment",
@@ -18,53 +18,13 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use sagaform_contract::task::{Operation, TaskPayload};
 use sagaform_runtime::errors::{ErrorClass, diagnostic};
 use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord, StoreConfig};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
-
-/// What a Task asks of the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    /// Run the step's action.
-    Execute,
-    /// Run the step's compensation.
-    Compensate,
-    /// Record that the step's compensation failed for good.
-    MarkFailed,
-}
-
-impl Operation {
-    /// The payload's name of the operation.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Execute => "execute",
-            Self::Compensate => "compensate",
-            Self::MarkFailed => "mark_failed",
-        }
-    }
-}
-
-/// The payload of a Task (CONTRACT.md).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StepPayload {
-    /// What to do.
-    pub operation: Operation,
-    /// Which step of the saga.
-    pub step: String,
-    /// The saga.
-    pub transaction_id: String,
-    /// The request, as in the execution input (the engine reads the stored one).
-    #[serde(default)]
-    pub request: Value,
-    /// The error a Catch put at `$.error`: what led to a compensation or to `mark_failed`.
-    #[serde(default)]
-    pub error: Option<Value>,
-}
 
 /// A payload the handler cannot act on: the state machine and the function disagree, which no
 /// retry fixes.
@@ -114,7 +74,7 @@ impl StepHandler {
     /// The Lambda handler: a small JSON summary, or an error typed `Retryable` / `Permanent`.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         let (payload, context) = event.into_parts();
-        let payload: StepPayload = match serde_json::from_value(payload) {
+        let payload: TaskPayload = match serde_json::from_value(payload) {
             Ok(payload) => payload,
             Err(e) => {
                 let e = PayloadError(e.to_string());
@@ -136,7 +96,7 @@ impl StepHandler {
             .await
     }
 
-    async fn run(&self, payload: &StepPayload, deadline: SystemTime) -> Result<Value, Diagnostic> {
+    async fn run(&self, payload: &TaskPayload, deadline: SystemTime) -> Result<Value, Diagnostic> {
         if uuid::Uuid::try_parse(&payload.transaction_id).is_err() {
             let e = PayloadError(format!(
                 "transaction_id `{}` is not a UUID",
@@ -181,7 +141,7 @@ impl StepHandler {
 }
 
 /// The Task's result: where the saga and the step are now.
-fn summary(payload: &StepPayload, record: &SagaRecord) -> Value {
+fn summary(payload: &TaskPayload, record: &SagaRecord) -> Value {
     json!({
         "transaction_id": record.transaction_id,
         "operation": payload.operation.as_str(),
@@ -232,7 +192,7 @@ mod tests {
 
     #[test]
     fn payloads_follow_the_contract() {
-        let payload: StepPayload = serde_json::from_value(json!({
+        let payload: TaskPayload = serde_json::from_value(json!({
             "operation": "mark_failed", "step": "payment", "transaction_id": "t", "request": {},
             "error": {"Error": "Permanent", "Cause": "{\"errorType\":\"Permanent\",\"errorMessage\":\"declined\"}"}
         }))
@@ -243,7 +203,7 @@ mod tests {
             "Permanent: declined"
         );
         assert!(
-            serde_json::from_value::<StepPayload>(
+            serde_json::from_value::<TaskPayload>(
                 json!({"operation": "undo", "step": "s", "transaction_id": "t"})
             )
             .is_err()

@@ -1,5 +1,5 @@
 //! The SQS worker of the `sqs` pattern: each message names one saga (`{"transaction_id",
-//! "request"}`, CONTRACT.md) and the worker advances it as far as it goes in this delivery,
+//! "request"}`, `sagaform_contract::message`) and the worker advances it as far as it goes in this delivery,
 //! answering with a partial batch response (`ReportBatchItemFailures`) that names only the
 //! messages to deliver again.
 //!
@@ -31,13 +31,14 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use lambda_runtime::LambdaEvent;
+use sagaform_contract::env as vars;
+use sagaform_contract::message::{TRANSACTION_ID_ATTRIBUTE, WorkMessage};
 use sagaform_runtime::errors::{EngineError, ErrorClass, IdempotencyError};
 use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
 use sagaform_runtime::store::ClaimOutcome;
 use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaStatus, StoreConfig};
 use sagaform_saas_client::{SaasClient, full_jitter};
 use sagaform_saga::{PURCHASE, RetryPolicy};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -51,9 +52,6 @@ const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
 
 /// The SQS system attribute naming a FIFO message's group.
 const GROUP_ATTRIBUTE: &str = "MessageGroupId";
-
-/// The message attribute the API sets to the `transaction_id`.
-pub const TRANSACTION_ID_ATTRIBUTE: &str = "transaction_id";
 
 /// Backoff of failures that are not a step's (the state store throttling, say): 1, 2, 4, ...
 /// seconds per delivery, at most a minute.
@@ -197,13 +195,6 @@ pub enum Outcome {
     Failed(Failure),
 }
 
-/// A saga message as the API sends it.
-#[derive(Debug, Clone, Deserialize)]
-struct SagaMessage {
-    transaction_id: String,
-    request: Value,
-}
-
 /// The worker function.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -249,10 +240,10 @@ impl Worker {
     pub async fn from_env() -> Result<Worker, ConfigError> {
         let store = StoreConfig::from_env()?.connect().await?;
         let client = SaasClient::from_env(&PURCHASE)?;
-        let url = std::env::var("SAGAFORM_QUEUE_URL")
+        let url = std::env::var(vars::QUEUE_URL)
             .ok()
             .filter(|url| !url.is_empty())
-            .ok_or(ConfigError::MissingVariable("SAGAFORM_QUEUE_URL"))?;
+            .ok_or(ConfigError::MissingVariable(vars::QUEUE_URL))?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let queue = WorkQueue {
             client: aws_sdk_sqs::Client::new(&aws),
@@ -439,7 +430,7 @@ impl Worker {
             .unwrap_or(1)
             .max(1);
         let key = format!("{KEY_PREFIX}{transaction_id}");
-        let payload = json!({"transaction_id": transaction_id, "request": message.request});
+        let payload = message.to_json();
         let idempotency = Idempotency::new(
             self.inner.engine.store(),
             self.inner.settings.idempotency_expiry,
@@ -671,10 +662,10 @@ fn log_outcome(outcome: &Outcome, redelivery: Redelivery) {
 }
 
 /// The saga message in a record, or why it is not one.
-fn parse_message(record: &SqsMessage) -> Result<SagaMessage, String> {
+fn parse_message(record: &SqsMessage) -> Result<WorkMessage, String> {
     let body = record.body.as_deref().ok_or("no body")?;
-    let message: SagaMessage =
-        serde_json::from_str(body).map_err(|e| format!("body is not a saga message: {e}"))?;
+    let message =
+        WorkMessage::from_body(body).map_err(|e| format!("body is not a saga message: {e}"))?;
     let id = uuid::Uuid::try_parse(&message.transaction_id)
         .map_err(|_| format!("transaction_id `{}` is not a UUID", message.transaction_id))?;
     if id.hyphenated().to_string() != message.transaction_id {

@@ -94,14 +94,8 @@ pub enum Target {
     },
 }
 
-/// Where saga state lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StateStoreKind {
-    /// DynamoDB table keyed by `transaction_id`.
-    DynamoDb,
-    /// Aurora PostgreSQL Serverless v2 behind RDS Proxy.
-    Aurora,
-}
+/// Where saga state lives: the functions read it as `SAGAFORM_STORE`.
+pub use sagaform_contract::env::StoreKind as StateStoreKind;
 
 /// Instruction set of the Lambda functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,31 +106,7 @@ pub enum Architecture {
     X86_64,
 }
 
-/// The Lambda functions sagaform deploys, by what they do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FunctionRole {
-    /// HTTP API handler (every pattern; in `orchestrator` it also runs the saga).
-    Api,
-    /// SQS worker (pattern `sqs`).
-    Worker,
-    /// Step Functions task handler (pattern `stepfunctions`).
-    Step,
-}
-
-impl FunctionRole {
-    /// Every role.
-    pub const ALL: [FunctionRole; 3] =
-        [FunctionRole::Api, FunctionRole::Worker, FunctionRole::Step];
-
-    /// The role's name: the key in env config and the binary / crate name.
-    pub fn name(self) -> &'static str {
-        match self {
-            FunctionRole::Api => "api",
-            FunctionRole::Worker => "worker",
-            FunctionRole::Step => "step",
-        }
-    }
-}
+pub use sagaform_contract::FunctionRole;
 
 /// Settings of all functions.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,6 +12,7 @@ use crate::cfn::lambda::Permission;
 use crate::cfn::logs::LogGroup;
 use crate::cfn::{CfnError, Expr};
 use crate::config::ApiAuth;
+use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
@@ -193,7 +194,7 @@ pub(super) fn add_http_api(
     )?;
 
     stack.output(
-        "ApiUrl",
+        outputs::API_URL,
         "Base URL of the HTTP API (POST /transactions, GET /transactions/{id}).",
         Expr::sub(format!(
             "https://${{{HTTP_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/"

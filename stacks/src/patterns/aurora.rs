@@ -12,6 +12,8 @@
 //! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
 //! local PostgreSQL server (trust authentication, no password) through a template parameter.
 
+use sagaform_contract::env as vars;
+use sagaform_contract::template::outputs;
 use std::collections::BTreeMap;
 
 use crate::Pattern;
@@ -65,7 +67,7 @@ pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAc
         .add_parameter(LOCAL_DATABASE_URL_PARAMETER, parameter)?;
     Ok(StoreAccess {
         variables: vec![(
-            "SAGAFORM_DATABASE_URL".to_owned(),
+            vars::DATABASE_URL.to_owned(),
             Expr::reference(LOCAL_DATABASE_URL_PARAMETER),
         )],
         statements: Vec::new(),
@@ -253,31 +255,28 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
         Expr::get_att(CLUSTER, "Endpoint.Address"),
     )?;
     stack.output(
-        "DatabaseProxyEndpoint",
+        outputs::DATABASE_PROXY_ENDPOINT,
         "RDS Proxy endpoint the functions connect to.",
         Expr::get_att(PROXY, "Endpoint"),
     )?;
     stack.output(
-        "DatabaseSecretArn",
+        outputs::DATABASE_SECRET_ARN,
         "Secrets Manager secret with the master credentials.",
         secret_arn.clone(),
     )?;
 
     Ok(StoreAccess {
         variables: vec![
+            (vars::DB_HOST.to_owned(), Expr::get_att(PROXY, "Endpoint")),
             (
-                "SAGAFORM_DB_HOST".to_owned(),
-                Expr::get_att(PROXY, "Endpoint"),
-            ),
-            (
-                "SAGAFORM_DB_PORT".to_owned(),
+                vars::DB_PORT.to_owned(),
                 Expr::str(POSTGRES_PORT.to_string()),
             ),
             (
-                "SAGAFORM_DB_NAME".to_owned(),
+                vars::DB_NAME.to_owned(),
                 Expr::str(&env.aurora.database_name),
             ),
-            ("SAGAFORM_DB_SECRET_ARN".to_owned(), secret_arn.clone()),
+            (vars::DB_SECRET_ARN.to_owned(), secret_arn.clone()),
         ],
         statements: vec![Statement::allow(
             "ReadDatabaseSecret",

@@ -11,6 +11,8 @@ use crate::cfn::dynamodb::{
 };
 use crate::cfn::iam::{Action, Statement, actions};
 use crate::cfn::{Expr, Resource};
+use sagaform_contract::env as vars;
+use sagaform_contract::template::outputs;
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::{BuildError, StackBuilder, StoreAccess};
@@ -127,28 +129,25 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Bu
     )?;
 
     stack.output(
-        "SagaTableName",
+        outputs::SAGA_TABLE_NAME,
         "DynamoDB table of saga state.",
         Expr::reference(SAGA_TABLE),
     )?;
     stack.output(
-        "IdempotencyTableName",
+        outputs::IDEMPOTENCY_TABLE_NAME,
         "DynamoDB table of idempotency records.",
         Expr::reference(IDEMPOTENCY_TABLE),
     )?;
 
     Ok(StoreAccess {
         variables: vec![
+            (vars::SAGA_TABLE.to_owned(), Expr::reference(SAGA_TABLE)),
             (
-                "SAGAFORM_SAGA_TABLE".to_owned(),
-                Expr::reference(SAGA_TABLE),
-            ),
-            (
-                "SAGAFORM_IDEMPOTENCY_TABLE".to_owned(),
+                vars::IDEMPOTENCY_TABLE.to_owned(),
                 Expr::reference(IDEMPOTENCY_TABLE),
             ),
             (
-                "SAGAFORM_SAGA_TTL_SECONDS".to_owned(),
+                vars::SAGA_TTL_SECONDS.to_owned(),
                 Expr::str(env.dynamodb.ttl.as_secs().to_string()),
             ),
         ],

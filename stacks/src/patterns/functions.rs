@@ -2,8 +2,14 @@
 //! (inline policies, no wildcard actions), an explicit log group with retention that it logs to
 //! in JSON, environment variables holding only non-secret config, and alarms on its errors and
 //! throttles.
+//!
+//! What a function may do beyond logging and reaching the state store is a list of
+//! [`Capability`] values; each contributes its IAM statements and its environment variables
+//! together, so a permission never comes without the variable that names its resource.
 
 use indexmap::IndexMap;
+use sagaform_contract::env::{self as vars, SaasSetting, saas_variable};
+use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 use sagaform_saga::PURCHASE;
 
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
@@ -13,34 +19,13 @@ use crate::cfn::lambda::{
 };
 use crate::cfn::logs::LogGroup;
 use crate::cfn::{CfnError, Expr};
-use crate::config::{self, FunctionRole, StateStoreKind};
+use crate::config::{self, EnvConfig, FunctionRole};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::queue::Queues;
 use super::resume::{RESPONSE_BUDGET_MILLIS, ResumeQueue};
 use super::state_machine::Machine;
 use super::{StackBuilder, StoreAccess, ceil_seconds};
-
-/// Parameter naming the bucket of the deployment packages.
-pub const ARTIFACT_BUCKET_PARAMETER: &str = "ArtifactBucket";
-
-/// Parameter naming the S3 key of a role's package (`ApiCodeKey`).
-pub fn code_key_parameter(role: FunctionRole) -> String {
-    format!("{}CodeKey", pascal(role))
-}
-
-/// Logical id of a role's function (`ApiFunction`, `WorkerFunction`, `StepFunction`).
-pub fn function_logical_id(role: FunctionRole) -> String {
-    format!("{}Function", pascal(role))
-}
-
-fn pascal(role: FunctionRole) -> &'static str {
-    match role {
-        FunctionRole::Api => "Api",
-        FunctionRole::Worker => "Worker",
-        FunctionRole::Step => "Step",
-    }
-}
 
 /// A function added to the stack.
 #[derive(Debug, Clone)]
@@ -49,20 +34,114 @@ pub(super) struct FunctionRef {
     pub logical_id: String,
 }
 
-/// What a function does beyond reaching the state store.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Extras<'a> {
-    /// Calls the downstream SaaS (gets their endpoints and timeouts).
-    pub calls_saas: bool,
-    /// Reads the work queue through an event source mapping.
-    pub consumes_queue: Option<&'a Queues>,
+/// What a function does beyond logging and reaching the state store.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Capability<'a> {
     /// Sends to the work queue.
-    pub sends_to_queue: Option<&'a Queues>,
+    SendsToQueue(&'a Queues),
+    /// Reads the work queue through an event source mapping, and schedules the redelivery of
+    /// failed messages on it.
+    ConsumesQueue(&'a Queues),
     /// Starts executions of the state machine.
-    pub starts_executions: Option<&'a Machine>,
+    StartsExecutions(&'a Machine),
     /// Answers within the HTTP API's budget and finishes longer sagas in an asynchronous
     /// invocation of itself, whose failures go to this queue (pattern `orchestrator`).
-    pub resumes_itself: Option<&'a ResumeQueue>,
+    ResumesItself(&'a ResumeQueue),
+    /// Calls the downstream SaaS (gets their endpoints and timeouts).
+    CallsSaas,
+}
+
+/// The IAM statements and environment variables a capability adds.
+#[derive(Debug, Default)]
+struct Grants {
+    statements: Vec<Statement>,
+    variables: Vec<(String, Expr)>,
+}
+
+impl Capability<'_> {
+    /// The capability's place in the role and the environment, so that the template does not
+    /// depend on the order a pattern lists them in.
+    fn rank(&self) -> u8 {
+        match self {
+            Capability::SendsToQueue(_) => 0,
+            Capability::ConsumesQueue(_) => 1,
+            Capability::StartsExecutions(_) => 2,
+            Capability::ResumesItself(_) => 3,
+            Capability::CallsSaas => 4,
+        }
+    }
+
+    fn grants(&self, env: &EnvConfig) -> Grants {
+        match *self {
+            Capability::SendsToQueue(queues) => Grants {
+                statements: vec![Statement::allow(
+                    "SendToWorkQueue",
+                    vec![actions::SQS_SEND_MESSAGE],
+                    vec![Expr::get_att(queues.work_queue, "Arn")],
+                )],
+                variables: vec![(
+                    vars::QUEUE_URL.to_owned(),
+                    Expr::reference(queues.work_queue),
+                )],
+            },
+            Capability::ConsumesQueue(queues) => Grants {
+                statements: vec![Statement::allow(
+                    "ConsumeWorkQueue",
+                    vec![
+                        actions::SQS_RECEIVE_MESSAGE,
+                        actions::SQS_DELETE_MESSAGE,
+                        actions::SQS_CHANGE_MESSAGE_VISIBILITY,
+                        actions::SQS_GET_QUEUE_ATTRIBUTES,
+                    ],
+                    vec![Expr::get_att(queues.work_queue, "Arn")],
+                )],
+                variables: vec![(
+                    vars::QUEUE_URL.to_owned(),
+                    Expr::reference(queues.work_queue),
+                )],
+            },
+            Capability::StartsExecutions(machine) => Grants {
+                statements: vec![Statement::allow(
+                    "StartSagaExecutions",
+                    vec![actions::STATES_START_EXECUTION],
+                    vec![Expr::reference(machine.logical_id)],
+                )],
+                variables: vec![(
+                    vars::STATE_MACHINE_ARN.to_owned(),
+                    Expr::reference(machine.logical_id),
+                )],
+            },
+            Capability::ResumesItself(queue) => Grants {
+                statements: queue.statements(),
+                variables: vec![(
+                    vars::RESPONSE_BUDGET_MS.to_owned(),
+                    Expr::str(RESPONSE_BUDGET_MILLIS.to_string()),
+                )],
+            },
+            Capability::CallsSaas => Grants {
+                statements: Vec::new(),
+                variables: PURCHASE
+                    .services()
+                    .into_iter()
+                    .flat_map(|service| {
+                        let endpoint = &env.saas[service];
+                        SaasSetting::ALL.map(|setting| {
+                            let value = match setting {
+                                SaasSetting::Url => endpoint.url.clone(),
+                                SaasSetting::ConnectTimeoutMs => {
+                                    endpoint.connect_timeout.as_millis().to_string()
+                                }
+                                SaasSetting::RequestTimeoutMs => {
+                                    endpoint.request_timeout.as_millis().to_string()
+                                }
+                            };
+                            (saas_variable(service, setting), Expr::str(value))
+                        })
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// Adds the role, log group, function and alarms of `role`.
@@ -71,14 +150,14 @@ pub(super) fn add_function(
     role: FunctionRole,
     description: &str,
     store: &StoreAccess,
-    extras: Extras<'_>,
+    capabilities: &[Capability<'_>],
 ) -> Result<FunctionRef, CfnError> {
     let env = stack.env;
     let settings = &env.functions.by_role[&role];
-    let function_id = function_logical_id(role);
+    let function_id = role.logical_id();
     let role_id = format!("{function_id}Role");
     let log_group_id = format!("{function_id}LogGroup");
-    let physical_name = format!("${{AWS::StackName}}-{}", role.name());
+    let physical_name = role.physical_name_sub();
 
     stack.add(
         &log_group_id,
@@ -89,6 +168,10 @@ pub(super) fn add_function(
         },
     )?;
 
+    let mut capabilities = capabilities.to_vec();
+    capabilities.sort_by_key(Capability::rank);
+    let grants: Vec<Grants> = capabilities.iter().map(|c| c.grants(env)).collect();
+
     let mut statements = vec![Statement::allow(
         "WriteOwnLogs",
         vec![
@@ -98,130 +181,20 @@ pub(super) fn add_function(
         vec![Expr::get_att(&log_group_id, "Arn")],
     )];
     statements.extend(store.statements.iter().cloned());
-    if let Some(queues) = extras.sends_to_queue {
-        statements.push(Statement::allow(
-            "SendToWorkQueue",
-            vec![actions::SQS_SEND_MESSAGE],
-            vec![Expr::get_att(queues.work_queue, "Arn")],
-        ));
-    }
-    if let Some(queues) = extras.consumes_queue {
-        statements.push(Statement::allow(
-            "ConsumeWorkQueue",
-            vec![
-                actions::SQS_RECEIVE_MESSAGE,
-                actions::SQS_DELETE_MESSAGE,
-                actions::SQS_CHANGE_MESSAGE_VISIBILITY,
-                actions::SQS_GET_QUEUE_ATTRIBUTES,
-            ],
-            vec![Expr::get_att(queues.work_queue, "Arn")],
-        ));
-    }
-    if let Some(machine) = extras.starts_executions {
-        statements.push(Statement::allow(
-            "StartSagaExecutions",
-            vec![actions::STATES_START_EXECUTION],
-            vec![Expr::reference(machine.logical_id)],
-        ));
-    }
-    if let Some(queue) = extras.resumes_itself {
-        statements.extend(queue.statements());
-    }
+    statements.extend(grants.iter().flat_map(|g| g.statements.iter().cloned()));
     if store.vpc.is_some() {
-        // Lambda manages the function's network interfaces with the execution role. The
-        // Describe actions support no resource-level permissions, so they get `*`; the others
-        // are limited to this account and region, the narrowest form Lambda's documentation
-        // allows (it creates the interfaces before their ids exist).
-        statements.push(Statement::allow(
-            "DescribeVpcNetwork",
-            vec![
-                actions::EC2_DESCRIBE_NETWORK_INTERFACES,
-                actions::EC2_DESCRIBE_SUBNETS,
-            ],
-            vec![Expr::str("*")],
-        ));
-        statements.push(Statement::allow(
-            "ManageVpcNetworkInterfaces",
-            vec![
-                actions::EC2_CREATE_NETWORK_INTERFACE,
-                actions::EC2_DELETE_NETWORK_INTERFACE,
-                actions::EC2_ASSIGN_PRIVATE_IP_ADDRESSES,
-                actions::EC2_UNASSIGN_PRIVATE_IP_ADDRESSES,
-            ],
-            vec![Expr::sub(
-                "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*/*",
-            )],
-        ));
+        statements.extend(vpc_network_statements());
     }
-    stack.add(
-        &role_id,
-        Role {
-            description: format!(
-                "Execution role of the {} function: only what it uses, on this stack's resources.",
-                role.name()
-            ),
-            assume_role_policy_document: PolicyDocument::assumed_by("lambda.amazonaws.com"),
-            policies: vec![InlinePolicy {
-                policy_name: format!("{}-function", role.name()),
-                policy_document: PolicyDocument::new(statements),
-            }],
-            tags: stack.tags.list(),
-        },
-    )?;
+    add_role(stack, role, &role_id, statements)?;
 
     let mut variables: IndexMap<String, Expr> = IndexMap::new();
+    variables.insert(vars::PATTERN.to_owned(), Expr::str(stack.pattern.name()));
     variables.insert(
-        "SAGAFORM_PATTERN".to_owned(),
-        Expr::str(stack.pattern.name()),
-    );
-    variables.insert(
-        "SAGAFORM_STORE".to_owned(),
-        Expr::str(match env.store(stack.pattern) {
-            StateStoreKind::DynamoDb => "dynamodb",
-            StateStoreKind::Aurora => "aurora",
-        }),
+        vars::STORE.to_owned(),
+        Expr::str(env.store(stack.pattern).name()),
     );
     variables.extend(store.variables.iter().cloned());
-    if let Some(queues) = extras.sends_to_queue {
-        variables.insert(
-            "SAGAFORM_QUEUE_URL".to_owned(),
-            Expr::reference(queues.work_queue),
-        );
-    }
-    if let Some(queues) = extras.consumes_queue {
-        // The worker schedules the redelivery of failed messages on it.
-        variables.insert(
-            "SAGAFORM_QUEUE_URL".to_owned(),
-            Expr::reference(queues.work_queue),
-        );
-    }
-    if let Some(machine) = extras.starts_executions {
-        variables.insert(
-            "SAGAFORM_STATE_MACHINE_ARN".to_owned(),
-            Expr::reference(machine.logical_id),
-        );
-    }
-    if extras.resumes_itself.is_some() {
-        variables.insert(
-            "SAGAFORM_RESPONSE_BUDGET_MS".to_owned(),
-            Expr::str(RESPONSE_BUDGET_MILLIS.to_string()),
-        );
-    }
-    if extras.calls_saas {
-        for service in PURCHASE.services() {
-            let endpoint = &env.saas[service];
-            let prefix = format!("SAGAFORM_SAAS_{}", service.to_uppercase().replace('-', "_"));
-            variables.insert(format!("{prefix}_URL"), Expr::str(&endpoint.url));
-            variables.insert(
-                format!("{prefix}_CONNECT_TIMEOUT_MS"),
-                Expr::str(endpoint.connect_timeout.as_millis().to_string()),
-            );
-            variables.insert(
-                format!("{prefix}_REQUEST_TIMEOUT_MS"),
-                Expr::str(endpoint.request_timeout.as_millis().to_string()),
-            );
-        }
-    }
+    variables.extend(grants.into_iter().flat_map(|g| g.variables));
     variables.insert("RUST_LOG".to_owned(), Expr::str(&env.functions.log_level));
 
     stack.add(
@@ -237,7 +210,7 @@ pub(super) fn add_function(
             }],
             code: Code {
                 s3_bucket: Expr::reference(ARTIFACT_BUCKET_PARAMETER),
-                s3_key: Expr::reference(code_key_parameter(role)),
+                s3_key: Expr::reference(code_key_parameter(role.name())),
             },
             memory_size: settings.memory_mb,
             timeout: u32::try_from(ceil_seconds(settings.timeout)).unwrap_or(u32::MAX),
@@ -252,9 +225,76 @@ pub(super) fn add_function(
             tags: stack.tags.list(),
         },
     )?;
+    add_function_alarms(stack, role, &function_id)?;
+    Ok(FunctionRef {
+        role,
+        logical_id: function_id,
+    })
+}
 
+/// Lambda manages the network interfaces of a function in a VPC with the execution role. The
+/// Describe actions support no resource-level permissions, so they get `*`; the others are
+/// limited to this account and region, the narrowest form Lambda's documentation allows (it
+/// creates the interfaces before their ids exist).
+fn vpc_network_statements() -> [Statement; 2] {
+    [
+        Statement::allow(
+            "DescribeVpcNetwork",
+            vec![
+                actions::EC2_DESCRIBE_NETWORK_INTERFACES,
+                actions::EC2_DESCRIBE_SUBNETS,
+            ],
+            vec![Expr::str("*")],
+        ),
+        Statement::allow(
+            "ManageVpcNetworkInterfaces",
+            vec![
+                actions::EC2_CREATE_NETWORK_INTERFACE,
+                actions::EC2_DELETE_NETWORK_INTERFACE,
+                actions::EC2_ASSIGN_PRIVATE_IP_ADDRESSES,
+                actions::EC2_UNASSIGN_PRIVATE_IP_ADDRESSES,
+            ],
+            vec![Expr::sub(
+                "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*/*",
+            )],
+        ),
+    ]
+}
+
+/// Adds the function's execution role with one inline policy of `statements`.
+fn add_role(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    role_id: &str,
+    statements: Vec<Statement>,
+) -> Result<(), CfnError> {
+    stack.add(
+        role_id,
+        Role {
+            description: format!(
+                "Execution role of the {} function: only what it uses, on this stack's resources.",
+                role.name()
+            ),
+            assume_role_policy_document: PolicyDocument::assumed_by("lambda.amazonaws.com"),
+            policies: vec![InlinePolicy {
+                policy_name: format!("{}-function", role.name()),
+                policy_document: PolicyDocument::new(statements),
+            }],
+            tags: stack.tags.list(),
+        },
+    )
+}
+
+/// Adds the alarms on the function's errors and throttles, with their runbook sections.
+fn add_function_alarms(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    function_id: &str,
+) -> Result<(), CfnError> {
+    let env = stack.env;
+    let settings = &env.functions.by_role[&role];
     let name = role.name();
-    let function_name = format!("{}-{name}", stack.stack_name());
+    let function_name = role.physical_name(&stack.stack_name());
     let log_group_name = format!("/aws/lambda/{function_name}");
     let look_at = vec![
         format!(
@@ -279,7 +319,7 @@ pub(super) fn add_function(
             watched: Watched::Metric {
                 namespace: "AWS/Lambda",
                 name: "Errors",
-                dimensions: vec![dimension("FunctionName", Expr::reference(&function_id))],
+                dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
                 statistic: Statistic::Sum,
             },
             threshold: errors_threshold,
@@ -305,7 +345,7 @@ pub(super) fn add_function(
             watched: Watched::Metric {
                 namespace: "AWS/Lambda",
                 name: "Throttles",
-                dimensions: vec![dimension("FunctionName", Expr::reference(&function_id))],
+                dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
                 statistic: Statistic::Sum,
             },
             threshold: throttles_threshold,
@@ -341,8 +381,5 @@ pub(super) fn add_function(
         },
     )?;
 
-    Ok(FunctionRef {
-        role,
-        logical_id: function_id,
-    })
+    Ok(())
 }

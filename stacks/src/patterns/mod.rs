@@ -17,8 +17,10 @@ mod queue;
 mod resume;
 mod state_machine;
 
+use sagaform_contract::template::outputs;
 use std::time::Duration;
 
+use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 use sagaform_saga::PURCHASE;
 
 use crate::Pattern;
@@ -27,7 +29,6 @@ use crate::config::{EnvConfig, FunctionRole, StateStoreKind};
 use crate::policy::{self, PolicyViolation};
 use crate::runbook::{self, Runbook, RunbookError, RunbookSection};
 
-pub use functions::function_logical_id;
 pub use resume::RESPONSE_BUDGET_MILLIS;
 
 /// The local emulator's endpoint as the runbooks' `aws` commands use it (`SAGAFORM_LOCAL_PORT`
@@ -269,11 +270,10 @@ fn build_orchestrator(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         FunctionRole::Api,
         "Handles the HTTP API and runs the purchase saga's steps in order, compensating in reverse on failure; a saga still running when the response is due continues in an asynchronous invocation of this function.",
         &store,
-        functions::Extras {
-            calls_saas: true,
-            resumes_itself: Some(&resume_queue),
-            ..functions::Extras::default()
-        },
+        &[
+            functions::Capability::CallsSaas,
+            functions::Capability::ResumesItself(&resume_queue),
+        ],
     )?;
     resume::add_event_invoke_config(stack, &api_function, &resume_queue)?;
     api::add_http_api(stack, &api_function)?;
@@ -290,11 +290,10 @@ fn build_sqs(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         FunctionRole::Worker,
         "Runs the purchase saga for each message of the work queue; failed records are retried by SQS, then dead-lettered.",
         &store,
-        functions::Extras {
-            calls_saas: true,
-            consumes_queue: Some(&queues),
-            ..functions::Extras::default()
-        },
+        &[
+            functions::Capability::CallsSaas,
+            functions::Capability::ConsumesQueue(&queues),
+        ],
     )?;
     queue::add_worker_mapping(stack, &queues, &worker)?;
     let api_function = functions::add_function(
@@ -302,10 +301,7 @@ fn build_sqs(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         FunctionRole::Api,
         "Handles the HTTP API: records a PENDING saga, enqueues it and answers 202 with a status URL.",
         &store,
-        functions::Extras {
-            sends_to_queue: Some(&queues),
-            ..functions::Extras::default()
-        },
+        &[functions::Capability::SendsToQueue(&queues)],
     )?;
     api::add_http_api(stack, &api_function)?;
     Ok(())
@@ -320,10 +316,7 @@ fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         FunctionRole::Step,
         "Runs one action or compensation of one saga step for the state machine.",
         &store,
-        functions::Extras {
-            calls_saas: true,
-            ..functions::Extras::default()
-        },
+        &[functions::Capability::CallsSaas],
     )?;
     let machine = state_machine::add_state_machine(stack, &step)?;
     let api_function = functions::add_function(
@@ -331,10 +324,7 @@ fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
         FunctionRole::Api,
         "Handles the HTTP API: records the saga and starts an execution named by its transaction id.",
         &store,
-        functions::Extras {
-            starts_executions: Some(&machine),
-            ..functions::Extras::default()
-        },
+        &[functions::Capability::StartsExecutions(&machine)],
     )?;
     api::add_http_api(stack, &api_function)?;
     Ok(())
@@ -517,7 +507,7 @@ impl<'a> StackBuilder<'a> {
             StateStoreKind::DynamoDb => format!(
                 "{} --table-name \"$({})\" --index-name {} --key-condition-expression '#s = :s' --expression-attribute-names '{{\"#s\":\"status\"}}' --expression-attribute-values '{{\":s\":{{\"S\":\"{status}\"}}}}'",
                 self.aws("dynamodb query"),
-                self.stack_output_command("SagaTableName"),
+                self.stack_output_command(outputs::SAGA_TABLE_NAME),
                 dynamodb::STATUS_INDEX
             ),
             StateStoreKind::Aurora if self.env.is_local() => format!(
@@ -527,8 +517,8 @@ impl<'a> StackBuilder<'a> {
             StateStoreKind::Aurora => format!(
                 "PGPASSWORD=\"$({} --secret-id \"$({})\" --query SecretString --output text | jq -r .password)\" psql \"host=$({}) dbname={} user={} sslmode=require\" -c \"{sql}\"",
                 self.aws("secretsmanager get-secret-value"),
-                self.stack_output_command("DatabaseSecretArn"),
-                self.stack_output_command("DatabaseProxyEndpoint"),
+                self.stack_output_command(outputs::DATABASE_SECRET_ARN),
+                self.stack_output_command(outputs::DATABASE_PROXY_ENDPOINT),
                 self.env.aurora.database_name,
                 aurora::MASTER_USERNAME
             ),
@@ -539,7 +529,7 @@ impl<'a> StackBuilder<'a> {
         let mut bucket = Parameter::string("S3 bucket holding the functions' deployment packages.");
         bucket.min_length = Some(3);
         self.template
-            .add_parameter(functions::ARTIFACT_BUCKET_PARAMETER, bucket)?;
+            .add_parameter(ARTIFACT_BUCKET_PARAMETER, bucket)?;
         for role in roles {
             let mut key = Parameter::string(format!(
                 "S3 key of the `{}` function's zip, named by its content hash.",
@@ -547,7 +537,7 @@ impl<'a> StackBuilder<'a> {
             ));
             key.min_length = Some(1);
             self.template
-                .add_parameter(&functions::code_key_parameter(*role), key)?;
+                .add_parameter(&code_key_parameter(role.name()), key)?;
         }
         Ok(())
     }

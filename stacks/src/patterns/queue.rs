@@ -10,6 +10,7 @@ use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::lambda::{EventSourceMapping, FunctionResponseType, ScalingConfig};
 use crate::cfn::sqs::{Queue, RedriveAllowPolicy, RedrivePermission, RedrivePolicy};
 use crate::cfn::{CfnError, Expr};
+use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
@@ -152,12 +153,12 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
     )?;
 
     stack.output(
-        "WorkQueueUrl",
+        outputs::WORK_QUEUE_URL,
         "URL of the work queue the API sends purchases to.",
         Expr::reference(queues.work_queue),
     )?;
     stack.output(
-        "DeadLetterQueueUrl",
+        outputs::DEAD_LETTER_QUEUE_URL,
         "URL of the dead-letter queue.",
         Expr::reference(queues.dead_letter_queue),
     )?;

@@ -19,6 +19,7 @@ use crate::cfn::lambda::{DestinationConfig, EventInvokeConfig, OnFailure};
 use crate::cfn::sqs::Queue;
 use crate::cfn::{CfnError, Expr};
 use crate::config::FunctionRole;
+use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
@@ -94,7 +95,7 @@ pub(super) fn add_resume_dead_letter_queue(
     )?;
 
     let function_name = format!("{}-{}", stack.stack_name(), FunctionRole::Api.name());
-    let queue_url = stack.stack_output_command("ResumeDeadLetterQueueUrl");
+    let queue_url = stack.stack_output_command(outputs::RESUME_DEAD_LETTER_QUEUE_URL);
     let api_logs = format!("/aws/lambda/{function_name}");
     let commands = vec![
         format!(
@@ -148,7 +149,7 @@ pub(super) fn add_resume_dead_letter_queue(
     )?;
 
     stack.output(
-        "ResumeDeadLetterQueueUrl",
+        outputs::RESUME_DEAD_LETTER_QUEUE_URL,
         "URL of the queue holding resume invocations of the api function that failed for good.",
         Expr::reference(queue.logical_id),
     )?;

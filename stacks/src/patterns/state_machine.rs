@@ -1,6 +1,7 @@
 //! Pattern `stepfunctions`: the Standard state machine generated from the saga definition, its
 //! role, its execution log group and its alarms.
 
+use sagaform_contract::template::outputs;
 use sagaform_saga::PURCHASE;
 
 use crate::asl::{Definition, STEP_FUNCTION_ARN_VARIABLE};
@@ -114,11 +115,11 @@ pub(super) fn add_state_machine(
 
     let dimensions = || {
         vec![dimension(
-            "StateMachineArn",
+            outputs::STATE_MACHINE_ARN,
             Expr::reference(machine.logical_id),
         )]
     };
-    let machine_arn_lookup = stack.stack_output_command("StateMachineArn");
+    let machine_arn_lookup = stack.stack_output_command(outputs::STATE_MACHINE_ARN);
     // Executions are named by transaction id, so the execution ARN follows from the machine's.
     let execution_arn = format!(
         "\"$({machine_arn_lookup} | sed 's/:stateMachine:/:execution:/'):<transaction_id>\""
@@ -216,7 +217,7 @@ pub(super) fn add_state_machine(
     }
 
     stack.output(
-        "StateMachineArn",
+        outputs::STATE_MACHINE_ARN,
         "ARN of the saga state machine; executions are named by transaction id.",
         Expr::reference(machine.logical_id),
     )?;

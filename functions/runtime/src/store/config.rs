@@ -1,5 +1,5 @@
-//! Choosing and opening the store a function uses, from its environment variables (see the
-//! contract): `SAGAFORM_STORE` = `dynamodb` (tables `SAGAFORM_SAGA_TABLE`,
+//! Choosing and opening the store a function uses, from its environment variables (see
+//! `sagaform_contract::env`): `SAGAFORM_STORE` = `dynamodb` (tables `SAGAFORM_SAGA_TABLE`,
 //! `SAGAFORM_IDEMPOTENCY_TABLE`, TTL `SAGAFORM_SAGA_TTL_SECONDS`) or `aurora` (either
 //! `SAGAFORM_DATABASE_URL` for a local server, or `SAGAFORM_DB_HOST`, `SAGAFORM_DB_PORT`,
 //! `SAGAFORM_DB_NAME` and the Secrets Manager secret `SAGAFORM_DB_SECRET_ARN` holding the
@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use sagaform_contract::env::{self as vars, StoreKind};
 use serde_json::Value;
 
 use crate::errors::{IdempotencyError, StoreError};
@@ -66,44 +67,45 @@ impl StoreConfig {
                 .filter(|value| !value.trim().is_empty())
                 .ok_or_else(|| StoreError::Config(format!("environment variable {name}: not set")))
         };
-        let store = required("SAGAFORM_STORE")?;
-        match store.as_str() {
-            "dynamodb" => {
-                let saga_ttl = match lookup("SAGAFORM_SAGA_TTL_SECONDS") {
+        let store = required(vars::STORE)?;
+        let kind = store.parse::<StoreKind>().map_err(|unknown| {
+            StoreError::Config(format!("environment variable {}: {unknown}", vars::STORE))
+        })?;
+        match kind {
+            StoreKind::DynamoDb => {
+                let saga_ttl = match lookup(vars::SAGA_TTL_SECONDS) {
                     None => DEFAULT_SAGA_TTL,
                     Some(text) => Duration::from_secs(text.trim().parse().map_err(|_| {
                         StoreError::Config(format!(
-                            "environment variable SAGAFORM_SAGA_TTL_SECONDS: `{text}` is not a whole number of seconds"
+                            "environment variable {}: `{text}` is not a whole number of seconds",
+                            vars::SAGA_TTL_SECONDS
                         ))
                     })?),
                 };
                 Ok(StoreConfig::DynamoDb {
-                    saga_table: required("SAGAFORM_SAGA_TABLE")?,
-                    idempotency_table: required("SAGAFORM_IDEMPOTENCY_TABLE")?,
+                    saga_table: required(vars::SAGA_TABLE)?,
+                    idempotency_table: required(vars::IDEMPOTENCY_TABLE)?,
                     saga_ttl,
                 })
             }
-            "aurora" => {
-                if let Some(url) = lookup("SAGAFORM_DATABASE_URL").filter(|u| !u.trim().is_empty())
-                {
+            StoreKind::Aurora => {
+                if let Some(url) = lookup(vars::DATABASE_URL).filter(|u| !u.trim().is_empty()) {
                     return Ok(StoreConfig::Aurora(DatabaseLocation::Url(url)));
                 }
-                let port_text = required("SAGAFORM_DB_PORT")?;
+                let port_text = required(vars::DB_PORT)?;
                 let port = port_text.trim().parse().map_err(|_| {
                     StoreError::Config(format!(
-                        "environment variable SAGAFORM_DB_PORT: `{port_text}` is not a port number"
+                        "environment variable {}: `{port_text}` is not a port number",
+                        vars::DB_PORT
                     ))
                 })?;
                 Ok(StoreConfig::Aurora(DatabaseLocation::Aurora {
-                    host: required("SAGAFORM_DB_HOST")?,
+                    host: required(vars::DB_HOST)?,
                     port,
-                    dbname: required("SAGAFORM_DB_NAME")?,
-                    secret_arn: required("SAGAFORM_DB_SECRET_ARN")?,
+                    dbname: required(vars::DB_NAME)?,
+                    secret_arn: required(vars::DB_SECRET_ARN)?,
                 }))
             }
-            other => Err(StoreError::Config(format!(
-                "environment variable SAGAFORM_STORE: expected `dynamodb` or `aurora`, got `{other}`"
-            ))),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The three ways of running the saga, by their command-line names.
+//! The three ways of running a saga, by the names the command line, the file names, the stack
+//! names and the functions' `SAGAFORM_PATTERN` use.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,7 +19,8 @@ impl Pattern {
     /// Every pattern, in the order they are documented and synthesized.
     pub const ALL: [Pattern; 3] = [Pattern::Orchestrator, Pattern::Sqs, Pattern::StepFunctions];
 
-    /// The name used on the command line, in file names and in stack names.
+    /// The name used on the command line, in file names, in stack names and in
+    /// `SAGAFORM_PATTERN`.
     pub fn name(self) -> &'static str {
         match self {
             Pattern::Orchestrator => "orchestrator",
