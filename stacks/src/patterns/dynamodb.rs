@@ -10,10 +10,10 @@ use crate::cfn::dynamodb::{
     SseType, Table, TimeToLiveSpecification,
 };
 use crate::cfn::iam::{Action, Statement, actions};
-use crate::cfn::{Expr, Resource};
+use crate::cfn::{CfnError, Expr, Resource};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
-use super::{BuildError, StackBuilder, StoreAccess};
+use super::{StackBuilder, StoreAccess};
 
 /// Logical id of the saga table.
 pub const SAGA_TABLE: &str = "SagaTable";
@@ -38,7 +38,7 @@ const IDEMPOTENCY_TABLE_OPERATIONS: [Action; 4] = [
 ];
 
 /// Adds both tables, their alarms and outputs.
-pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let env = stack.env;
     let string = |name: &str| AttributeDefinition {
         attribute_name: name.to_owned(),
@@ -177,7 +177,7 @@ fn add_table_alarms(
     short: &str,
     operations: &[Action],
     indexes: &[&str],
-) -> Result<(), BuildError> {
+) -> Result<(), CfnError> {
     let env = stack.env;
     // DynamoDB reports a global secondary index's throttles under the table and the index name,
     // not in the table's own figures; a throttled index also slows writes to its table.
