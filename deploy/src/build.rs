@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use sagaform_contract::template::function_of_code_key_parameter;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::Architecture;
 use sagaform_tools::Tools;
@@ -13,7 +14,6 @@ use sagaform_tools::Tools;
 use crate::elf::{self, Machine};
 use crate::template::Template;
 use crate::{Artifact, DeployError, Progress, Workspace};
-use sagaform_contract::template::function_of_code_key_parameter;
 
 /// Profile for real environments: small, fast-starting binaries (see the workspace Cargo.toml).
 pub const RELEASE_PROFILE: &str = "lambda-aws";

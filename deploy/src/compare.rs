@@ -3,6 +3,7 @@
 //! stack exists, CloudFormation's own change set (created, described, then deleted, so nothing
 //! is left behind).
 
+use sagaform_contract::template::function_of_code_key_parameter;
 use serde::Serialize;
 
 use crate::bootstrap;
@@ -11,7 +12,6 @@ use crate::diff::TemplateDiff;
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::Template;
 use crate::{Artifact, DeployError, PatternEnv, Progress, Session, Workspace, workspace};
-use sagaform_contract::template::function_of_code_key_parameter;
 
 /// What `diff` found.
 #[derive(Debug, Clone, Serialize)]

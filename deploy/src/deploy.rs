@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, function_of_code_key_parameter};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
 use serde::Serialize;
@@ -23,7 +24,6 @@ use crate::lock::StackLock;
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::{Grant, Template};
 use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace, workspace};
-use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, function_of_code_key_parameter};
 
 /// When a person must approve the change set before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

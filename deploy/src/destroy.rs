@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use sagaform_contract::template::function_of_code_key_parameter;
 use serde::Serialize;
 
 use crate::bootstrap;
@@ -13,7 +14,6 @@ use crate::error::aws_error;
 use crate::lock::StackLock;
 use crate::stack::{self, StackState};
 use crate::{DeployError, PatternEnv, Progress, Refusal, Session, workspace};
-use sagaform_contract::template::function_of_code_key_parameter;
 
 /// How to destroy.
 #[derive(Debug, Clone)]

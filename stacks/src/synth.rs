@@ -110,8 +110,9 @@ pub enum GenerateError {
     /// An env file is missing, malformed or invalid, or the env does not exist.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Building one pattern for one environment failed (a policy check, an impossible
-    /// combination). The source already names the pattern and the env.
+    /// Building one pattern for one environment failed (a policy check, or a bug in a builder:
+    /// every config rule was checked when the env loaded). The source already names the pattern
+    /// and the env.
     #[error("{source}")]
     Synth {
         /// The pattern being built.

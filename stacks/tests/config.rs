@@ -10,6 +10,7 @@ use sagaform_stacks::config::{
     ApiAuth, Architecture, ConfigError, EnvConfig, FunctionRole, Network, Source, StateStoreKind,
     Target, env_names, load_all, load_env, load_from_sources,
 };
+use sagaform_stacks::fixtures::{example_env, example_env_with};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -669,6 +670,53 @@ fn existing_network_takes_a_vpc_and_two_subnets() {
         "aurora.network.subnet_ids",
         "at least two distinct",
     );
+}
+
+#[test]
+fn created_network_carries_its_block_and_prefix_for_the_builders() {
+    let Network::Create { vpc_cidr } = load(VALID_AWS_ENV).unwrap().aurora.network else {
+        panic!("VALID_AWS_ENV creates its network")
+    };
+    assert_eq!(vpc_cidr.block(), "10.20.0.0/16");
+    assert_eq!(vpc_cidr.prefix(), 16);
+    let small = VALID_AWS_ENV.replace("10.20.0.0/16", "192.168.4.0/24");
+    let Network::Create { vpc_cidr } = load(&small).unwrap().aurora.network else {
+        panic!("the replaced env still creates its network")
+    };
+    assert_eq!(
+        (vpc_cidr.block(), vpc_cidr.prefix()),
+        ("192.168.4.0/24", 24)
+    );
+    let too_small = VALID_AWS_ENV.replace("10.20.0.0/16", "10.20.0.0/25");
+    assert_error(
+        load(&too_small),
+        "env/test.toml",
+        "aurora.network.vpc_cidr",
+        "`10.20.0.0/25` is not an ipv4 cidr with a prefix of /16 to /24",
+    );
+}
+
+#[test]
+fn example_env_variations_are_validated_like_env_files() {
+    assert_error(
+        example_env_with("staging", "[functions.api]\ntimeout_seconds = 60\n"),
+        "env/staging.toml",
+        "functions.api.timeout_seconds",
+        "60 is shorter than the saga's worst case of 130 s",
+    );
+    assert_error(
+        example_env_with("staging", "[functions.step]\ntimeout_seconds = 4\n"),
+        "env/staging.toml",
+        "functions.step.timeout_seconds",
+        "4 is shorter than the longest step attempt (5 s, step payment)",
+    );
+    let changed = example_env_with("staging", "[queue]\nbatch_size = 7\n").unwrap();
+    assert_eq!(changed.queue.batch_size, 7);
+    assert_eq!(changed.queue, {
+        let mut queue = example_env("staging").queue;
+        queue.batch_size = 7;
+        queue
+    });
 }
 
 #[test]

@@ -96,7 +96,17 @@ pub fn load_from_sources(
     defaults: Source<'_>,
     env: Source<'_>,
 ) -> Result<EnvConfig, ConfigError> {
-    let merged = Merged::parse(&[defaults, env])?;
+    load_from_layers(name, &[defaults, env])
+}
+
+/// Merges `layers` in order (later layers win per key) and validates the result as environment
+/// `name`; the last layer is the environment's own file. The example environments add a layer
+/// of their own this way.
+pub(crate) fn load_from_layers(
+    name: &str,
+    layers: &[Source<'_>],
+) -> Result<EnvConfig, ConfigError> {
+    let merged = Merged::parse(layers)?;
     validate(name, &merged, default_saga())
 }
 

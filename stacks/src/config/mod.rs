@@ -1,6 +1,9 @@
-//! Per-environment configuration: `env/defaults.toml` merged per key with `env/<name>.toml`,
-//! parsed into raw (all-optional) structs, then validated into the typed [`EnvConfig`] that the
-//! stack builders use. Nothing downstream ever sees an unvalidated value.
+//! Per-environment configuration: `env/defaults.toml` merged per key with `env/<name>.toml` into
+//! one raw TOML tree that remembers which file set each key (`merge`, read through `read`), then
+//! validated into the typed [`EnvConfig`] that the stack builders use (`validate`). Nothing
+//! downstream ever sees an unvalidated value: an [`EnvConfig`] has a private field, so the
+//! loaders of this module are the only way to get one, and every rule (ranges, keys that depend
+//! on each other, the saga's timeouts, the network) is checked there, once.
 //!
 //! The types in this file are the contract between config loading and the pattern builders.
 
@@ -11,6 +14,7 @@ mod read;
 mod validate;
 
 pub use error::ConfigError;
+pub(crate) use load::load_from_layers;
 pub use load::{DEFAULTS, ENV_DIR, env_names, load_all, load_env, load_from_sources};
 pub use merge::Source;
 pub use validate::LOG_RETENTION_DAYS;
@@ -21,7 +25,19 @@ use std::time::Duration;
 
 use crate::Pattern;
 
-/// A validated environment.
+/// A validated environment. Only the loaders of this module make one, so a copy changed past
+/// validation cannot be built either:
+///
+/// ```compile_fail,E0451
+/// use sagaform_stacks::config::EnvConfig;
+/// use sagaform_stacks::fixtures::example_env;
+///
+/// let local = example_env("local");
+/// let _ = EnvConfig {
+///     production: true,
+///     ..local
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvConfig {
     /// Environment name (`local`, `staging`, `prod`, ...): the file stem of `env/<name>.toml`.
@@ -53,7 +69,13 @@ pub struct EnvConfig {
     pub tags: TagsConfig,
     /// Days log groups keep their events (a value CloudWatch Logs accepts).
     pub log_retention_days: u32,
+    /// Private, so that only validation (in this module) can build an `EnvConfig`.
+    validated: Validated,
 }
+
+/// The mark of a value built by validation; only this module and its children can make one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Validated;
 
 impl EnvConfig {
     /// Whether this environment deploys to the local emulator.
@@ -205,7 +227,7 @@ pub enum Network {
     /// sagaform creates a VPC with private subnets (and a NAT gateway for SaaS calls).
     Create {
         /// CIDR of the VPC.
-        vpc_cidr: String,
+        vpc_cidr: VpcCidr,
     },
     /// An existing VPC; the subnets must be private with a route to the internet for SaaS calls.
     Existing {
@@ -214,6 +236,28 @@ pub enum Network {
         /// At least two private subnets in different availability zones.
         subnet_ids: Vec<String>,
     },
+}
+
+/// The CIDR block of a VPC sagaform creates, parsed once by validation: an IPv4 network address
+/// (no host bits set) with a prefix of /16 to /24, small enough to split into four subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcCidr {
+    /// The block as the env file writes it, e.g. `10.20.0.0/16`.
+    block: String,
+    /// Its prefix length (16..=24).
+    prefix: u32,
+}
+
+impl VpcCidr {
+    /// The block as the env file writes it, e.g. `10.20.0.0/16`.
+    pub fn block(&self) -> &str {
+        &self.block
+    }
+
+    /// The prefix length, 16 to 24.
+    pub fn prefix(&self) -> u32 {
+        self.prefix
+    }
 }
 
 /// Alarm thresholds and their destination.

@@ -1,8 +1,10 @@
 //! Turning the merged env tables into a typed [`EnvConfig`]: every key is read with its type and
 //! range checked, unknown keys are rejected, and the rules that tie keys together (queue
 //! visibility against the worker timeout, Lambda timeouts against the saga's worst case, SaaS
-//! timeouts against the step timeouts, FIFO limits) are checked here, once, so the pattern
-//! builders can trust every value.
+//! timeouts against the step timeouts, FIFO limits, a VPC block the builders can split and two
+//! subnets for an existing network) are checked here, once, so the pattern builders can trust
+//! every value. What the builders derive from a value (the prefix of the VPC block) is parsed
+//! here too and carried in the typed config.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use super::read::Node;
 use super::{
     AlarmConfig, ApiAuth, ApiConfig, Architecture, AuroraConfig, ConfigError, DynamoDbConfig,
     EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, Network, QueueConfig, SaasEndpoint,
-    StateStoreKind, TagsConfig, Target,
+    StateStoreKind, TagsConfig, Target, Validated, VpcCidr,
 };
 use crate::Pattern;
 
@@ -89,6 +91,7 @@ pub(crate) fn validate(name: &str, merged: &Merged, saga: &Saga) -> Result<EnvCo
         saas: saas(root, saga, is_local)?,
         tags: tags(root)?,
         log_retention_days,
+        validated: Validated,
     })
 }
 
@@ -542,15 +545,13 @@ fn network(aurora: Node<'_>) -> Result<Network, ConfigError> {
     match mode {
         Mode::Create => {
             let cidr = node.string("vpc_cidr")?;
-            if !is_vpc_cidr(cidr) {
+            let Some(vpc_cidr) = vpc_cidr(cidr) else {
                 return Err(node.error(
                     "vpc_cidr",
                     format!("`{cidr}` is not an ipv4 cidr with a prefix of /16 to /24"),
                 ));
-            }
-            Ok(Network::Create {
-                vpc_cidr: cidr.to_owned(),
-            })
+            };
+            Ok(Network::Create { vpc_cidr })
         }
         Mode::Existing => {
             let vpc_id = node.string("vpc_id")?;
@@ -582,18 +583,18 @@ fn is_aws_id(id: &str, prefix: &str) -> bool {
     })
 }
 
-fn is_vpc_cidr(cidr: &str) -> bool {
-    let Some((address, prefix)) = cidr.split_once('/') else {
-        return false;
-    };
-    let Ok(address) = address.parse::<std::net::Ipv4Addr>() else {
-        return false;
-    };
-    let Ok(prefix) = prefix.parse::<u32>() else {
-        return false;
-    };
+/// Parses a VPC block: an IPv4 network address with a prefix the builders can split in four.
+fn vpc_cidr(cidr: &str) -> Option<VpcCidr> {
+    let (address, prefix) = cidr.split_once('/')?;
+    let address = address.parse::<std::net::Ipv4Addr>().ok()?;
+    let prefix = prefix.parse::<u32>().ok()?;
     // The address must be the network address: no host bits set.
-    (16..=24).contains(&prefix) && u32::from(address) & ((1u32 << (32 - prefix)) - 1) == 0
+    let is_network =
+        (16..=24).contains(&prefix) && u32::from(address) & ((1u32 << (32 - prefix)) - 1) == 0;
+    is_network.then(|| VpcCidr {
+        block: cidr.to_owned(),
+        prefix,
+    })
 }
 
 fn alarms(root: Node<'_>, production: bool) -> Result<AlarmConfig, ConfigError> {

@@ -2,6 +2,8 @@
 //! `GET /transactions/{id}`, IAM or JWT authorization from the env config, throttling on the
 //! default stage, JSON access logs, and an alarm on 5xx answers.
 
+use sagaform_contract::template::outputs;
+
 use crate::cfn::apigatewayv2::{
     AccessLogSettings, Api, AuthorizationType, Authorizer, AuthorizerType, Integration,
     IntegrationType, JwtConfiguration, ProtocolType, Route, RouteSettings, Stage,
@@ -12,7 +14,6 @@ use crate::cfn::lambda::Permission;
 use crate::cfn::logs::LogGroup;
 use crate::cfn::{CfnError, Expr};
 use crate::config::ApiAuth;
-use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};

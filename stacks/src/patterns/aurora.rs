@@ -12,9 +12,10 @@
 //! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
 //! local PostgreSQL server (trust authentication, no password) through a template parameter.
 
+use std::collections::BTreeMap;
+
 use sagaform_contract::env as vars;
 use sagaform_contract::template::outputs;
-use std::collections::BTreeMap;
 
 use crate::Pattern;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
@@ -28,11 +29,11 @@ use crate::cfn::rds::{
     AuthScheme, ConnectionPoolConfiguration, DbCluster, DbInstance, DbProxy, DbProxyTargetGroup,
     DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
 };
-use crate::cfn::{Expr, Parameter, Resource};
-use crate::config::{EnvConfig, Network};
+use crate::cfn::{CfnError, Expr, Parameter, Resource};
+use crate::config::{EnvConfig, Network, VpcCidr};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
-use super::{BuildError, StackBuilder, StoreAccess, SynthError};
+use super::{StackBuilder, StoreAccess};
 
 /// Master user of the cluster; its password lives only in the secret RDS manages.
 pub const MASTER_USERNAME: &str = "sagaform_admin";
@@ -51,7 +52,7 @@ pub(super) fn local_database_name(env: &EnvConfig, pattern: Pattern) -> String {
 }
 
 /// `local`: the functions use the local PostgreSQL server.
-pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let mut parameter = Parameter::string(
         "URL of the local PostgreSQL server standing in for Aurora (trust authentication: never a password).",
     );
@@ -76,24 +77,14 @@ pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAc
 }
 
 /// The network, cluster, proxy, alarms and outputs.
-pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let env = stack.env;
     let (vpc_id, private_subnets) = match &env.aurora.network {
         Network::Create { vpc_cidr } => add_network(stack, vpc_cidr)?,
-        Network::Existing { vpc_id, subnet_ids } => {
-            if subnet_ids.len() < 2 {
-                return Err(SynthError::TooFewSubnets {
-                    env: env.name.clone(),
-                    file: env.source.display().to_string(),
-                    count: subnet_ids.len(),
-                }
-                .into());
-            }
-            (
-                Expr::str(vpc_id),
-                subnet_ids.iter().map(Expr::str).collect(),
-            )
-        }
+        Network::Existing { vpc_id, subnet_ids } => (
+            Expr::str(vpc_id),
+            subnet_ids.iter().map(Expr::str).collect(),
+        ),
     };
 
     stack.add(
@@ -347,21 +338,10 @@ fn url_port(url: &str) -> Option<u16> {
 /// Creates the VPC; returns its id and the private subnets.
 fn add_network(
     stack: &mut StackBuilder<'_>,
-    vpc_cidr: &str,
-) -> Result<(Expr, Vec<Expr>), BuildError> {
-    let env = stack.env;
-    let prefix = vpc_cidr
-        .split_once('/')
-        .filter(|(address, _)| address.parse::<std::net::Ipv4Addr>().is_ok())
-        .and_then(|(_, prefix)| prefix.parse::<u32>().ok())
-        .filter(|prefix| (16..=24).contains(prefix))
-        .ok_or_else(|| SynthError::InvalidVpcCidr {
-            env: env.name.clone(),
-            file: env.source.display().to_string(),
-            cidr: vpc_cidr.to_owned(),
-        })?;
+    vpc_cidr: &VpcCidr,
+) -> Result<(Expr, Vec<Expr>), CfnError> {
     // Four equal subnets: each gets a quarter of the VPC's addresses.
-    let subnet_host_bits = 32 - prefix - 2;
+    let subnet_host_bits = 32 - vpc_cidr.prefix() - 2;
     let subnet_cidr = |index: u32| {
         Expr::Select(
             index,
@@ -383,7 +363,7 @@ fn add_network(
     stack.add(
         "Vpc",
         Vpc {
-            cidr_block: vpc_cidr.to_owned(),
+            cidr_block: vpc_cidr.block().to_owned(),
             enable_dns_hostnames: true,
             enable_dns_support: true,
             tags: name_tag("vpc"),
@@ -491,7 +471,7 @@ fn add_network(
     ))
 }
 
-fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
+fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     let env = stack.env;
     let cluster = || vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))];
     let look_at = vec![

@@ -3,6 +3,9 @@
 //! and the idempotency table, both on demand, with PITR, KMS encryption and, outside `local`,
 //! kept on stack deletion and replacement. Each table has throttle and system-error alarms.
 
+use sagaform_contract::env as vars;
+use sagaform_contract::template::outputs;
+
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::dynamodb::{
     AttributeDefinition, AttributeType, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -10,12 +13,10 @@ use crate::cfn::dynamodb::{
     SseType, Table, TimeToLiveSpecification,
 };
 use crate::cfn::iam::{Action, Statement, actions};
-use crate::cfn::{Expr, Resource};
-use sagaform_contract::env as vars;
-use sagaform_contract::template::outputs;
+use crate::cfn::{CfnError, Expr, Resource};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
-use super::{BuildError, StackBuilder, StoreAccess};
+use super::{StackBuilder, StoreAccess};
 
 /// Logical id of the saga table.
 pub const SAGA_TABLE: &str = "SagaTable";
@@ -40,7 +41,7 @@ const IDEMPOTENCY_TABLE_OPERATIONS: [Action; 4] = [
 ];
 
 /// Adds both tables, their alarms and outputs.
-pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let env = stack.env;
     let string = |name: &str| AttributeDefinition {
         attribute_name: name.to_owned(),
@@ -176,7 +177,7 @@ fn add_table_alarms(
     short: &str,
     operations: &[Action],
     indexes: &[&str],
-) -> Result<(), BuildError> {
+) -> Result<(), CfnError> {
     let env = stack.env;
     // DynamoDB reports a global secondary index's throttles under the table and the index name,
     // not in the table's own figures; a throttled index also slows writes to its table.

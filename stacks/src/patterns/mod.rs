@@ -17,11 +17,10 @@ mod queue;
 mod resume;
 mod state_machine;
 
-use sagaform_contract::template::outputs;
 use std::time::Duration;
 
+use sagaform_contract::template::outputs;
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
-use sagaform_saga::PURCHASE;
 
 use crate::Pattern;
 use crate::cfn::{self, CfnError, Expr, Output, Parameter, Resource, Tags, Template};
@@ -53,72 +52,6 @@ pub struct Synthesized {
 /// Why a stack could not be synthesized.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    /// The orchestrator runs the whole saga in one invocation, so its timeout must cover the
-    /// saga's worst case.
-    #[error(
-        "{file}: functions.api.timeout_seconds: {timeout_seconds} is shorter than the saga's worst case of {worst_case_seconds} s (every step and compensation with all retries); pattern orchestrator must be able to finish a saga within one invocation of the api function"
-    )]
-    OrchestratorBudgetExceeded {
-        /// Environment name.
-        env: String,
-        /// Its file.
-        file: String,
-        /// Worst case of the saga, rounded up.
-        worst_case_seconds: u64,
-        /// The api function's timeout.
-        timeout_seconds: u64,
-    },
-    /// A Step Functions task could not finish one attempt of a step within the `step` function's
-    /// timeout.
-    #[error(
-        "{file}: functions.step.timeout_seconds: {timeout_seconds} is shorter than one attempt of step {step} ({step_timeout_seconds} s)"
-    )]
-    StepTimeoutTooShort {
-        /// Environment name.
-        env: String,
-        /// Its file.
-        file: String,
-        /// The step.
-        step: String,
-        /// The step's attempt timeout, rounded up.
-        step_timeout_seconds: u64,
-        /// The step function's timeout.
-        timeout_seconds: u64,
-    },
-    /// The env config lacks the endpoint of a service the saga calls.
-    #[error("{file}: saas.{service}: missing, the saga calls service {service}")]
-    MissingSaasEndpoint {
-        /// Environment name.
-        env: String,
-        /// Its file.
-        file: String,
-        /// The service.
-        service: String,
-    },
-    /// A VPC CIDR sagaform cannot split into four subnets.
-    #[error(
-        "{file}: aurora.network.vpc_cidr: `{cidr}` is not an IPv4 CIDR with a prefix of /16 to /24"
-    )]
-    InvalidVpcCidr {
-        /// Environment name.
-        env: String,
-        /// Its file.
-        file: String,
-        /// The value.
-        cidr: String,
-    },
-    /// An existing network with fewer than two subnets.
-    #[error(
-        "{file}: aurora.network.subnet_ids: at least two subnets in different availability zones are needed, got {count}"
-    )]
-    TooFewSubnets {
-        /// Environment name.
-        env: String,
-        /// Its file.
-        file: String,
-        /// How many were given.
-        count: usize,
-    },
     /// The generated template breaks a policy.
     #[error("pattern {pattern}, env `{env}`: the template breaks {} polic{}: {}", violations.len(), if violations.len() == 1 { "y" } else { "ies" }, violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     PolicyViolations {
@@ -200,67 +133,21 @@ pub fn build(
     pattern: Pattern,
     env: &EnvConfig,
 ) -> Result<(Template, Vec<RunbookSection>), SynthError> {
-    validate(pattern, env)?;
     let mut stack = StackBuilder::new(pattern, env);
     let result = match pattern {
         Pattern::Orchestrator => build_orchestrator(&mut stack),
         Pattern::Sqs => build_sqs(&mut stack),
         Pattern::StepFunctions => build_stepfunctions(&mut stack),
     };
-    result.map_err(|error| match error {
-        BuildError::Cfn(source) => SynthError::Template {
-            pattern,
-            env: env.name.clone(),
-            source,
-        },
-        BuildError::Synth(error) => error,
+    result.map_err(|source| SynthError::Template {
+        pattern,
+        env: env.name.clone(),
+        source,
     })?;
     Ok((stack.template, stack.sections))
 }
 
-/// The rules only a stack builder knows (H2's config validation knows the config-only rules).
-fn validate(pattern: Pattern, env: &EnvConfig) -> Result<(), SynthError> {
-    let file = env.source.display().to_string();
-    for service in PURCHASE.services() {
-        if !env.saas.contains_key(service) {
-            return Err(SynthError::MissingSaasEndpoint {
-                env: env.name.clone(),
-                file,
-                service: service.to_owned(),
-            });
-        }
-    }
-    match pattern {
-        Pattern::Orchestrator => {
-            let worst_case = PURCHASE.worst_case_duration();
-            let timeout = env.functions.by_role[&FunctionRole::Api].timeout;
-            if worst_case > timeout {
-                return Err(SynthError::OrchestratorBudgetExceeded {
-                    env: env.name.clone(),
-                    file,
-                    worst_case_seconds: ceil_seconds(worst_case),
-                    timeout_seconds: ceil_seconds(timeout),
-                });
-            }
-        }
-        Pattern::StepFunctions => {
-            let timeout = env.functions.by_role[&FunctionRole::Step].timeout;
-            if let Some(step) = PURCHASE.steps.iter().find(|s| s.timeout > timeout) {
-                return Err(SynthError::StepTimeoutTooShort {
-                    env: env.name.clone(),
-                    file,
-                    step: step.name.to_owned(),
-                    step_timeout_seconds: ceil_seconds(step.timeout),
-                    timeout_seconds: ceil_seconds(timeout),
-                });
-            }
-        }
-        Pattern::Sqs => {}
-    }
-    Ok(())
-}
-
-fn build_orchestrator(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
+fn build_orchestrator(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add_code_parameters(&[FunctionRole::Api])?;
     alerting::add_alarm_topic(stack)?;
     let store = add_store(stack)?;
@@ -280,7 +167,7 @@ fn build_orchestrator(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn build_sqs(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
+fn build_sqs(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add_code_parameters(&[FunctionRole::Api, FunctionRole::Worker])?;
     alerting::add_alarm_topic(stack)?;
     let store = add_store(stack)?;
@@ -307,7 +194,7 @@ fn build_sqs(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
+fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add_code_parameters(&[FunctionRole::Api, FunctionRole::Step])?;
     alerting::add_alarm_topic(stack)?;
     let store = add_store(stack)?;
@@ -330,7 +217,7 @@ fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn add_store(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, BuildError> {
+fn add_store(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     match stack.env.store(stack.pattern) {
         StateStoreKind::DynamoDb => dynamodb::add_tables(stack),
         StateStoreKind::Aurora if stack.env.is_local() => aurora::add_local_database(stack),
@@ -347,25 +234,6 @@ pub(crate) struct StoreAccess {
     pub statements: Vec<cfn::iam::Statement>,
     /// Network placement, when the store lives in a VPC.
     pub vpc: Option<cfn::lambda::VpcConfig>,
-}
-
-/// An error inside a builder: a model error or a config problem found while building.
-#[derive(Debug)]
-pub(crate) enum BuildError {
-    Cfn(CfnError),
-    Synth(SynthError),
-}
-
-impl From<CfnError> for BuildError {
-    fn from(error: CfnError) -> Self {
-        BuildError::Cfn(error)
-    }
-}
-
-impl From<SynthError> for BuildError {
-    fn from(error: SynthError) -> Self {
-        BuildError::Synth(error)
-    }
 }
 
 /// The stack being built, with what every piece needs: env, tags and the runbook so far.

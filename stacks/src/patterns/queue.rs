@@ -6,11 +6,12 @@
 //! this work queue as its source. The worker reports partial batch failures so one bad message
 //! does not send its whole batch back.
 
+use sagaform_contract::template::outputs;
+
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::lambda::{EventSourceMapping, FunctionResponseType, ScalingConfig};
 use crate::cfn::sqs::{Queue, RedriveAllowPolicy, RedrivePermission, RedrivePolicy};
 use crate::cfn::{CfnError, Expr};
-use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};

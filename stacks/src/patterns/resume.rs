@@ -13,13 +13,14 @@
 //! section. The function's name is fixed (`${AWS::StackName}-api`), so its role can name its own
 //! ARN without a reference to the function, which would be a dependency cycle.
 
+use sagaform_contract::template::outputs;
+
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::iam::{Statement, actions};
 use crate::cfn::lambda::{DestinationConfig, EventInvokeConfig, OnFailure};
 use crate::cfn::sqs::Queue;
 use crate::cfn::{CfnError, Expr};
 use crate::config::FunctionRole;
-use sagaform_contract::template::outputs;
 
 use super::StackBuilder;
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
