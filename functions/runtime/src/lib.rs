@@ -8,8 +8,10 @@
 //! - [`idempotency`]: Powertools-style idempotent operations;
 //! - [`errors`]: the errors and their Retryable / Permanent classification, mapped onto Lambda
 //!   error types;
-//! - [`telemetry`]: JSON logs where every line carries the `transaction_id`.
+//! - [`telemetry`]: JSON logs where every line carries the `transaction_id`;
+//! - [`deadline`]: the invocation's wall-clock deadline on the monotonic clock.
 
+pub mod deadline;
 pub mod engine;
 pub mod errors;
 pub mod idempotency;

@@ -15,10 +15,11 @@
 //! by `mark_failed`), and a Task retried after its work was done (a lost answer) finds it done and
 //! does not call again.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use sagaform_contract::task::{Operation, TaskPayload};
+use sagaform_runtime::deadline::instant_before;
 use sagaform_runtime::errors::{ErrorClass, diagnostic};
 use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord, StoreConfig};
 use sagaform_saas_client::SaasClient;
@@ -176,14 +177,6 @@ pub fn describe_caught_error(caught: &Value) -> String {
     } else {
         format!("{name}: {message}")
     }
-}
-
-/// The monotonic instant `margin` before a wall-clock deadline (now, when that has passed).
-fn instant_before(deadline: SystemTime, margin: Duration) -> Instant {
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + left.saturating_sub(margin)
 }
 
 #[cfg(test)]

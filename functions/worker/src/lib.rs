@@ -24,25 +24,32 @@
 //! (standard queues deliver at least once) is stopped by a per-transaction idempotency claim
 //! rather than running the saga twice.
 
+mod message;
+mod redelivery;
+
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use lambda_runtime::LambdaEvent;
 use sagaform_contract::env as vars;
-use sagaform_contract::message::{TRANSACTION_ID_ATTRIBUTE, WorkMessage};
-use sagaform_runtime::errors::{EngineError, ErrorClass, IdempotencyError};
+use sagaform_runtime::deadline::instant_before;
+use sagaform_runtime::errors::{ErrorClass, IdempotencyError};
 use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
 use sagaform_runtime::store::ClaimOutcome;
 use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaStatus, StoreConfig};
-use sagaform_saas_client::{SaasClient, full_jitter};
-use sagaform_saga::{PURCHASE, RetryPolicy};
+use sagaform_saas_client::SaasClient;
+use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span, error, field, info, info_span, warn};
+
+pub use redelivery::Redelivery;
+
+use message::parse_message;
+use redelivery::{engine_redelivery, store_redelivery};
 
 /// Prefix of the worker's keys in the idempotency table, which the API shares.
 const KEY_PREFIX: &str = "worker:";
@@ -52,22 +59,6 @@ const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
 
 /// The SQS system attribute naming a FIFO message's group.
 const GROUP_ATTRIBUTE: &str = "MessageGroupId";
-
-/// Backoff of failures that are not a step's (the state store throttling, say): 1, 2, 4, ...
-/// seconds per delivery, at most a minute.
-const STORE_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: u32::MAX,
-    initial_delay: Duration::from_secs(1),
-    backoff_rate: 2,
-    max_delay: Duration::from_secs(60),
-};
-
-/// The longest visibility timeout SQS accepts (12 hours).
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
-
-/// The longest the worker waits for SQS to take the new visibility timeouts; without an answer
-/// the messages come back after the queue's timeout, which is late but safe.
-const VISIBILITY_CALL_LIMIT: Duration = Duration::from_secs(2);
 
 /// Limits and margins of the worker; the defaults suit the deployed function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,30 +111,6 @@ pub struct WorkQueue {
     pub client: aws_sdk_sqs::Client,
     /// The URL of the queue the records come from (`SAGAFORM_QUEUE_URL`).
     pub url: String,
-}
-
-/// When a failed message is to be delivered again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Redelivery {
-    /// After the queue's visibility timeout: the message is left as received.
-    AfterVisibilityTimeout,
-    /// After this long (whole seconds; zero is at once).
-    After(Duration),
-}
-
-impl Redelivery {
-    /// At once.
-    const NOW: Redelivery = Redelivery::After(Duration::ZERO);
-
-    /// The `retry`-th retry (1-based) of a call under `policy`: the policy's delay with full
-    /// jitter, or what the service asked for when longer, rounded up to whole seconds, the unit
-    /// of SQS.
-    pub fn backoff(policy: &RetryPolicy, retry: u32, asked: Option<Duration>) -> Redelivery {
-        let jittered = full_jitter(policy.delay_before(retry.max(1)));
-        let delay = asked.map_or(jittered, |asked| asked.max(jittered));
-        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        Redelivery::After(Duration::from_secs(seconds).min(MAX_VISIBILITY))
-    }
 }
 
 /// A batch failed as a whole: a record that must be delivered again has no message id to name
@@ -526,91 +493,6 @@ impl Worker {
             }
         }
     }
-
-    /// Sets the visibility timeout of each failed message to its redelivery delay, ten messages
-    /// per call. Failing here only delays the messages to the queue's own timeout, so it is
-    /// logged, not returned.
-    async fn schedule_redelivery(&self, results: &[RecordResult], deadline: SystemTime) {
-        let Some(queue) = &self.inner.queue else {
-            return;
-        };
-        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = results
-            .iter()
-            .filter(|result| matches!(result.outcome, Outcome::Failed(_)))
-            .filter_map(|result| match (result.redelivery, &result.receipt_handle) {
-                (Redelivery::After(delay), Some(handle)) => {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(result.index.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
-                        .build()
-                        .ok()
-                }
-                _ => None,
-            })
-            .collect();
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        for chunk in entries.chunks(10) {
-            let call = queue
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&queue.url)
-                .set_entries(Some(chunk.to_vec()))
-                .send();
-            match tokio::time::timeout(left.min(VISIBILITY_CALL_LIMIT), call).await {
-                Ok(Ok(answer)) => {
-                    for failed in answer.failed() {
-                        warn!(
-                            record = failed.id(),
-                            code = failed.code(),
-                            reason = failed.message().unwrap_or_default(),
-                            "could not schedule the message's redelivery; it comes back after the queue's visibility timeout"
-                        );
-                    }
-                }
-                Ok(Err(e)) => {
-                    warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), messages = chunk.len(),
-                          "could not schedule the redelivery of failed messages; they come back after the queue's visibility timeout");
-                }
-                Err(_) => {
-                    warn!(
-                        messages = chunk.len(),
-                        "SQS did not answer in time to schedule the redelivery of failed messages; they come back after the queue's visibility timeout"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// When a message whose saga failed with `error` on its `delivery`-th receive comes back: a
-/// step's retryable failure after the step's backoff; a saga that ran out of time, or that no
-/// delivery can advance, at once (the latter reaches the DLQ in seconds).
-fn engine_redelivery(error: &EngineError, delivery: u32) -> Redelivery {
-    match error {
-        EngineError::Step {
-            step,
-            action,
-            source,
-        } if source.is_retryable() => match PURCHASE.retry_policy(step, action) {
-            Some(policy) => Redelivery::backoff(policy, delivery, source.retry_after()),
-            None => Redelivery::backoff(&STORE_RETRY, delivery, source.retry_after()),
-        },
-        EngineError::DeadlineReached { .. } => Redelivery::NOW,
-        EngineError::Store(e) => store_redelivery(e.class() == ErrorClass::Retryable, delivery),
-        _ => Redelivery::NOW,
-    }
-}
-
-/// A state store failure: backed off when it may pass, at once when it cannot.
-fn store_redelivery(retryable: bool, delivery: u32) -> Redelivery {
-    if retryable {
-        Redelivery::backoff(&STORE_RETRY, delivery, None)
-    } else {
-        Redelivery::NOW
-    }
 }
 
 /// Forgets the claim so the next delivery can advance the saga at once.
@@ -658,166 +540,5 @@ fn log_outcome(outcome: &Outcome, redelivery: Redelivery) {
                 "saga COMPENSATION_FAILED: needs a human; the message goes to the dead-letter queue"
             );
         }
-    }
-}
-
-/// The saga message in a record, or why it is not one.
-fn parse_message(record: &SqsMessage) -> Result<WorkMessage, String> {
-    let body = record.body.as_deref().ok_or("no body")?;
-    let message =
-        WorkMessage::from_body(body).map_err(|e| format!("body is not a saga message: {e}"))?;
-    let id = uuid::Uuid::try_parse(&message.transaction_id)
-        .map_err(|_| format!("transaction_id `{}` is not a UUID", message.transaction_id))?;
-    if id.hyphenated().to_string() != message.transaction_id {
-        return Err(format!(
-            "transaction_id `{}` is not a lower-case hyphenated UUID",
-            message.transaction_id
-        ));
-    }
-    if !message.request.is_object() {
-        return Err("request is not a JSON object".to_owned());
-    }
-    if let Some(attribute) = record.message_attributes.get(TRANSACTION_ID_ATTRIBUTE)
-        && attribute.string_value.as_deref() != Some(message.transaction_id.as_str())
-    {
-        return Err("the transaction_id attribute differs from the body's".to_owned());
-    }
-    Ok(message)
-}
-
-/// The monotonic instant `margin` before a wall-clock deadline (now, when that has passed).
-fn instant_before(deadline: SystemTime, margin: Duration) -> Instant {
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + left.saturating_sub(margin)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(body: &str) -> SqsMessage {
-        let mut record = SqsMessage::default();
-        record.body = Some(body.to_owned());
-        record
-    }
-
-    #[test]
-    fn saga_messages_need_a_uuid_and_a_request_object() {
-        let id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
-        let ok = parse_message(&record(&format!(
-            r#"{{"transaction_id":"{id}","request":{{}}}}"#
-        )))
-        .unwrap();
-        assert_eq!(ok.transaction_id, id);
-        assert!(
-            parse_message(&record("not json"))
-                .unwrap_err()
-                .starts_with("body is not a saga message")
-        );
-        assert!(
-            parse_message(&record(r#"{"transaction_id":"x","request":{}}"#))
-                .unwrap_err()
-                .contains("not a UUID")
-        );
-        let no_request = parse_message(&record(&format!(
-            r#"{{"transaction_id":"{id}","request":3}}"#
-        )))
-        .unwrap_err();
-        assert_eq!(no_request, "request is not a JSON object");
-    }
-
-    #[test]
-    fn a_backoff_is_whole_seconds_at_least_what_the_service_asked_and_at_most_twelve_hours() {
-        let policy = RetryPolicy {
-            max_retries: 3,
-            initial_delay: Duration::from_millis(200),
-            backoff_rate: 2,
-            max_delay: Duration::from_secs(2),
-        };
-        for retry in 1..=3 {
-            let Redelivery::After(delay) = Redelivery::backoff(&policy, retry, None) else {
-                panic!("a backoff is a delay");
-            };
-            assert!(delay <= Duration::from_secs(1), "{retry}: {delay:?}");
-            assert_eq!(delay.subsec_nanos(), 0);
-        }
-        assert_eq!(
-            Redelivery::backoff(&policy, 1, Some(Duration::from_millis(2_100))),
-            Redelivery::After(Duration::from_secs(3))
-        );
-        assert_eq!(
-            Redelivery::backoff(&policy, 1, Some(Duration::from_secs(86_400))),
-            Redelivery::After(MAX_VISIBILITY)
-        );
-        let slow = RetryPolicy {
-            max_retries: 10,
-            initial_delay: Duration::from_secs(10),
-            backoff_rate: 2,
-            max_delay: Duration::from_secs(60),
-        };
-        let spread: std::collections::HashSet<Redelivery> = (0..50)
-            .map(|_| Redelivery::backoff(&slow, 4, None))
-            .collect();
-        assert!(spread.len() > 1, "full jitter spreads retries: {spread:?}");
-        assert!(
-            spread
-                .iter()
-                .all(|r| matches!(r, Redelivery::After(d) if *d <= Duration::from_secs(60)))
-        );
-    }
-
-    #[test]
-    fn a_step_failure_is_retried_on_its_call_policy_and_hopeless_ones_at_once() {
-        let unavailable = |step, action| EngineError::Step {
-            step,
-            action,
-            source: sagaform_saas_client::SaasError::Unavailable {
-                service: "payments",
-                action,
-                status: 503,
-                retry_after: Some(Duration::from_secs(7)),
-            },
-        };
-        assert_eq!(
-            engine_redelivery(&unavailable("payment", "refund"), 2),
-            Redelivery::After(Duration::from_secs(7))
-        );
-        assert_eq!(
-            engine_redelivery(
-                &EngineError::DeadlineReached {
-                    step: "payment",
-                    action: "charge"
-                },
-                1
-            ),
-            Redelivery::NOW
-        );
-        assert_eq!(
-            engine_redelivery(
-                &EngineError::InvalidOperation {
-                    transaction_id: "t".into(),
-                    reason: "r".into()
-                },
-                1
-            ),
-            Redelivery::NOW
-        );
-    }
-
-    #[test]
-    fn a_transaction_attribute_must_match_the_body() {
-        let id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
-        let mut message = record(&format!(r#"{{"transaction_id":"{id}","request":{{}}}}"#));
-        let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
-        attribute.string_value = Some("0190a1b2-0000-7e5f-8a6b-7c8d9e0f1a2b".to_owned());
-        message
-            .message_attributes
-            .insert(TRANSACTION_ID_ATTRIBUTE.to_owned(), attribute);
-        assert_eq!(
-            parse_message(&message).unwrap_err(),
-            "the transaction_id attribute differs from the body's"
-        );
     }
 }

@@ -1,0 +1,293 @@
+//! Recording a submitted saga: the idempotency claim on the `Idempotency-Key`, the atomic
+//! write of the saga with the key's pointer to it, handing it over per pattern, and replaying the
+//! first answer to a repeat of the same request.
+
+use std::time::{Instant, SystemTime};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::Context;
+use sagaform_runtime::errors::{IdempotencyError, StoreError};
+use sagaform_runtime::model::{epoch_millis, new_transaction_id};
+use sagaform_runtime::store::ClaimOutcome;
+use sagaform_runtime::{IdempotencyStore, SagaRecord, SagaStatus, SagaStore};
+use sagaform_saga::PURCHASE;
+use serde_json::{Value, json};
+use tracing::{Span, error, info, warn};
+
+use crate::dispatch::Dispatch;
+use crate::request::{decode_body, idempotency_key, parse_purchase};
+use crate::response::Answer;
+use crate::response::{REPLAYED_HEADER, accepted, error, finished_saga, status_url};
+use crate::{Api, KEY_PREFIX, in_progress, refuse, store_failure};
+
+/// What an idempotency key of the API points at once its saga is recorded.
+pub(crate) struct KeyRecord {
+    transaction_id: String,
+    /// The deadline of the invocation that recorded the saga: after it, that invocation is gone.
+    owner_deadline_ms: i64,
+    /// The answer to replay (sqs, stepfunctions); the orchestrator's answer is the saga's final
+    /// state, read again on every replay.
+    answer: Option<Answer>,
+}
+
+impl KeyRecord {
+    pub(crate) fn to_value(&self) -> Value {
+        json!({
+            "transaction_id": self.transaction_id,
+            "owner_deadline_ms": self.owner_deadline_ms,
+            "answer": self.answer.as_ref().map(Answer::to_stored),
+        })
+    }
+
+    pub(crate) fn from_value(value: &Value) -> Option<KeyRecord> {
+        let answer = match value.get("answer") {
+            None | Some(Value::Null) => None,
+            Some(stored) => Some(Answer::from_stored(stored)?),
+        };
+        Some(KeyRecord {
+            transaction_id: value.get("transaction_id")?.as_str()?.to_owned(),
+            owner_deadline_ms: value.get("owner_deadline_ms")?.as_i64()?,
+            answer,
+        })
+    }
+}
+
+impl Api {
+    /// `POST /transactions`.
+    pub(crate) async fn create(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+        context: &Context,
+        prefix: &str,
+    ) -> Answer {
+        let arrived = Instant::now();
+        let key = match idempotency_key(&request.headers) {
+            Ok(key) => key,
+            Err(e) => return refuse(&[e]),
+        };
+        let body = match decode_body(
+            request.body.as_deref(),
+            request.is_base64_encoded,
+            self.settings.max_body_bytes,
+        ) {
+            Ok(body) => body,
+            Err(e) => return refuse(&[e]),
+        };
+        let purchase = match parse_purchase(&body) {
+            Ok(purchase) => purchase,
+            Err(errors) => return refuse(&errors),
+        };
+        let payload = purchase.to_value();
+        let deadline = context.deadline();
+        let respond_by = self.respond_by(deadline, arrived);
+        match key {
+            None => {
+                self.start(payload, None, deadline, respond_by, prefix)
+                    .await
+            }
+            Some(key) => {
+                self.start_idempotent(&key, payload, deadline, respond_by, prefix)
+                    .await
+            }
+        }
+    }
+
+    /// Claims the client's key, then starts a saga, replays the first answer, or refuses.
+    pub(crate) async fn start_idempotent(
+        &self,
+        key: &str,
+        payload: Value,
+        deadline: SystemTime,
+        respond_by: Instant,
+        prefix: &str,
+    ) -> Answer {
+        let stored_key = format!("{KEY_PREFIX}{key}");
+        match self
+            .idempotency()
+            .claim(&stored_key, &payload, deadline)
+            .await
+        {
+            Ok(ClaimOutcome::Claimed) => {
+                self.start(payload, Some(&stored_key), deadline, respond_by, prefix)
+                    .await
+            }
+            Ok(ClaimOutcome::Completed(stored)) => {
+                self.replay(&stored, deadline, respond_by, prefix).await
+            }
+            Err(IdempotencyError::InProgress(_)) => {
+                info!("a request with this Idempotency-Key is in progress");
+                in_progress(None, prefix)
+            }
+            Err(IdempotencyError::PayloadMismatch(_)) => {
+                info!("Idempotency-Key reused with another body");
+                error(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different body",
+                )
+            }
+            Err(IdempotencyError::Store(e)) => store_failure(&e),
+        }
+    }
+
+    /// Issues the `transaction_id`, records the saga (completing the claimed key in the same
+    /// write), then runs or hands it over.
+    pub(crate) async fn start(
+        &self,
+        payload: Value,
+        key: Option<&str>,
+        deadline: SystemTime,
+        respond_by: Instant,
+        prefix: &str,
+    ) -> Answer {
+        let record = SagaRecord::new(&PURCHASE, new_transaction_id(), payload);
+        let transaction_id = record.transaction_id.clone();
+        Span::current().record("transaction_id", transaction_id.as_str());
+        let url = status_url(prefix, &transaction_id);
+        let answer = match self.dispatch {
+            Dispatch::InRequest(_) => None,
+            Dispatch::Queue { .. } | Dispatch::StateMachine { .. } => {
+                Some(accepted(&transaction_id, &url))
+            }
+        };
+        let created = match key {
+            Some(key) => {
+                let pointer = KeyRecord {
+                    transaction_id: transaction_id.clone(),
+                    owner_deadline_ms: epoch_millis(deadline),
+                    answer: answer.clone(),
+                };
+                let expiration = self.idempotency().expiration();
+                self.store
+                    .create_completing_idempotency(&record, key, &pointer.to_value(), expiration)
+                    .await
+            }
+            None => self.store.create(&record).await,
+        };
+        if let Err(e) = created {
+            if let (Some(key), false) = (key, matches!(e, StoreError::IdempotencyNotInProgress(_)))
+            {
+                // Nothing was recorded (or, if the write landed after all, the key is completed and
+                // the release leaves it alone): free the key for the client's retry.
+                if let Err(release_error) = self.store.release(key).await {
+                    warn!(error = %release_error, "could not release the idempotency key");
+                }
+            }
+            return match e {
+                // The claim expired and another request took the key over: that one owns it now.
+                StoreError::IdempotencyNotInProgress(_) => in_progress(None, prefix),
+                other => store_failure(&other),
+            };
+        }
+        info!(pattern = %self.pattern(), "saga recorded");
+        match (&self.dispatch, answer) {
+            (Dispatch::InRequest(engine), _) => {
+                let outcome = self.run(engine, &transaction_id, respond_by, &url).await;
+                self.answer_or_resume_later(outcome, &transaction_id, &url)
+                    .await
+            }
+            (_, Some(answer)) => self.hand_over(&record, answer).await,
+            // Only the orchestrator has no answer before running.
+            (_, None) => error(500, "internal_error", "no answer for a handed-over saga"),
+        }
+    }
+
+    /// Hands a recorded saga to the queue or state machine and answers `answer` (202).
+    pub(crate) async fn hand_over(&self, record: &SagaRecord, answer: Answer) -> Answer {
+        match self.dispatch.hand_over(record).await {
+            Ok(()) => answer,
+            Err(e) => {
+                error!(error = %e, "saga recorded but not handed over; it stays PENDING until a retry with the same Idempotency-Key");
+                let url = answer.header("location").unwrap_or_default().to_owned();
+                let mut failed = error(503, "dispatch_failed", e.to_string())
+                    .with_header("retry-after", "1")
+                    .with_header("location", url.clone());
+                failed.body["transaction_id"] = json!(record.transaction_id);
+                failed.body["status_url"] = json!(url);
+                failed
+            }
+        }
+    }
+
+    /// Answers a repeat of a request whose saga is recorded.
+    pub(crate) async fn replay(
+        &self,
+        stored: &Value,
+        deadline: SystemTime,
+        respond_by: Instant,
+        prefix: &str,
+    ) -> Answer {
+        let Some(pointer) = KeyRecord::from_value(stored) else {
+            error!("the idempotency record of this key is unreadable");
+            return error(
+                500,
+                "corrupt_idempotency_record",
+                "the stored answer of this Idempotency-Key is unreadable",
+            );
+        };
+        let transaction_id = pointer.transaction_id.as_str();
+        Span::current().record("transaction_id", transaction_id);
+        info!("same Idempotency-Key and body as an earlier request: answering for its saga");
+        let url = status_url(prefix, transaction_id);
+        let record = match self.store.get(transaction_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                error!("the saga an idempotency record points at does not exist");
+                return error(
+                    500,
+                    "saga_missing",
+                    format!("saga {transaction_id} of this Idempotency-Key is missing"),
+                );
+            }
+            Err(e) => return store_failure(&e),
+        };
+        match (&self.dispatch, pointer.answer) {
+            (Dispatch::InRequest(engine), _) => {
+                if record.status.is_terminal() {
+                    finished_saga(&record, &url).with_header(REPLAYED_HEADER, "true")
+                } else if epoch_millis(SystemTime::now()) <= pointer.owner_deadline_ms {
+                    in_progress(Some(transaction_id), prefix)
+                } else {
+                    self.resume(engine, transaction_id, deadline, respond_by, prefix)
+                        .await
+                }
+            }
+            (_, answer) => {
+                let answer = answer.unwrap_or_else(|| accepted(transaction_id, &url));
+                if record.status == SagaStatus::Pending {
+                    // The first attempt may have died before handing the saga over; handing it
+                    // over again is harmless (see the dispatch module).
+                    let handed = self.hand_over(&record, answer).await;
+                    if handed.status < 500 {
+                        handed.with_header(REPLAYED_HEADER, "true")
+                    } else {
+                        handed
+                    }
+                } else {
+                    answer.with_header(REPLAYED_HEADER, "true")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_records_round_trip() {
+        let record = KeyRecord {
+            transaction_id: "tx".into(),
+            owner_deadline_ms: 42,
+            answer: Some(accepted("tx", "/transactions/tx")),
+        };
+        let back = KeyRecord::from_value(&record.to_value()).unwrap();
+        assert_eq!(
+            (back.transaction_id.as_str(), back.owner_deadline_ms),
+            ("tx", 42)
+        );
+        assert_eq!(back.answer, record.answer);
+        assert!(KeyRecord::from_value(&json!({"transaction_id": 1})).is_none());
+    }
+}
