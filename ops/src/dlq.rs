@@ -30,7 +30,7 @@ use aws_sdk_sqs::types::{
 use sagaform_contract::message::TRANSACTION_ID_ATTRIBUTE;
 use sagaform_contract::resume::{resume_event, transaction_of_event_or_record};
 use sagaform_contract::template::outputs;
-use sagaform_deploy::confirm::{Answer, Confirm, Expect};
+use sagaform_deploy::confirm::{Confirm, ConfirmAnswer, Expect};
 use sagaform_stacks::Pattern;
 use serde::Serialize;
 use serde_json::Value;
@@ -830,9 +830,9 @@ impl Dlq {
             .confirm
             .ask(&question, &Expect::Exactly(queue.clone()))
         {
-            Answer::Yes => {}
-            Answer::No => return Err(OpsRefusal::NotConfirmed { what }.into()),
-            Answer::CannotAsk => return Err(OpsRefusal::NeedsConfirmation { what }.into()),
+            ConfirmAnswer::Yes => {}
+            ConfirmAnswer::No => return Err(OpsRefusal::NotConfirmed { what }.into()),
+            ConfirmAnswer::CannotAsk => return Err(OpsRefusal::NeedsConfirmation { what }.into()),
         }
         self.sqs
             .purge_queue()

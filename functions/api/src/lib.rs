@@ -49,7 +49,7 @@ use tracing::{Instrument, Span, error, field, info, info_span, warn};
 
 pub use config::{ApiSettings, ConfigError};
 pub use dispatch::{Dispatch, DispatchError};
-pub use response::Answer;
+pub use response::HttpResponse;
 pub use resume::{LambdaResumer, ResumeError, Resumer};
 pub use sagaform_contract::Pattern;
 
@@ -78,11 +78,11 @@ pub struct Api {
 /// The outcome of running a saga in the request.
 enum RunOutcome {
     /// The answer to give: the saga is finished, or failed in a way a resume cannot fix.
-    Answered(Answer),
+    Answered(HttpResponse),
     /// The time ran out with the saga still going; `fallback` is the 503 asking for a retry.
     Unfinished {
         status: Option<SagaStatus>,
-        fallback: Answer,
+        fallback: HttpResponse,
     },
 }
 
@@ -93,7 +93,7 @@ struct KeyRecord {
     owner_deadline_ms: i64,
     /// The answer to replay (sqs, stepfunctions); the orchestrator's answer is the saga's final
     /// state, read again on every replay.
-    answer: Option<Answer>,
+    answer: Option<HttpResponse>,
 }
 
 impl KeyRecord {
@@ -101,14 +101,14 @@ impl KeyRecord {
         json!({
             "transaction_id": self.transaction_id,
             "owner_deadline_ms": self.owner_deadline_ms,
-            "answer": self.answer.as_ref().map(Answer::to_stored),
+            "answer": self.answer.as_ref().map(HttpResponse::to_stored),
         })
     }
 
     fn from_value(value: &Value) -> Option<KeyRecord> {
         let answer = match value.get("answer") {
             None | Some(Value::Null) => None,
-            Some(stored) => Some(Answer::from_stored(stored)?),
+            Some(stored) => Some(HttpResponse::from_stored(stored)?),
         };
         Some(KeyRecord {
             transaction_id: value.get("transaction_id")?.as_str()?.to_owned(),
@@ -293,7 +293,7 @@ impl Api {
     }
 
     /// The answer to one request, before it becomes an API Gateway response.
-    pub async fn answer(&self, event: LambdaEvent<ApiGatewayV2httpRequest>) -> Answer {
+    pub async fn answer(&self, event: LambdaEvent<ApiGatewayV2httpRequest>) -> HttpResponse {
         let (request, context) = event.into_parts();
         let method = request.request_context.http.method.clone();
         let prefix = stage_prefix(&request);
@@ -335,7 +335,7 @@ impl Api {
         request: &ApiGatewayV2httpRequest,
         context: &Context,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let arrived = Instant::now();
         let key = match idempotency_key(&request.headers) {
             Ok(key) => key,
@@ -376,7 +376,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let stored_key = format!("{KEY_PREFIX}{key}");
         match self
             .idempotency()
@@ -415,7 +415,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let record = SagaRecord::new(&PURCHASE, new_transaction_id(), payload);
         let transaction_id = record.transaction_id.clone();
         Span::current().record("transaction_id", transaction_id.as_str());
@@ -469,7 +469,7 @@ impl Api {
     }
 
     /// Hands a recorded saga to the queue or state machine and answers `answer` (202).
-    async fn hand_over(&self, record: &SagaRecord, answer: Answer) -> Answer {
+    async fn hand_over(&self, record: &SagaRecord, answer: HttpResponse) -> HttpResponse {
         match self.dispatch.hand_over(record).await {
             Ok(()) => answer,
             Err(e) => {
@@ -540,7 +540,7 @@ impl Api {
         outcome: RunOutcome,
         transaction_id: &str,
         url: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let (status, fallback) = match outcome {
             RunOutcome::Answered(answer) => return answer,
             RunOutcome::Unfinished { status, fallback } => (status, fallback),
@@ -572,7 +572,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let Some(pointer) = KeyRecord::from_value(stored) else {
             error!("the idempotency record of this key is unreadable");
             return error(
@@ -635,7 +635,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let url = &status_url(prefix, transaction_id);
         let key = format!("{RESUME_KEY_PREFIX}{transaction_id}");
         match self
@@ -662,7 +662,7 @@ impl Api {
     }
 
     /// `GET /transactions/{id}`.
-    async fn status(&self, raw_id: &str, prefix: &str) -> Answer {
+    async fn status(&self, raw_id: &str, prefix: &str) -> HttpResponse {
         let Ok(id) = uuid::Uuid::try_parse(raw_id) else {
             return refuse(&[FieldError {
                 field: "transaction_id".to_owned(),
@@ -672,7 +672,7 @@ impl Api {
         let transaction_id = id.hyphenated().to_string();
         Span::current().record("transaction_id", transaction_id.as_str());
         match self.store.get(&transaction_id).await {
-            Ok(Some(record)) => Answer::json(
+            Ok(Some(record)) => HttpResponse::json(
                 200,
                 saga_view(&record, &status_url(prefix, &transaction_id)),
             ),
@@ -715,13 +715,13 @@ fn stage_prefix(request: &ApiGatewayV2httpRequest) -> String {
     }
 }
 
-fn refuse(errors: &[FieldError]) -> Answer {
+fn refuse(errors: &[FieldError]) -> HttpResponse {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     info!(fields = ?fields, "refused an invalid request");
     invalid_request(errors)
 }
 
-fn method_not_allowed(allowed: &str) -> Answer {
+fn method_not_allowed(allowed: &str) -> HttpResponse {
     error(
         405,
         "method_not_allowed",
@@ -730,7 +730,7 @@ fn method_not_allowed(allowed: &str) -> Answer {
     .with_header("allow", allowed)
 }
 
-fn in_progress(transaction_id: Option<&str>, prefix: &str) -> Answer {
+fn in_progress(transaction_id: Option<&str>, prefix: &str) -> HttpResponse {
     let mut answer = error(
         409,
         "request_in_progress",
@@ -746,7 +746,7 @@ fn in_progress(transaction_id: Option<&str>, prefix: &str) -> Answer {
     answer
 }
 
-fn unfinished(transaction_id: &str, url: &str, reason: &str) -> Answer {
+fn unfinished(transaction_id: &str, url: &str, reason: &str) -> HttpResponse {
     let mut answer = error(503, "saga_not_finished", reason)
         .with_header("retry-after", "1")
         .with_header("location", url);
@@ -755,7 +755,7 @@ fn unfinished(transaction_id: &str, url: &str, reason: &str) -> Answer {
     answer
 }
 
-fn store_failure(e: &StoreError) -> Answer {
+fn store_failure(e: &StoreError) -> HttpResponse {
     match e.class() {
         ErrorClass::Retryable => {
             warn!(error = %e, "state store unavailable");
