@@ -13,9 +13,9 @@ pub enum Expect {
     Exactly(String),
 }
 
-/// The answer to a question.
+/// An operator's answer to a confirmation question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub enum ConfirmAnswer {
     /// Approved.
     Yes,
     /// Declined (or the typed text did not match).
@@ -27,7 +27,7 @@ pub enum Answer {
 /// Something that approves or declines.
 pub trait Confirm: Send + Sync {
     /// Asks `question`.
-    fn ask(&self, question: &str, expect: &Expect) -> Answer;
+    fn ask(&self, question: &str, expect: &Expect) -> ConfirmAnswer;
 }
 
 /// Approves everything (`--yes`).
@@ -35,20 +35,20 @@ pub trait Confirm: Send + Sync {
 pub struct AssumeYes;
 
 impl Confirm for AssumeYes {
-    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
-        Answer::Yes
+    fn ask(&self, _question: &str, _expect: &Expect) -> ConfirmAnswer {
+        ConfirmAnswer::Yes
     }
 }
 
-/// Asks on the terminal; answers [`Answer::CannotAsk`] when stdin is not one.
+/// Asks on the terminal; answers [`ConfirmAnswer::CannotAsk`] when stdin is not one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TerminalConfirm;
 
 impl Confirm for TerminalConfirm {
-    fn ask(&self, question: &str, expect: &Expect) -> Answer {
+    fn ask(&self, question: &str, expect: &Expect) -> ConfirmAnswer {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
-            return Answer::CannotAsk;
+            return ConfirmAnswer::CannotAsk;
         }
         let prompt = match expect {
             Expect::YesNo => format!("{question} [y/N] "),
@@ -60,14 +60,18 @@ impl Confirm for TerminalConfirm {
         drop(err);
         let mut line = String::new();
         if stdin.lock().read_line(&mut line).is_err() {
-            return Answer::No;
+            return ConfirmAnswer::No;
         }
         let line = line.trim();
         let approved = match expect {
             Expect::YesNo => matches!(line.to_ascii_lowercase().as_str(), "y" | "yes"),
             Expect::Exactly(text) => line == text,
         };
-        if approved { Answer::Yes } else { Answer::No }
+        if approved {
+            ConfirmAnswer::Yes
+        } else {
+            ConfirmAnswer::No
+        }
     }
 }
 
@@ -76,8 +80,8 @@ impl Confirm for TerminalConfirm {
 pub struct NoTerminal;
 
 impl Confirm for NoTerminal {
-    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
-        Answer::CannotAsk
+    fn ask(&self, _question: &str, _expect: &Expect) -> ConfirmAnswer {
+        ConfirmAnswer::CannotAsk
     }
 }
 
@@ -86,7 +90,7 @@ impl Confirm for NoTerminal {
 pub struct AlwaysNo;
 
 impl Confirm for AlwaysNo {
-    fn ask(&self, _question: &str, _expect: &Expect) -> Answer {
-        Answer::No
+    fn ask(&self, _question: &str, _expect: &Expect) -> ConfirmAnswer {
+        ConfirmAnswer::No
     }
 }

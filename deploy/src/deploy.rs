@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::bootstrap::{self, BucketState, Upload};
 use crate::changeset::{ChangeRow, Format, counts, render_table};
-use crate::confirm::{Answer, Confirm, Expect};
+use crate::confirm::{Confirm, ConfirmAnswer, Expect};
 use crate::diff::TemplateDiff;
 use crate::error::aws_error;
 use crate::lock::StackLock;
@@ -460,10 +460,10 @@ async fn deploy_locked(
             }
         }
         let answer = confirm.ask(&question, &Expect::YesNo);
-        if answer != Answer::Yes {
+        if answer != ConfirmAnswer::Yes {
             discard(session, stack_name, &change_set.id, create).await?;
             let what = format!("change set {} on {stack_name} ({reason})", change_set.name);
-            return Err(if answer == Answer::CannotAsk {
+            return Err(if answer == ConfirmAnswer::CannotAsk {
                 Refusal::NeedsConfirmation { what }
             } else {
                 Refusal::NotConfirmed { what }

@@ -9,7 +9,7 @@ use sagaform_contract::template::function_of_code_key_parameter;
 use serde::Serialize;
 
 use crate::bootstrap;
-use crate::confirm::{Answer, Confirm, Expect};
+use crate::confirm::{Confirm, ConfirmAnswer, Expect};
 use crate::error::aws_error;
 use crate::lock::StackLock;
 use crate::stack::{self, StackState};
@@ -156,14 +156,14 @@ pub async fn destroy_pattern(
         env.name, info.status
     );
     match confirm.ask(&question, &Expect::Exactly(stack_name.clone())) {
-        Answer::Yes => {}
-        Answer::No => {
+        ConfirmAnswer::Yes => {}
+        ConfirmAnswer::No => {
             return Err(Refusal::NotConfirmed {
                 what: format!("destroy of {stack_name}"),
             }
             .into());
         }
-        Answer::CannotAsk => {
+        ConfirmAnswer::CannotAsk => {
             return Err(Refusal::NeedsConfirmation {
                 what: format!("destroy of {stack_name}"),
             }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
-use sagaform_deploy::confirm::{Answer, AssumeYes, Confirm, Expect, NoTerminal};
+use sagaform_deploy::confirm::{AssumeYes, Confirm, ConfirmAnswer, Expect, NoTerminal};
 use sagaform_ops::dlq::{self, DeadLetterQueue, Dlq, PurgeGuard, Redrive, RedriveMode};
 use sagaform_ops::{OpsError, OpsRefusal, RedriveOptions};
 use sagaform_testkit::{QueuePair, aws_config, moto, sqs_client};
@@ -383,13 +383,13 @@ struct TypesQueueName {
 }
 
 impl Confirm for TypesQueueName {
-    fn ask(&self, _question: &str, expect: &Expect) -> Answer {
+    fn ask(&self, _question: &str, expect: &Expect) -> ConfirmAnswer {
         match expect {
             Expect::Exactly(text) => {
                 self.asked.lock().unwrap().push(text.clone());
-                Answer::Yes
+                ConfirmAnswer::Yes
             }
-            Expect::YesNo => Answer::No,
+            Expect::YesNo => ConfirmAnswer::No,
         }
     }
 }

@@ -47,7 +47,7 @@ use tracing::{Instrument, Span, error, field, info, info_span, warn};
 
 pub use config::{ApiSettings, ConfigError};
 pub use dispatch::{Dispatch, DispatchError};
-pub use response::Answer;
+pub use response::HttpResponse;
 pub use resume::{LambdaResumer, ResumeError, Resumer};
 pub use sagaform_contract::Pattern;
 
@@ -168,7 +168,7 @@ impl Api {
     }
 
     /// The answer to one request, before it becomes an API Gateway response.
-    pub async fn answer(&self, event: LambdaEvent<ApiGatewayV2httpRequest>) -> Answer {
+    pub async fn answer(&self, event: LambdaEvent<ApiGatewayV2httpRequest>) -> HttpResponse {
         let (request, context) = event.into_parts();
         let method = request.request_context.http.method.clone();
         let prefix = stage_prefix(&request);
@@ -205,7 +205,7 @@ impl Api {
     }
 
     /// `GET /transactions/{id}`.
-    async fn status(&self, raw_id: &str, prefix: &str) -> Answer {
+    async fn status(&self, raw_id: &str, prefix: &str) -> HttpResponse {
         let Ok(id) = uuid::Uuid::try_parse(raw_id) else {
             return refuse(&[FieldError {
                 field: "transaction_id".to_owned(),
@@ -215,7 +215,7 @@ impl Api {
         let transaction_id = id.hyphenated().to_string();
         Span::current().record("transaction_id", transaction_id.as_str());
         match self.store.get(&transaction_id).await {
-            Ok(Some(record)) => Answer::json(
+            Ok(Some(record)) => HttpResponse::json(
                 200,
                 saga_view(&record, &status_url(prefix, &transaction_id)),
             ),
@@ -258,13 +258,13 @@ fn stage_prefix(request: &ApiGatewayV2httpRequest) -> String {
     }
 }
 
-pub(crate) fn refuse(errors: &[FieldError]) -> Answer {
+pub(crate) fn refuse(errors: &[FieldError]) -> HttpResponse {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     info!(fields = ?fields, "refused an invalid request");
     invalid_request(errors)
 }
 
-fn method_not_allowed(allowed: &str) -> Answer {
+fn method_not_allowed(allowed: &str) -> HttpResponse {
     error(
         405,
         "method_not_allowed",
@@ -273,7 +273,7 @@ fn method_not_allowed(allowed: &str) -> Answer {
     .with_header("allow", allowed)
 }
 
-pub(crate) fn in_progress(transaction_id: Option<&str>, prefix: &str) -> Answer {
+pub(crate) fn in_progress(transaction_id: Option<&str>, prefix: &str) -> HttpResponse {
     let mut answer = error(
         409,
         "request_in_progress",
@@ -289,7 +289,7 @@ pub(crate) fn in_progress(transaction_id: Option<&str>, prefix: &str) -> Answer 
     answer
 }
 
-pub(crate) fn unfinished(transaction_id: &str, url: &str, reason: &str) -> Answer {
+pub(crate) fn unfinished(transaction_id: &str, url: &str, reason: &str) -> HttpResponse {
     let mut answer = error(503, "saga_not_finished", reason)
         .with_header("retry-after", "1")
         .with_header("location", url);
@@ -298,7 +298,7 @@ pub(crate) fn unfinished(transaction_id: &str, url: &str, reason: &str) -> Answe
     answer
 }
 
-pub(crate) fn store_failure(e: &StoreError) -> Answer {
+pub(crate) fn store_failure(e: &StoreError) -> HttpResponse {
     match e.class() {
         ErrorClass::Retryable => {
             warn!(error = %e, "state store unavailable");

@@ -16,18 +16,18 @@ use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::dispatch::Dispatch;
-use crate::response::Answer;
+use crate::response::HttpResponse;
 use crate::response::{accepted, error, finished_saga, status_url};
 use crate::{Api, RESUME_KEY_PREFIX, in_progress, resume, store_failure, unfinished};
 
 /// The outcome of running a saga in the request.
 pub(crate) enum RunOutcome {
     /// The answer to give: the saga is finished, or failed in a way a resume cannot fix.
-    Answered(Answer),
+    Answered(HttpResponse),
     /// The time ran out with the saga still going; `fallback` is the 503 asking for a retry.
     Unfinished {
         status: Option<SagaStatus>,
-        fallback: Answer,
+        fallback: HttpResponse,
     },
 }
 
@@ -165,7 +165,7 @@ impl Api {
         outcome: RunOutcome,
         transaction_id: &str,
         url: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let (status, fallback) = match outcome {
             RunOutcome::Answered(answer) => return answer,
             RunOutcome::Unfinished { status, fallback } => (status, fallback),
@@ -199,7 +199,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let url = &status_url(prefix, transaction_id);
         let key = format!("{RESUME_KEY_PREFIX}{transaction_id}");
         match self

@@ -27,9 +27,9 @@ use crate::request::FieldError;
 /// Stripe and the fake SaaS use).
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// An answer before it becomes an API Gateway response.
+/// An HTTP response before it becomes an API Gateway response.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct HttpResponse {
     /// HTTP status code.
     pub status: u16,
     /// Headers besides `content-type`, lower-case names.
@@ -38,10 +38,10 @@ pub struct Answer {
     pub body: Value,
 }
 
-impl Answer {
+impl HttpResponse {
     /// An answer with a JSON body and no extra header.
-    pub fn json(status: u16, body: Value) -> Answer {
-        Answer {
+    pub fn json(status: u16, body: Value) -> HttpResponse {
+        HttpResponse {
             status,
             headers: Vec::new(),
             body,
@@ -49,7 +49,7 @@ impl Answer {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Answer {
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> HttpResponse {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
@@ -72,8 +72,8 @@ impl Answer {
         json!({"status": self.status, "headers": headers, "body": self.body})
     }
 
-    /// An answer kept by [`Answer::to_stored`]; `None` when the JSON is not one.
-    pub fn from_stored(stored: &Value) -> Option<Answer> {
+    /// An answer kept by [`HttpResponse::to_stored`]; `None` when the JSON is not one.
+    pub fn from_stored(stored: &Value) -> Option<HttpResponse> {
         let status = u16::try_from(stored.get("status")?.as_u64()?).ok()?;
         let headers = stored
             .get("headers")?
@@ -81,7 +81,7 @@ impl Answer {
             .iter()
             .map(|(n, v)| Some((n.clone(), v.as_str()?.to_owned())))
             .collect::<Option<Vec<_>>>()?;
-        Some(Answer {
+        Some(HttpResponse {
             status,
             headers,
             body: stored.get("body")?.clone(),
@@ -112,14 +112,14 @@ impl Answer {
 }
 
 /// 400 for invalid input: the first problem as `field` and `reason`, all of them in `errors`.
-pub fn invalid_request(errors: &[FieldError]) -> Answer {
+pub fn invalid_request(errors: &[FieldError]) -> HttpResponse {
     let first = errors.first();
     let message = errors
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    Answer::json(
+    HttpResponse::json(
         400,
         json!({
             "error": "invalid_request",
@@ -132,8 +132,8 @@ pub fn invalid_request(errors: &[FieldError]) -> Answer {
 }
 
 /// An error answer: a machine-readable `error` code and a sentence for humans.
-pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
-    Answer::json(status, json!({"error": code, "message": message.into()}))
+pub fn error(status: u16, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::json(status, json!({"error": code, "message": message.into()}))
 }
 
 /// The status URL of a saga, under the stage's path prefix (empty for `$default`).
@@ -169,7 +169,7 @@ pub fn saga_view(record: &SagaRecord, status_url: &str) -> Value {
 }
 
 /// The answer of the orchestrator once the saga is finished (see the module's table).
-pub fn finished_saga(record: &SagaRecord, status_url: &str) -> Answer {
+pub fn finished_saga(record: &SagaRecord, status_url: &str) -> HttpResponse {
     let mut body = saga_view(record, status_url);
     let status = match record.status {
         SagaStatus::Completed => 200,
@@ -186,7 +186,7 @@ pub fn finished_saga(record: &SagaRecord, status_url: &str) -> Answer {
             503
         }
     };
-    let answer = Answer::json(status, body).with_header("location", status_url);
+    let answer = HttpResponse::json(status, body).with_header("location", status_url);
     if status == 503 {
         answer.with_header("retry-after", "1")
     } else {
@@ -195,8 +195,8 @@ pub fn finished_saga(record: &SagaRecord, status_url: &str) -> Answer {
 }
 
 /// 202 Accepted: the saga is recorded and handed to the queue or the state machine.
-pub fn accepted(transaction_id: &str, status_url: &str) -> Answer {
-    Answer::json(
+pub fn accepted(transaction_id: &str, status_url: &str) -> HttpResponse {
+    HttpResponse::json(
         202,
         json!({"transaction_id": transaction_id, "status": SagaStatus::Pending.as_str(), "status_url": status_url}),
     )
@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn stored_answers_replay_identically() {
         let answer = accepted("tx-1", "/transactions/tx-1");
-        assert_eq!(Answer::from_stored(&answer.to_stored()), Some(answer));
-        assert_eq!(Answer::from_stored(&json!({"status": "x"})), None);
+        assert_eq!(HttpResponse::from_stored(&answer.to_stored()), Some(answer));
+        assert_eq!(HttpResponse::from_stored(&json!({"status": "x"})), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tracing::{Span, error, info, warn};
 
 use crate::dispatch::Dispatch;
 use crate::request::{decode_body, idempotency_key, parse_purchase};
-use crate::response::Answer;
+use crate::response::HttpResponse;
 use crate::response::{REPLAYED_HEADER, accepted, error, finished_saga, status_url};
 use crate::{Api, KEY_PREFIX, in_progress, refuse, store_failure};
 
@@ -27,7 +27,7 @@ pub(crate) struct KeyRecord {
     owner_deadline_ms: i64,
     /// The answer to replay (sqs, stepfunctions); the orchestrator's answer is the saga's final
     /// state, read again on every replay.
-    answer: Option<Answer>,
+    answer: Option<HttpResponse>,
 }
 
 impl KeyRecord {
@@ -35,14 +35,14 @@ impl KeyRecord {
         json!({
             "transaction_id": self.transaction_id,
             "owner_deadline_ms": self.owner_deadline_ms,
-            "answer": self.answer.as_ref().map(Answer::to_stored),
+            "answer": self.answer.as_ref().map(HttpResponse::to_stored),
         })
     }
 
     pub(crate) fn from_value(value: &Value) -> Option<KeyRecord> {
         let answer = match value.get("answer") {
             None | Some(Value::Null) => None,
-            Some(stored) => Some(Answer::from_stored(stored)?),
+            Some(stored) => Some(HttpResponse::from_stored(stored)?),
         };
         Some(KeyRecord {
             transaction_id: value.get("transaction_id")?.as_str()?.to_owned(),
@@ -59,7 +59,7 @@ impl Api {
         request: &ApiGatewayV2httpRequest,
         context: &Context,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let arrived = Instant::now();
         let key = match idempotency_key(&request.headers) {
             Ok(key) => key,
@@ -100,7 +100,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let stored_key = format!("{KEY_PREFIX}{key}");
         match self
             .idempotency()
@@ -139,7 +139,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let record = SagaRecord::new(&PURCHASE, new_transaction_id(), payload);
         let transaction_id = record.transaction_id.clone();
         Span::current().record("transaction_id", transaction_id.as_str());
@@ -193,7 +193,11 @@ impl Api {
     }
 
     /// Hands a recorded saga to the queue or state machine and answers `answer` (202).
-    pub(crate) async fn hand_over(&self, record: &SagaRecord, answer: Answer) -> Answer {
+    pub(crate) async fn hand_over(
+        &self,
+        record: &SagaRecord,
+        answer: HttpResponse,
+    ) -> HttpResponse {
         match self.dispatch.hand_over(record).await {
             Ok(()) => answer,
             Err(e) => {
@@ -216,7 +220,7 @@ impl Api {
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
-    ) -> Answer {
+    ) -> HttpResponse {
         let Some(pointer) = KeyRecord::from_value(stored) else {
             error!("the idempotency record of this key is unreadable");
             return error(

@@ -66,20 +66,20 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// The answer of an idempotent run.
+/// The response of an idempotent run, computed now or replayed from the store.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub enum IdempotentResponse {
     /// The work ran now; this is its response (now stored for repeats).
     Fresh(Value),
     /// The work ran before with the same payload; this is the stored response.
     Replayed(Value),
 }
 
-impl Answer {
+impl IdempotentResponse {
     /// The response, fresh or replayed.
     pub fn into_response(self) -> Value {
         match self {
-            Answer::Fresh(value) | Answer::Replayed(value) => value,
+            IdempotentResponse::Fresh(value) | IdempotentResponse::Replayed(value) => value,
         }
     }
 }
@@ -149,7 +149,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
         payload: &Value,
         deadline: SystemTime,
         work: F,
-    ) -> Result<Answer, RunError<E>>
+    ) -> Result<IdempotentResponse, RunError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value, E>>,
@@ -157,7 +157,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
         match self.claim(key, payload, deadline).await? {
             ClaimOutcome::Completed(response) => {
                 info!(idempotency_key = key, "replaying the stored response");
-                return Ok(Answer::Replayed(response));
+                return Ok(IdempotentResponse::Replayed(response));
             }
             ClaimOutcome::Claimed => {}
         }
@@ -169,7 +169,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     // which the callers' own idempotency (saga ids, SaaS keys) makes harmless.
                     warn!(idempotency_key = key, error = %e, "could not store the completed response");
                 }
-                Ok(Answer::Fresh(response))
+                Ok(IdempotentResponse::Fresh(response))
             }
             Err(e) => {
                 if let Err(release_error) = self.store.release(key).await {

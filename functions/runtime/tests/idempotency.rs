@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{Backend, TestStore};
 use sagaform_runtime::errors::IdempotencyError;
-use sagaform_runtime::idempotency::{Answer, Idempotency, RunError, payload_hash};
+use sagaform_runtime::idempotency::{Idempotency, IdempotentResponse, RunError, payload_hash};
 use sagaform_runtime::model::new_transaction_id;
 use sagaform_runtime::store::{
     ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore,
@@ -86,8 +86,8 @@ async fn concurrent_duplicate_requests_run_the_work_once(backend: Backend) {
     let mut fresh = 0;
     for request in requests {
         match request.await.unwrap() {
-            Ok(Answer::Fresh(_)) => fresh += 1,
-            Ok(Answer::Replayed(_))
+            Ok(IdempotentResponse::Fresh(_)) => fresh += 1,
+            Ok(IdempotentResponse::Replayed(_))
             | Err(RunError::Idempotency(IdempotencyError::InProgress(_))) => {}
             Err(other) => panic!("unexpected error {other}"),
         }
@@ -118,11 +118,11 @@ async fn a_completed_key_replays_the_stored_response_without_running_again(backe
         .unwrap();
     assert_eq!(
         first,
-        Answer::Fresh(json!({"transaction_id": "tx-1", "status": "COMPLETED"}))
+        IdempotentResponse::Fresh(json!({"transaction_id": "tx-1", "status": "COMPLETED"}))
     );
     assert_eq!(
         second,
-        Answer::Replayed(json!({"transaction_id": "tx-1", "status": "COMPLETED"}))
+        IdempotentResponse::Replayed(json!({"transaction_id": "tx-1", "status": "COMPLETED"}))
     );
     assert_eq!(executions.load(Ordering::SeqCst), 1);
     let record = t.store.get_idempotency(&key).await.unwrap().unwrap();
@@ -159,7 +159,7 @@ async fn the_same_key_with_another_payload_is_refused(backend: Backend) {
         )
         .await
         .unwrap();
-    assert!(matches!(same, Answer::Replayed(_)));
+    assert!(matches!(same, IdempotentResponse::Replayed(_)));
 }
 
 async fn a_claim_whose_invocation_timed_out_is_taken_over(backend: Backend) {
@@ -233,7 +233,7 @@ async fn failed_work_releases_the_claim_so_a_retry_runs_it(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(retried, Answer::Fresh(json!({"ok": true})));
+    assert_eq!(retried, IdempotentResponse::Fresh(json!({"ok": true})));
 }
 
 /// Runs each behaviour against both stores, one test per store and behaviour.
