@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use api::resume::SendFuture;
 use api::{Api, ApiSettings, ResumeError, Resumer};
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use common::{INVOCATION_TIME, Reply, send, send_with};
 use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
-    Backend, TestStore, acceptance_suite, event, fake_saas, get_transaction, post_transactions,
-    purchase,
+    Backend, TestStore, acceptance_suite, driver_fields_and_call, event, fake_saas,
+    get_transaction, post_transactions, purchase,
 };
 use serde_json::{Value, json};
 
@@ -39,6 +38,8 @@ impl PatternDriver for Orchestrator {
     const HANDS_OVER: bool = false;
     const COUNTS_ATTEMPTS: bool = true;
 
+    driver_fields_and_call!(invocation_time: INVOCATION_TIME);
+
     async fn start(backend: Backend) -> Orchestrator {
         let store = TestStore::new(backend).await;
         let (fake, client) = fake_saas().await;
@@ -51,24 +52,8 @@ impl PatternDriver for Orchestrator {
         }
     }
 
-    fn store(&self) -> &TestStore {
-        &self.store
-    }
-
-    fn fake(&self) -> &FakeSaas {
-        &self.fake
-    }
-
-    fn api(&self) -> &Api {
-        &self.api
-    }
-
     async fn another_api(&self) -> Api {
         Api::orchestrator(self.store.second_handle().await, self.client.clone())
-    }
-
-    async fn call(&self, api: &Api, request: ApiGatewayV2httpRequest) -> Reply {
-        send(api, request).await
     }
 
     async fn waiting_handovers(&self) -> usize {

@@ -11,12 +11,10 @@
 mod common;
 
 use api::Api;
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use common::{Ending, Execution, StepFunctionsPattern};
-use sagaform_fake_saas::FakeSaas;
 use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
-    Backend, Reply, TestStore, acceptance_suite, event, post_transactions, purchase,
+    Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,
 };
 use serde_json::json;
 
@@ -35,28 +33,14 @@ impl PatternDriver for StepFunctionsPattern {
     const HANDS_OVER: bool = true;
     const COUNTS_ATTEMPTS: bool = false;
 
+    driver_fields_and_call!(invocation_time: common::INVOCATION_TIME);
+
     async fn start(backend: Backend) -> StepFunctionsPattern {
         StepFunctionsPattern::new(backend).await
     }
 
-    fn store(&self) -> &TestStore {
-        &self.store
-    }
-
-    fn fake(&self) -> &FakeSaas {
-        &self.fake
-    }
-
-    fn api(&self) -> &Api {
-        &self.api
-    }
-
     async fn another_api(&self) -> Api {
         StepFunctionsPattern::another_api(self).await
-    }
-
-    async fn call(&self, api: &Api, request: ApiGatewayV2httpRequest) -> Reply {
-        Reply::new(api.handle(event(request, common::INVOCATION_TIME)).await)
     }
 
     async fn waiting_handovers(&self) -> usize {

@@ -13,8 +13,9 @@
 use std::collections::HashSet;
 use std::fmt::Debug;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use sagaform_fake_saas::{Effect, FakeSaas, Fault, FaultRule};
+pub use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+pub use sagaform_fake_saas::FakeSaas;
+use sagaform_fake_saas::{Effect, Fault, FaultRule};
 use sagaform_runtime::{SagaStatus, StepStatus};
 use serde_json::{Value, json};
 
@@ -102,6 +103,34 @@ pub trait PatternDriver: Sized {
         assert_eq!(answer.body["status_url"], url.as_str());
         assert_eq!(answer.header("location"), Some(url.as_str()));
     }
+}
+
+/// Writes, inside a driver's `impl PatternDriver`, the parts every driver has alike: the
+/// accessors of its fields `store`, `fake` and `api`, and [`PatternDriver::call`] as an
+/// invocation of the API's `handle` with `$invocation_time` until its deadline.
+#[macro_export]
+macro_rules! driver_fields_and_call {
+    (invocation_time: $invocation_time:expr) => {
+        fn store(&self) -> &$crate::TestStore {
+            &self.store
+        }
+
+        fn fake(&self) -> &$crate::acceptance::FakeSaas {
+            &self.fake
+        }
+
+        fn api(&self) -> &Self::Api {
+            &self.api
+        }
+
+        async fn call(
+            &self,
+            api: &Self::Api,
+            request: $crate::acceptance::ApiGatewayV2httpRequest,
+        ) -> $crate::Reply {
+            $crate::Reply::new(api.handle($crate::event(request, $invocation_time)).await)
+        }
+    };
 }
 
 /// Instantiates every scenario of the suite for `$driver`, once on DynamoDB (module `dynamodb`)

@@ -105,6 +105,7 @@ pub struct TestStore {
 impl TestStore {
     /// Fresh tables on moto, or a fresh database with the migrations applied.
     pub async fn new(backend: Backend) -> TestStore {
+        keep_callsites_enabled();
         match backend {
             Backend::DynamoDb => {
                 let suffix = uuid::Uuid::now_v7().simple().to_string();
@@ -552,6 +553,20 @@ pub async fn create_state_machine() -> String {
         .state_machine_arn
 }
 
+/// Installs, once per test binary, a global subscriber that takes every `info` line and drops
+/// it. tracing caches per call site whether any subscriber wants it; a test logging on a thread
+/// without a subscriber while another test starts a [`LogCapture`] can otherwise leave a span
+/// cached as unwanted, and the captured lines would miss its fields.
+fn keep_callsites_enabled() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let discard =
+            sagaform_runtime::telemetry::json_subscriber(EnvFilter::new("info"), std::io::sink);
+        // Another global subscriber set by the test binary serves the same purpose.
+        let _ = tracing::subscriber::set_global_default(discard);
+    });
+}
+
 /// Captures the JSON log lines the functions write (the runtime's formatter), for the thread
 /// that started it: use it from a current-thread runtime, the default of `#[tokio::test]`.
 #[derive(Clone, Default)]
@@ -562,6 +577,7 @@ pub struct LogCapture {
 impl LogCapture {
     /// Starts capturing `info` and above; capturing stops when the guard is dropped.
     pub fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        keep_callsites_enabled();
         let capture = LogCapture::default();
         let subscriber =
             sagaform_runtime::telemetry::json_subscriber(EnvFilter::new("info"), capture.clone());

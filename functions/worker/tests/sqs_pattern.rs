@@ -10,13 +10,11 @@
 mod common;
 
 use api::Api;
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use common::{Drained, SqsPattern, call, peek};
-use sagaform_fake_saas::FakeSaas;
 use sagaform_runtime::SagaStatus;
 use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
-    Backend, Reply, TestStore, acceptance_suite, event, post_transactions, purchase,
+    Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,
 };
 use serde_json::{Value, json};
 
@@ -38,28 +36,14 @@ impl PatternDriver for SqsPattern {
     const HANDS_OVER: bool = true;
     const COUNTS_ATTEMPTS: bool = true;
 
+    driver_fields_and_call!(invocation_time: common::INVOCATION_TIME);
+
     async fn start(backend: Backend) -> SqsPattern {
         SqsPattern::new(backend, MAX_RECEIVE_COUNT).await
     }
 
-    fn store(&self) -> &TestStore {
-        &self.store
-    }
-
-    fn fake(&self) -> &FakeSaas {
-        &self.fake
-    }
-
-    fn api(&self) -> &Api {
-        &self.api
-    }
-
     async fn another_api(&self) -> Api {
         SqsPattern::another_api(self).await
-    }
-
-    async fn call(&self, api: &Api, request: ApiGatewayV2httpRequest) -> Reply {
-        Reply::new(api.handle(event(request, common::INVOCATION_TIME)).await)
     }
 
     async fn waiting_handovers(&self) -> usize {
