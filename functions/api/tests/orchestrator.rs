@@ -1,6 +1,10 @@
 //! The orchestrator pattern through its handler: the API runs the saga in the request, against
 //! both stores and the fake SaaS with injected faults; the ledger of the fake proves what took
 //! effect downstream.
+//!
+//! The scenarios every pattern shares are the acceptance suite of `sagaform-testkit`, run here
+//! through [`Orchestrator`]; below it, what only the orchestrator does: answering within the
+//! invocation's deadline and the response budget, and finishing a saga by a resume event.
 
 mod common;
 
@@ -10,362 +14,96 @@ use std::time::Duration;
 use api::resume::SendFuture;
 use api::{Api, ApiSettings, ResumeError, Resumer};
 use common::{INVOCATION_TIME, Reply, send, send_with};
-use sagaform_fake_saas::{Effect, FakeSaas, Fault, FaultRule};
-use sagaform_runtime::{SagaStatus, StepStatus};
+use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
 use sagaform_saas_client::SaasClient;
+use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
-    Backend, TestStore, event, fake_saas, get_transaction, post_transactions, purchase,
+    Backend, TestStore, acceptance_suite, driver_fields_and_call, event, fake_saas,
+    get_transaction, post_transactions, purchase,
 };
 use serde_json::{Value, json};
 
-struct Setup {
+/// The orchestrator pattern: one API function that runs the saga in the request.
+struct Orchestrator {
     store: TestStore,
     fake: FakeSaas,
     client: SaasClient,
     api: Api,
 }
 
-async fn setup(backend: Backend) -> Setup {
-    let store = TestStore::new(backend).await;
-    let (fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client.clone());
-    Setup {
-        store,
-        fake,
-        client,
-        api,
+impl PatternDriver for Orchestrator {
+    type Api = Api;
+    /// Nothing runs after the API has answered.
+    type Run = ();
+    const HANDS_OVER: bool = false;
+    const COUNTS_ATTEMPTS: bool = true;
+
+    driver_fields_and_call!(invocation_time: INVOCATION_TIME);
+
+    async fn start(backend: Backend) -> Orchestrator {
+        let store = TestStore::new(backend).await;
+        let (fake, client) = fake_saas().await;
+        let api = Api::orchestrator(store.store().clone(), client.clone());
+        Orchestrator {
+            store,
+            fake,
+            client,
+            api,
+        }
+    }
+
+    async fn another_api(&self) -> Api {
+        Api::orchestrator(self.store.second_handle().await, self.client.clone())
+    }
+
+    async fn waiting_handovers(&self) -> usize {
+        0
+    }
+
+    /// The API ran the saga in the request.
+    async fn finish(&self, _transaction_id: &str) {}
+
+    async fn check_run(&self, _run: &(), _course: Course) {}
+
+    /// The answer is the finished saga: its status and, for a failed one, the error code.
+    fn check_answer(&self, answer: &Reply, course: Course) {
+        let expected = match course {
+            Course::Completed { .. } => (200, "COMPLETED", None),
+            Course::Compensated { .. } => (422, "COMPENSATED", Some("saga_compensated")),
+            Course::CompensationFailed => {
+                (500, "COMPENSATION_FAILED", Some("saga_compensation_failed"))
+            }
+        };
+        let body = &answer.body;
+        assert_eq!(
+            (
+                answer.status,
+                body["status"].as_str().unwrap_or_default(),
+                body["error_code"].as_str()
+            ),
+            expected,
+            "{course:?}: {body:#}"
+        );
     }
 }
+
+acceptance_suite!(Orchestrator);
 
 fn body() -> String {
     purchase().to_string()
 }
 
-async fn post(setup: &Setup, key: Option<&str>) -> Reply {
-    send(&setup.api, post_transactions(&body(), key)).await
-}
-
-#[tokio::test]
-async fn concurrent_duplicates_run_one_saga_and_call_each_service_once() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        // Four Lambda instances, each with its own store connection, get the same request.
-        let mut apis = Vec::new();
-        for _ in 0..4 {
-            apis.push(Api::orchestrator(
-                setup.store.second_handle().await,
-                setup.client.clone(),
-            ));
-        }
-        let request = || post_transactions(&body(), Some("dup-concurrent"));
-        let (a, b, c, d) = tokio::join!(
-            send(&apis[0], request()),
-            send(&apis[1], request()),
-            send(&apis[2], request()),
-            send(&apis[3], request()),
-        );
-        let replies = [a, b, c, d];
-        let saga = setup.store.only_saga().await;
-        assert_eq!(saga.status, SagaStatus::Completed, "{backend:?}");
-        for reply in &replies {
-            match reply.status {
-                200 => assert_eq!(reply.transaction_id(), saga.transaction_id, "{backend:?}"),
-                409 => assert_eq!(reply.body["error"], "request_in_progress", "{backend:?}"),
-                other => panic!("{backend:?}: unexpected {other}: {:#}", reply.body),
-            }
-        }
-        let fresh = replies
-            .iter()
-            .filter(|r| r.status == 200 && r.header("idempotent-replayed").is_none());
-        assert_eq!(
-            fresh.count(),
-            1,
-            "{backend:?}: exactly one request ran the saga"
-        );
-        let ledger = setup.fake.ledger().snapshot();
-        assert_eq!(
-            ledger.transactions.len(),
-            1,
-            "{backend:?}: one transaction downstream"
-        );
-        let calls = ledger.transactions[&saga.transaction_id].total_calls();
-        assert_eq!(calls, 3, "{backend:?}: each service called once");
-    }
-}
-
-#[tokio::test]
-async fn a_sequential_duplicate_gets_the_stored_answer_without_calling_downstream() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        let first = post(&setup, Some("dup-sequential")).await;
-        assert_eq!(first.status, 200, "{backend:?}: {:#}", first.body);
-        let calls_after_first = setup
-            .fake
-            .ledger()
-            .transaction(first.transaction_id())
-            .total_calls();
-
-        let second = post(&setup, Some("dup-sequential")).await;
-        assert_eq!(second.status, 200, "{backend:?}");
-        assert_eq!(second.body, first.body, "{backend:?}: the same answer");
-        assert_eq!(second.header("idempotent-replayed"), Some("true"));
-        assert_eq!(
-            setup
-                .fake
-                .ledger()
-                .transaction(first.transaction_id())
-                .total_calls(),
-            calls_after_first
-        );
-        assert_eq!(setup.store.all_sagas().await.len(), 1, "{backend:?}");
-    }
-}
-
-#[tokio::test]
-async fn the_same_key_with_another_body_is_refused_with_422() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        let first = post(&setup, Some("reused")).await;
-        assert_eq!(first.status, 200, "{backend:?}");
-        let mut other = purchase();
-        other["quantity"] = json!(2);
-        let reused = send(
-            &setup.api,
-            post_transactions(&other.to_string(), Some("reused")),
-        )
-        .await;
-        assert_eq!(reused.status, 422, "{backend:?}: {:#}", reused.body);
-        assert_eq!(reused.body["error"], "idempotency_key_reused");
-        assert_eq!(
-            setup.store.all_sagas().await.len(),
-            1,
-            "{backend:?}: no second saga"
-        );
-        // Key order and white space do not make another body.
-        let reordered = r#"{ "currency": "EUR", "amount_minor": 499, "quantity": 1, "item_id": "sword", "player_id": "p-1" }"#;
-        let same = send(&setup.api, post_transactions(reordered, Some("reused"))).await;
-        assert_eq!(
-            (same.status, same.header("idempotent-replayed")),
-            (200, Some("true")),
-            "{backend:?}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_permanent_failure_at_step_three_compensates_three_two_one_and_leaves_nothing() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        setup
-            .fake
-            .faults()
-            .add(FaultRule::new(
-                "entitlements",
-                "grant",
-                Fault::Reject {
-                    status: 403,
-                    reason: "already owned".into(),
-                },
-            ))
-            .unwrap();
-        let reply = post(&setup, None).await;
-        assert_eq!(reply.status, 422, "{backend:?}: {:#}", reply.body);
-        assert_eq!(reply.body["status"], "COMPENSATED");
-        assert_eq!(reply.body["error_code"], "saga_compensated");
-
-        let id = reply.transaction_id();
-        let ledger = setup.fake.ledger().transaction(id);
-        let compensations: Vec<(&str, Effect)> = ledger
-            .effects
-            .iter()
-            .filter(|e| e.effect != Effect::Applied)
-            .map(|e| (e.step.as_str(), e.effect))
-            .collect();
-        assert_eq!(
-            compensations,
-            [
-                ("entitlement", Effect::Noop),
-                ("payment", Effect::Compensated),
-                ("stock", Effect::Compensated)
-            ],
-            "{backend:?}: compensations in reverse order, the failed step's included"
-        );
-        assert_eq!(ledger.outstanding(), 0, "{backend:?}: ledger back to zero");
-        let saga = setup.store.saga(id).await;
-        assert_eq!(saga.status, SagaStatus::Compensated);
-        assert!(
-            saga.steps
-                .iter()
-                .all(|s| s.status == StepStatus::Compensated),
-            "{backend:?}: {saga:#?}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn transient_failures_and_rate_limits_are_retried_and_each_effect_lands_once() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        let faults = setup.fake.faults();
-        faults
-            .add(FaultRule::new("inventory", "reserve", Fault::Unavailable).times(2))
-            .unwrap();
-        faults
-            .add(
-                FaultRule::new(
-                    "payments",
-                    "charge",
-                    Fault::RateLimited {
-                        retry_after_secs: 1,
-                    },
-                )
-                .times(1),
-            )
-            .unwrap();
-        faults
-            .add(FaultRule::new("entitlements", "grant", Fault::Unavailable).times(1))
-            .unwrap();
-        let reply = post(&setup, Some("transient")).await;
-        assert_eq!(reply.status, 200, "{backend:?}: {:#}", reply.body);
-
-        let ledger = setup.fake.ledger().transaction(reply.transaction_id());
-        for (service, action, calls) in [
-            ("inventory", "reserve", 3),
-            ("payments", "charge", 2),
-            ("entitlements", "grant", 2),
-        ] {
-            let service_ledger = ledger.service(service);
-            assert_eq!(
-                service_ledger.calls[action], calls,
-                "{backend:?}: {service} {action}"
-            );
-            assert_eq!(
-                service_ledger.actions_applied,
-                [action],
-                "{backend:?}: {service} applied once"
-            );
-        }
-        let saga = setup.store.saga(reply.transaction_id()).await;
-        let attempts: Vec<u32> = saga.steps.iter().map(|s| s.attempts).collect();
-        assert_eq!(attempts, [3, 2, 2], "{backend:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_lost_response_is_retried_with_the_same_key_and_applied_once() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        setup
-            .fake
-            .faults()
-            .add(FaultRule::new("payments", "charge", Fault::ResponseLost).times(1))
-            .unwrap();
-        let reply = post(&setup, None).await;
-        assert_eq!(reply.status, 200, "{backend:?}: {:#}", reply.body);
-        let payments = setup
-            .fake
-            .ledger()
-            .transaction(reply.transaction_id())
-            .service("payments");
-        assert_eq!(payments.calls["charge"], 2, "{backend:?}");
-        assert_eq!(
-            payments.actions_applied,
-            ["charge"],
-            "{backend:?}: charged once"
-        );
-        assert_eq!(
-            payments.replays, 1,
-            "{backend:?}: the retry was answered from the stored answer"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_compensation_failing_transiently_is_retried_and_the_saga_compensated() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        let faults = setup.fake.faults();
-        faults
-            .add(FaultRule::new(
-                "entitlements",
-                "grant",
-                Fault::Reject {
-                    status: 422,
-                    reason: "region locked".into(),
-                },
-            ))
-            .unwrap();
-        faults
-            .add(FaultRule::new("payments", "refund", Fault::Unavailable).times(2))
-            .unwrap();
-        let reply = post(&setup, None).await;
-        assert_eq!(
-            (reply.status, reply.body["status"].as_str()),
-            (422, Some("COMPENSATED")),
-            "{backend:?}: {:#}",
-            reply.body
-        );
-        let ledger = setup.fake.ledger().transaction(reply.transaction_id());
-        assert_eq!(ledger.service("payments").calls["refund"], 3, "{backend:?}");
-        assert_eq!(ledger.outstanding(), 0, "{backend:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_compensation_failing_for_good_ends_compensation_failed() {
-    for backend in Backend::ALL {
-        let setup = setup(backend).await;
-        let faults = setup.fake.faults();
-        faults
-            .add(FaultRule::new(
-                "entitlements",
-                "grant",
-                Fault::Reject {
-                    status: 422,
-                    reason: "region locked".into(),
-                },
-            ))
-            .unwrap();
-        faults
-            .add(FaultRule::new(
-                "payments",
-                "refund",
-                Fault::Reject {
-                    status: 400,
-                    reason: "refund window closed".into(),
-                },
-            ))
-            .unwrap();
-        let reply = post(&setup, None).await;
-        assert_eq!(reply.status, 500, "{backend:?}: {:#}", reply.body);
-        assert_eq!(reply.body["status"], "COMPENSATION_FAILED");
-        assert_eq!(reply.body["error_code"], "saga_compensation_failed");
-        let saga = setup.store.saga(reply.transaction_id()).await;
-        assert_eq!(saga.status, SagaStatus::CompensationFailed);
-        let statuses: Vec<StepStatus> = saga.steps.iter().map(|s| s.status).collect();
-        assert_eq!(
-            statuses,
-            [
-                StepStatus::Succeeded,
-                StepStatus::CompensationFailed,
-                StepStatus::Compensated
-            ],
-            "{backend:?}"
-        );
-        assert!(
-            saga.error.as_deref().is_some_and(|e| e.contains("refund")),
-            "{backend:?}: {saga:#?}"
-        );
-    }
+async fn post(orchestrator: &Orchestrator, key: Option<&str>) -> Reply {
+    send(&orchestrator.api, post_transactions(&body(), key)).await
 }
 
 #[tokio::test]
 async fn a_request_cut_off_by_its_deadline_is_resumed_by_a_retry_with_the_same_key() {
     for backend in Backend::ALL {
-        let setup = setup(backend).await;
+        let pattern = Orchestrator::start(backend).await;
         // Too little time for any step: the saga is recorded and left PENDING.
         let first = send_with(
-            &setup.api,
+            &pattern.api,
             post_transactions(&body(), Some("cut-off")),
             Duration::from_secs(1),
         )
@@ -376,7 +114,7 @@ async fn a_request_cut_off_by_its_deadline_is_resumed_by_a_retry_with_the_same_k
         assert_eq!(first.body["status"], "PENDING");
 
         // While the first invocation may still be alive, a retry must not run the saga too.
-        let early = post(&setup, Some("cut-off")).await;
+        let early = post(&pattern, Some("cut-off")).await;
         assert_eq!(
             (early.status, early.transaction_id()),
             (409, id.as_str()),
@@ -385,12 +123,12 @@ async fn a_request_cut_off_by_its_deadline_is_resumed_by_a_retry_with_the_same_k
         );
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let resumed = post(&setup, Some("cut-off")).await;
+        let resumed = post(&pattern, Some("cut-off")).await;
         assert_eq!(resumed.status, 200, "{backend:?}: {:#}", resumed.body);
         assert_eq!(resumed.transaction_id(), id);
-        assert_eq!(setup.store.all_sagas().await.len(), 1, "{backend:?}");
+        assert_eq!(pattern.store.all_sagas().await.len(), 1, "{backend:?}");
         assert_eq!(
-            setup.fake.ledger().transaction(&id).total_calls(),
+            pattern.fake.ledger().transaction(&id).total_calls(),
             3,
             "{backend:?}"
         );
@@ -430,12 +168,12 @@ impl Resumer for RecordingResumer {
 /// Long enough for the first step (3 s timeout) to start, too short for the second (5 s).
 const BUDGET_FOR_ONE_STEP: Duration = Duration::from_millis(4_000);
 
-fn budgeted_api(setup: &Setup, budget: Duration, resumer: Arc<RecordingResumer>) -> Api {
+fn budgeted_api(pattern: &Orchestrator, budget: Duration, resumer: Arc<RecordingResumer>) -> Api {
     let settings = ApiSettings {
         response_budget: budget,
         ..ApiSettings::default()
     };
-    Api::orchestrator(setup.store.store(), setup.client.clone())
+    Api::orchestrator(pattern.store.store().clone(), pattern.client.clone())
         .with_settings(settings)
         .with_resumer(resumer)
 }
@@ -443,15 +181,15 @@ fn budgeted_api(setup: &Setup, budget: Duration, resumer: Arc<RecordingResumer>)
 #[tokio::test]
 async fn a_saga_outliving_the_response_budget_is_accepted_and_finished_by_a_resume_event() {
     for backend in Backend::ALL {
-        let setup = setup(backend).await;
+        let pattern = Orchestrator::start(backend).await;
         // The first step is slow, so the second no longer fits in the budget.
-        setup
+        pattern
             .fake
             .faults()
             .add(FaultRule::new("inventory", "reserve", Fault::Latency { delay_ms: 500 }).times(1))
             .unwrap();
         let resumer = Arc::new(RecordingResumer::default());
-        let api = budgeted_api(&setup, BUDGET_FOR_ONE_STEP, resumer.clone());
+        let api = budgeted_api(&pattern, BUDGET_FOR_ONE_STEP, resumer.clone());
 
         let accepted = send(&api, post_transactions(&body(), Some("slow"))).await;
         assert_eq!(accepted.status, 202, "{backend:?}: {:#}", accepted.body);
@@ -476,7 +214,7 @@ async fn a_saga_outliving_the_response_budget_is_accepted_and_finished_by_a_resu
 
         let shown = send(&api, get_transaction(&id)).await;
         assert_eq!(shown.body["status"], "COMPLETED", "{backend:?}");
-        let ledger = setup.fake.ledger().transaction(&id);
+        let ledger = pattern.fake.ledger().transaction(&id);
         for (service, action) in [
             ("inventory", "reserve"),
             ("payments", "charge"),
@@ -496,7 +234,7 @@ async fn a_saga_outliving_the_response_budget_is_accepted_and_finished_by_a_resu
             .unwrap();
         assert_eq!(again["status"], "COMPLETED");
         assert_eq!(
-            setup.fake.ledger().transaction(&id).total_calls(),
+            pattern.fake.ledger().transaction(&id).total_calls(),
             3,
             "{backend:?}"
         );
@@ -510,16 +248,16 @@ async fn a_saga_outliving_the_response_budget_is_accepted_and_finished_by_a_resu
             replayed.body
         );
         assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
-        assert_eq!(setup.store.all_sagas().await.len(), 1, "{backend:?}");
+        assert_eq!(pattern.store.all_sagas().await.len(), 1, "{backend:?}");
     }
 }
 
 #[tokio::test]
 async fn a_resume_event_for_an_unknown_saga_fails_permanently() {
     for backend in Backend::ALL {
-        let setup = setup(backend).await;
+        let pattern = Orchestrator::start(backend).await;
         let unknown = uuid::Uuid::now_v7().to_string();
-        let failure = setup
+        let failure = pattern
             .api
             .handle_event(event(
                 json!({"resume": {"transaction_id": unknown}}),
@@ -529,22 +267,22 @@ async fn a_resume_event_for_an_unknown_saga_fails_permanently() {
             .unwrap_err();
         assert_eq!(failure.error_type, "Permanent", "{backend:?}: {failure:?}");
         assert!(failure.error_message.contains(&unknown), "{failure:?}");
-        let malformed = setup
+        let malformed = pattern
             .api
             .handle_event(event(json!({"resume": {}}), INVOCATION_TIME))
             .await
             .unwrap_err();
         assert_eq!(malformed.error_type, "Permanent");
-        assert!(setup.store.all_sagas().await.is_empty(), "{backend:?}");
+        assert!(pattern.store.all_sagas().await.is_empty(), "{backend:?}");
     }
 }
 
 #[tokio::test]
 async fn a_fast_saga_is_answered_in_the_request_without_a_resume() {
     for backend in Backend::ALL {
-        let setup = setup(backend).await;
+        let pattern = Orchestrator::start(backend).await;
         let resumer = Arc::new(RecordingResumer::default());
-        let api = budgeted_api(&setup, BUDGET_FOR_ONE_STEP * 5, resumer.clone());
+        let api = budgeted_api(&pattern, BUDGET_FOR_ONE_STEP * 5, resumer.clone());
         let http_event = serde_json::to_value(post_transactions(&body(), None)).unwrap();
         let response = api
             .handle_event(event(http_event, INVOCATION_TIME))
@@ -560,13 +298,13 @@ async fn a_fast_saga_is_answered_in_the_request_without_a_resume() {
 #[tokio::test]
 async fn a_failed_self_invoke_falls_back_to_503_and_the_retry_resumes() {
     for backend in Backend::ALL {
-        let setup = setup(backend).await;
+        let pattern = Orchestrator::start(backend).await;
         let resumer = Arc::new(RecordingResumer {
             refuse: true,
             ..RecordingResumer::default()
         });
         // Below every step's timeout: the saga is recorded and no step starts.
-        let api = budgeted_api(&setup, Duration::from_millis(300), resumer);
+        let api = budgeted_api(&pattern, Duration::from_millis(300), resumer);
         let first = send_with(
             &api,
             post_transactions(&body(), Some("no-invoke")),
@@ -579,7 +317,7 @@ async fn a_failed_self_invoke_falls_back_to_503_and_the_retry_resumes() {
         let id = first.transaction_id().to_owned();
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let resumed = post(&setup, Some("no-invoke")).await;
+        let resumed = post(&pattern, Some("no-invoke")).await;
         assert_eq!(
             (resumed.status, resumed.transaction_id()),
             (200, id.as_str()),

@@ -15,7 +15,7 @@ use sagaform_testkit::{
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let store = TestStore::new(Backend::DynamoDb).await;
     let (_fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client);
+    let api = Api::orchestrator(store.store().clone(), client);
 
     let unknown = send(&api, http_request(Method::GET, "/purchases", None, &[])).await;
     assert_eq!(
@@ -53,7 +53,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 async fn malformed_ids_are_400_and_unknown_ids_404() {
     let store = TestStore::new(Backend::Postgres).await;
     let (_fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client);
+    let api = Api::orchestrator(store.store().clone(), client);
 
     let malformed = send(&api, get_transaction("not-a-uuid")).await;
     assert_eq!(malformed.status, 400);
@@ -74,7 +74,7 @@ async fn a_saga_shows_its_status_and_each_steps_status_and_time_on_both_stores()
     for backend in Backend::ALL {
         let store = TestStore::new(backend).await;
         let (_fake, client) = fake_saas().await;
-        let api = Api::orchestrator(store.store(), client);
+        let api = Api::orchestrator(store.store().clone(), client);
         let created = send(&api, post_transactions(&purchase().to_string(), None)).await;
         assert_eq!(created.status, 200, "{backend:?}: {:#}", created.body);
         let id = created.transaction_id().to_owned();
@@ -117,7 +117,7 @@ async fn a_saga_shows_its_status_and_each_steps_status_and_time_on_both_stores()
 async fn a_named_stage_prefixes_paths_and_status_urls() {
     let store = TestStore::new(Backend::DynamoDb).await;
     let (_fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client);
+    let api = Api::orchestrator(store.store().clone(), client);
     let mut request = post_transactions(&purchase().to_string(), None);
     request.raw_path = Some("/prod/transactions".to_owned());
     request.request_context.stage = Some("prod".to_owned());

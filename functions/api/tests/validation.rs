@@ -144,7 +144,7 @@ async fn bad_input_is_a_400_naming_field_and_reason_and_writes_nothing() {
     for backend in Backend::ALL {
         let store = TestStore::new(backend).await;
         let (fake, client) = fake_saas().await;
-        let api = Api::orchestrator(store.store(), client);
+        let api = Api::orchestrator(store.store().clone(), client);
         for case in cases() {
             let mut request = post_transactions(
                 case.body.as_deref().unwrap_or_default(),
@@ -186,7 +186,7 @@ async fn bad_input_is_a_400_naming_field_and_reason_and_writes_nothing() {
 async fn every_problem_of_a_body_is_listed() {
     let store = TestStore::new(Backend::DynamoDb).await;
     let (_fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client);
+    let api = Api::orchestrator(store.store().clone(), client);
     let body = r#"{"player_id":"","item_id":"sword","quantity":0,"amount_minor":1,"currency":"E"}"#;
     let reply = send(&api, post_transactions(body, None)).await;
     assert_eq!(reply.status, 400);
@@ -203,7 +203,7 @@ async fn every_problem_of_a_body_is_listed() {
 async fn a_base64_encoded_valid_body_is_accepted() {
     let store = TestStore::new(Backend::DynamoDb).await;
     let (fake, client) = fake_saas().await;
-    let api = Api::orchestrator(store.store(), client);
+    let api = Api::orchestrator(store.store().clone(), client);
     let body =
         base64::engine::general_purpose::STANDARD.encode(sagaform_testkit::purchase().to_string());
     let mut request = http_request(Method::POST, "/transactions", Some(&body), &[]);

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::crash::{Crash, CrashPoint, CrashingCaller, CrashingStore};
-use common::{Backend, TestStore, fake_saas, generous_deadline, purchase_request};
+use common::generous_deadline;
 use sagaform_fake_saas::{Effect, FakeSaas, Fault, FaultRule, TransactionLedger};
 use sagaform_runtime::engine::Engine;
 use sagaform_runtime::errors::{EngineError, ErrorClass};
@@ -16,6 +16,7 @@ use sagaform_runtime::model::{SagaRecord, SagaStatus, StepStatus};
 use sagaform_runtime::store::{ConfiguredStore, CountingStore, SagaStore};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
+use sagaform_testkit::{Backend, TestStore, fake_saas, purchase};
 
 /// A store, the fake SaaS and a client for it.
 struct World {
@@ -36,11 +37,11 @@ impl World {
     }
 
     fn engine(&self) -> Engine<&ConfiguredStore, &SaasClient> {
-        Engine::new(PURCHASE, &self.store.store, &self.client)
+        Engine::new(PURCHASE, self.store.store(), &self.client)
     }
 
     async fn start(&self) -> SagaRecord {
-        self.engine().start(purchase_request()).await.unwrap()
+        self.engine().start(purchase()).await.unwrap()
     }
 
     fn ledger(&self, transaction_id: &str) -> TransactionLedger {
@@ -64,7 +65,12 @@ impl World {
     }
 
     async fn stored(&self, transaction_id: &str) -> SagaRecord {
-        self.store.store.get(transaction_id).await.unwrap().unwrap()
+        self.store
+            .store()
+            .get(transaction_id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -115,9 +121,9 @@ fn assert_third_step_failure_fully_compensated(ledger: &TransactionLedger) {
 
 async fn a_successful_saga_costs_one_state_write_per_step_plus_its_creation(backend: Backend) {
     let world = World::new(backend).await;
-    let counting = CountingStore::new(&world.store.store);
+    let counting = CountingStore::new(world.store.store());
     let engine = Engine::new(PURCHASE, &counting, &world.client);
-    let record = engine.start(purchase_request()).await.unwrap();
+    let record = engine.start(purchase()).await.unwrap();
     let finished = engine
         .run(&record.transaction_id, generous_deadline())
         .await
@@ -233,7 +239,7 @@ async fn crash_then_resume(world: &World, transaction_id: &str, point: CrashPoin
         crash: &crash,
     };
     let store = CrashingStore {
-        inner: &world.store.store,
+        inner: world.store.store(),
         crash: &crash,
     };
     let crashing = Engine::new(PURCHASE, &store, &caller);

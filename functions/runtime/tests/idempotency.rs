@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::{Backend, TestStore};
 use sagaform_runtime::errors::IdempotencyError;
 use sagaform_runtime::idempotency::{Idempotency, IdempotentResponse, RunError, payload_hash};
 use sagaform_runtime::model::new_transaction_id;
 use sagaform_runtime::store::{
     ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore,
 };
+use sagaform_testkit::{Backend, TestStore, purchase};
 use serde_json::{Value, json};
 
 fn key() -> String {
@@ -27,7 +27,7 @@ fn in_thirty_seconds() -> SystemTime {
 
 async fn concurrent_duplicates_claim_once_and_the_others_are_told_in_progress(backend: Backend) {
     let t = TestStore::new(backend).await;
-    let payload = common::purchase_request();
+    let payload = purchase();
     let hash = payload_hash(&payload);
     // Several rounds, so the race is really exercised rather than won by the first spawn.
     for _ in 0..10 {
@@ -69,17 +69,12 @@ async fn concurrent_duplicate_requests_run_the_work_once(backend: Backend) {
         let (key, executions) = (key.clone(), executions.clone());
         requests.push(tokio::spawn(async move {
             idempotency
-                .run(
-                    &key,
-                    &common::purchase_request(),
-                    in_thirty_seconds(),
-                    || async {
-                        executions.fetch_add(1, Ordering::SeqCst);
-                        // Long enough that every duplicate arrives while the first is in progress.
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        Ok::<Value, std::convert::Infallible>(json!({"status": "COMPLETED"}))
-                    },
-                )
+                .run(&key, &purchase(), in_thirty_seconds(), || async {
+                    executions.fetch_add(1, Ordering::SeqCst);
+                    // Long enough that every duplicate arrives while the first is in progress.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<Value, std::convert::Infallible>(json!({"status": "COMPLETED"}))
+                })
                 .await
         }));
     }
@@ -98,9 +93,9 @@ async fn concurrent_duplicate_requests_run_the_work_once(backend: Backend) {
 
 async fn a_completed_key_replays_the_stored_response_without_running_again(backend: Backend) {
     let t = TestStore::new(backend).await;
-    let idempotency = Idempotency::new(t.store.clone(), Duration::from_secs(3600));
+    let idempotency = Idempotency::new(t.store().clone(), Duration::from_secs(3600));
     let key = key();
-    let payload = common::purchase_request();
+    let payload = purchase();
     let executions = AtomicU32::new(0);
     let work = || async {
         executions.fetch_add(1, Ordering::SeqCst);
@@ -125,13 +120,13 @@ async fn a_completed_key_replays_the_stored_response_without_running_again(backe
         IdempotentResponse::Replayed(json!({"transaction_id": "tx-1", "status": "COMPLETED"}))
     );
     assert_eq!(executions.load(Ordering::SeqCst), 1);
-    let record = t.store.get_idempotency(&key).await.unwrap().unwrap();
+    let record = t.store().get_idempotency(&key).await.unwrap().unwrap();
     assert_eq!(record.status, IdempotencyStatus::Completed);
 }
 
 async fn the_same_key_with_another_payload_is_refused(backend: Backend) {
     let t = TestStore::new(backend).await;
-    let idempotency = Idempotency::new(t.store.clone(), Duration::from_secs(3600));
+    let idempotency = Idempotency::new(t.store().clone(), Duration::from_secs(3600));
     let key = key();
     let done = || async { Ok::<Value, std::convert::Infallible>(json!({"ok": true})) };
     idempotency
@@ -174,16 +169,19 @@ async fn a_claim_whose_invocation_timed_out_is_taken_over(backend: Backend) {
         expiration: SystemTime::now() + Duration::from_secs(3600),
     };
     assert_eq!(
-        t.store.claim(&expired_invocation).await.unwrap(),
+        t.store().claim(&expired_invocation).await.unwrap(),
         ClaimOutcome::Claimed
     );
     let retry = IdempotencyClaim {
         in_progress_until: in_thirty_seconds(),
         ..expired_invocation
     };
-    assert_eq!(t.store.claim(&retry).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        t.store().claim(&retry).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
     // The retry's own window is live, so a third attempt must wait.
-    let error = t.store.claim(&retry).await.unwrap_err();
+    let error = t.store().claim(&retry).await.unwrap_err();
     assert!(matches!(error, IdempotencyError::InProgress(_)), "{error}");
 }
 
@@ -197,8 +195,11 @@ async fn an_expired_record_is_forgotten_even_when_completed(backend: Backend) {
         in_progress_until: in_thirty_seconds(),
         expiration: SystemTime::now() + Duration::from_secs(3600),
     };
-    assert_eq!(t.store.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
-    t.store
+    assert_eq!(
+        t.store().claim(&claim).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    t.store()
         .complete(
             &key,
             &json!({"old": true}),
@@ -211,12 +212,15 @@ async fn an_expired_record_is_forgotten_even_when_completed(backend: Backend) {
         payload_hash: &other_hash,
         ..claim
     };
-    assert_eq!(t.store.claim(&fresh).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        t.store().claim(&fresh).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
 }
 
 async fn failed_work_releases_the_claim_so_a_retry_runs_it(backend: Backend) {
     let t = TestStore::new(backend).await;
-    let idempotency = Idempotency::new(t.store.clone(), Duration::from_secs(3600));
+    let idempotency = Idempotency::new(t.store().clone(), Duration::from_secs(3600));
     let key = key();
     let payload = json!({"a": 1});
     let failed = idempotency
@@ -226,7 +230,7 @@ async fn failed_work_releases_the_claim_so_a_retry_runs_it(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(failed, RunError::Work("downstream unavailable")));
-    assert!(t.store.get_idempotency(&key).await.unwrap().is_none());
+    assert!(t.store().get_idempotency(&key).await.unwrap().is_none());
     let retried = idempotency
         .run(&key, &payload, in_thirty_seconds(), || async {
             Ok::<Value, &str>(json!({"ok": true}))

@@ -6,12 +6,13 @@ mod common;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use common::{Backend, TestStore, fake_saas, generous_deadline, purchase_request};
+use common::generous_deadline;
 use sagaform_fake_saas::{Fault, FaultRule};
 use sagaform_runtime::engine::Engine;
 use sagaform_runtime::model::SagaStatus;
 use sagaform_runtime::telemetry::json_subscriber;
 use sagaform_saga::PURCHASE;
+use sagaform_testkit::{Backend, TestStore, fake_saas, purchase};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -59,9 +60,9 @@ async fn every_log_line_of_a_saga_carries_its_transaction_id() {
     // Installed after the set-up, whose lines (schema migrations) belong to no saga.
     let _subscriber =
         tracing::subscriber::set_default(json_subscriber(EnvFilter::new("debug"), capture.clone()));
-    let engine = Engine::new(PURCHASE, &store.store, &client);
+    let engine = Engine::new(PURCHASE, store.store(), &client);
 
-    let record = engine.start(purchase_request()).await.unwrap();
+    let record = engine.start(purchase()).await.unwrap();
     let tx = record.transaction_id.clone();
     // A retry, a permanent failure and compensations, so warnings and retries are logged too.
     fake.faults()

@@ -4,10 +4,10 @@
 mod common;
 
 use common::store_contract as contract;
-use common::{Backend, TestStore};
 use sagaform_runtime::model::{SagaRecord, SagaStatus, new_transaction_id};
 use sagaform_runtime::store::{ConfiguredStore, SagaStore};
 use sagaform_saga::PURCHASE;
+use sagaform_testkit::{Backend, TestStore, purchase};
 
 async fn store() -> TestStore {
     TestStore::new(Backend::DynamoDb).await
@@ -51,11 +51,11 @@ async fn creating_a_saga_completes_the_idempotency_record_atomically() {
 #[tokio::test]
 async fn only_finished_sagas_get_an_expiry_for_the_table_ttl() {
     let t = store().await;
-    let ConfiguredStore::DynamoDb(dynamo) = &t.store else {
+    let ConfiguredStore::DynamoDb(dynamo) = t.store() else {
         unreachable!("a dynamodb test store")
     };
-    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
-    t.store.create(&record).await.unwrap();
+    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
+    t.store().create(&record).await.unwrap();
     let expires_at = |item: Option<
         &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
     >| {
@@ -78,9 +78,14 @@ async fn only_finished_sagas_get_an_expiry_for_the_table_ttl() {
         "an active saga must not expire"
     );
 
-    let mut finished = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    let mut finished = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     finished.status = SagaStatus::Completed;
-    t.store.transition(&finished).await.unwrap();
+    t.store().transition(&finished).await.unwrap();
     let item = dynamo
         .client()
         .get_item()

@@ -4,10 +4,10 @@
 mod common;
 
 use common::store_contract as contract;
-use common::{Backend, TestStore, admin_client};
 use sagaform_runtime::model::{SagaRecord, SagaStatus, StepStatus, new_transaction_id, rfc3339};
 use sagaform_runtime::store::{ConfiguredStore, PostgresSettings, PostgresStore, SagaStore};
 use sagaform_saga::PURCHASE;
+use sagaform_testkit::{Backend, DEFAULT_DATABASE_URL, TestStore, admin_client, purchase};
 use std::time::{Duration, SystemTime};
 
 async fn store() -> TestStore {
@@ -50,7 +50,7 @@ async fn creating_a_saga_completes_the_idempotency_record_atomically() {
 }
 
 fn postgres(t: &TestStore) -> &PostgresStore {
-    match &t.store {
+    match t.store() {
         ConfiguredStore::Postgres(store) => store,
         ConfiguredStore::DynamoDb(_) => unreachable!("a postgres test store"),
     }
@@ -66,7 +66,7 @@ async fn processes_starting_at_once_apply_each_migration_exactly_once() {
         .unwrap();
     let mut starts = Vec::new();
     for _ in 0..4 {
-        let mut settings = PostgresSettings::from_url(common::DEFAULT_DATABASE_URL).unwrap();
+        let mut settings = PostgresSettings::from_url(DEFAULT_DATABASE_URL).unwrap();
         settings.config.options(format!("-c search_path={schema}"));
         starts.push(tokio::spawn(PostgresStore::connect(settings)));
     }
@@ -97,28 +97,30 @@ async fn processes_starting_at_once_apply_each_migration_exactly_once() {
 #[tokio::test]
 async fn step_rows_are_unique_per_saga_so_a_repeated_write_lands_on_the_same_rows() {
     let t = store().await;
-    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
-    t.store.create(&record).await.unwrap();
-    let mut next = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
+    t.store().create(&record).await.unwrap();
+    let mut next = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     next.status = SagaStatus::Running;
     next.steps[0].status = StepStatus::Succeeded;
-    t.store.transition(&next).await.unwrap();
-    let admin = admin_client().await.unwrap();
-    let schema = t.schema().unwrap();
-    let rows = admin
+    t.store().transition(&next).await.unwrap();
+    let sql = t.sql_client().await;
+    let rows = sql
         .query(
-            &format!("SELECT count(*) FROM {schema}.saga_steps WHERE transaction_id = $1"),
+            "SELECT count(*) FROM saga_steps WHERE transaction_id = $1",
             &[&record.transaction_id],
         )
         .await
         .unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 3);
-    let duplicate = admin
+    let duplicate = sql
         .execute(
-            &format!(
-                "INSERT INTO {schema}.saga_steps (transaction_id, step_index, step_name, status, attempts)
-                 VALUES ($1, 0, 'stock', 'PENDING', 0)"
-            ),
+            "INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts)
+             VALUES ($1, 0, 'stock', 'PENDING', 0)",
             &[&record.transaction_id],
         )
         .await;
@@ -131,30 +133,24 @@ async fn step_rows_are_unique_per_saga_so_a_repeated_write_lands_on_the_same_row
 #[tokio::test]
 async fn operations_views_show_status_counts_stuck_sagas_and_failures_per_step() {
     let t = store().await;
-    let schema = t.schema().unwrap().to_owned();
     let hour_ago = rfc3339(SystemTime::now() - Duration::from_secs(3600));
-    let mut stuck = SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
+    let mut stuck = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
     stuck.status = SagaStatus::Running;
     stuck.updated_at = hour_ago;
-    let mut compensated =
-        SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
+    let mut compensated = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
     compensated.status = SagaStatus::Compensated;
     compensated.steps[2].status = StepStatus::Compensated;
     compensated.steps[2].error = Some("payment declined".into());
-    let mut failed = SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
+    let mut failed = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
     failed.status = SagaStatus::CompensationFailed;
     failed.steps[1].status = StepStatus::CompensationFailed;
     failed.steps[1].error = Some("compensation: refund refused".into());
     for record in [&stuck, &compensated, &failed] {
-        t.store.create(record).await.unwrap();
+        t.store().create(record).await.unwrap();
     }
-    let admin = admin_client().await.unwrap();
-    admin
-        .batch_execute(&format!("SET search_path = {schema}"))
-        .await
-        .unwrap();
+    let sql = t.sql_client().await;
 
-    let by_status = admin
+    let by_status = sql
         .query(
             "SELECT status, sagas FROM sagas_by_status ORDER BY status",
             &[],
@@ -171,25 +167,23 @@ async fn operations_views_show_status_counts_stuck_sagas_and_failures_per_step()
         ]
     );
 
-    let stuck_rows = admin
+    let stuck_rows = sql
         .query("SELECT transaction_id FROM stuck_sagas", &[])
         .await
         .unwrap();
     assert_eq!(stuck_rows.len(), 1);
     assert_eq!(stuck_rows[0].get::<_, String>(0), stuck.transaction_id);
-    admin
-        .batch_execute("SET sagaform.stuck_after = '2 hours'")
+    sql.batch_execute("SET sagaform.stuck_after = '2 hours'")
         .await
         .unwrap();
     assert!(
-        admin
-            .query("SELECT transaction_id FROM stuck_sagas", &[])
+        sql.query("SELECT transaction_id FROM stuck_sagas", &[])
             .await
             .unwrap()
             .is_empty()
     );
 
-    let failures = admin
+    let failures = sql
         .query(
             "SELECT step_name, action_failures, compensation_failures FROM step_failures ORDER BY step_name",
             &[],
@@ -219,16 +213,16 @@ async fn a_closed_connection_is_reopened_on_next_use() {
     let t = store().await;
     let store = postgres(&t);
     let admin = admin_client().await.unwrap();
-    let schema = t.schema().unwrap();
+    let database = t.database().unwrap();
     // Kill this test's store connection from the server side, as an RDS Proxy idle timeout would.
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("sagaform-test-{schema}")],
+            &[&format!("sagaform-test-{database}")],
         )
         .await
         .unwrap();
-    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), common::purchase_request());
+    let record = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
     // The first use after the kill may fail once (the driver learns of the close then); the store
     // must recover on the next one.
     let first = store.create(&record).await;
@@ -249,8 +243,7 @@ async fn tls_is_negotiated_and_an_untrusted_server_certificate_is_refused() {
         "this test needs a server with ssl = on (the Debian default)"
     );
     let settings =
-        PostgresSettings::from_url(&format!("{}?sslmode=require", common::DEFAULT_DATABASE_URL))
-            .unwrap();
+        PostgresSettings::from_url(&format!("{}?sslmode=require", DEFAULT_DATABASE_URL)).unwrap();
     assert_eq!(settings.tls, sagaform_runtime::store::PostgresTls::Required);
     let error = PostgresStore::connect(settings).await.unwrap_err();
     assert!(

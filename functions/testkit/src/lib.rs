@@ -9,10 +9,18 @@
 //! - SQS queues with a dead-letter queue ([`QueuePair`]) and a Step Functions state machine;
 //! - Lambda events with a context whose deadline the test chooses ([`event`]), API Gateway
 //!   requests, SQS events built from received messages;
-//! - capture of the functions' JSON log lines ([`LogCapture`]).
+//! - capture of the functions' JSON log lines ([`LogCapture`]);
+//! - the acceptance suite the three patterns share ([`acceptance`]), run through each pattern's
+//!   driver.
+//!
+//! The runtime's own store-contract tests use the same stores ([`TestStore`]), so every crate
+//! tests against one set-up of moto and PostgreSQL.
 //!
 //! Nothing here is a double of the code under test: only inputs and backends.
 
+pub mod acceptance;
+
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,6 +105,7 @@ pub struct TestStore {
 impl TestStore {
     /// Fresh tables on moto, or a fresh database with the migrations applied.
     pub async fn new(backend: Backend) -> TestStore {
+        keep_callsites_enabled();
         match backend {
             Backend::DynamoDb => {
                 let suffix = uuid::Uuid::now_v7().simple().to_string();
@@ -137,9 +146,9 @@ impl TestStore {
         }
     }
 
-    /// The store (clones share one PostgreSQL connection, as one Lambda instance would).
-    pub fn store(&self) -> ConfiguredStore {
-        self.store.clone()
+    /// The store (its clones share one PostgreSQL connection, as one Lambda instance would).
+    pub fn store(&self) -> &ConfiguredStore {
+        &self.store
     }
 
     /// Another handle on the same data with its own connection, as a second Lambda instance
@@ -158,6 +167,24 @@ impl TestStore {
     /// Which kind it is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The PostgreSQL database of the store; its connections are named
+    /// `sagaform-test-{database}` (`application_name`), so a test can find them on the server.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    /// A plain connection to the PostgreSQL database of the store, to look at its tables.
+    pub async fn sql_client(&self) -> tokio_postgres::Client {
+        let database = self.database().expect("a PostgreSQL test store");
+        let (client, connection) = settings_for(database)
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client
     }
 
     /// Every saga in the store, whatever its status.
@@ -226,10 +253,13 @@ fn settings_for(database: &str) -> PostgresSettings {
         PostgresSettings::from_url(&database_url()).expect("a valid SAGAFORM_TEST_DATABASE_URL");
     settings.config.dbname(database);
     settings
+        .config
+        .application_name(format!("sagaform-test-{database}"));
+    settings
 }
 
-/// A connection to the tests' server for set-up, or how to get one.
-async fn admin_client() -> Result<tokio_postgres::Client, String> {
+/// A connection to the tests' server (its database `test`) for set-up, or how to get one.
+pub async fn admin_client() -> Result<tokio_postgres::Client, String> {
     let url = database_url();
     match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         Ok((client, connection)) => {
@@ -285,12 +315,27 @@ pub fn context(request_id: &str, time_left: Duration) -> Context {
     context
 }
 
+thread_local! {
+    /// The request ids [`event`] gave out on this thread, in order.
+    static ISSUED_REQUEST_IDS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
 /// A Lambda event with a fresh request id and `time_left` until its deadline.
 pub fn event<T>(payload: T, time_left: Duration) -> LambdaEvent<T> {
-    LambdaEvent::new(
-        payload,
-        context(&format!("req-{}", uuid::Uuid::now_v7()), time_left),
-    )
+    let request_id = format!("req-{}", uuid::Uuid::now_v7());
+    ISSUED_REQUEST_IDS.with_borrow_mut(|issued| issued.push(request_id.clone()));
+    LambdaEvent::new(payload, context(&request_id, time_left))
+}
+
+/// How many request ids [`event`] has given out on this thread; with [`request_ids_since`], the
+/// invocations a test made between two points.
+pub fn request_ids_issued() -> usize {
+    ISSUED_REQUEST_IDS.with_borrow(Vec::len)
+}
+
+/// The request ids [`event`] gave out on this thread after the first `count`, in order.
+pub fn request_ids_since(count: usize) -> Vec<String> {
+    ISSUED_REQUEST_IDS.with_borrow(|issued| issued[count..].to_vec())
 }
 
 /// An API Gateway HTTP API (payload 2.0) request on the `$default` stage.
@@ -341,6 +386,48 @@ fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
 pub fn response_json(response: &ApiGatewayV2httpResponse) -> Value {
     let body = response.body.as_ref().expect("the response has a body");
     serde_json::from_slice(body).expect("the response body is JSON")
+}
+
+/// An answer of the API as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: i64,
+    /// The JSON body.
+    pub body: Value,
+    /// The whole response, for its headers.
+    pub response: ApiGatewayV2httpResponse,
+}
+
+impl Reply {
+    /// Reads the status and the JSON body of `response`.
+    pub fn new(response: ApiGatewayV2httpResponse) -> Reply {
+        Reply {
+            status: response.status_code,
+            body: response_json(&response),
+            response,
+        }
+    }
+
+    /// The value of header `name`, when there is one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the answer is a replay of a stored one (`Idempotent-Replayed: true`).
+    pub fn replayed(&self) -> bool {
+        self.header("idempotent-replayed") == Some("true")
+    }
+
+    /// The saga the answer is about; panics when it names none.
+    pub fn transaction_id(&self) -> &str {
+        self.body["transaction_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no transaction_id in {:#}", self.body))
+    }
 }
 
 /// A standard SQS queue with a dead-letter queue on moto.
@@ -466,6 +553,20 @@ pub async fn create_state_machine() -> String {
         .state_machine_arn
 }
 
+/// Installs, once per test binary, a global subscriber that takes every `info` line and drops
+/// it. tracing caches per call site whether any subscriber wants it; a test logging on a thread
+/// without a subscriber while another test starts a [`LogCapture`] can otherwise leave a span
+/// cached as unwanted, and the captured lines would miss its fields.
+fn keep_callsites_enabled() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let discard =
+            sagaform_runtime::telemetry::json_subscriber(EnvFilter::new("info"), std::io::sink);
+        // Another global subscriber set by the test binary serves the same purpose.
+        let _ = tracing::subscriber::set_global_default(discard);
+    });
+}
+
 /// Captures the JSON log lines the functions write (the runtime's formatter), for the thread
 /// that started it: use it from a current-thread runtime, the default of `#[tokio::test]`.
 #[derive(Clone, Default)]
@@ -476,6 +577,7 @@ pub struct LogCapture {
 impl LogCapture {
     /// Starts capturing `info` and above; capturing stops when the guard is dropped.
     pub fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        keep_callsites_enabled();
         let capture = LogCapture::default();
         let subscriber =
             sagaform_runtime::telemetry::json_subscriber(EnvFilter::new("info"), capture.clone());

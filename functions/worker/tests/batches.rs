@@ -178,7 +178,7 @@ async fn fifo_queues_get_the_transaction_id_as_group_and_deduplication_id() {
         .queue_url
         .unwrap();
     let api = api::Api::new(
-        pattern.store.store(),
+        pattern.store.store().clone(),
         api::Dispatch::Queue {
             client: sqs,
             queue_url: fifo_url.clone(),

@@ -14,60 +14,81 @@ use sagaform_runtime::store::{
 use sagaform_saga::PURCHASE;
 use serde_json::json;
 
-use super::{TestStore, purchase_request};
+use sagaform_testkit::{TestStore, purchase};
 
 fn new_saga() -> SagaRecord {
-    SagaRecord::new(&PURCHASE, new_transaction_id(), purchase_request())
+    SagaRecord::new(&PURCHASE, new_transaction_id(), purchase())
 }
 
 pub async fn a_created_saga_reads_back_field_for_field(t: &TestStore) {
     let mut record = new_saga();
     record.steps[0].error = Some("an error with 'quotes' and \"double quotes\"".into());
     record.steps[0].updated_at = Some(now_rfc3339());
-    let version = t.store.create(&record).await.unwrap();
+    let version = t.store().create(&record).await.unwrap();
     assert_eq!(version, 1);
     let stored = t
-        .store
+        .store()
         .get(&record.transaction_id)
         .await
         .unwrap()
         .expect("created saga is found");
     record.version = 1;
     assert_eq!(stored, record);
-    assert!(t.store.get(&new_transaction_id()).await.unwrap().is_none());
+    assert!(
+        t.store()
+            .get(&new_transaction_id())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn a_second_create_is_refused_and_keeps_the_first(t: &TestStore) {
     let record = new_saga();
-    t.store.create(&record).await.unwrap();
+    t.store().create(&record).await.unwrap();
     let mut other = record.clone();
     other.request = json!({"other": true});
-    let error = t.store.create(&other).await.unwrap_err();
+    let error = t.store().create(&other).await.unwrap_err();
     assert!(matches!(error, StoreError::AlreadyExists(_)), "{error}");
-    let stored = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    let stored = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.request, record.request);
 }
 
 pub async fn a_stale_writer_loses_the_version_race_and_changes_nothing(t: &TestStore) {
     let record = new_saga();
-    t.store.create(&record).await.unwrap();
-    let mut winner = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    t.store().create(&record).await.unwrap();
+    let mut winner = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     let mut loser = winner.clone();
 
     winner.status = SagaStatus::Running;
     winner.steps[0].status = StepStatus::Succeeded;
-    assert_eq!(t.store.transition(&winner).await.unwrap(), 2);
+    assert_eq!(t.store().transition(&winner).await.unwrap(), 2);
 
     loser.status = SagaStatus::Compensating;
     loser.steps[0].status = StepStatus::Failed;
     loser.error = Some("stale".into());
-    let error = t.store.transition(&loser).await.unwrap_err();
+    let error = t.store().transition(&loser).await.unwrap_err();
     assert!(
         matches!(error, StoreError::Conflict { expected: 1, .. }),
         "{error}"
     );
 
-    let stored = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    let stored = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.version, 2);
     assert_eq!(stored.status, SagaStatus::Running);
     assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
@@ -76,8 +97,13 @@ pub async fn a_stale_writer_loses_the_version_race_and_changes_nothing(t: &TestS
 
 pub async fn of_concurrent_writers_from_one_version_exactly_one_wins(t: &TestStore) {
     let record = new_saga();
-    t.store.create(&record).await.unwrap();
-    let read = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    t.store().create(&record).await.unwrap();
+    let read = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     let mut handles = Vec::new();
     for writer in 0..6 {
         let store = t.second_handle().await;
@@ -97,7 +123,12 @@ pub async fn of_concurrent_writers_from_one_version_exactly_one_wins(t: &TestSto
         }
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
-    let stored = t.store.get(&record.transaction_id).await.unwrap().unwrap();
+    let stored = t
+        .store()
+        .get(&record.transaction_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.version, 2);
     assert_eq!(stored.error, Some(format!("writer {}", winners[0].0)));
 }
@@ -105,7 +136,7 @@ pub async fn of_concurrent_writers_from_one_version_exactly_one_wins(t: &TestSto
 pub async fn a_transition_of_an_unknown_saga_is_not_found(t: &TestStore) {
     let mut record = new_saga();
     record.version = 1;
-    let error = t.store.transition(&record).await.unwrap_err();
+    let error = t.store().transition(&record).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound(_)), "{error}");
 }
 
@@ -127,10 +158,10 @@ pub async fn stuck_sagas_are_active_ones_not_updated_for_a_while(t: &TestStore) 
         &old_compensating,
         &fresh_pending,
     ] {
-        t.store.create(record).await.unwrap();
+        t.store().create(record).await.unwrap();
     }
     let stuck: Vec<String> = t
-        .store
+        .store()
         .list_stuck(Duration::from_secs(600), 10)
         .await
         .unwrap()
@@ -142,7 +173,7 @@ pub async fn stuck_sagas_are_active_ones_not_updated_for_a_while(t: &TestStore) 
     assert!(stuck.contains(&old_compensating.transaction_id));
 
     let pending = t
-        .store
+        .store()
         .list_by_status(SagaStatus::Pending, 10)
         .await
         .unwrap();
@@ -155,7 +186,7 @@ pub async fn stuck_sagas_are_active_ones_not_updated_for_a_while(t: &TestStore) 
         }
     );
     assert_eq!(
-        t.store
+        t.store()
             .list_by_status(SagaStatus::Completed, 10)
             .await
             .unwrap()
@@ -166,7 +197,7 @@ pub async fn stuck_sagas_are_active_ones_not_updated_for_a_while(t: &TestStore) 
 
 pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &TestStore) {
     let key = format!("api:{}", new_transaction_id());
-    let payload = purchase_request();
+    let payload = purchase();
     let hash = payload_hash(&payload);
     let claim = IdempotencyClaim {
         key: &key,
@@ -174,23 +205,32 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
         in_progress_until: SystemTime::now() + Duration::from_secs(30),
         expiration: SystemTime::now() + Duration::from_secs(3600),
     };
-    assert_eq!(t.store.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        t.store().claim(&claim).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
     let record = new_saga();
     let response = json!({"transaction_id": record.transaction_id, "status": "PENDING"});
     let expiration = SystemTime::now() + Duration::from_secs(3600);
-    t.store
+    t.store()
         .create_completing_idempotency(&record, &key, &response, expiration)
         .await
         .unwrap();
-    let stored = t.store.get_idempotency(&key).await.unwrap().unwrap();
+    let stored = t.store().get_idempotency(&key).await.unwrap().unwrap();
     assert_eq!(stored.status, IdempotencyStatus::Completed);
     assert_eq!(stored.response, Some(response.clone()));
-    assert!(t.store.get(&record.transaction_id).await.unwrap().is_some());
+    assert!(
+        t.store()
+            .get(&record.transaction_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The record is completed now, so a second saga for the same key must not appear.
     let second = new_saga();
     let error = t
-        .store
+        .store()
         .create_completing_idempotency(&second, &key, &response, expiration)
         .await
         .unwrap_err();
@@ -198,7 +238,13 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
         matches!(error, StoreError::IdempotencyNotInProgress(_)),
         "{error}"
     );
-    assert!(t.store.get(&second.transaction_id).await.unwrap().is_none());
+    assert!(
+        t.store()
+            .get(&second.transaction_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // A saga id that exists leaves the idempotency record in progress.
     let other_key = format!("api:{}", new_transaction_id());
@@ -207,15 +253,20 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
         ..claim
     };
     assert_eq!(
-        t.store.claim(&other_claim).await.unwrap(),
+        t.store().claim(&other_claim).await.unwrap(),
         ClaimOutcome::Claimed
     );
     let error = t
-        .store
+        .store()
         .create_completing_idempotency(&record, &other_key, &response, expiration)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::AlreadyExists(_)), "{error}");
-    let untouched = t.store.get_idempotency(&other_key).await.unwrap().unwrap();
+    let untouched = t
+        .store()
+        .get_idempotency(&other_key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(untouched.status, IdempotencyStatus::InProgress);
 }

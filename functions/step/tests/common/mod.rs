@@ -13,6 +13,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use api::{Api, Dispatch};
@@ -37,6 +39,8 @@ pub struct StepFunctionsPattern {
     pub state_machine_arn: String,
     pub api: Api,
     pub handler: StepHandler,
+    /// The executions [`StepFunctionsPattern::run_execution`] ran, by name.
+    executions_run: RefCell<HashSet<String>>,
 }
 
 impl StepFunctionsPattern {
@@ -45,13 +49,17 @@ impl StepFunctionsPattern {
         let (fake, client) = fake_saas().await;
         let state_machine_arn = create_state_machine().await;
         let api = Api::new(
-            store.store(),
+            store.store().clone(),
             Dispatch::StateMachine {
                 client: sfn_client(),
                 state_machine_arn: state_machine_arn.clone(),
             },
         );
-        let handler = StepHandler::new(store.store(), client.clone(), Duration::from_millis(500));
+        let handler = StepHandler::new(
+            store.store().clone(),
+            client.clone(),
+            Duration::from_millis(500),
+        );
         StepFunctionsPattern {
             store,
             fake,
@@ -59,6 +67,7 @@ impl StepFunctionsPattern {
             state_machine_arn,
             api,
             handler,
+            executions_run: RefCell::default(),
         }
     }
 
@@ -109,7 +118,20 @@ impl StepFunctionsPattern {
             .find(|(name, _)| name == transaction_id)
             .map(|(_, input)| input)
             .unwrap_or_else(|| panic!("no execution named {transaction_id}"));
+        self.executions_run
+            .borrow_mut()
+            .insert(transaction_id.to_owned());
         run(&self.handler, input).await
+    }
+
+    /// The executions moto recorded that [`StepFunctionsPattern::run_execution`] has not run.
+    pub async fn executions_not_run(&self) -> usize {
+        let executions = self.executions().await;
+        let run = self.executions_run.borrow();
+        executions
+            .iter()
+            .filter(|(name, _)| !run.contains(name))
+            .count()
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use api::{Api, Dispatch};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_sdk_sqs::types::QueueAttributeName;
 use sagaform_fake_saas::FakeSaas;
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::{
@@ -37,7 +38,7 @@ impl SqsPattern {
         let (fake, client) = fake_saas().await;
         let queues = QueuePair::create(max_receive_count).await;
         let api = Api::new(
-            store.store(),
+            store.store().clone(),
             Dispatch::Queue {
                 client: sqs_client(),
                 queue_url: queues.url.clone(),
@@ -45,7 +46,7 @@ impl SqsPattern {
         );
         // The driver below makes failed messages visible again itself.
         let worker = Worker::new(
-            store.store(),
+            store.store().clone(),
             client.clone(),
             WorkerSettings::default(),
             None,
@@ -98,6 +99,25 @@ impl SqsPattern {
     /// Sends a request to the API: status and JSON body.
     pub async fn call_api(&self, request: ApiGatewayV2httpRequest) -> (i64, Value, Option<String>) {
         call(&self.api, request).await
+    }
+
+    /// The messages in the work queue, visible or in flight (read from its attributes, which
+    /// unlike a receive does not count as a delivery).
+    pub async fn waiting(&self) -> usize {
+        let attributes = sqs_client()
+            .get_queue_attributes()
+            .queue_url(&self.queues.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("read the queue's attributes")
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .values()
+            .map(|count| count.parse::<usize>().expect("a message count"))
+            .sum()
     }
 
     /// Plays the event source mapping until the queue is empty (or `max_rounds` batches).
