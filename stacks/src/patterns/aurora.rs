@@ -166,8 +166,8 @@ fn add_security_group_ingress(stack: &mut StackBuilder<'_>) -> Result<(), CfnErr
     )
 }
 
-/// The subnet group, the Serverless v2 cluster (kept like the data it holds, with the master
-/// password managed by RDS) and its one writer instance.
+/// The subnet group, the Serverless v2 cluster (encrypted, its master password managed by RDS,
+/// retained on deletion outside `local` like every data store) and its one writer instance.
 fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result<(), CfnError> {
     let env = stack.env;
     stack.add(
@@ -403,7 +403,8 @@ fn name_tag(stack: &StackBuilder<'_>, name: &str) -> Vec<Tag> {
         .list()
 }
 
-/// The VPC (with DNS, which RDS Proxy endpoints need) and its internet gateway.
+/// The VPC, with DNS hostnames and resolution so the functions resolve the proxy's endpoint
+/// name, and its internet gateway.
 fn add_vpc_and_internet_gateway(
     stack: &mut StackBuilder<'_>,
     vpc_cidr: &VpcCidr,
