@@ -194,27 +194,7 @@ impl Definition {
         let steps = saga.steps;
 
         for (index, step) in steps.iter().enumerate() {
-            let next = match steps.get(index + 1) {
-                Some(following) => execute_state(following),
-                None => COMPLETED_STATE.to_owned(),
-            };
-            let task = Task {
-                comment: format!(
-                    "{} on {} ({} of {})",
-                    step.action.name,
-                    step.service,
-                    index + 1,
-                    steps.len()
-                ),
-                resource: "arn:aws:states:::lambda:invoke".to_owned(),
-                parameters: parameters(Operation::Execute, step),
-                result_selector: result_selector(),
-                result_path: format!("$.results.{}", step.name),
-                timeout_seconds: task_timeout_seconds,
-                retry: vec![retrier(&step.retry)],
-                catch: vec![catch_into(compensate_state(step))],
-                next,
-            };
+            let task = execute_task(steps, index, task_timeout_seconds);
             states.insert(execute_state(step), State::Task(task));
         }
         states.insert(
@@ -223,66 +203,18 @@ impl Definition {
                 comment: "Every step succeeded.".to_owned(),
             }),
         );
-
         for (index, step) in steps.iter().enumerate().rev() {
-            let next = match index.checked_sub(1) {
-                Some(previous) => compensate_state(&steps[previous]),
-                None => COMPENSATED_STATE.to_owned(),
-            };
-            let task = Task {
-                comment: format!(
-                    "{} on {}: undoes {}",
-                    step.compensation.name, step.service, step.action.name
-                ),
-                resource: "arn:aws:states:::lambda:invoke".to_owned(),
-                parameters: parameters(Operation::Compensate, step),
-                result_selector: result_selector(),
-                result_path: format!("$.compensations.{}", step.name),
-                timeout_seconds: task_timeout_seconds,
-                retry: vec![retrier(&step.compensation_retry)],
-                catch: vec![catch_into(mark_failed_state(step))],
-                next,
-            };
+            let task = compensate_task(steps, index, task_timeout_seconds);
             states.insert(compensate_state(step), State::Task(task));
         }
-        states.insert(
-            COMPENSATED_STATE.to_owned(),
-            State::Fail(Fail {
-                comment: "A step failed and every step already done was undone.".to_owned(),
-                error: "SagaCompensated".to_owned(),
-                cause: "a step failed; its compensation and those of the earlier steps succeeded"
-                    .to_owned(),
-            }),
-        );
-
+        states.insert(COMPENSATED_STATE.to_owned(), compensated_state());
         for step in steps.iter().rev() {
-            let task = Task {
-                comment: format!(
-                    "records COMPENSATION_FAILED after {} could not be undone",
-                    step.name
-                ),
-                resource: "arn:aws:states:::lambda:invoke".to_owned(),
-                parameters: parameters(Operation::MarkFailed, step),
-                result_selector: result_selector(),
-                result_path: "$.mark_failed".to_owned(),
-                timeout_seconds: task_timeout_seconds,
-                retry: vec![retrier(&step.compensation_retry)],
-                catch: vec![Catcher {
-                    error_equals: vec!["States.ALL".to_owned()],
-                    result_path: "$.mark_failed_error".to_owned(),
-                    next: COMPENSATION_FAILED_STATE.to_owned(),
-                }],
-                next: COMPENSATION_FAILED_STATE.to_owned(),
-            };
+            let task = mark_failed_task(step, task_timeout_seconds);
             states.insert(mark_failed_state(step), State::Task(task));
         }
         states.insert(
             COMPENSATION_FAILED_STATE.to_owned(),
-            State::Fail(Fail {
-                comment: "A compensation failed for good: a human must finish the saga.".to_owned(),
-                error: "CompensationFailed".to_owned(),
-                cause: "a compensation failed after all its retries; see the runbook".to_owned(),
-            }),
+            compensation_failed_state(),
         );
 
         let start_at = steps
@@ -336,6 +268,100 @@ impl Definition {
         // Serializing plain structs, strings and numbers to a String cannot fail.
         serde_json::to_string_pretty(self).expect("an ASL definition always serializes")
     }
+}
+
+/// The Task running step `index` of `steps`: on success it goes to the next step (or
+/// `Completed`), on a failure that retries did not cure to the step's own compensation.
+fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
+    let step = &steps[index];
+    let next = match steps.get(index + 1) {
+        Some(following) => execute_state(following),
+        None => COMPLETED_STATE.to_owned(),
+    };
+    Task {
+        comment: format!(
+            "{} on {} ({} of {})",
+            step.action.name,
+            step.service,
+            index + 1,
+            steps.len()
+        ),
+        resource: "arn:aws:states:::lambda:invoke".to_owned(),
+        parameters: parameters(Operation::Execute, step),
+        result_selector: result_selector(),
+        result_path: format!("$.results.{}", step.name),
+        timeout_seconds,
+        retry: vec![retrier(&step.retry)],
+        catch: vec![catch_into(compensate_state(step))],
+        next,
+    }
+}
+
+/// The Task undoing step `index` of `steps`: on success it goes to the previous step's
+/// compensation (or `Compensated`), on a failure that retries did not cure to marking the saga
+/// COMPENSATION_FAILED.
+fn compensate_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
+    let step = &steps[index];
+    let next = match index.checked_sub(1) {
+        Some(previous) => compensate_state(&steps[previous]),
+        None => COMPENSATED_STATE.to_owned(),
+    };
+    Task {
+        comment: format!(
+            "{} on {}: undoes {}",
+            step.compensation.name, step.service, step.action.name
+        ),
+        resource: "arn:aws:states:::lambda:invoke".to_owned(),
+        parameters: parameters(Operation::Compensate, step),
+        result_selector: result_selector(),
+        result_path: format!("$.compensations.{}", step.name),
+        timeout_seconds,
+        retry: vec![retrier(&step.compensation_retry)],
+        catch: vec![catch_into(mark_failed_state(step))],
+        next,
+    }
+}
+
+/// The Task recording COMPENSATION_FAILED after `step`'s compensation failed for good; it ends
+/// in `CompensationFailed` whether the record succeeds or not.
+fn mark_failed_task(step: &Step, timeout_seconds: u64) -> Task {
+    Task {
+        comment: format!(
+            "records COMPENSATION_FAILED after {} could not be undone",
+            step.name
+        ),
+        resource: "arn:aws:states:::lambda:invoke".to_owned(),
+        parameters: parameters(Operation::MarkFailed, step),
+        result_selector: result_selector(),
+        result_path: "$.mark_failed".to_owned(),
+        timeout_seconds,
+        retry: vec![retrier(&step.compensation_retry)],
+        catch: vec![Catcher {
+            error_equals: vec!["States.ALL".to_owned()],
+            result_path: "$.mark_failed_error".to_owned(),
+            next: COMPENSATION_FAILED_STATE.to_owned(),
+        }],
+        next: COMPENSATION_FAILED_STATE.to_owned(),
+    }
+}
+
+/// The Fail state of a saga whose failed step and earlier steps were all undone.
+fn compensated_state() -> State {
+    State::Fail(Fail {
+        comment: "A step failed and every step already done was undone.".to_owned(),
+        error: "SagaCompensated".to_owned(),
+        cause: "a step failed; its compensation and those of the earlier steps succeeded"
+            .to_owned(),
+    })
+}
+
+/// The Fail state of a saga a human must finish.
+fn compensation_failed_state() -> State {
+    State::Fail(Fail {
+        comment: "A compensation failed for good: a human must finish the saga.".to_owned(),
+        error: "CompensationFailed".to_owned(),
+        cause: "a compensation failed after all its retries; see the runbook".to_owned(),
+    })
 }
 
 fn parameters(operation: Operation, step: &Step) -> TaskParameters {

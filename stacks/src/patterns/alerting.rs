@@ -83,6 +83,23 @@ pub(super) struct AlarmSpec {
 /// Adds the alarm and its runbook section.
 pub(super) fn add_alarm(stack: &mut StackBuilder<'_>, spec: AlarmSpec) -> Result<(), CfnError> {
     let period = u32::try_from(stack.env.alarms.period.as_secs()).unwrap_or(u32::MAX);
+    let mut alarm = alarm_notifying_topic(stack, &spec);
+    spec.watched.watch_in(&mut alarm, period);
+    stack.add(&spec.logical_id, alarm)?;
+    stack.sections.push(RunbookSection {
+        anchor: spec.anchor,
+        title: spec.title,
+        alarm_logical_id: spec.logical_id,
+        meaning: spec.meaning,
+        look_at: spec.look_at,
+        commands: spec.commands,
+    });
+    Ok(())
+}
+
+/// The alarm of `spec` watching nothing yet: its description ends with the runbook link, and
+/// it notifies the alarm topic on ALARM and on OK.
+fn alarm_notifying_topic(stack: &StackBuilder<'_>, spec: &AlarmSpec) -> Alarm {
     let description = format!(
         "{} Runbook: {}#{}",
         spec.meaning,
@@ -90,7 +107,7 @@ pub(super) fn add_alarm(stack: &mut StackBuilder<'_>, spec: AlarmSpec) -> Result
         spec.anchor
     );
     let topic = vec![Expr::reference(ALARM_TOPIC)];
-    let mut alarm = Alarm {
+    Alarm {
         alarm_description: description,
         namespace: None,
         metric_name: None,
@@ -106,65 +123,72 @@ pub(super) fn add_alarm(stack: &mut StackBuilder<'_>, spec: AlarmSpec) -> Result
         alarm_actions: topic.clone(),
         ok_actions: topic,
         tags: stack.tags.list(),
-    };
-    match spec.watched {
-        Watched::Metric {
-            namespace,
-            name,
-            dimensions,
-            statistic,
-        } => {
-            alarm.namespace = Some(namespace.to_owned());
-            alarm.metric_name = Some(name.to_owned());
-            alarm.dimensions = dimensions;
-            alarm.statistic = Some(statistic);
-            alarm.period = Some(period);
-        }
-        Watched::SumOf {
-            namespace,
-            metrics,
-            statistic,
-            label,
-        } => {
-            let mut queries: Vec<MetricDataQuery> = metrics
-                .into_iter()
-                .enumerate()
-                .map(|(index, (name, dimensions))| MetricDataQuery {
-                    id: format!("m{}", index + 1),
-                    expression: None,
-                    label: None,
-                    metric_stat: Some(crate::cfn::cloudwatch::MetricStat {
-                        metric: crate::cfn::cloudwatch::Metric {
-                            namespace: namespace.to_owned(),
-                            metric_name: name,
-                            dimensions,
-                        },
-                        period,
-                        stat: statistic,
-                    }),
-                    return_data: false,
-                })
-                .collect();
-            queries.push(MetricDataQuery {
-                id: "total".to_owned(),
-                expression: Some("SUM(METRICS())".to_owned()),
-                label: Some(label),
-                metric_stat: None,
-                return_data: true,
-            });
-            alarm.metrics = queries;
+    }
+}
+
+impl Watched {
+    /// Sets what `alarm` watches over `period` seconds: one metric's fields, or metric queries
+    /// summing several.
+    fn watch_in(self, alarm: &mut Alarm, period: u32) {
+        match self {
+            Watched::Metric {
+                namespace,
+                name,
+                dimensions,
+                statistic,
+            } => {
+                alarm.namespace = Some(namespace.to_owned());
+                alarm.metric_name = Some(name.to_owned());
+                alarm.dimensions = dimensions;
+                alarm.statistic = Some(statistic);
+                alarm.period = Some(period);
+            }
+            Watched::SumOf {
+                namespace,
+                metrics,
+                statistic,
+                label,
+            } => alarm.metrics = sum_queries(namespace, metrics, statistic, label, period),
         }
     }
-    stack.add(&spec.logical_id, alarm)?;
-    stack.sections.push(RunbookSection {
-        anchor: spec.anchor,
-        title: spec.title,
-        alarm_logical_id: spec.logical_id,
-        meaning: spec.meaning,
-        look_at: spec.look_at,
-        commands: spec.commands,
+}
+
+/// One query per metric (`m1`, `m2`, ...) returning no data, and the `total` query summing
+/// them, which the alarm compares with its threshold.
+fn sum_queries(
+    namespace: &str,
+    metrics: Vec<(String, Vec<Dimension>)>,
+    statistic: Statistic,
+    label: String,
+    period: u32,
+) -> Vec<MetricDataQuery> {
+    let mut queries: Vec<MetricDataQuery> = metrics
+        .into_iter()
+        .enumerate()
+        .map(|(index, (name, dimensions))| MetricDataQuery {
+            id: format!("m{}", index + 1),
+            expression: None,
+            label: None,
+            metric_stat: Some(crate::cfn::cloudwatch::MetricStat {
+                metric: crate::cfn::cloudwatch::Metric {
+                    namespace: namespace.to_owned(),
+                    metric_name: name,
+                    dimensions,
+                },
+                period,
+                stat: statistic,
+            }),
+            return_data: false,
+        })
+        .collect();
+    queries.push(MetricDataQuery {
+        id: "total".to_owned(),
+        expression: Some("SUM(METRICS())".to_owned()),
+        label: Some(label),
+        metric_stat: None,
+        return_data: true,
     });
-    Ok(())
+    queries
 }
 
 /// A dimension.

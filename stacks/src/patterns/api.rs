@@ -37,21 +37,51 @@ pub(super) fn add_http_api(
     stack: &mut StackBuilder<'_>,
     function: &FunctionRef,
 ) -> Result<(), CfnError> {
-    let env = stack.env;
+    add_api(stack)?;
+    let authorization = add_authorization(stack)?;
+    add_routes(stack, function, &authorization)?;
+    add_stage(stack)?;
+    add_invoke_permission(stack, function)?;
+    add_5xx_alarm(stack, function)?;
+    stack.output(
+        outputs::API_URL,
+        "Base URL of the HTTP API (POST /transactions, GET /transactions/{id}).",
+        Expr::sub(format!(
+            "https://${{{HTTP_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/"
+        )),
+    )
+}
+
+/// How every route is authorized: the type, and the JWT authorizer when there is one.
+struct RouteAuthorization {
+    authorization_type: AuthorizationType,
+    authorizer_id: Option<Expr>,
+}
+
+/// The HTTP API itself, named after the stack.
+fn add_api(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add(
         HTTP_API,
         Api {
             name: Expr::sub("${AWS::StackName}"),
             description: format!(
                 "Purchase saga API ({} pattern, env {}).",
-                stack.pattern, env.name
+                stack.pattern, stack.env.name
             ),
             protocol_type: ProtocolType::Http,
             tags: stack.tags.map(),
         },
-    )?;
-    let (authorization_type, authorizer_id) = match &env.api.auth {
-        ApiAuth::Iam => (AuthorizationType::AwsIam, None),
+    )
+}
+
+/// The authorization the env config asks for: IAM needs nothing more, JWT adds its authorizer.
+fn add_authorization(stack: &mut StackBuilder<'_>) -> Result<RouteAuthorization, CfnError> {
+    let env = stack.env;
+    match &env.api.auth {
+        ApiAuth::Iam => Ok(RouteAuthorization {
+            authorization_type: AuthorizationType::AwsIam,
+            authorizer_id: None,
+        }),
         ApiAuth::Jwt { issuer, audience } => {
             stack.add(
                 "JwtAuthorizer",
@@ -66,12 +96,20 @@ pub(super) fn add_http_api(
                     },
                 },
             )?;
-            (
-                AuthorizationType::Jwt,
-                Some(Expr::reference("JwtAuthorizer")),
-            )
+            Ok(RouteAuthorization {
+                authorization_type: AuthorizationType::Jwt,
+                authorizer_id: Some(Expr::reference("JwtAuthorizer")),
+            })
         }
-    };
+    }
+}
+
+/// The integration with `function` and the routes going to it, each authorized alike.
+fn add_routes(
+    stack: &mut StackBuilder<'_>,
+    function: &FunctionRef,
+    authorization: &RouteAuthorization,
+) -> Result<(), CfnError> {
     stack.add(
         "ApiIntegration",
         Integration {
@@ -89,12 +127,19 @@ pub(super) fn add_http_api(
             Route {
                 api_id: Expr::reference(HTTP_API),
                 route_key: route_key.to_owned(),
-                authorization_type,
-                authorizer_id: authorizer_id.clone(),
+                authorization_type: authorization.authorization_type,
+                authorizer_id: authorization.authorizer_id.clone(),
                 target: Expr::sub("integrations/${ApiIntegration}"),
             },
         )?;
     }
+    Ok(())
+}
+
+/// The access log group and the auto-deployed default stage writing to it, with the env's
+/// throttling limits.
+fn add_stage(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+    let env = stack.env;
     stack.add(
         "ApiAccessLogGroup",
         LogGroup {
@@ -120,7 +165,14 @@ pub(super) fn add_http_api(
             },
             tags: stack.tags.map(),
         },
-    )?;
+    )
+}
+
+/// Lets this API, and no other, invoke `function`.
+fn add_invoke_permission(
+    stack: &mut StackBuilder<'_>,
+    function: &FunctionRef,
+) -> Result<(), CfnError> {
     stack.add(
         &format!("{}ApiPermission", function.logical_id),
         Permission {
@@ -131,8 +183,12 @@ pub(super) fn add_http_api(
                 "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{HTTP_API}}}/*"
             )),
         },
-    )?;
+    )
+}
 
+/// The alarm on 5xx answers of the default stage, with its runbook section.
+fn add_5xx_alarm(stack: &mut StackBuilder<'_>, function: &FunctionRef) -> Result<(), CfnError> {
+    let env = stack.env;
     let api_logs = format!("/aws/apigateway/{}", stack.stack_name());
     let function_logs = format!(
         "/aws/lambda/{}-{}",
@@ -174,31 +230,22 @@ pub(super) fn add_http_api(
                 "The saga of a failed request, by the `transaction_id` the API returned or logged."
                     .to_owned(),
             ],
-            commands: if env.is_local() {
-                // The local env serves the API on this machine: there are no access logs in
-                // CloudWatch, the function logs say it all.
-                vec![
-                    stack.filter_logs_command(&function_logs),
-                    stack.saga_show_command(),
-                ]
-            } else {
-                vec![
-                    format!(
-                        "{} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
-                        stack.aws("logs filter-log-events")
-                    ),
-                    stack.filter_logs_command(&function_logs),
-                    stack.saga_show_command(),
-                ]
-            },
+            commands: api_5xx_commands(stack, &api_logs, &function_logs),
         },
-    )?;
-
-    stack.output(
-        outputs::API_URL,
-        "Base URL of the HTTP API (POST /transactions, GET /transactions/{id}).",
-        Expr::sub(format!(
-            "https://${{{HTTP_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/"
-        )),
     )
+}
+
+/// What to run on an API 5xx alarm: the 5xx access log lines (not in `local`, which serves the
+/// API on this machine without CloudWatch access logs), the function's logs and the saga.
+fn api_5xx_commands(stack: &StackBuilder<'_>, api_logs: &str, function_logs: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    if !stack.env.is_local() {
+        commands.push(format!(
+            "{} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
+            stack.aws("logs filter-log-events")
+        ));
+    }
+    commands.push(stack.filter_logs_command(function_logs));
+    commands.push(stack.saga_show_command());
+    commands
 }

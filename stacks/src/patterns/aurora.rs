@@ -29,7 +29,7 @@ use crate::cfn::rds::{
     AuthScheme, ConnectionPoolConfiguration, DbCluster, DbInstance, DbProxy, DbProxyTargetGroup,
     DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
 };
-use crate::cfn::{CfnError, Expr, Parameter, Resource};
+use crate::cfn::{CfnError, Expr, Parameter, Resource, Tag};
 use crate::config::{EnvConfig, Network, VpcCidr};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
@@ -86,7 +86,20 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             subnet_ids.iter().map(Expr::str).collect(),
         ),
     };
+    add_security_groups(stack, vpc_id)?;
+    add_security_group_ingress(stack)?;
+    add_cluster(stack, &private_subnets)?;
+    let secret_arn = Expr::get_att(CLUSTER, DbCluster::SECRET_ARN_ATTRIBUTE);
+    add_proxy_role(stack, &secret_arn)?;
+    add_proxy(stack, &secret_arn, &private_subnets)?;
+    add_database_alarms(stack)?;
+    add_database_outputs(stack, &secret_arn)?;
+    Ok(function_access(env, secret_arn, private_subnets))
+}
 
+/// The three security groups (functions, cluster, proxy), so that only the functions reach the
+/// proxy and only the proxy reaches the cluster.
+fn add_security_groups(stack: &mut StackBuilder<'_>, vpc_id: Expr) -> Result<(), CfnError> {
     stack.add(
         "FunctionSecurityGroup",
         SecurityGroup {
@@ -94,7 +107,7 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
                 "sagaform functions: out to the database proxy and, through NAT, to AWS APIs and the SaaS"
                     .to_owned(),
             vpc_id: vpc_id.clone(),
-            security_group_egress: function_egress(env),
+            security_group_egress: function_egress(stack.env),
             tags: stack.tags.list(),
         },
     )?;
@@ -123,7 +136,12 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             }],
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
+
+/// The ingress rules of the proxy and the cluster, as resources of their own: inline, they would
+/// make the security groups that refer to each other a dependency cycle.
+fn add_security_group_ingress(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add(
         "ProxyIngressFromFunctions",
         SecurityGroupIngress {
@@ -145,13 +163,18 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             to_port: POSTGRES_PORT,
             source_security_group_id: Expr::reference("ProxySecurityGroup"),
         },
-    )?;
+    )
+}
 
+/// The subnet group, the Serverless v2 cluster (encrypted, its master password managed by RDS,
+/// retained on deletion outside `local` like every data store) and its one writer instance.
+fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result<(), CfnError> {
+    let env = stack.env;
     stack.add(
         "DatabaseSubnetGroup",
         DbSubnetGroup {
             description: "Private subnets of the sagaform Aurora cluster".to_owned(),
-            subnet_ids: private_subnets.clone(),
+            subnet_ids: private_subnets.to_vec(),
             tags: stack.tags.list(),
         },
     )?;
@@ -186,9 +209,11 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             publicly_accessible: false,
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
 
-    let secret_arn = Expr::get_att(CLUSTER, DbCluster::SECRET_ARN_ATTRIBUTE);
+/// The role RDS Proxy assumes to read the cluster's master secret, which it logs in with.
+fn add_proxy_role(stack: &mut StackBuilder<'_>, secret_arn: &Expr) -> Result<(), CfnError> {
     stack.add(
         "DatabaseProxyRole",
         Role {
@@ -204,7 +229,16 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             }],
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
+
+/// The proxy the functions connect to (TLS only, in the private subnets) and its target group,
+/// which pools connections to the cluster.
+fn add_proxy(
+    stack: &mut StackBuilder<'_>,
+    secret_arn: &Expr,
+    private_subnets: &[Expr],
+) -> Result<(), CfnError> {
     stack.add(
         PROXY,
         DbProxy {
@@ -216,7 +250,7 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
                 iam_auth: IamAuth::Disabled,
             }],
             role_arn: Expr::get_att("DatabaseProxyRole", "Arn"),
-            vpc_subnet_ids: private_subnets.clone(),
+            vpc_subnet_ids: private_subnets.to_vec(),
             vpc_security_group_ids: vec![Expr::reference("ProxySecurityGroup")],
             require_tls: true,
             tags: stack.tags.list(),
@@ -236,10 +270,11 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             },
         })
         .depends_on(["DatabaseInstance"]),
-    )?;
+    )
+}
 
-    add_database_alarms(stack)?;
-
+/// The endpoints and the secret, as outputs for operators and the ops tools.
+fn add_database_outputs(stack: &mut StackBuilder<'_>, secret_arn: &Expr) -> Result<(), CfnError> {
     stack.output(
         "DatabaseClusterEndpoint",
         "Writer endpoint of the Aurora cluster.",
@@ -254,9 +289,13 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
         outputs::DATABASE_SECRET_ARN,
         "Secrets Manager secret with the master credentials.",
         secret_arn.clone(),
-    )?;
+    )
+}
 
-    Ok(StoreAccess {
+/// What the functions get: the proxy's address and the secret's ARN as variables, the right to
+/// read that secret, and a place in the private subnets behind their security group.
+fn function_access(env: &EnvConfig, secret_arn: Expr, private_subnets: Vec<Expr>) -> StoreAccess {
+    StoreAccess {
         variables: vec![
             (vars::DB_HOST.to_owned(), Expr::get_att(PROXY, "Endpoint")),
             (
@@ -278,7 +317,7 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             security_group_ids: vec![Expr::reference("FunctionSecurityGroup")],
             subnet_ids: private_subnets,
         }),
-    })
+    }
 }
 
 /// Where the functions may connect: PostgreSQL on the proxy only, HTTPS anywhere (AWS APIs such
@@ -340,6 +379,62 @@ fn add_network(
     stack: &mut StackBuilder<'_>,
     vpc_cidr: &VpcCidr,
 ) -> Result<(Expr, Vec<Expr>), CfnError> {
+    add_vpc_and_internet_gateway(stack, vpc_cidr)?;
+    add_subnets(stack, vpc_cidr)?;
+    add_public_route_table(stack)?;
+    add_nat_gateway(stack)?;
+    add_private_route_table(stack)?;
+    add_route_table_associations(stack)?;
+    Ok((
+        Expr::reference("Vpc"),
+        vec![
+            Expr::reference("PrivateSubnetA"),
+            Expr::reference("PrivateSubnetB"),
+        ],
+    ))
+}
+
+/// The stack's tags plus a `Name` tag `<stack>-<name>`, so the console tells the network's
+/// pieces apart.
+fn name_tag(stack: &StackBuilder<'_>, name: &str) -> Vec<Tag> {
+    stack
+        .tags
+        .with("Name", format!("{}-{name}", stack.stack_name()))
+        .list()
+}
+
+/// The VPC, with DNS hostnames and resolution so the functions resolve the proxy's endpoint
+/// name, and its internet gateway.
+fn add_vpc_and_internet_gateway(
+    stack: &mut StackBuilder<'_>,
+    vpc_cidr: &VpcCidr,
+) -> Result<(), CfnError> {
+    stack.add(
+        "Vpc",
+        Vpc {
+            cidr_block: vpc_cidr.block().to_owned(),
+            enable_dns_hostnames: true,
+            enable_dns_support: true,
+            tags: name_tag(stack, "vpc"),
+        },
+    )?;
+    stack.add(
+        "InternetGateway",
+        InternetGateway {
+            tags: name_tag(stack, "igw"),
+        },
+    )?;
+    stack.add(
+        "InternetGatewayAttachment",
+        VpcGatewayAttachment {
+            vpc_id: Expr::reference("Vpc"),
+            internet_gateway_id: Expr::reference("InternetGateway"),
+        },
+    )
+}
+
+/// Two public and two private subnets, one of each per availability zone.
+fn add_subnets(stack: &mut StackBuilder<'_>, vpc_cidr: &VpcCidr) -> Result<(), CfnError> {
     // Four equal subnets: each gets a quarter of the VPC's addresses.
     let subnet_host_bits = 32 - vpc_cidr.prefix() - 2;
     let subnet_cidr = |index: u32| {
@@ -353,35 +448,6 @@ fn add_network(
         )
     };
     let zone = |index: u32| Expr::Select(index, Box::new(Expr::GetAzs(String::new())));
-    let (base_tags, stack_name) = (stack.tags.clone(), stack.stack_name());
-    let name_tag = |name: &str| {
-        base_tags
-            .with("Name", format!("{stack_name}-{name}"))
-            .list()
-    };
-
-    stack.add(
-        "Vpc",
-        Vpc {
-            cidr_block: vpc_cidr.block().to_owned(),
-            enable_dns_hostnames: true,
-            enable_dns_support: true,
-            tags: name_tag("vpc"),
-        },
-    )?;
-    stack.add(
-        "InternetGateway",
-        InternetGateway {
-            tags: name_tag("igw"),
-        },
-    )?;
-    stack.add(
-        "InternetGatewayAttachment",
-        VpcGatewayAttachment {
-            vpc_id: Expr::reference("Vpc"),
-            internet_gateway_id: Expr::reference("InternetGateway"),
-        },
-    )?;
     let subnets = [
         ("PublicSubnetA", 0, 0),
         ("PublicSubnetB", 1, 1),
@@ -395,15 +461,20 @@ fn add_network(
                 vpc_id: Expr::reference("Vpc"),
                 cidr_block: subnet_cidr(cidr_index),
                 availability_zone: zone(zone_index),
-                tags: name_tag(&id.to_lowercase()),
+                tags: name_tag(stack, &id.to_lowercase()),
             },
         )?;
     }
+    Ok(())
+}
+
+/// The public subnets' route table, its default route going to the internet gateway.
+fn add_public_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add(
         "PublicRouteTable",
         RouteTable {
             vpc_id: Expr::reference("Vpc"),
-            tags: name_tag("public"),
+            tags: name_tag(stack, "public"),
         },
     )?;
     stack.add(
@@ -415,12 +486,17 @@ fn add_network(
             nat_gateway_id: None,
         })
         .depends_on(["InternetGatewayAttachment"]),
-    )?;
+    )
+}
+
+/// The NAT gateway in a public subnet with its Elastic IP, through which the functions in the
+/// private subnets reach AWS APIs and the SaaS.
+fn add_nat_gateway(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add(
         "NatGatewayElasticIp",
         Resource::new(Eip {
             domain: "vpc".to_owned(),
-            tags: name_tag("nat"),
+            tags: name_tag(stack, "nat"),
         })
         .depends_on(["InternetGatewayAttachment"]),
     )?;
@@ -429,14 +505,18 @@ fn add_network(
         NatGateway {
             allocation_id: Expr::get_att("NatGatewayElasticIp", "AllocationId"),
             subnet_id: Expr::reference("PublicSubnetA"),
-            tags: name_tag("nat"),
+            tags: name_tag(stack, "nat"),
         },
-    )?;
+    )
+}
+
+/// The private subnets' route table, its default route going to the NAT gateway.
+fn add_private_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.add(
         "PrivateRouteTable",
         RouteTable {
             vpc_id: Expr::reference("Vpc"),
-            tags: name_tag("private"),
+            tags: name_tag(stack, "private"),
         },
     )?;
     stack.add(
@@ -447,7 +527,11 @@ fn add_network(
             gateway_id: None,
             nat_gateway_id: Some(Expr::reference("NatGateway")),
         },
-    )?;
+    )
+}
+
+/// Each subnet bound to its route table.
+fn add_route_table_associations(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     for (subnet, table) in [
         ("PublicSubnetA", "PublicRouteTable"),
         ("PublicSubnetB", "PublicRouteTable"),
@@ -462,15 +546,10 @@ fn add_network(
             },
         )?;
     }
-    Ok((
-        Expr::reference("Vpc"),
-        vec![
-            Expr::reference("PrivateSubnetA"),
-            Expr::reference("PrivateSubnetB"),
-        ],
-    ))
+    Ok(())
 }
 
+/// The capacity and connections alarms of the cluster, sharing what to look at.
 fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     let env = stack.env;
     let cluster = || vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))];

@@ -6,7 +6,7 @@
 use sagaform_contract::env as vars;
 use sagaform_contract::template::outputs;
 
-use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
+use crate::cfn::cloudwatch::{ComparisonOperator, Dimension, Statistic};
 use crate::cfn::dynamodb::{
     AttributeDefinition, AttributeType, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, PointInTimeRecoverySpecification, Projection, ProjectionType, SseSpecification,
@@ -14,6 +14,7 @@ use crate::cfn::dynamodb::{
 };
 use crate::cfn::iam::{Action, Statement, actions};
 use crate::cfn::{CfnError, Expr, Resource};
+use crate::config::EnvConfig;
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::{StackBuilder, StoreAccess};
@@ -42,23 +43,60 @@ const IDEMPOTENCY_TABLE_OPERATIONS: [Action; 4] = [
 
 /// Adds both tables, their alarms and outputs.
 pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
-    let env = stack.env;
-    let string = |name: &str| AttributeDefinition {
+    let saga_table = saga_table(stack);
+    stack.add(
+        SAGA_TABLE,
+        Resource::new(saga_table).with_policies(stack.data_policy()),
+    )?;
+    add_table_alarms(
+        stack,
+        SAGA_TABLE,
+        "saga",
+        &SAGA_TABLE_OPERATIONS,
+        &[STATUS_INDEX],
+    )?;
+    let idempotency_table = idempotency_table(stack);
+    stack.add(
+        IDEMPOTENCY_TABLE,
+        Resource::new(idempotency_table).with_policies(stack.data_policy()),
+    )?;
+    add_table_alarms(
+        stack,
+        IDEMPOTENCY_TABLE,
+        "idempotency",
+        &IDEMPOTENCY_TABLE_OPERATIONS,
+        &[],
+    )?;
+    add_table_outputs(stack)?;
+    Ok(function_access(stack.env))
+}
+
+/// A string attribute, the only type the keys use.
+fn string_attribute(name: &str) -> AttributeDefinition {
+    AttributeDefinition {
         attribute_name: name.to_owned(),
         attribute_type: AttributeType::String,
-    };
-    let key = |name: &str, key_type| KeySchemaElement {
+    }
+}
+
+/// A key schema element.
+fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement {
         attribute_name: name.to_owned(),
         key_type,
-    };
+    }
+}
 
-    let saga_table = Table {
+/// The saga table: keyed by `transaction_id`, with the `by-status` index (status, then
+/// `updated_at`) to find stuck sagas, and TTL on `expires_at`.
+fn saga_table(stack: &StackBuilder<'_>) -> Table {
+    Table {
         table_name: None,
         billing_mode: BillingMode::PayPerRequest,
         attribute_definitions: vec![
-            string("transaction_id"),
-            string("status"),
-            string("updated_at"),
+            string_attribute("transaction_id"),
+            string_attribute("status"),
+            string_attribute("updated_at"),
         ],
         key_schema: vec![key("transaction_id", KeyType::Hash)],
         global_secondary_indexes: vec![GlobalSecondaryIndex {
@@ -82,25 +120,17 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             sse_enabled: true,
             sse_type: SseType::Kms,
         },
-        deletion_protection_enabled: env.production,
+        deletion_protection_enabled: stack.env.production,
         tags: stack.tags.list(),
-    };
-    stack.add(
-        SAGA_TABLE,
-        Resource::new(saga_table).with_policies(stack.data_policy()),
-    )?;
-    add_table_alarms(
-        stack,
-        SAGA_TABLE,
-        "saga",
-        &SAGA_TABLE_OPERATIONS,
-        &[STATUS_INDEX],
-    )?;
+    }
+}
 
-    let idempotency_table = Table {
+/// The idempotency table: keyed by `id`, with TTL on `expiration`.
+fn idempotency_table(stack: &StackBuilder<'_>) -> Table {
+    Table {
         table_name: None,
         billing_mode: BillingMode::PayPerRequest,
-        attribute_definitions: vec![string("id")],
+        attribute_definitions: vec![string_attribute("id")],
         key_schema: vec![key("id", KeyType::Hash)],
         global_secondary_indexes: Vec::new(),
         time_to_live_specification: TimeToLiveSpecification {
@@ -114,21 +144,13 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             sse_enabled: true,
             sse_type: SseType::Kms,
         },
-        deletion_protection_enabled: env.production,
+        deletion_protection_enabled: stack.env.production,
         tags: stack.tags.list(),
-    };
-    stack.add(
-        IDEMPOTENCY_TABLE,
-        Resource::new(idempotency_table).with_policies(stack.data_policy()),
-    )?;
-    add_table_alarms(
-        stack,
-        IDEMPOTENCY_TABLE,
-        "idempotency",
-        &IDEMPOTENCY_TABLE_OPERATIONS,
-        &[],
-    )?;
+    }
+}
 
+/// The tables' names, for operators and the ops tools.
+fn add_table_outputs(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     stack.output(
         outputs::SAGA_TABLE_NAME,
         "DynamoDB table of saga state.",
@@ -138,9 +160,13 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
         outputs::IDEMPOTENCY_TABLE_NAME,
         "DynamoDB table of idempotency records.",
         Expr::reference(IDEMPOTENCY_TABLE),
-    )?;
+    )
+}
 
-    Ok(StoreAccess {
+/// What the functions get: the table names and the saga TTL as variables, and the operations
+/// they run on each table (and the status index), nothing more.
+fn function_access(env: &EnvConfig) -> StoreAccess {
+    StoreAccess {
         variables: vec![
             (vars::SAGA_TABLE.to_owned(), Expr::reference(SAGA_TABLE)),
             (
@@ -168,9 +194,11 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
             ),
         ],
         vpc: None,
-    })
+    }
 }
 
+/// The throttles and system-errors alarms of `table` (`short` names it in the runbook), watching
+/// its `indexes` too and the `operations` the functions run on it.
 fn add_table_alarms(
     stack: &mut StackBuilder<'_>,
     table: &str,
@@ -178,7 +206,12 @@ fn add_table_alarms(
     operations: &[Action],
     indexes: &[&str],
 ) -> Result<(), CfnError> {
-    let env = stack.env;
+    add_throttles_alarm(stack, table, short, indexes)?;
+    add_system_errors_alarm(stack, table, short, operations)
+}
+
+/// The read and write throttle events of `table` and of each of its `indexes`.
+fn throttle_metrics(table: &str, indexes: &[&str]) -> Vec<(String, Vec<Dimension>)> {
     // DynamoDB reports a global secondary index's throttles under the table and the index name,
     // not in the table's own figures; a throttled index also slows writes to its table.
     let mut throttle_metrics = Vec::new();
@@ -191,6 +224,18 @@ fn add_table_alarms(
             throttle_metrics.push((metric.to_owned(), dimensions));
         }
     }
+    throttle_metrics
+}
+
+/// The alarm on throttled requests to `table` or its indexes: on-demand tables throttle on
+/// sudden traffic jumps and hot keys.
+fn add_throttles_alarm(
+    stack: &mut StackBuilder<'_>,
+    table: &str,
+    short: &str,
+    indexes: &[&str],
+) -> Result<(), CfnError> {
+    let throttles = stack.env.alarms.dynamodb_throttles;
     let mut look_at = vec![
         format!("The `{table}` table's metrics in CloudWatch (`ConsumedReadCapacityUnits`, `ConsumedWriteCapacityUnits`, throttle events by operation)."),
         "Function logs around the alarm time; retried writes show up as repeated lines with the same `transaction_id`.".to_owned(),
@@ -200,6 +245,11 @@ fn add_table_alarms(
             "The `{index}` index's throttle events: it is keyed by saga status, so every saga in one status shares a partition key; sustained throttling there at high volume means the index key needs sharding."
         ));
     }
+    let index_names = if indexes.is_empty() {
+        String::new()
+    } else {
+        format!(" or its index `{}`", indexes.join("`, `"))
+    };
     add_alarm(
         stack,
         AlarmSpec {
@@ -207,21 +257,15 @@ fn add_table_alarms(
             anchor: format!("{short}-table-throttles"),
             title: format!("{short} table throttles"),
             meaning: format!(
-                "Requests to the {short} table{} were throttled (read plus write throttle events reached {} in a period); on-demand tables throttle on sudden traffic jumps or hot keys.",
-                if indexes.is_empty() {
-                    String::new()
-                } else {
-                    format!(" or its index `{}`", indexes.join("`, `"))
-                },
-                env.alarms.dynamodb_throttles
+                "Requests to the {short} table{index_names} were throttled (read plus write throttle events reached {throttles} in a period); on-demand tables throttle on sudden traffic jumps or hot keys."
             ),
             watched: Watched::SumOf {
                 namespace: "AWS/DynamoDB",
-                metrics: throttle_metrics,
+                metrics: throttle_metrics(table, indexes),
                 statistic: Statistic::Sum,
                 label: format!("{short} table throttle events"),
             },
-            threshold: f64::from(env.alarms.dynamodb_throttles),
+            threshold: f64::from(throttles),
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
             look_at,
             commands: vec![
@@ -229,7 +273,29 @@ fn add_table_alarms(
                 stack.saga_show_command(),
             ],
         },
-    )?;
+    )
+}
+
+/// The alarm on HTTP 500 answers of DynamoDB to any of the `operations` on `table`: an
+/// AWS-side problem that delays sagas.
+fn add_system_errors_alarm(
+    stack: &mut StackBuilder<'_>,
+    table: &str,
+    short: &str,
+    operations: &[Action],
+) -> Result<(), CfnError> {
+    let metrics = operations
+        .iter()
+        .map(|action| {
+            (
+                "SystemErrors".to_owned(),
+                vec![
+                    dimension("TableName", Expr::reference(table)),
+                    dimension("Operation", Expr::str(action.name.as_ref())),
+                ],
+            )
+        })
+        .collect();
     add_alarm(
         stack,
         AlarmSpec {
@@ -241,18 +307,7 @@ fn add_table_alarms(
             ),
             watched: Watched::SumOf {
                 namespace: "AWS/DynamoDB",
-                metrics: operations
-                    .iter()
-                    .map(|action| {
-                        (
-                            "SystemErrors".to_owned(),
-                            vec![
-                                dimension("TableName", Expr::reference(table)),
-                                dimension("Operation", Expr::str(action.name.as_ref())),
-                            ],
-                        )
-                    })
-                    .collect(),
+                metrics,
                 statistic: Statistic::Sum,
                 label: format!("{short} table system errors"),
             },
@@ -268,6 +323,5 @@ fn add_table_alarms(
                 stack.saga_show_command(),
             ],
         },
-    )?;
-    Ok(())
+    )
 }

@@ -29,16 +29,33 @@ pub(crate) struct Queues {
 
 /// Adds both queues, their alarms and outputs.
 pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnError> {
-    let env = stack.env;
     let queues = Queues {
         work_queue: "WorkQueue",
         dead_letter_queue: "DeadLetterQueue",
     };
-    let suffix = if env.queue.fifo { ".fifo" } else { "" };
+    let suffix = if stack.env.queue.fifo { ".fifo" } else { "" };
     // The work queue has a fixed name so the DLQ's redrive-allow policy can name its ARN without
     // a dependency cycle (the work queue already depends on the DLQ through its redrive policy).
     let work_queue_name = format!("${{AWS::StackName}}-work{suffix}");
+    let worker_logs = format!("/aws/lambda/{}-worker", stack.stack_name());
 
+    add_dead_letter_queue(stack, &queues, suffix, &work_queue_name)?;
+    add_dead_letter_queue_alarm(stack, &queues, &worker_logs)?;
+    add_work_queue(stack, &queues, &work_queue_name)?;
+    add_oldest_message_age_alarm(stack, &queues, &worker_logs)?;
+    add_queue_outputs(stack, &queues)?;
+    Ok(queues)
+}
+
+/// The dead-letter queue, keeping messages as long as SQS allows and accepting only the work
+/// queue as its source.
+fn add_dead_letter_queue(
+    stack: &mut StackBuilder<'_>,
+    queues: &Queues,
+    suffix: &str,
+    work_queue_name: &str,
+) -> Result<(), CfnError> {
+    let env = stack.env;
     stack.add(
         queues.dead_letter_queue,
         Queue {
@@ -57,9 +74,17 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             }),
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
+
+/// The alarm on any message in the dead-letter queue: each is a saga stuck until a human
+/// redrives or settles it.
+fn add_dead_letter_queue_alarm(
+    stack: &mut StackBuilder<'_>,
+    queues: &Queues,
+    worker_logs: &str,
+) -> Result<(), CfnError> {
     let dlq_name = Expr::get_att(queues.dead_letter_queue, "QueueName");
-    let worker_logs = format!("/aws/lambda/{}-worker", stack.stack_name());
     add_alarm(
         stack,
         AlarmSpec {
@@ -68,7 +93,7 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             title: "DLQ not empty".to_owned(),
             meaning: format!(
                 "At least one purchase failed {} times in the worker and was moved to the dead-letter queue; its saga is stuck until someone redrives or settles it.",
-                env.queue.max_receive_count
+                stack.env.queue.max_receive_count
             ),
             watched: Watched::Metric {
                 namespace: "AWS/SQS",
@@ -80,14 +105,14 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             comparison: ComparisonOperator::GreaterThanThreshold,
             look_at: vec![
                 "The dead-lettered messages: each body and its `transaction_id` message attribute name the saga.".to_owned(),
-                format!("The worker's logs for that `transaction_id` in {}: the error of each receive.", stack.logs_location(&worker_logs)),
+                format!("The worker's logs for that `transaction_id` in {}: the error of each receive.", stack.logs_location(worker_logs)),
                 "The saga's state and steps in the state store: which step failed, and whether compensations ran.".to_owned(),
                 "Fix the cause first (a SaaS outage, a bad deploy); a redrive of a message that still fails comes back here.".to_owned(),
             ],
             commands: vec![
                 stack.xtask_command("dlq list"),
                 stack.saga_show_command(),
-                stack.filter_logs_command(&worker_logs),
+                stack.filter_logs_command(worker_logs),
                 "# once the cause is fixed (messages move back to the work queue, none is lost):"
                     .to_owned(),
                 stack.xtask_command("dlq redrive"),
@@ -96,12 +121,21 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
                 stack.xtask_command("dlq purge"),
             ],
         },
-    )?;
+    )
+}
 
+/// The work queue, under its fixed name, sending a message to the dead-letter queue after
+/// `max_receive_count` receives.
+fn add_work_queue(
+    stack: &mut StackBuilder<'_>,
+    queues: &Queues,
+    work_queue_name: &str,
+) -> Result<(), CfnError> {
+    let env = stack.env;
     stack.add(
         queues.work_queue,
         Queue {
-            queue_name: Some(Expr::sub(&work_queue_name)),
+            queue_name: Some(Expr::sub(work_queue_name)),
             fifo_queue: env.queue.fifo,
             sqs_managed_sse_enabled: Some(true),
             kms_master_key_id: None,
@@ -114,7 +148,16 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             redrive_allow_policy: None,
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
+
+/// The alarm on the age of the work queue's oldest message: the worker is falling behind.
+fn add_oldest_message_age_alarm(
+    stack: &mut StackBuilder<'_>,
+    queues: &Queues,
+    worker_logs: &str,
+) -> Result<(), CfnError> {
+    let oldest_message_age = stack.env.alarms.oldest_message_age;
     add_alarm(
         stack,
         AlarmSpec {
@@ -123,7 +166,7 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
             title: "work queue oldest message age".to_owned(),
             meaning: format!(
                 "The oldest message on the work queue is older than {} s: the worker is not keeping up, failing and retrying, or not running.",
-                env.alarms.oldest_message_age.as_secs()
+                oldest_message_age.as_secs()
             ),
             watched: Watched::Metric {
                 namespace: "AWS/SQS",
@@ -134,25 +177,28 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
                 )],
                 statistic: Statistic::Maximum,
             },
-            threshold: env.alarms.oldest_message_age.as_secs() as f64,
+            threshold: oldest_message_age.as_secs() as f64,
             comparison: ComparisonOperator::GreaterThanThreshold,
             look_at: vec![
                 format!(
                     "The worker's errors and throttles (its alarms) and its logs in {}.",
-                    stack.logs_location(&worker_logs)
+                    stack.logs_location(worker_logs)
                 ),
                 "Whether the event source mapping is enabled and at its maximum concurrency."
                     .to_owned(),
                 "Sagas stuck in PENDING or RUNNING in the state store.".to_owned(),
             ],
             commands: vec![
-                stack.filter_logs_command(&worker_logs),
+                stack.filter_logs_command(worker_logs),
                 stack.stuck_sagas_command("PENDING"),
                 stack.saga_show_command(),
             ],
         },
-    )?;
+    )
+}
 
+/// The queues' URLs and the DLQ's ARN, for operators and the ops tools.
+fn add_queue_outputs(stack: &mut StackBuilder<'_>, queues: &Queues) -> Result<(), CfnError> {
     stack.output(
         outputs::WORK_QUEUE_URL,
         "URL of the work queue the API sends purchases to.",
@@ -167,8 +213,7 @@ pub(super) fn add_queues(stack: &mut StackBuilder<'_>) -> Result<Queues, CfnErro
         "DeadLetterQueueArn",
         "ARN of the dead-letter queue.",
         Expr::get_att(queues.dead_letter_queue, "Arn"),
-    )?;
-    Ok(queues)
+    )
 }
 
 /// Connects the worker to the work queue.

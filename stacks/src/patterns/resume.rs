@@ -94,29 +94,32 @@ pub(super) fn add_resume_dead_letter_queue(
             tags: stack.tags.list(),
         },
     )?;
+    add_resume_failed_alarm(stack, &queue)?;
+    stack.output(
+        outputs::RESUME_DEAD_LETTER_QUEUE_URL,
+        "URL of the queue holding resume invocations of the api function that failed for good.",
+        Expr::reference(queue.logical_id),
+    )?;
+    stack.output(
+        "ResumeDeadLetterQueueArn",
+        "ARN of the queue holding failed resume invocations.",
+        Expr::get_att(queue.logical_id, "Arn"),
+    )?;
+    Ok(queue)
+}
 
-    let function_name = format!("{}-{}", stack.stack_name(), FunctionRole::Api.name());
-    let queue_url = stack.stack_output_command(outputs::RESUME_DEAD_LETTER_QUEUE_URL);
-    let api_logs = format!("/aws/lambda/{function_name}");
-    let commands = vec![
-        format!(
-            "{} --queue-url \"$({queue_url})\" --max-number-of-messages 10 --visibility-timeout 0 --query 'Messages[].Body' --output text",
-            stack.aws("sqs receive-message")
-        ),
-        stack.saga_show_command(),
-        stack.filter_logs_command(&api_logs),
-        "# once the cause is fixed, resume each saga (the same event the function sends itself):"
-            .to_owned(),
-        format!(
-            "{} --function-name {function_name} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '{{\"resume\":{{\"transaction_id\":\"<transaction_id>\"}}}}' /dev/null",
-            stack.aws("lambda invoke")
-        ),
-        "# only when every saga on the queue is resumed or settled by hand:".to_owned(),
-        format!(
-            "{} --queue-url \"$({queue_url})\"",
-            stack.aws("sqs purge-queue")
-        ),
-    ];
+/// The alarm on any failed resume in the queue: each is a saga stuck until a human resumes or
+/// settles it.
+fn add_resume_failed_alarm(
+    stack: &mut StackBuilder<'_>,
+    queue: &ResumeQueue,
+) -> Result<(), CfnError> {
+    let api_logs = format!(
+        "/aws/lambda/{}-{}",
+        stack.stack_name(),
+        FunctionRole::Api.name()
+    );
+    let commands = resume_failed_commands(stack, &api_logs);
     add_alarm(
         stack,
         AlarmSpec {
@@ -147,19 +150,33 @@ pub(super) fn add_resume_dead_letter_queue(
             ],
             commands,
         },
-    )?;
+    )
+}
 
-    stack.output(
-        outputs::RESUME_DEAD_LETTER_QUEUE_URL,
-        "URL of the queue holding resume invocations of the api function that failed for good.",
-        Expr::reference(queue.logical_id),
-    )?;
-    stack.output(
-        "ResumeDeadLetterQueueArn",
-        "ARN of the queue holding failed resume invocations.",
-        Expr::get_att(queue.logical_id, "Arn"),
-    )?;
-    Ok(queue)
+/// What to run on a failed resume: read the queue, show the saga, read the api function's
+/// logs, resume the saga as the function does itself, and purge the queue once all are handled.
+fn resume_failed_commands(stack: &StackBuilder<'_>, api_logs: &str) -> Vec<String> {
+    let function_name = format!("{}-{}", stack.stack_name(), FunctionRole::Api.name());
+    let queue_url = stack.stack_output_command(outputs::RESUME_DEAD_LETTER_QUEUE_URL);
+    vec![
+        format!(
+            "{} --queue-url \"$({queue_url})\" --max-number-of-messages 10 --visibility-timeout 0 --query 'Messages[].Body' --output text",
+            stack.aws("sqs receive-message")
+        ),
+        stack.saga_show_command(),
+        stack.filter_logs_command(api_logs),
+        "# once the cause is fixed, resume each saga (the same event the function sends itself):"
+            .to_owned(),
+        format!(
+            "{} --function-name {function_name} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '{{\"resume\":{{\"transaction_id\":\"<transaction_id>\"}}}}' /dev/null",
+            stack.aws("lambda invoke")
+        ),
+        "# only when every saga on the queue is resumed or settled by hand:".to_owned(),
+        format!(
+            "{} --queue-url \"$({queue_url})\"",
+            stack.aws("sqs purge-queue")
+        ),
+    ]
 }
 
 /// Bounds the api function's asynchronous retries and sends what still fails to the queue.
