@@ -428,17 +428,7 @@ impl Worker {
         let store = self.inner.engine.store();
         match advanced {
             Ok(saga) if matches!(saga.status, SagaStatus::Completed | SagaStatus::Compensated) => {
-                if let Err(e) = store
-                    .complete(
-                        key,
-                        &json!({"status": saga.status.as_str()}),
-                        idempotency.expiration(),
-                    )
-                    .await
-                {
-                    // The saga is finished either way; a duplicate finds that out from its state.
-                    warn!(error = %e, "could not record the finished saga's idempotency key");
-                }
+                remember_finished(store, key, saga.status, idempotency).await;
                 (
                     Outcome::Done(saga.status),
                     Redelivery::AfterVisibilityTimeout,
@@ -529,6 +519,27 @@ async fn claim(
                 store_redelivery(retryable, delivery),
             ))
         }
+    }
+}
+
+/// Stores the finished saga's status under its key, so a late duplicate is dropped without
+/// reading the saga.
+async fn remember_finished(
+    store: &ConfiguredStore,
+    key: &str,
+    status: SagaStatus,
+    idempotency: &Idempotency<&ConfiguredStore>,
+) {
+    if let Err(e) = store
+        .complete(
+            key,
+            &json!({"status": status.as_str()}),
+            idempotency.expiration(),
+        )
+        .await
+    {
+        // The saga is finished either way; a duplicate finds that out from its state.
+        warn!(error = %e, "could not record the finished saga's idempotency key");
     }
 }
 
