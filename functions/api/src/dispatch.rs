@@ -78,74 +78,94 @@ impl Dispatch {
         match self {
             Self::InRequest(_) => Ok(()),
             Self::Queue { client, queue_url } => {
-                let queue_error = |message: String| DispatchError::Queue {
-                    transaction_id: transaction_id.to_owned(),
-                    queue_url: queue_url.clone(),
-                    message,
-                };
-                let attribute = MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(transaction_id)
-                    .build()
-                    .map_err(|e| queue_error(e.to_string()))?;
-                let mut send = client
-                    .send_message()
-                    .queue_url(queue_url)
-                    .message_body(input)
-                    .message_attributes(TRANSACTION_ID_ATTRIBUTE, attribute);
-                if queue_url.ends_with(".fifo") {
-                    // One group per saga keeps sagas independent; the deduplication id drops a
-                    // re-sent message within SQS's five-minute window.
-                    send = send
-                        .message_group_id(transaction_id)
-                        .message_deduplication_id(transaction_id);
-                }
-                let sent = send
-                    .send()
-                    .await
-                    .map_err(|e| queue_error(DisplayErrorContext(&e).to_string()))?;
-                info!(
-                    message_id = sent.message_id().unwrap_or_default(),
-                    "saga enqueued"
-                );
-                Ok(())
+                enqueue(client, queue_url, transaction_id, input).await
             }
             Self::StateMachine {
                 client,
                 state_machine_arn,
-            } => {
-                let started = client
-                    .start_execution()
-                    .state_machine_arn(state_machine_arn)
-                    .name(transaction_id)
-                    .input(input)
-                    .send()
-                    .await;
-                match started {
-                    Ok(output) => {
-                        info!(execution_arn = output.execution_arn(), "execution started");
-                        Ok(())
-                    }
-                    // The name is the transaction id and the input is derived from the stored
-                    // saga, so an existing execution of that name is this saga's: the work of a
-                    // first attempt whose answer was lost.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_execution_already_exists()) =>
-                    {
-                        info!("execution already started by an earlier attempt");
-                        Ok(())
-                    }
-                    Err(e) => Err(DispatchError::StateMachine {
-                        transaction_id: transaction_id.to_owned(),
-                        state_machine_arn: state_machine_arn.clone(),
-                        message: match e.code() {
-                            Some(code) => format!("{code}: {}", DisplayErrorContext(&e)),
-                            None => DisplayErrorContext(&e).to_string(),
-                        },
-                    }),
-                }
-            }
+            } => start_execution(client, state_machine_arn, transaction_id, input).await,
         }
+    }
+}
+
+/// Sends the saga's work message to the queue, with its `transaction_id` as a message
+/// attribute; on a FIFO queue also with a group and a deduplication id.
+async fn enqueue(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    transaction_id: &str,
+    input: String,
+) -> Result<(), DispatchError> {
+    let queue_error = |message: String| DispatchError::Queue {
+        transaction_id: transaction_id.to_owned(),
+        queue_url: queue_url.to_owned(),
+        message,
+    };
+    let attribute = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(transaction_id)
+        .build()
+        .map_err(|e| queue_error(e.to_string()))?;
+    let mut send = client
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(input)
+        .message_attributes(TRANSACTION_ID_ATTRIBUTE, attribute);
+    if queue_url.ends_with(".fifo") {
+        // One group per saga keeps sagas independent; the deduplication id drops a
+        // re-sent message within SQS's five-minute window.
+        send = send
+            .message_group_id(transaction_id)
+            .message_deduplication_id(transaction_id);
+    }
+    let sent = send
+        .send()
+        .await
+        .map_err(|e| queue_error(DisplayErrorContext(&e).to_string()))?;
+    info!(
+        message_id = sent.message_id().unwrap_or_default(),
+        "saga enqueued"
+    );
+    Ok(())
+}
+
+/// Starts the saga's execution, named by its `transaction_id`; an execution of that name that
+/// already exists counts as started.
+async fn start_execution(
+    client: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    transaction_id: &str,
+    input: String,
+) -> Result<(), DispatchError> {
+    let started = client
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(transaction_id)
+        .input(input)
+        .send()
+        .await;
+    match started {
+        Ok(output) => {
+            info!(execution_arn = output.execution_arn(), "execution started");
+            Ok(())
+        }
+        // The name is the transaction id and the input is derived from the stored
+        // saga, so an existing execution of that name is this saga's: the work of a
+        // first attempt whose answer was lost.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            info!("execution already started by an earlier attempt");
+            Ok(())
+        }
+        Err(e) => Err(DispatchError::StateMachine {
+            transaction_id: transaction_id.to_owned(),
+            state_machine_arn: state_machine_arn.to_owned(),
+            message: match e.code() {
+                Some(code) => format!("{code}: {}", DisplayErrorContext(&e)),
+                None => DisplayErrorContext(&e).to_string(),
+            },
+        }),
     }
 }

@@ -45,69 +45,84 @@ impl Api {
         let span =
             info_span!("resume", requestId = %context.request_id, transaction_id = %transaction_id);
         async {
-            let Dispatch::InRequest(engine) = &self.dispatch else {
-                let e = EngineError::InvalidOperation {
-                    transaction_id: transaction_id.to_owned(),
-                    reason: format!("the {} api does not run sagas", self.pattern()),
-                };
-                error!(error = %e, "resume event sent to the wrong function");
-                return Err(diagnostic(ErrorClass::Permanent, &e));
-            };
-            match self.store.get(transaction_id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    let e = StoreError::NotFound(transaction_id.to_owned());
-                    error!(error = %e, "resume event for an unknown saga");
-                    return Err(diagnostic(ErrorClass::Permanent, &e));
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot read the saga to resume");
-                    return Err(diagnostic(e.class(), &e));
-                }
-            }
+            let engine = self.resuming_engine(transaction_id)?;
+            self.check_saga_known(transaction_id).await?;
             let deadline = context.deadline();
             let key = format!("{RESUME_KEY_PREFIX}{transaction_id}");
-            match self
-                .idempotency()
-                .claim(&key, &json!({"transaction_id": transaction_id}), deadline)
-                .await
-            {
-                Ok(ClaimOutcome::Claimed) => {}
-                Ok(ClaimOutcome::Completed(_))
-                | Err(IdempotencyError::InProgress(_) | IdempotencyError::PayloadMismatch(_)) => {
-                    // Another invocation (a duplicate delivery, or a client's retry) holds the
-                    // saga; failing lets Lambda retry once that one is done or gone.
-                    let e = resume::EventError::Busy(transaction_id.to_owned());
-                    warn!(error = %e, "saga busy; Lambda retries the resume later");
-                    return Err(diagnostic(ErrorClass::Retryable, &e));
-                }
-                Err(IdempotencyError::Store(e)) => {
-                    warn!(error = %e, "cannot claim the saga to resume");
-                    return Err(diagnostic(e.class(), &e));
-                }
-            }
+            self.claim_resume(&key, transaction_id, deadline).await?;
             info!("resuming the saga");
             let run_until = instant_before(deadline, self.settings.response_margin);
             let result = engine.run(transaction_id, run_until).await;
             if let Err(e) = self.store.release(&key).await {
                 warn!(error = %e, "could not release the resume claim; it expires with this invocation");
             }
-            match result {
-                Ok(record) => {
-                    info!(status = %record.status, "saga finished");
-                    Ok(record)
-                }
-                Err(e) => {
-                    match e.class() {
-                        ErrorClass::Retryable => warn!(error = %e, "saga not finished; Lambda retries the resume"),
-                        ErrorClass::Permanent => error!(error = %e, "saga stopped on an error retrying cannot fix"),
-                    }
-                    Err(diagnostic(e.class(), &e))
-                }
-            }
+            resumed(result)
         }
         .instrument(span)
         .await
+    }
+
+    /// The engine that runs sagas in this function: only the orchestrator's api has one, so a
+    /// resume event sent to another pattern's api is a permanent error.
+    fn resuming_engine(
+        &self,
+        transaction_id: &str,
+    ) -> Result<&Engine<ConfiguredStore, SaasClient>, Diagnostic> {
+        let Dispatch::InRequest(engine) = &self.dispatch else {
+            let e = EngineError::InvalidOperation {
+                transaction_id: transaction_id.to_owned(),
+                reason: format!("the {} api does not run sagas", self.pattern()),
+            };
+            error!(error = %e, "resume event sent to the wrong function");
+            return Err(diagnostic(ErrorClass::Permanent, &e));
+        };
+        Ok(engine)
+    }
+
+    /// Checks that the saga to resume is recorded: an unknown one is a permanent error, a
+    /// store that cannot be read one of the store's class.
+    async fn check_saga_known(&self, transaction_id: &str) -> Result<(), Diagnostic> {
+        match self.store.get(transaction_id).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                let e = StoreError::NotFound(transaction_id.to_owned());
+                error!(error = %e, "resume event for an unknown saga");
+                Err(diagnostic(ErrorClass::Permanent, &e))
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the saga to resume");
+                Err(diagnostic(e.class(), &e))
+            }
+        }
+    }
+
+    /// Claims the saga under `key` for this resume, so two invocations never run it at once;
+    /// a saga held by another invocation is a retryable error.
+    async fn claim_resume(
+        &self,
+        key: &str,
+        transaction_id: &str,
+        deadline: SystemTime,
+    ) -> Result<(), Diagnostic> {
+        match self
+            .idempotency()
+            .claim(key, &json!({"transaction_id": transaction_id}), deadline)
+            .await
+        {
+            Ok(ClaimOutcome::Claimed) => Ok(()),
+            Ok(ClaimOutcome::Completed(_))
+            | Err(IdempotencyError::InProgress(_) | IdempotencyError::PayloadMismatch(_)) => {
+                // Another invocation (a duplicate delivery, or a client's retry) holds the
+                // saga; failing lets Lambda retry once that one is done or gone.
+                let e = resume::EventError::Busy(transaction_id.to_owned());
+                warn!(error = %e, "saga busy; Lambda retries the resume later");
+                Err(diagnostic(ErrorClass::Retryable, &e))
+            }
+            Err(IdempotencyError::Store(e)) => {
+                warn!(error = %e, "cannot claim the saga to resume");
+                Err(diagnostic(e.class(), &e))
+            }
+        }
     }
 
     /// When the orchestrator must stop working on a request: the earlier of the invocation's
@@ -222,6 +237,28 @@ impl Api {
                 in_progress(Some(transaction_id), prefix)
             }
             Err(IdempotencyError::Store(e)) => store_failure(&e),
+        }
+    }
+}
+
+/// Logs how a resumed run ended and turns it into the invocation's result: an error keeps its
+/// class, so Lambda retries only what a retry can fix.
+fn resumed(result: Result<SagaRecord, EngineError>) -> Result<SagaRecord, Diagnostic> {
+    match result {
+        Ok(record) => {
+            info!(status = %record.status, "saga finished");
+            Ok(record)
+        }
+        Err(e) => {
+            match e.class() {
+                ErrorClass::Retryable => {
+                    warn!(error = %e, "saga not finished; Lambda retries the resume")
+                }
+                ErrorClass::Permanent => {
+                    error!(error = %e, "saga stopped on an error retrying cannot fix")
+                }
+            }
+            Err(diagnostic(e.class(), &e))
         }
     }
 }

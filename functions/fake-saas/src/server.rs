@@ -221,6 +221,9 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "reason": reason.into() }))).into_response()
 }
 
+/// Serves one call of `step`'s action or compensation: records it in the ledger, refuses it
+/// when the body or headers break the contract, injects the fault a rule picks, and otherwise
+/// applies its effect once per idempotency key and answers.
 async fn handle_call(
     app: AppState,
     step: &'static Step,
@@ -258,57 +261,74 @@ async fn handle_call(
         .pick(step.service, action.name, &call.transaction_id);
     if let Some(fault) = &fault {
         info!(transaction_id = %call.transaction_id, service = step.service, action = action.name, fault = ?fault, "injecting fault");
+        if let Some(response) = inject_fault(&app, &id, fault).await {
+            return response;
+        }
     }
+    apply_and_answer(&app, &id, &call, fault == Some(Fault::ResponseLost))
+}
+
+/// Acts out a fault that happens before the effect: the refusals answer at once (recorded as
+/// faults, with no effect), the delays sleep and then let the call go on. `None` lets the call
+/// be applied.
+async fn inject_fault(app: &AppState, id: &CallId<'_>, fault: &Fault) -> Option<Response> {
     match fault {
-        None => {}
-        Some(Fault::Unavailable) => {
-            app.ledger.record_fault(&id);
-            return error(
+        Fault::Unavailable => {
+            app.ledger.record_fault(id);
+            Some(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service unavailable (injected)",
-            );
+            ))
         }
-        Some(Fault::Reject { status, reason }) => {
-            app.ledger.record_fault(&id);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-            return error(status, reason);
+        Fault::Reject { status, reason } => {
+            app.ledger.record_fault(id);
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            Some(error(status, reason.clone()))
         }
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            app.ledger.record_fault(&id);
+        Fault::RateLimited { retry_after_secs } => {
+            app.ledger.record_fault(id);
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)");
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            return response;
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            Some(response)
         }
-        Some(Fault::InvalidBody) => {
-            app.ledger.record_fault(&id);
-            return (StatusCode::OK, "<html>gateway says hi</html>").into_response();
+        Fault::InvalidBody => {
+            app.ledger.record_fault(id);
+            Some((StatusCode::OK, "<html>gateway says hi</html>").into_response())
         }
-        Some(Fault::Latency { delay_ms: wait_ms } | Fault::Hang { hang_ms: wait_ms }) => {
-            let waited_in_full = sleep_unless_stopped(&app, Duration::from_millis(wait_ms)).await;
-            if !waited_in_full {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "server stopping");
-            }
+        Fault::Latency { delay_ms: wait_ms } | Fault::Hang { hang_ms: wait_ms } => {
+            let waited_in_full = sleep_unless_stopped(app, Duration::from_millis(*wait_ms)).await;
+            (!waited_in_full).then(|| error(StatusCode::SERVICE_UNAVAILABLE, "server stopping"))
         }
-        Some(Fault::ResponseLost) => {}
+        Fault::ResponseLost => None,
     }
+}
 
-    let outcome = match app.ledger.apply(&id, &call.request) {
+/// Applies the call's effect (once per idempotency key; a repeat replays the first answer) and
+/// answers it, unless `response_lost`: then the effect stays applied and the answer is a 500,
+/// as when a response is lost on its way back.
+fn apply_and_answer(
+    app: &AppState,
+    id: &CallId<'_>,
+    call: &CallBody,
+    response_lost: bool,
+) -> Response {
+    let outcome = match app.ledger.apply(id, &call.request) {
         Ok(outcome) => outcome,
         Err(reused) => return error(StatusCode::UNPROCESSABLE_ENTITY, reused.to_string()),
     };
     info!(
         transaction_id = %call.transaction_id,
-        service = step.service,
-        action = action.name,
-        idempotency_key = %expected_key,
+        service = id.service,
+        action = id.action,
+        idempotency_key = %id.idempotency_key,
         effect = outcome.answer["effect"].as_str().unwrap_or_default(),
         replayed = outcome.replayed,
         "call answered"
     );
-    if fault == Some(Fault::ResponseLost) {
-        app.ledger.record_fault(&id);
+    if response_lost {
+        app.ledger.record_fault(id);
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "response lost (injected, effect applied)",

@@ -483,7 +483,9 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         }
     }
 
-    /// The step loop of [`Engine::run`] and [`Engine::advance`].
+    /// The step loop of [`Engine::run`] and [`Engine::advance`]: from the stored state, runs
+    /// whatever comes next until the saga is finished or a call must wait for a later
+    /// invocation.
     async fn drive(
         &self,
         transaction_id: &str,
@@ -508,82 +510,133 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                     self.save(&mut record).await?;
                 }
                 Next::Execute(index) => {
-                    let step = &self.saga.steps[index];
-                    let call = StepCall::action(step, &record.transaction_id, &record.request);
-                    let called = self
-                        .call_settled(&call, &step.retry, retries, deadline)
-                        .await;
-                    // Attempts of earlier invocations that failed and were retried later (by
-                    // redelivery) are stored on the step; these add to them.
-                    let earlier = record.steps[index].attempts;
-                    match called {
-                        Err(EngineError::Step {
-                            step: name,
-                            action,
-                            source,
-                        }) if matches!(retries, Retries::Redelivery { .. }) => {
-                            self.record_attempt_failure(&mut record, index, &source)
-                                .await?;
-                            return Err(EngineError::Step {
-                                step: name,
-                                action,
-                                source,
-                            });
-                        }
-                        Err(e) => return Err(e),
-                        Ok(Called::Succeeded { attempts }) => {
-                            let attempts = earlier + attempts;
-                            self.record_step_success(&mut record, index, attempts)
-                                .await?
-                        }
-                        Ok(Called::Failed { attempts, error }) => {
-                            let attempts = earlier + attempts;
-                            let reason =
-                                format!("step {} {} failed: {error}", step.name, step.action.name);
-                            let failed = &mut record.steps[index];
-                            failed.status = StepStatus::Failed;
-                            failed.attempts = attempts;
-                            failed.error = Some(error.to_string());
-                            failed.updated_at = Some(now_rfc3339());
-                            record.status = SagaStatus::Compensating;
-                            record.error = Some(reason);
-                            // Stored before any compensation runs, so a resumed saga never goes
-                            // forward again.
-                            self.save(&mut record).await?;
-                            warn!(step = step.name, attempts, error = %error, "step failed for good; compensating");
-                        }
-                    }
+                    self.drive_action(&mut record, index, retries, deadline)
+                        .await?
                 }
                 Next::Compensate(index) => {
-                    let step = &self.saga.steps[index];
-                    let call =
-                        StepCall::compensation(step, &record.transaction_id, &record.request);
-                    match self
-                        .call_settled(&call, &step.compensation_retry, retries, deadline)
+                    self.drive_compensation(&mut record, index, retries, deadline)
                         .await?
-                    {
-                        Called::Succeeded { attempts } => {
-                            self.record_compensation_success(&mut record, index, attempts)
-                                .await?;
-                        }
-                        Called::Failed { attempts, error } => {
-                            let failed = &mut record.steps[index];
-                            failed.status = StepStatus::CompensationFailed;
-                            failed.attempts = attempts;
-                            failed.error = Some(format!("compensation: {error}"));
-                            failed.updated_at = Some(now_rfc3339());
-                            record.status = SagaStatus::CompensationFailed;
-                            record.error = Some(format!(
-                                "compensation {} of step {} failed: {error}",
-                                step.compensation.name, step.name
-                            ));
-                            self.save(&mut record).await?;
-                            warn!(step = step.name, attempts, error = %error, "saga needs a human: compensation failed");
-                        }
-                    }
                 }
             }
         }
+    }
+
+    /// Calls the action of step `index` under the retry regime and records what became of it:
+    /// a success, a failure for good (which turns the saga to compensating), or with
+    /// redelivery a failed attempt the next delivery retries (returned as the error).
+    async fn drive_action(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        retries: Retries,
+        deadline: Instant,
+    ) -> Result<(), EngineError> {
+        let step = &self.saga.steps[index];
+        let call = StepCall::action(step, &record.transaction_id, &record.request);
+        let called = self
+            .call_settled(&call, &step.retry, retries, deadline)
+            .await;
+        // Attempts of earlier invocations that failed and were retried later (by
+        // redelivery) are stored on the step; these add to them.
+        let earlier = record.steps[index].attempts;
+        match called {
+            Err(EngineError::Step {
+                step: name,
+                action,
+                source,
+            }) if matches!(retries, Retries::Redelivery { .. }) => {
+                self.record_attempt_failure(record, index, &source).await?;
+                Err(EngineError::Step {
+                    step: name,
+                    action,
+                    source,
+                })
+            }
+            Err(e) => Err(e),
+            Ok(Called::Succeeded { attempts }) => {
+                let attempts = earlier + attempts;
+                self.record_step_success(record, index, attempts).await
+            }
+            Ok(Called::Failed { attempts, error }) => {
+                let attempts = earlier + attempts;
+                self.record_step_failure(record, index, attempts, &error)
+                    .await
+            }
+        }
+    }
+
+    /// Records that step `index`'s action failed for good and the saga compensates. Stored
+    /// before any compensation runs, so a resumed saga never goes forward again.
+    async fn record_step_failure(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        attempts: u32,
+        error: &SaasError,
+    ) -> Result<(), EngineError> {
+        let step = &self.saga.steps[index];
+        let reason = format!("step {} {} failed: {error}", step.name, step.action.name);
+        let failed = &mut record.steps[index];
+        failed.status = StepStatus::Failed;
+        failed.attempts = attempts;
+        failed.error = Some(error.to_string());
+        failed.updated_at = Some(now_rfc3339());
+        record.status = SagaStatus::Compensating;
+        record.error = Some(reason);
+        self.save(record).await?;
+        warn!(step = step.name, attempts, error = %error, "step failed for good; compensating");
+        Ok(())
+    }
+
+    /// Calls the compensation of step `index` under the retry regime and records its success,
+    /// or its failure for good, which leaves the saga to a human.
+    async fn drive_compensation(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        retries: Retries,
+        deadline: Instant,
+    ) -> Result<(), EngineError> {
+        let step = &self.saga.steps[index];
+        let call = StepCall::compensation(step, &record.transaction_id, &record.request);
+        match self
+            .call_settled(&call, &step.compensation_retry, retries, deadline)
+            .await?
+        {
+            Called::Succeeded { attempts } => {
+                self.record_compensation_success(record, index, attempts)
+                    .await
+            }
+            Called::Failed { attempts, error } => {
+                self.record_compensation_failure(record, index, attempts, &error)
+                    .await
+            }
+        }
+    }
+
+    /// Records that step `index`'s compensation failed for good: the saga is
+    /// COMPENSATION_FAILED and needs a human.
+    async fn record_compensation_failure(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        attempts: u32,
+        error: &SaasError,
+    ) -> Result<(), EngineError> {
+        let step = &self.saga.steps[index];
+        let failed = &mut record.steps[index];
+        failed.status = StepStatus::CompensationFailed;
+        failed.attempts = attempts;
+        failed.error = Some(format!("compensation: {error}"));
+        failed.updated_at = Some(now_rfc3339());
+        record.status = SagaStatus::CompensationFailed;
+        record.error = Some(format!(
+            "compensation {} of step {} failed: {error}",
+            step.compensation.name, step.name
+        ));
+        self.save(record).await?;
+        warn!(step = step.name, attempts, error = %error, "saga needs a human: compensation failed");
+        Ok(())
     }
 
     /// Makes `call` under the retry regime and says whether it succeeded or failed for good;

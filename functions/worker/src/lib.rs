@@ -35,10 +35,12 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use lambda_runtime::LambdaEvent;
 use sagaform_contract::env as vars;
 use sagaform_runtime::deadline::instant_before;
-use sagaform_runtime::errors::{ErrorClass, IdempotencyError};
+use sagaform_runtime::errors::{EngineError, ErrorClass, IdempotencyError};
 use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
 use sagaform_runtime::store::ClaimOutcome;
-use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaStatus, StoreConfig};
+use sagaform_runtime::{
+    ConfiguredStore, Engine, IdempotencyStore, SagaRecord, SagaStatus, StoreConfig,
+};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
@@ -371,11 +373,9 @@ impl Worker {
         results
     }
 
-    async fn process_record(
-        &self,
-        record: &SqsMessage,
-        deadline: SystemTime,
-    ) -> (Outcome, Redelivery) {
+    /// Advances the saga of one record as far as this delivery goes: parse, check the time
+    /// left, claim the transaction, advance, then store or release the claim by the outcome.
+    async fn process_record(&self, record: &SqsMessage, deadline: SystemTime) -> Verdict {
         let message = match parse_message(record) {
             Ok(message) => message,
             Err(reason) => {
@@ -384,62 +384,18 @@ impl Worker {
         };
         let transaction_id = message.transaction_id.as_str();
         Span::current().record("transaction_id", transaction_id);
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        if left < self.inner.settings.min_time_to_start + self.inner.settings.deadline_margin {
+        if !self.time_to_start(deadline) {
             return (Outcome::Failed(Failure::DeadlineNear), Redelivery::NOW);
         }
-        let delivery = record
-            .attributes
-            .get(RECEIVE_COUNT_ATTRIBUTE)
-            .and_then(|count| count.parse::<u32>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let delivery = receive_count(record);
         let key = format!("{KEY_PREFIX}{transaction_id}");
         let payload = message.to_json();
         let idempotency = Idempotency::new(
             self.inner.engine.store(),
             self.inner.settings.idempotency_expiry,
         );
-        match idempotency.claim(&key, &payload, deadline).await {
-            Ok(ClaimOutcome::Claimed) => {}
-            Ok(ClaimOutcome::Completed(stored)) => {
-                let status = stored
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.parse().ok());
-                info!("duplicate delivery of a finished saga");
-                return (
-                    Outcome::Done(status.unwrap_or(SagaStatus::Completed)),
-                    Redelivery::AfterVisibilityTimeout,
-                );
-            }
-            Err(IdempotencyError::InProgress(_)) => {
-                return (
-                    Outcome::Failed(Failure::InProgress),
-                    Redelivery::AfterVisibilityTimeout,
-                );
-            }
-            Err(IdempotencyError::PayloadMismatch(_)) => {
-                return (
-                    Outcome::Failed(Failure::Malformed(
-                        "another message for this transaction carried a different request"
-                            .to_owned(),
-                    )),
-                    Redelivery::NOW,
-                );
-            }
-            Err(IdempotencyError::Store(e)) => {
-                let retryable = e.class() == ErrorClass::Retryable;
-                return (
-                    Outcome::Failed(Failure::Saga {
-                        reason: e.to_string(),
-                        retryable,
-                    }),
-                    store_redelivery(retryable, delivery),
-                );
-            }
+        if let Err(verdict) = claim(&idempotency, &key, &payload, deadline, delivery).await {
+            return verdict;
         }
         let run_until = instant_before(deadline, self.inner.settings.deadline_margin);
         let advanced = self
@@ -447,27 +403,39 @@ impl Worker {
             .engine
             .advance(transaction_id, run_until, delivery)
             .await;
+        self.settle(advanced, &idempotency, &key, delivery).await
+    }
+
+    /// Whether enough of the invocation is left to start a record: a started step must be able
+    /// to finish, and the outcomes must still be stored and answered after it.
+    fn time_to_start(&self, deadline: SystemTime) -> bool {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        left >= self.inner.settings.min_time_to_start + self.inner.settings.deadline_margin
+    }
+
+    /// Turns the advanced saga into the record's verdict. A finished saga's key is stored as
+    /// completed, so a late duplicate is dropped cheaply; otherwise the claim is released, so
+    /// the next delivery can advance the saga at once.
+    async fn settle(
+        &self,
+        advanced: Result<SagaRecord, EngineError>,
+        idempotency: &Idempotency<&ConfiguredStore>,
+        key: &str,
+        delivery: u32,
+    ) -> Verdict {
         let store = self.inner.engine.store();
         match advanced {
             Ok(saga) if matches!(saga.status, SagaStatus::Completed | SagaStatus::Compensated) => {
-                if let Err(e) = store
-                    .complete(
-                        &key,
-                        &json!({"status": saga.status.as_str()}),
-                        idempotency.expiration(),
-                    )
-                    .await
-                {
-                    // The saga is finished either way; a duplicate finds that out from its state.
-                    warn!(error = %e, "could not record the finished saga's idempotency key");
-                }
+                remember_finished(store, key, saga.status, idempotency).await;
                 (
                     Outcome::Done(saga.status),
                     Redelivery::AfterVisibilityTimeout,
                 )
             }
             Ok(saga) => {
-                release(store, &key).await;
+                release(store, key).await;
                 if saga.status == SagaStatus::CompensationFailed {
                     (Outcome::Failed(Failure::NeedsHuman), Redelivery::NOW)
                 } else {
@@ -481,7 +449,7 @@ impl Worker {
                 }
             }
             Err(e) => {
-                release(store, &key).await;
+                release(store, key).await;
                 let redelivery = engine_redelivery(&e, delivery);
                 (
                     Outcome::Failed(Failure::Saga {
@@ -492,6 +460,86 @@ impl Worker {
                 )
             }
         }
+    }
+}
+
+/// What becomes of a record: its outcome, and when a failed one is delivered again.
+type Verdict = (Outcome, Redelivery);
+
+/// The 1-based receive count of `record`, which says how many of its step's retries are used.
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get(RECEIVE_COUNT_ATTRIBUTE)
+        .and_then(|count| count.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Claims the transaction for this delivery, so a duplicate delivery running at the same time
+/// does not run the saga twice. `Err` carries the verdict when the record must not go on: the
+/// saga already finished, another delivery holds it, or the claim could not be made.
+async fn claim(
+    idempotency: &Idempotency<&ConfiguredStore>,
+    key: &str,
+    payload: &Value,
+    deadline: SystemTime,
+    delivery: u32,
+) -> Result<(), Verdict> {
+    match idempotency.claim(key, payload, deadline).await {
+        Ok(ClaimOutcome::Claimed) => Ok(()),
+        Ok(ClaimOutcome::Completed(stored)) => {
+            let status = stored
+                .get("status")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok());
+            info!("duplicate delivery of a finished saga");
+            Err((
+                Outcome::Done(status.unwrap_or(SagaStatus::Completed)),
+                Redelivery::AfterVisibilityTimeout,
+            ))
+        }
+        Err(IdempotencyError::InProgress(_)) => Err((
+            Outcome::Failed(Failure::InProgress),
+            Redelivery::AfterVisibilityTimeout,
+        )),
+        Err(IdempotencyError::PayloadMismatch(_)) => Err((
+            Outcome::Failed(Failure::Malformed(
+                "another message for this transaction carried a different request".to_owned(),
+            )),
+            Redelivery::NOW,
+        )),
+        Err(IdempotencyError::Store(e)) => {
+            let retryable = e.class() == ErrorClass::Retryable;
+            Err((
+                Outcome::Failed(Failure::Saga {
+                    reason: e.to_string(),
+                    retryable,
+                }),
+                store_redelivery(retryable, delivery),
+            ))
+        }
+    }
+}
+
+/// Stores the finished saga's status under its key, so a late duplicate is dropped without
+/// reading the saga.
+async fn remember_finished(
+    store: &ConfiguredStore,
+    key: &str,
+    status: SagaStatus,
+    idempotency: &Idempotency<&ConfiguredStore>,
+) {
+    if let Err(e) = store
+        .complete(
+            key,
+            &json!({"status": status.as_str()}),
+            idempotency.expiration(),
+        )
+        .await
+    {
+        // The saga is finished either way; a duplicate finds that out from its state.
+        warn!(error = %e, "could not record the finished saga's idempotency key");
     }
 }
 
