@@ -18,11 +18,13 @@ use serde::Serialize;
 use crate::bootstrap::{self, BucketState, Upload};
 use crate::changeset::{ChangeRow, Format, counts, render_table};
 use crate::confirm::{Confirm, ConfirmAnswer, Expect};
-use crate::diff::TemplateDiff;
 use crate::error::aws_error;
 use crate::lock::StackLock;
-use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
+use crate::stack::{
+    self, ChangeSet, ChangeSetResult, ChangeSetSpec, StackInfo, StackState, Watched,
+};
 use crate::template::{Grant, Template};
+use crate::template_diff::TemplateDiff;
 use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace, workspace};
 
 /// When a person must approve the change set before it runs.
@@ -226,6 +228,7 @@ pub async fn deploy_template(
     deploy_locked(session, deployment, options, confirm, progress, lock).await
 }
 
+/// The phases of a deploy, in order; each returns early with its refusal or failure.
 async fn deploy_locked(
     session: &Session,
     deployment: &StackDeployment,
@@ -235,10 +238,121 @@ async fn deploy_locked(
     _lock: StackLock,
 ) -> Result<DeployOutcome, DeployError> {
     let started = Instant::now();
-    let stack_name = deployment.stack_name.as_str();
     let template = Template::parse(&deployment.template_file, &deployment.template_body)?;
+    let stack = prepare_stack(session, &deployment.stack_name, options, progress).await?;
+    let packages = upload_packages(session, deployment, &template, progress).await?;
+    let plan = DeployPlan {
+        session,
+        deployment,
+        template,
+        stack,
+        packages,
+        started,
+    };
+    let Some(change_set) = create_change_set(&plan, progress).await? else {
+        progress.line(format!(
+            "stack {}: no changes, nothing to deploy",
+            deployment.stack_name
+        ));
+        return report(&plan, DeployResult::NoChanges, None, Vec::new(), progress).await;
+    };
+    show_change_set(&plan, &change_set, progress);
+    if !options.execute {
+        leave_for_review(&plan, &change_set, progress);
+        return Ok(plan.outcome(
+            DeployResult::ChangeSetCreated,
+            Some(change_set.name.clone()),
+            change_set.rows,
+            (BTreeMap::new(), None),
+        ));
+    }
+    approve(&plan, &change_set, options.approval, confirm, progress).await?;
+    execute(&plan, &change_set, options.timeout, progress).await?;
+    let result = if plan.stack.create {
+        DeployResult::Created
+    } else {
+        DeployResult::Updated
+    };
+    report(&plan, result, None, change_set.rows, progress).await
+}
 
-    // The stack's state decides between CREATE and UPDATE, or stops here.
+/// The deployed stack as the deploy found it, after clearing a stack that never got created.
+struct PreparedStack {
+    /// The stack, when one exists (not deleted for recreation).
+    existing: Option<StackInfo>,
+    /// No stack: the change set creates it.
+    create: bool,
+    /// The deployed template (empty when creating).
+    deployed: Template,
+    /// The stack was deleted first because a previous create had failed.
+    recreated: bool,
+}
+
+/// The packages in the artifact bucket and the stack parameters naming them.
+struct UploadedPackages {
+    bucket: String,
+    bucket_state: BucketState,
+    uploads: Vec<Upload>,
+    parameters: Vec<(String, Option<String>)>,
+}
+
+/// What the phases after the uploads work on.
+struct DeployPlan<'a> {
+    session: &'a Session,
+    deployment: &'a StackDeployment,
+    template: Template,
+    stack: PreparedStack,
+    packages: UploadedPackages,
+    started: Instant,
+}
+
+impl DeployPlan<'_> {
+    fn stack_name(&self) -> &str {
+        &self.deployment.stack_name
+    }
+
+    /// Resource types the emulator does not create (none on AWS).
+    fn not_emulated(&self) -> Vec<String> {
+        if self.session.emulator {
+            self.template.not_emulated_types()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn outcome(
+        &self,
+        result: DeployResult,
+        change_set: Option<String>,
+        changes: Vec<ChangeRow>,
+        (outputs, outputs_file): (BTreeMap<String, String>, Option<PathBuf>),
+    ) -> DeployOutcome {
+        DeployOutcome {
+            stack_name: self.stack_name().to_owned(),
+            result,
+            change_set,
+            changes,
+            bucket: self.packages.bucket.clone(),
+            bucket_state: self.packages.bucket_state,
+            uploads: self.packages.uploads.clone(),
+            outputs,
+            outputs_file,
+            not_emulated: self.not_emulated(),
+            recreated: self.stack.recreated,
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Reads the stack's state, which decides between CREATE and UPDATE or stops the deploy; a
+/// stack whose first create failed, or that was never created, holds no resources and is
+/// deleted so it can be created again.
+async fn prepare_stack(
+    session: &Session,
+    stack_name: &str,
+    options: &DeployOptions,
+    progress: &Progress,
+) -> Result<PreparedStack, DeployError> {
     let mut recreated = false;
     let mut existing = stack::describe(session, stack_name).await?;
     if let Some(info) = &existing {
@@ -258,23 +372,7 @@ async fn deploy_locked(
                 });
             }
             StackState::FailedCreate | StackState::NeverCreated => {
-                let why = if info.status == "ROLLBACK_COMPLETE" {
-                    "its first create failed and was rolled back (ROLLBACK_COMPLETE), so it cannot be updated"
-                } else {
-                    "it was never created (REVIEW_IN_PROGRESS: a change set that was not executed, or whose execution failed)"
-                };
-                progress.line(format!(
-                    "stack {stack_name}: {why}; it holds no resources, deleting it and creating it again"
-                ));
-                let watched =
-                    stack::delete_and_wait(session, stack_name, options.timeout, progress).await?;
-                if watched.status != "DELETE_COMPLETE" {
-                    return Err(DeployError::NeedsRecovery {
-                        stack: stack_name.to_owned(),
-                        status: watched.status.clone(),
-                        steps: stack::recovery_steps(session, stack_name, &watched.status),
-                    });
-                }
+                delete_uncreated(session, stack_name, &info.status, options, progress).await?;
                 recreated = true;
                 existing = None;
             }
@@ -287,17 +385,57 @@ async fn deploy_locked(
     } else {
         stack::deployed_template(session, stack_name).await?
     };
+    Ok(PreparedStack {
+        existing,
+        create,
+        deployed,
+        recreated,
+    })
+}
 
-    // Bootstrap and uploads.
+/// Deletes a stack in ROLLBACK_COMPLETE or REVIEW_IN_PROGRESS (it holds no resources).
+async fn delete_uncreated(
+    session: &Session,
+    stack_name: &str,
+    status: &str,
+    options: &DeployOptions,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    let why = if status == "ROLLBACK_COMPLETE" {
+        "its first create failed and was rolled back (ROLLBACK_COMPLETE), so it cannot be updated"
+    } else {
+        "it was never created (REVIEW_IN_PROGRESS: a change set that was not executed, or whose execution failed)"
+    };
+    progress.line(format!(
+        "stack {stack_name}: {why}; it holds no resources, deleting it and creating it again"
+    ));
+    let watched = stack::delete_and_wait(session, stack_name, options.timeout, progress).await?;
+    if watched.status != "DELETE_COMPLETE" {
+        return Err(DeployError::NeedsRecovery {
+            stack: stack_name.to_owned(),
+            status: watched.status.clone(),
+            steps: stack::recovery_steps(session, stack_name, &watched.status),
+        });
+    }
+    Ok(())
+}
+
+/// Makes sure the artifact bucket exists, uploads the packages the template's `<Fn>CodeKey`
+/// parameters need (content-addressed: unchanged ones are skipped) and fills the parameters.
+async fn upload_packages(
+    session: &Session,
+    deployment: &StackDeployment,
+    template: &Template,
+    progress: &Progress,
+) -> Result<UploadedPackages, DeployError> {
     let bucket = bootstrap::bucket_name(&session.account_id, &session.region, &session.env_name)?;
     let bucket_state = bootstrap::ensure_bucket(session, &bucket, progress).await?;
-    let needed: Vec<String> = template
+    let mut to_upload = Vec::new();
+    for function in template
         .parameter_names()
         .iter()
         .filter_map(|p| function_of_code_key_parameter(p))
-        .collect();
-    let mut to_upload = Vec::new();
-    for function in &needed {
+    {
         let artifact = deployment
             .artifacts
             .iter()
@@ -311,12 +449,27 @@ async fn deploy_locked(
         to_upload.push(artifact.clone());
     }
     let uploads = bootstrap::upload_artifacts(session, &bucket, &to_upload, progress).await?;
+    let parameters = stack_parameters(deployment, template, &bucket, &to_upload)?;
+    Ok(UploadedPackages {
+        bucket,
+        bucket_state,
+        uploads,
+        parameters,
+    })
+}
 
-    let mut parameters: Vec<(String, Option<String>)> = Vec::new();
+/// The stack parameters: the bucket, each package's key; parameters with a default keep it.
+fn stack_parameters(
+    deployment: &StackDeployment,
+    template: &Template,
+    bucket: &str,
+    uploaded: &[Artifact],
+) -> Result<Vec<(String, Option<String>)>, DeployError> {
+    let mut parameters = Vec::new();
     for name in template.parameter_names() {
         let value = if name == ARTIFACT_BUCKET_PARAMETER {
-            bucket.clone()
-        } else if let Some(artifact) = to_upload.iter().find(|a| a.parameter_name() == name) {
+            bucket.to_owned()
+        } else if let Some(artifact) = uploaded.iter().find(|a| a.parameter_name() == name) {
             artifact.key()
         } else if template.parameter_has_default(&name) {
             continue;
@@ -330,149 +483,142 @@ async fn deploy_locked(
         };
         parameters.push((name, Some(value)));
     }
+    Ok(parameters)
+}
 
-    let not_emulated = if session.emulator {
-        template.not_emulated_types()
-    } else {
-        Vec::new()
-    };
-
+/// Creates the change set; `None` when there is nothing to change.
+async fn create_change_set(
+    plan: &DeployPlan<'_>,
+    progress: &Progress,
+) -> Result<Option<ChangeSet>, DeployError> {
+    let (session, stack_name) = (plan.session, plan.stack_name());
+    let parameters = &plan.packages.parameters;
     let spec = ChangeSetSpec {
         stack_name,
-        create,
-        template_body: &deployment.template_body,
-        parameters: &parameters,
-        tags: &deployment.tags,
+        create: plan.stack.create,
+        template_body: &plan.deployment.template_body,
+        parameters,
+        tags: &plan.deployment.tags,
         purpose: "deploy",
     };
-    let outcome =
-        |result, change_set: Option<String>, changes: Vec<ChangeRow>, outputs, outputs_file| {
-            DeployOutcome {
-                stack_name: stack_name.to_owned(),
-                result,
-                change_set,
-                changes,
-                bucket: bucket.clone(),
-                bucket_state,
-                uploads: uploads.clone(),
-                outputs,
-                outputs_file,
-                not_emulated: not_emulated.clone(),
-                recreated,
-                seconds: started.elapsed().as_secs_f64(),
-            }
-        };
-
     let change_set = match stack::create_change_set(session, &spec, progress).await? {
-        ChangeSetResult::NoChanges => None,
-        ChangeSetResult::Ready(change_set) => {
-            let current_parameters = existing
-                .as_ref()
-                .map(|i| i.parameters.clone())
-                .unwrap_or_default();
-            let same_parameters = parameters
-                .iter()
-                .all(|(k, v)| current_parameters.get(k) == v.as_ref());
-            if !create
-                && change_set.rows.is_empty()
-                && session.emulator
-                && same_parameters
-                && TemplateDiff::between(&deployed, &template).is_empty()
-            {
-                // moto computes an empty change set where AWS would fail it: same template in
-                // another form, same parameters.
-                stack::delete_change_set(session, stack_name, &change_set.id).await?;
-                None
-            } else {
-                Some(change_set)
-            }
-        }
+        ChangeSetResult::NoChanges => return Ok(None),
+        ChangeSetResult::Ready(change_set) => change_set,
     };
-    let Some(change_set) = change_set else {
-        progress.line(format!("stack {stack_name}: no changes, nothing to deploy"));
-        let (outputs, outputs_file) =
-            finish_outputs(session, deployment, &template, &parameters, progress).await?;
-        return Ok(outcome(
-            DeployResult::NoChanges,
-            None,
-            Vec::new(),
-            outputs,
-            outputs_file,
-        ));
-    };
+    let current_parameters = plan
+        .stack
+        .existing
+        .as_ref()
+        .map(|i| i.parameters.clone())
+        .unwrap_or_default();
+    let same_parameters = parameters
+        .iter()
+        .all(|(k, v)| current_parameters.get(k) == v.as_ref());
+    if !plan.stack.create
+        && change_set.rows.is_empty()
+        && session.emulator
+        && same_parameters
+        && TemplateDiff::between(&plan.stack.deployed, &plan.template).is_empty()
+    {
+        // moto computes an empty change set where AWS would fail it: same template in another
+        // form, same parameters.
+        stack::delete_change_set(session, stack_name, &change_set.id).await?;
+        return Ok(None);
+    }
+    Ok(Some(change_set))
+}
 
+/// Prints the change set's counts and rows, and what the emulator will not create.
+fn show_change_set(plan: &DeployPlan<'_>, change_set: &ChangeSet, progress: &Progress) {
     let (add, modify, remove) = counts(&change_set.rows);
     progress.line(format!(
         "change set {} ({}): {add} to add, {modify} to modify, {remove} to remove",
         change_set.name, change_set.kind
     ));
     progress.line(render_table(&change_set.rows, Format::Text).trim_end());
+    let not_emulated = plan.not_emulated();
     if !not_emulated.is_empty() {
         progress.line(format!(
             "note: the local emulator does not create {} (deployed as no-ops; they exist only on AWS)",
             not_emulated.join(", ")
         ));
     }
+}
 
-    if !options.execute {
-        progress.line(format!(
-            "change set {} left for review (--no-execute). Execute it with:\n  aws cloudformation execute-change-set --stack-name {stack_name} --change-set-name {} {}\nor delete it with:\n  aws cloudformation delete-change-set --stack-name {stack_name} --change-set-name {} {}",
-            change_set.name,
-            change_set.name,
-            stack::cli_target(session),
-            change_set.name,
-            stack::cli_target(session)
-        ));
-        return Ok(outcome(
-            DeployResult::ChangeSetCreated,
-            Some(change_set.name.clone()),
-            change_set.rows.clone(),
-            BTreeMap::new(),
-            None,
-        ));
-    }
+/// `--no-execute`: says how to execute or delete the change set left for review.
+fn leave_for_review(plan: &DeployPlan<'_>, change_set: &ChangeSet, progress: &Progress) {
+    let stack_name = plan.stack_name();
+    let target = stack::cli_target(plan.session);
+    let name = &change_set.name;
+    progress.line(format!(
+        "change set {name} left for review (--no-execute). Execute it with:\n  aws cloudformation execute-change-set --stack-name {stack_name} --change-set-name {name} {target}\nor delete it with:\n  aws cloudformation delete-change-set --stack-name {stack_name} --change-set-name {name} {target}"
+    ));
+}
 
-    // Approval.
-    let broadening = broadening_grants(&deployed, &template);
-    let reason = match options.approval {
-        ApprovalPolicy::AnyChange => Some(format!("env {} is production", session.env_name)),
-        ApprovalPolicy::Broadening if !broadening.is_empty() => Some(format!(
+/// Asks for approval when the policy wants it (production, or new permissions and network
+/// access); a refusal or no answer discards the change set.
+async fn approve(
+    plan: &DeployPlan<'_>,
+    change_set: &ChangeSet,
+    policy: ApprovalPolicy,
+    confirm: &dyn Confirm,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    let stack_name = plan.stack_name();
+    let broadening = broadening_grants(&plan.stack.deployed, &plan.template);
+    let reason = match policy {
+        ApprovalPolicy::AnyChange => format!("env {} is production", plan.session.env_name),
+        ApprovalPolicy::Broadening if !broadening.is_empty() => format!(
             "it grants {} new permission(s) or network access",
             broadening.len()
-        )),
-        _ => None,
+        ),
+        _ => return Ok(()),
     };
-    if let Some(reason) = reason {
-        let question = format!(
-            "execute change set {} on {stack_name} ({reason})?",
-            change_set.name
-        );
-        if !broadening.is_empty() {
-            progress.line("new permissions and network access:");
-            for grant in broadening.iter().take(40) {
-                progress.line(format!(
-                    "  + {} {} {} {}",
-                    grant.logical_id, grant.effect, grant.what, grant.on
-                ));
-            }
-            if broadening.len() > 40 {
-                progress.line(format!("  ... and {} more", broadening.len() - 40));
-            }
-        }
-        let answer = confirm.ask(&question, &Expect::YesNo);
-        if answer != ConfirmAnswer::Yes {
-            discard(session, stack_name, &change_set.id, create).await?;
-            let what = format!("change set {} on {stack_name} ({reason})", change_set.name);
-            return Err(if answer == ConfirmAnswer::CannotAsk {
-                Refusal::NeedsConfirmation { what }
-            } else {
-                Refusal::NotConfirmed { what }
-            }
-            .into());
-        }
+    let question = format!(
+        "execute change set {} on {stack_name} ({reason})?",
+        change_set.name
+    );
+    show_grants(&broadening, progress);
+    let answer = confirm.ask(&question, &Expect::YesNo);
+    if answer == ConfirmAnswer::Yes {
+        return Ok(());
     }
+    discard(plan.session, stack_name, &change_set.id, plan.stack.create).await?;
+    let what = format!("change set {} on {stack_name} ({reason})", change_set.name);
+    Err(if answer == ConfirmAnswer::CannotAsk {
+        Refusal::NeedsConfirmation { what }
+    } else {
+        Refusal::NotConfirmed { what }
+    }
+    .into())
+}
 
-    // Execution.
+/// Lists the new grants (at most 40) before the approval question.
+fn show_grants(broadening: &[Grant], progress: &Progress) {
+    if broadening.is_empty() {
+        return;
+    }
+    progress.line("new permissions and network access:");
+    for grant in broadening.iter().take(40) {
+        progress.line(format!(
+            "  + {} {} {} {}",
+            grant.logical_id, grant.effect, grant.what, grant.on
+        ));
+    }
+    if broadening.len() > 40 {
+        progress.line(format!("  ... and {} more", broadening.len() - 40));
+    }
+}
+
+/// Executes the change set and follows the stack until it settles; a stack that did not reach
+/// CREATE_COMPLETE or UPDATE_COMPLETE is an error saying what to do next.
+async fn execute(
+    plan: &DeployPlan<'_>,
+    change_set: &ChangeSet,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    let (session, stack_name, create) = (plan.session, plan.stack_name(), plan.stack.create);
     let seen = stack::seen_events(session, stack_name).await;
     progress.line(format!(
         "executing change set {} on {stack_name}",
@@ -487,38 +633,14 @@ async fn deploy_locked(
         .await;
     if let Err(e) = executed {
         let message = crate::error::ProvideMessage::readable_message(&e);
-        if !session.emulator {
-            // On AWS the call only starts the execution: its failure changed nothing, and the
-            // change set stays for inspection.
-            return Err(DeployError::Aws {
-                operation: "CloudFormation.ExecuteChangeSet",
-                message,
-            });
-        }
-        // moto applies the change set inside ExecuteChangeSet and reports a failing resource
-        // as the call's error, leaving the stack without a rollback.
-        let next = if create {
-            "; the next deploy deletes the half-created stack and creates it again"
-        } else {
-            ""
-        };
-        return Err(DeployError::StackFailed {
-            stack: stack_name.to_owned(),
-            status: if create {
-                "CREATE_FAILED"
-            } else {
-                "UPDATE_FAILED"
-            }
-            .to_owned(),
-            reason: format!("a resource failed: {message}{next}"),
-        });
+        return Err(execution_refused(session, stack_name, create, message));
     }
     let watched = stack::watch(
         session,
         stack_name,
         seen,
         change_set.rows.len(),
-        options.timeout,
+        timeout,
         progress,
     )
     .await?;
@@ -528,58 +650,103 @@ async fn deploy_locked(
         "UPDATE_COMPLETE"
     };
     if watched.status != success {
-        let reason = watched
-            .first_failure
-            .clone()
-            .or(watched.status_reason.clone())
-            .unwrap_or_else(|| "no reason given".to_owned());
-        if stack::classify(&watched.status) == StackState::NeedsRecovery {
-            return Err(DeployError::NeedsRecovery {
-                stack: stack_name.to_owned(),
-                status: watched.status.clone(),
-                steps: format!(
-                    "first failure: {reason}\n{}",
-                    stack::recovery_steps(session, stack_name, &watched.status)
-                ),
-            });
-        }
-        let next = match watched.status.as_str() {
-            "ROLLBACK_COMPLETE" => {
-                "; the stack was rolled back, the next deploy deletes it and creates it again"
-            }
-            "UPDATE_ROLLBACK_COMPLETE" => {
-                "; the stack was rolled back to its previous state, fix the cause and deploy again"
-            }
-            _ => "",
-        };
-        return Err(DeployError::StackFailed {
-            stack: stack_name.to_owned(),
-            status: watched.status,
-            reason: format!("first failing resource: {reason}{next}"),
-        });
+        return Err(stack_not_deployed(session, stack_name, watched));
     }
     progress.line(format!(
         "stack {stack_name}: {} in {:.1} s",
         watched.status,
-        started.elapsed().as_secs_f64()
+        plan.started.elapsed().as_secs_f64()
     ));
-
-    if deployment.termination_protection {
+    if plan.deployment.termination_protection {
         enable_termination_protection(session, stack_name, progress).await?;
     }
-    let (outputs, outputs_file) =
-        finish_outputs(session, deployment, &template, &parameters, progress).await?;
-    Ok(outcome(
-        if create {
-            DeployResult::Created
+    Ok(())
+}
+
+/// The error of a failed ExecuteChangeSet call.
+fn execution_refused(
+    session: &Session,
+    stack_name: &str,
+    create: bool,
+    message: String,
+) -> DeployError {
+    if !session.emulator {
+        // On AWS the call only starts the execution: its failure changed nothing, and the
+        // change set stays for inspection.
+        return DeployError::Aws {
+            operation: "CloudFormation.ExecuteChangeSet",
+            message,
+        };
+    }
+    // moto applies the change set inside ExecuteChangeSet and reports a failing resource as
+    // the call's error, leaving the stack without a rollback.
+    let next = if create {
+        "; the next deploy deletes the half-created stack and creates it again"
+    } else {
+        ""
+    };
+    DeployError::StackFailed {
+        stack: stack_name.to_owned(),
+        status: if create {
+            "CREATE_FAILED"
         } else {
-            DeployResult::Updated
-        },
-        None,
-        change_set.rows.clone(),
-        outputs,
-        outputs_file,
-    ))
+            "UPDATE_FAILED"
+        }
+        .to_owned(),
+        reason: format!("a resource failed: {message}{next}"),
+    }
+}
+
+/// The error of a stack execution that ended in another status than the one asked for.
+fn stack_not_deployed(session: &Session, stack_name: &str, watched: Watched) -> DeployError {
+    let reason = watched
+        .first_failure
+        .clone()
+        .or(watched.status_reason.clone())
+        .unwrap_or_else(|| "no reason given".to_owned());
+    if stack::classify(&watched.status) == StackState::NeedsRecovery {
+        return DeployError::NeedsRecovery {
+            stack: stack_name.to_owned(),
+            status: watched.status.clone(),
+            steps: format!(
+                "first failure: {reason}\n{}",
+                stack::recovery_steps(session, stack_name, &watched.status)
+            ),
+        };
+    }
+    let next = match watched.status.as_str() {
+        "ROLLBACK_COMPLETE" => {
+            "; the stack was rolled back, the next deploy deletes it and creates it again"
+        }
+        "UPDATE_ROLLBACK_COMPLETE" => {
+            "; the stack was rolled back to its previous state, fix the cause and deploy again"
+        }
+        _ => "",
+    };
+    DeployError::StackFailed {
+        stack: stack_name.to_owned(),
+        status: watched.status,
+        reason: format!("first failing resource: {reason}{next}"),
+    }
+}
+
+/// The last phase: reads, prints and records the outputs, and says how the deploy ended.
+async fn report(
+    plan: &DeployPlan<'_>,
+    result: DeployResult,
+    change_set: Option<String>,
+    changes: Vec<ChangeRow>,
+    progress: &Progress,
+) -> Result<DeployOutcome, DeployError> {
+    let outputs = finish_outputs(
+        plan.session,
+        plan.deployment,
+        &plan.template,
+        &plan.packages.parameters,
+        progress,
+    )
+    .await?;
+    Ok(plan.outcome(result, change_set, changes, outputs))
 }
 
 /// The grants of `new` that `deployed` does not have, plus the denials it drops.

@@ -176,9 +176,15 @@ pub enum DeployError {
     /// The local emulator could not be started or reached.
     #[error("local emulator: {0}")]
     Emulator(String),
-    /// A local service (fake SaaS, supervisor, local database) could not be started or stopped.
-    #[error("local environment: {0}")]
-    LocalServices(String),
+    /// The local environment (the [`crate::workflow::LocalRuntime`] of `--env local`) failed.
+    #[error(transparent)]
+    Local(Box<dyn std::error::Error + Send + Sync>),
+    /// The pinned tools (cargo-lambda) could not be installed.
+    #[error("installing the pinned tools: {0}")]
+    Tools(sagaform_tools::ToolsError),
+    /// The async runtime of a synchronous workflow could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl DeployError {

@@ -4,11 +4,13 @@
 //! - [`build`]: cargo-lambda builds, the Amazon Linux 2023 check ([`elf`]) and deterministic
 //!   zips ([`artifact`]).
 //! - [`bootstrap`]: the per-env artifact bucket and content-addressed uploads.
-//! - [`deploy`], [`compare`], [`destroy`]: the stack lifecycle, on [`stack`] (states, change
-//!   sets, events) and [`template`] / [`diff`] (templates read and compared).
-//! - [`session`]: connecting to AWS or the emulator with the account check; [`local`]: the moto
-//!   emulator of `--env local`; [`local_services`]: the fake SaaS and the per-pattern
-//!   supervisors that run the deployed functions locally.
+//! - [`deploy`], [`change_preview`], [`destroy`]: the stack lifecycle, on [`stack`] (states,
+//!   change sets, events) and [`template`] / [`template_diff`] (templates read and compared).
+//! - [`workflow`]: the `deploy` and `destroy` commands as one call each (packages, connection,
+//!   the stack operation, and for `--env local` the local environment through the
+//!   [`workflow::LocalRuntime`] trait, which `sagaform-local` implements: this crate never
+//!   starts a local process or talks to PostgreSQL).
+//! - [`session`]: connecting to AWS or the emulator with the account check.
 //! - [`progress`], [`confirm`], [`lock`]: output that degrades without a terminal, approvals
 //!   that never hang, one operation per stack per machine.
 //!
@@ -18,21 +20,20 @@
 pub mod artifact;
 pub mod bootstrap;
 pub mod build;
+pub mod change_preview;
 pub mod changeset;
-pub mod compare;
 pub mod confirm;
 pub mod deploy;
 pub mod destroy;
-pub mod diff;
 pub mod elf;
 mod error;
-pub mod local;
-pub mod local_services;
 pub mod lock;
 pub mod progress;
 pub mod session;
 pub mod stack;
 pub mod template;
+pub mod template_diff;
+pub mod workflow;
 mod workspace;
 
 pub use artifact::Artifact;

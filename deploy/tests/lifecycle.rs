@@ -5,14 +5,14 @@
 
 mod support;
 
+use sagaform_deploy::change_preview::diff_pattern;
 use sagaform_deploy::changeset::Format;
-use sagaform_deploy::compare::diff_pattern;
 use sagaform_deploy::confirm::{AlwaysNo, AssumeYes, NoTerminal};
 use sagaform_deploy::deploy::{
     ApprovalPolicy, DeployOptions, DeployResult, StackDeployment, deploy_pattern, deploy_template,
 };
 use sagaform_deploy::destroy::{DestroyOptions, DestroyResult, destroy_pattern};
-use sagaform_deploy::diff::EntryChange;
+use sagaform_deploy::template_diff::EntryChange;
 use sagaform_deploy::{Artifact, DeployError, Progress, Refusal, stack, stack_name};
 use sagaform_stacks::Pattern;
 use support::Fixture;

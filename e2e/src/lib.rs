@@ -2,7 +2,7 @@
 //! local` deploys it — the synthesized template, the real function packages built by
 //! cargo-lambda, CloudFormation on the emulator — then run as the local environment runs it: the
 //! `sagaform-local` supervisor executing the bootstrap binaries, the fake SaaS they call, and
-//! the HTTP API on a loopback port. Everything is private to one [`LocalStack`] (its own moto,
+//! the HTTP API on a loopback port. Everything is private to one [`LocalDeployment`] (its own moto,
 //! fake SaaS port, scratch copy of `env/` and `templates/`, database), so stacks run side by
 //! side and leave nothing behind.
 //!
@@ -15,14 +15,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use sagaform_contract::template::outputs;
 use sagaform_deploy::build::{self, BuildRequest, LOCAL_PROFILE, host_architecture};
 use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, deploy_pattern};
-use sagaform_deploy::{
-    Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace, local_services,
-};
+use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace};
 use sagaform_fake_saas::FakeSaas;
-use sagaform_local::{LocalEnvironment, UpOptions};
+use sagaform_local::{LocalDatabase, LocalEnvironment, UpOptions};
 use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive};
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
@@ -113,7 +112,7 @@ pub fn purchase(n: u64) -> Value {
 pub const TERMINAL: [&str; 3] = ["COMPLETED", "COMPENSATED", "COMPENSATION_FAILED"];
 
 /// One pattern deployed on its own emulator and served locally.
-pub struct LocalStack {
+pub struct LocalDeployment {
     /// The pattern.
     pub pattern: Pattern,
     /// Its state store.
@@ -128,13 +127,13 @@ pub struct LocalStack {
     sdk: aws_config::SdkConfig,
     environment: Option<LocalEnvironment>,
     fake_saas: Option<FakeSaas>,
-    database: Option<String>,
+    database: Option<LocalDatabase>,
     scratch: PathBuf,
     // Declared last: the emulator outlives everything that talks to it.
     moto: MotoServer,
 }
 
-impl LocalStack {
+impl LocalDeployment {
     /// Deploys `pattern` with `store` (the env's default store when `None`) from a scratch copy
     /// of the checkout's `env/` and `templates/` to a fresh emulator, with the given packages,
     /// and starts its fake SaaS and supervisor. `name` keeps scratch folders and databases of
@@ -147,7 +146,7 @@ impl LocalStack {
         pattern: Pattern,
         store: Option<StateStoreKind>,
         artifacts: &[Artifact],
-    ) -> Result<LocalStack, E2eError> {
+    ) -> Result<LocalDeployment, E2eError> {
         let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
         let moto = tokio::task::spawn_blocking(move || MotoServer::start(&tools))
             .await
@@ -201,23 +200,16 @@ impl LocalStack {
         let store = env.store(pattern);
 
         // The functions connect to the database the template names; it is this stack's own.
-        let database = if store == StateStoreKind::Aurora {
-            let template = workspace.template_path(pattern, "local");
-            let body = std::fs::read_to_string(&template)
-                .map_err(|e| E2eError::Setup(format!("{}: {e}", template.display())))?;
-            let url = local_services::local_database_url(&body, &template.display().to_string())?
-                .ok_or_else(|| {
-                E2eError::Setup(format!(
-                    "{} has no LocalDatabaseUrl parameter",
-                    template.display()
-                ))
-            })?;
-            local_services::drop_database(&url).await?;
-            local_services::ensure_database(&url).await?;
-            Some(url)
-        } else {
-            None
-        };
+        let database = LocalDatabase::of_stack(&workspace, &env, pattern)?;
+        if let Some(database) = &database {
+            database.drop_all().await?;
+            database.ensure().await?;
+        } else if store == StateStoreKind::Aurora {
+            return Err(E2eError::Setup(format!(
+                "{} has no LocalDatabaseUrl parameter",
+                workspace.template_path(pattern, "local").display()
+            )));
+        }
 
         let session = Session::connect(
             &env,
@@ -271,7 +263,7 @@ impl LocalStack {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| E2eError::Setup(format!("http client: {e}")))?;
-        Ok(LocalStack {
+        Ok(LocalDeployment {
             pattern,
             store,
             api_url,
@@ -311,10 +303,10 @@ impl LocalStack {
         Ok(Dlq::new(
             &self.sdk,
             DeadLetterQueue {
-                url: self.output("DeadLetterQueueUrl")?.to_owned(),
+                url: self.output(outputs::DEAD_LETTER_QUEUE_URL)?.to_owned(),
                 arn: self.outputs.get("DeadLetterQueueArn").cloned(),
                 redrive: Redrive::ToWorkQueue {
-                    work_queue_url: self.output("WorkQueueUrl")?.to_owned(),
+                    work_queue_url: self.output(outputs::WORK_QUEUE_URL)?.to_owned(),
                 },
             },
             true,
@@ -427,20 +419,20 @@ impl LocalStack {
         if let Some(fake) = self.fake_saas.take() {
             fake.shutdown().await;
         }
-        if let Some(url) = self.database.take() {
-            local_services::drop_database(&url).await?;
+        if let Some(database) = self.database.take() {
+            database.drop_all().await?;
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
         Ok(())
     }
 }
 
-impl Drop for LocalStack {
-    /// A test that failed before [`LocalStack::shutdown`] still drops its database, so failed
+impl Drop for LocalDeployment {
+    /// A test that failed before [`LocalDeployment::shutdown`] still drops its database, so failed
     /// runs do not pile databases up on the PostgreSQL server (its scratch folder stays, with
     /// the logs the failure message points to).
     fn drop(&mut self) {
-        let Some(url) = self.database.take() else {
+        let Some(database) = self.database.take() else {
             return;
         };
         // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
@@ -450,7 +442,7 @@ impl Drop for LocalStack {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(local_services::drop_database(&url)).ok()
+            runtime.block_on(database.drop_all()).ok()
         })
         .join();
     }

@@ -11,8 +11,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use sagaform_contract::template::outputs;
 use sagaform_deploy::{Artifact, Progress};
-use sagaform_e2e::{LocalStack, purchase};
+use sagaform_e2e::{LocalDeployment, purchase};
 use sagaform_ops::dlq::{Dlq, RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StateStoreKind;
@@ -30,16 +31,16 @@ fn packages() -> &'static [Artifact] {
     })
 }
 
-async fn start(name: &str, pattern: Pattern, store: StateStoreKind) -> LocalStack {
+async fn start(name: &str, pattern: Pattern, store: StateStoreKind) -> LocalDeployment {
     let packages = tokio::task::spawn_blocking(packages).await.unwrap();
-    LocalStack::start(name, pattern, Some(store), packages)
+    LocalDeployment::start(name, pattern, Some(store), packages)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Submits a purchase and returns its transaction id; the orchestrator answers with the
 /// finished saga, the others with 202 and the status URL.
-async fn submit(stack: &LocalStack, n: u64, key: Option<&str>) -> String {
+async fn submit(stack: &LocalDeployment, n: u64, key: Option<&str>) -> String {
     let reply = stack.submit(&purchase(n), key).await.unwrap();
     let id = reply
         .transaction_id()
@@ -64,7 +65,7 @@ async fn submit(stack: &LocalStack, n: u64, key: Option<&str>) -> String {
     id
 }
 
-async fn finish(stack: &LocalStack, id: &str) -> Value {
+async fn finish(stack: &LocalDeployment, id: &str) -> Value {
     stack
         .wait_terminal(id, SAGA_LIMIT)
         .await
@@ -111,7 +112,7 @@ fn assert_nothing_outstanding(ledger: &Value) {
     assert_eq!(outstanding, 0, "{ledger}");
 }
 
-async fn happy_path(stack: &LocalStack) {
+async fn happy_path(stack: &LocalDeployment) {
     let id = submit(stack, 1, None).await;
     let view = finish(stack, &id).await;
     assert_eq!(view["status"], "COMPLETED", "{view}");
@@ -126,7 +127,7 @@ async fn happy_path(stack: &LocalStack) {
     assert_each_effect_once(&stack.ledger(&id).await.unwrap());
 }
 
-async fn permanent_failure_at_the_last_step_compensates(stack: &LocalStack) {
+async fn permanent_failure_at_the_last_step_compensates(stack: &LocalDeployment) {
     stack
         .add_fault(
             json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
@@ -159,7 +160,7 @@ async fn permanent_failure_at_the_last_step_compensates(stack: &LocalStack) {
     assert_eq!(order, ["refund", "release"], "{ledger}");
 }
 
-async fn transient_faults_and_rate_limits_still_complete(stack: &LocalStack) {
+async fn transient_faults_and_rate_limits_still_complete(stack: &LocalDeployment) {
     // Two retryable failures in all: the sqs pattern retries by redelivery, and its queue
     // sends a message to the DLQ on the fourth receive.
     stack
@@ -188,7 +189,7 @@ async fn transient_faults_and_rate_limits_still_complete(stack: &LocalStack) {
     );
 }
 
-async fn a_lost_response_does_not_double_the_effect(stack: &LocalStack) {
+async fn a_lost_response_does_not_double_the_effect(stack: &LocalDeployment) {
     stack
         .add_fault(json!({"service": "payments", "action": "charge", "fault": "response_lost", "times": 1}))
         .await
@@ -207,7 +208,7 @@ async fn a_lost_response_does_not_double_the_effect(stack: &LocalStack) {
     assert!(payments["replays"].as_u64().unwrap_or(0) >= 1, "{ledger}");
 }
 
-async fn a_compensation_failing_for_good_needs_a_human(stack: &LocalStack) -> String {
+async fn a_compensation_failing_for_good_needs_a_human(stack: &LocalDeployment) -> String {
     stack
         .add_fault(
             json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
@@ -229,7 +230,7 @@ async fn a_compensation_failing_for_good_needs_a_human(stack: &LocalStack) -> St
     id
 }
 
-async fn duplicate_submissions_get_one_saga_and_the_same_answer(stack: &LocalStack) {
+async fn duplicate_submissions_get_one_saga_and_the_same_answer(stack: &LocalDeployment) {
     let key = format!("e2e-duplicate-{}", stack.pattern);
     let first = stack.submit(&purchase(6), Some(&key)).await.unwrap();
     let id = first.transaction_id().unwrap().to_owned();
@@ -250,7 +251,7 @@ async fn duplicate_submissions_get_one_saga_and_the_same_answer(stack: &LocalSta
 }
 
 /// Plays every scenario; returns the transaction that ended COMPENSATION_FAILED.
-async fn every_scenario(stack: &LocalStack) -> String {
+async fn every_scenario(stack: &LocalDeployment) -> String {
     happy_path(stack).await;
     permanent_failure_at_the_last_step_compensates(stack).await;
     transient_faults_and_rate_limits_still_complete(stack).await;
@@ -260,13 +261,13 @@ async fn every_scenario(stack: &LocalStack) -> String {
     needs_human
 }
 
-fn dead_letter_queue(stack: &LocalStack) -> Dlq {
+fn dead_letter_queue(stack: &LocalDeployment) -> Dlq {
     stack.dead_letter_queue().unwrap()
 }
 
 /// sqs: the message of a COMPENSATION_FAILED saga fails on every delivery and so ends in the
 /// DLQ after maxReceiveCount receives, where operations find it; the DLQ is emptied after.
-async fn a_saga_needing_a_human_ends_in_the_dead_letter_queue(stack: &LocalStack, id: &str) {
+async fn a_saga_needing_a_human_ends_in_the_dead_letter_queue(stack: &LocalDeployment, id: &str) {
     let dlq = dead_letter_queue(stack);
     let started = std::time::Instant::now();
     loop {
@@ -290,14 +291,14 @@ async fn a_saga_needing_a_human_ends_in_the_dead_letter_queue(stack: &LocalStack
     );
     aws_sdk_sqs::Client::new(stack.sdk())
         .purge_queue()
-        .queue_url(stack.output("DeadLetterQueueUrl").unwrap())
+        .queue_url(stack.output(outputs::DEAD_LETTER_QUEUE_URL).unwrap())
         .send()
         .await
         .unwrap();
 }
 
 /// Number of messages in a queue (visible and in flight), as SQS reports it.
-async fn messages_in(stack: &LocalStack, queue_url: &str) -> u64 {
+async fn messages_in(stack: &LocalDeployment, queue_url: &str) -> u64 {
     let attributes = aws_sdk_sqs::Client::new(stack.sdk())
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -318,8 +319,11 @@ async fn messages_in(stack: &LocalStack, queue_url: &str) -> u64 {
 
 /// sqs: a SaaS down for longer than the queue's maxReceiveCount deliveries leaves the saga
 /// unfinished and its message in the DLQ; once the SaaS is back, a redrive finishes it.
-async fn dead_letter_queue_then_redrive_to_completion(stack: &LocalStack) {
-    let dlq_url = stack.output("DeadLetterQueueUrl").unwrap().to_owned();
+async fn dead_letter_queue_then_redrive_to_completion(stack: &LocalDeployment) {
+    let dlq_url = stack
+        .output(outputs::DEAD_LETTER_QUEUE_URL)
+        .unwrap()
+        .to_owned();
     stack
         .add_fault(json!({"service": "payments", "action": "charge", "fault": "unavailable"}))
         .await

@@ -2,9 +2,24 @@
 
 use std::path::PathBuf;
 
-/// Errors of the local runtime, the emulated front doors and the supervisor.
+/// Errors of the local runtime, the emulated front doors, the supervisor and the local
+/// environment around them.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
+    /// The local emulator could not be started, reached or stopped.
+    #[error("local emulator: {0}")]
+    Emulator(String),
+    /// A local service (fake SaaS, supervisor, local database) could not be started or stopped.
+    #[error("local environment: {0}")]
+    Services(String),
+    /// `local up` found no stack deployed locally.
+    #[error(
+        "nothing is deployed locally: run `cargo xtask deploy --pattern <pattern> --env local` first"
+    )]
+    NothingDeployed,
+    /// A step of the deploy library (build, workspace files, templates) failed.
+    #[error(transparent)]
+    Deploy(#[from] sagaform_deploy::DeployError),
     /// A filesystem operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -116,6 +131,16 @@ impl LocalError {
         LocalError::Aws {
             operation: operation.into(),
             detail,
+        }
+    }
+}
+
+/// The deploy workflow reports the local environment's failures as its own (exit code 1).
+impl From<LocalError> for sagaform_deploy::DeployError {
+    fn from(error: LocalError) -> Self {
+        match error {
+            LocalError::Deploy(error) => error,
+            other => sagaform_deploy::DeployError::Local(Box::new(other)),
         }
     }
 }

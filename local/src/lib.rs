@@ -17,9 +17,17 @@
 //!   the function logs back filtered by transaction id.
 //!
 //! The `sagaform-local` binary runs [`supervisor::run`] and offers `status`, `logs` and `stop`.
+//!
+//! Around it, the local environment of a checkout as one type, [`LocalEnv`] ([`env`]): the
+//! emulator ([`emulator`]), the fake SaaS server and the detached supervisors ([`services`]),
+//! and the local PostgreSQL databases ([`database`]), brought up, reported on and stopped for
+//! `cargo xtask`, the deploy workflow (through its `LocalRuntime` trait) and the e2e harness.
 
 pub mod async_invoke;
+pub mod database;
 pub mod discovery;
+pub mod emulator;
+pub mod env;
 mod error;
 pub mod event_source;
 pub mod http_api;
@@ -27,11 +35,14 @@ pub mod invoke_api;
 pub mod logs;
 pub mod moto_forward;
 pub mod runtime;
+pub mod services;
 pub mod state;
 pub mod supervisor;
 pub mod zip;
 
 pub use async_invoke::AsyncInvokeConfig;
+pub use database::LocalDatabase;
+pub use env::{LocalEnv, LocalStatus, Stopped};
 pub use error::LocalError;
 pub use invoke_api::{Functions, InvokeApi};
 pub use runtime::{FunctionError, FunctionSpec, InvokeOutcome, LocalFunction, RuntimeSettings};

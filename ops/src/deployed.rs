@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
-use sagaform_deploy::{ConnectOptions, Session, Workspace, local, stack, stack_name};
+use sagaform_deploy::{ConnectOptions, DeployError, Session, Workspace, stack, stack_name};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{EnvConfig, StateStoreKind, Target};
 use serde::Deserialize;
@@ -88,7 +88,7 @@ impl Deployed {
             (Some(url), _) => Some(url.clone()),
             (None, false) => None,
             (None, true) => {
-                let port = local::port()?;
+                let port = sagaform_local::emulator::port().map_err(DeployError::from)?;
                 let endpoint = sagaform_tools::moto::endpoint(port);
                 if !sagaform_tools::moto::is_running(port) {
                     return Err(OpsError::EmulatorDown {

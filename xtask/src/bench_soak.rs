@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sagaform_deploy::Progress;
-use sagaform_e2e::{LocalStack, TERMINAL, purchase};
+use sagaform_e2e::{LocalDeployment, TERMINAL, purchase};
 use sagaform_ops::dlq::{RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StateStoreKind;
@@ -90,7 +90,7 @@ async fn soak_pattern(
     progress: &Progress,
 ) -> anyhow::Result<()> {
     progress.line(format!("soak {pattern}: deploying to a fresh emulator"));
-    let stack = LocalStack::start(&format!("soak-{pattern}"), pattern, None, packages)
+    let stack = LocalDeployment::start(&format!("soak-{pattern}"), pattern, None, packages)
         .await
         .with_context(|| format!("starting the {pattern} stack"))?;
     for rule in [
@@ -230,7 +230,7 @@ async fn soak_pattern(
 
 /// Lists the dead-letter queue every second and records the sagas found there, until `stop`.
 async fn watch_dead_letter_queue(
-    stack: Arc<LocalStack>,
+    stack: Arc<LocalDeployment>,
     parked: Parked,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -257,7 +257,7 @@ async fn watch_dead_letter_queue(
 /// Clears the faults, redrives the DLQ and follows each parked saga to its end; the number of
 /// messages moved, or `None` when nothing was parked.
 async fn settle_parked(
-    stack: &LocalStack,
+    stack: &LocalDeployment,
     outcomes: &mut [Outcome],
 ) -> anyhow::Result<Option<u64>> {
     if !outcomes.iter().any(|o| o.status == PARKED) {
@@ -295,7 +295,7 @@ async fn settle_parked(
 
 /// Submits saga `n` (twice for one in ten, same key and body) and follows it to a terminal
 /// status, or until its message is found parked in the DLQ.
-async fn one_saga(stack: &LocalStack, n: u64, parked: &Parked) -> Result<Outcome, String> {
+async fn one_saga(stack: &LocalDeployment, n: u64, parked: &Parked) -> Result<Outcome, String> {
     let key = format!("soak-{}-{n}", std::process::id());
     let body = purchase(n);
     let started = Instant::now();

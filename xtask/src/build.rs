@@ -1,14 +1,10 @@
 //! `cargo xtask build`: builds the Lambda functions with the pinned cargo-lambda and writes their
 //! deterministic zips to `target/lambda/<function>/bootstrap.zip`.
 
-use anyhow::Context;
-use sagaform_deploy::build::{
-    self, BuildRequest, LOCAL_PROFILE, RELEASE_PROFILE, architecture_name, host_architecture,
-};
-use sagaform_deploy::{Artifact, Progress, Workspace};
+use sagaform_deploy::workflow::{BuildChoice, build_packages};
+use sagaform_deploy::{Progress, Workspace};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{self, Architecture, EnvConfig, FunctionRole};
-use sagaform_tools::Tools;
+use sagaform_stacks::config::{self, Architecture};
 
 use crate::workspace;
 
@@ -43,6 +39,16 @@ pub struct BuildOptions {
     pub profile: Option<String>,
 }
 
+impl BuildOptions {
+    /// The library's form of these options.
+    pub fn choice(&self) -> BuildChoice {
+        BuildChoice {
+            architecture: self.arch.map(Architecture::from),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
 /// Arguments of `cargo xtask build`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -64,7 +70,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let workspace = Workspace::new(&root);
     let env = config::load_env(&root, &args.env)?;
     let progress = Progress::stderr();
-    let artifacts = build_for(&workspace, &env, args.pattern, &args.options, &progress)?;
+    let artifacts = build_packages(
+        &workspace,
+        &env,
+        args.pattern,
+        &args.options.choice(),
+        &progress,
+    )?;
     for artifact in &artifacts {
         println!(
             "{}  {}",
@@ -73,77 +85,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Builds what a pattern (or every pattern) needs in `env` and returns the packages.
-pub fn build_for(
-    workspace: &Workspace,
-    env: &EnvConfig,
-    pattern: Option<Pattern>,
-    options: &BuildOptions,
-    progress: &Progress,
-) -> anyhow::Result<Vec<Artifact>> {
-    let functions = match pattern {
-        Some(pattern) => build::functions_for(workspace, pattern, &env.name)?,
-        None => FunctionRole::ALL
-            .iter()
-            .map(|r| r.name().to_owned())
-            .collect(),
-    };
-    let architecture = match options.arch {
-        Some(arch) => arch.into(),
-        None => default_architecture(env, progress),
-    };
-    let profile = options.profile.clone().unwrap_or_else(|| {
-        if env.is_local() {
-            LOCAL_PROFILE
-        } else {
-            RELEASE_PROFILE
-        }
-        .to_owned()
-    });
-    progress.status("build: installing pinned cargo-lambda (first run only)");
-    let tools = Tools::ensure().context("installing the pinned tools")?;
-    progress.clear_status();
-    let request = BuildRequest {
-        functions,
-        architecture,
-        profile,
-    };
-    let built = build::build_functions(workspace, &tools, &request, progress)?;
-    Ok(built.into_iter().map(|b| b.artifact).collect())
-}
-
-/// The env's architecture, except for `local`, whose functions run on this machine under
-/// sagaform-local and so must be built for it.
-fn default_architecture(env: &EnvConfig, progress: &Progress) -> Architecture {
-    let configured = env.functions.architecture;
-    match host_architecture() {
-        Some(host) if env.is_local() && host != configured => {
-            progress.line(format!(
-                "build: env {} runs its functions on this machine: building for {} (config says {})",
-                env.name,
-                architecture_name(host),
-                architecture_name(configured)
-            ));
-            host
-        }
-        _ => configured,
-    }
-}
-
-/// The packages of the last `cargo xtask build` (for `deploy --no-build` and `diff`).
-pub fn last_built(workspace: &Workspace, functions: &[String]) -> anyhow::Result<Vec<Artifact>> {
-    functions
-        .iter()
-        .map(|function| {
-            let zip = workspace.lambda_zip(function);
-            Artifact::from_zip_file(function, &zip).with_context(|| {
-                format!(
-                    "no package of {function} at {}: run `cargo xtask build` first",
-                    zip.display()
-                )
-            })
-        })
-        .collect()
 }

@@ -1,20 +1,20 @@
-//! `cargo xtask deploy`: build, upload, change set, approval, execution and outputs for one
-//! pattern in one env. Also the pieces the other stack commands share: reaching the env
-//! (starting the local emulator when needed), approvals and exit codes.
+//! `cargo xtask deploy`: the arguments and the printed result of the deploy workflow (build,
+//! upload, change set, approval, execution, outputs and, locally, the local environment), which
+//! is one call to [`sagaform_deploy::workflow::deploy_command`]. Also the pieces the other stack
+//! commands share: approvals, the async runtime and exit codes.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
-use sagaform_deploy::deploy::{DeployOptions, DeployResult, committed_template, deploy_pattern};
-use sagaform_deploy::{
-    ConnectOptions, DeployError, EXIT_ERROR, PatternEnv, Progress, Session, Workspace, build,
-    local, local_services,
-};
+use sagaform_deploy::deploy::{DeployOptions, DeployResult};
+use sagaform_deploy::workflow::{DeployRequest, Packages, deploy_command};
+use sagaform_deploy::{DeployError, EXIT_ERROR, PatternEnv, Progress, Workspace};
+use sagaform_local::LocalEnv;
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{self, EnvConfig};
+use sagaform_stacks::config;
 
-use crate::build::{BuildOptions, build_for, last_built};
+use crate::build::BuildOptions;
 use crate::workspace;
 
 /// Exit codes of the stack commands, shown in their `--help`.
@@ -61,85 +61,63 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = workspace::root()?;
     let workspace = Workspace::new(&root);
     let env = config::load_env(&root, &args.env)?;
-    let progress = Progress::stderr();
-    // Refuse a stale template before minutes of building; the deploy checks again under its
-    // lock.
-    committed_template(&workspace, args.pattern, &env.name)?;
-
-    let artifacts = if args.no_build {
-        last_built(
-            &workspace,
-            &build::functions_for(&workspace, args.pattern, &env.name)?,
-        )?
-    } else {
-        build_for(&workspace, &env, Some(args.pattern), &args.build, &progress)?
-    };
-    let confirm: Box<dyn Confirm> = if args.yes {
-        Box::new(AssumeYes)
-    } else {
-        Box::new(TerminalConfirm)
-    };
+    let local = LocalEnv::new(workspace.clone());
     let mut options = DeployOptions::for_env(&env);
     options.execute = !args.no_execute;
     options.timeout = Duration::from_secs(args.timeout_minutes * 60);
-
-    let (outcome, endpoint_url) = runtime()?.block_on(async {
-        let session = connect(&workspace, &env, args.endpoint_url.clone(), &progress).await?;
-        deploy_pattern(
-            &session,
-            PatternEnv {
-                workspace: &workspace,
-                env: &env,
-                pattern: args.pattern,
-            },
-            &artifacts,
-            &options,
-            confirm.as_ref(),
-            &progress,
-        )
-        .await
-        .map(|outcome| (outcome, session.endpoint_url.clone()))
-    })?;
-    // The emulator never runs function code: locally the deployed functions, the HTTP API and
-    // the fake SaaS they call run on this machine, started now so the printed URL answers.
-    let local_api_url = match (&endpoint_url, outcome.result) {
-        (Some(endpoint), result) if env.is_local() && result != DeployResult::ChangeSetCreated => {
-            let binaries = local_services::build_binaries(&workspace, &progress)?;
-            Some(crate::local::bring_up(
-                &workspace,
-                &env,
-                args.pattern,
-                endpoint,
-                &binaries,
-                result == DeployResult::Created,
-                &progress,
-            )?)
-        }
-        _ => None,
+    let request = DeployRequest {
+        packages: if args.no_build {
+            Packages::LastBuilt
+        } else {
+            Packages::Build(args.build.choice())
+        },
+        options,
+        endpoint_url: args.endpoint_url.clone(),
     };
+    let report = deploy_command(
+        PatternEnv {
+            workspace: &workspace,
+            env: &env,
+            pattern: args.pattern,
+        },
+        &request,
+        confirm(args.yes).as_ref(),
+        &local,
+        &Progress::stderr(),
+    )?;
     if args.json {
-        let mut json = serde_json::to_value(&outcome)?;
-        if let Some(url) = &local_api_url {
-            json["local_api_url"] = url.as_str().into();
-        }
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        let uploaded = outcome.uploads.iter().filter(|u| u.uploaded).count();
-        let summary = match outcome.result {
-            DeployResult::Created => "created",
-            DeployResult::Updated => "updated",
-            DeployResult::NoChanges => "no changes",
-            DeployResult::ChangeSetCreated => "change set created, not executed",
-        };
+        // Through a JSON value, whose keys print in the order they always did.
         println!(
-            "{}: {summary} ({uploaded} package(s) uploaded, {:.1} s)",
-            outcome.stack_name, outcome.seconds
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&report)?)?
         );
-        if let Some(url) = &local_api_url {
-            println!("API: {url}  (try: curl {url}/transactions/<id>)");
-        }
+        return Ok(());
+    }
+    let outcome = &report.outcome;
+    let uploaded = outcome.uploads.iter().filter(|u| u.uploaded).count();
+    let summary = match outcome.result {
+        DeployResult::Created => "created",
+        DeployResult::Updated => "updated",
+        DeployResult::NoChanges => "no changes",
+        DeployResult::ChangeSetCreated => "change set created, not executed",
+    };
+    println!(
+        "{}: {summary} ({uploaded} package(s) uploaded, {:.1} s)",
+        outcome.stack_name, outcome.seconds
+    );
+    if let Some(url) = &report.local_api_url {
+        println!("API: {url}  (try: curl {url}/transactions/<id>)");
     }
     Ok(())
+}
+
+/// Approves without asking with `--yes`, else asks on the terminal.
+pub fn confirm(yes: bool) -> Box<dyn Confirm> {
+    if yes {
+        Box::new(AssumeYes)
+    } else {
+        Box::new(TerminalConfirm)
+    }
 }
 
 /// A tokio runtime for one command.
@@ -148,32 +126,6 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// Reaches the env: the local emulator (started if needed) for `local` unless an endpoint is
-/// given, AWS otherwise; refuses when the credentials are for another account.
-pub async fn connect(
-    workspace: &Workspace,
-    env: &EnvConfig,
-    endpoint_url: Option<String>,
-    progress: &Progress,
-) -> Result<Session, DeployError> {
-    let endpoint_url = match endpoint_url {
-        Some(url) => Some(url),
-        None if env.is_local() => Some(local::ensure_running(workspace, progress)?.endpoint),
-        None => None,
-    };
-    let target = endpoint_url
-        .clone()
-        .unwrap_or_else(|| format!("AWS {}", env.region()));
-    progress.status(format!("connecting to {target}"));
-    let session = Session::connect(env, &ConnectOptions { endpoint_url }).await?;
-    progress.clear_status();
-    progress.line(format!(
-        "env {}: account {} in {} via {target}",
-        env.name, session.account_id, session.region
-    ));
-    Ok(session)
 }
 
 /// The process exit code of an error: the library's codes for its errors (3 for refusals), 1

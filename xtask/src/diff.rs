@@ -1,13 +1,15 @@
 //! `cargo xtask diff`: what a deploy of the committed template would change, as text for a
 //! terminal or Markdown for a pull-request comment.
 
+use sagaform_deploy::change_preview::diff_pattern;
 use sagaform_deploy::changeset::Format;
-use sagaform_deploy::compare::diff_pattern;
+use sagaform_deploy::workflow::connect;
 use sagaform_deploy::{Artifact, PatternEnv, Progress, Workspace, build};
+use sagaform_local::LocalEnv;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config;
 
-use crate::deploy::{EXIT_CODES, connect, runtime};
+use crate::deploy::{EXIT_CODES, runtime};
 use crate::workspace;
 
 /// Output format on the command line.
@@ -52,7 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter_map(|f| Artifact::from_zip_file(f, &workspace.lambda_zip(f)).ok())
         .collect();
     let report = runtime()?.block_on(async {
-        let session = connect(&workspace, &env, args.endpoint_url.clone(), &progress).await?;
+        let local = LocalEnv::new(workspace.clone());
+        let session = connect(&env, args.endpoint_url.clone(), &local, &progress).await?;
         diff_pattern(
             &session,
             PatternEnv {

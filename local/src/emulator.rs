@@ -1,4 +1,4 @@
-//! The local emulator behind `--env local`: moto server (pinned in `.tools/venv`) on a fixed
+//! The emulator of the local environment: moto server (pinned in `.tools/venv`) on a fixed
 //! loopback port, started detached when not running so later commands find it, and stopped by
 //! PID with `cargo xtask local stop`. Its state (PID, port, log file) lives in
 //! `.local/emulator.json`.
@@ -7,10 +7,11 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sagaform_deploy::{Progress, Workspace};
 use sagaform_tools::{Tools, moto};
 use serde::{Deserialize, Serialize};
 
-use crate::{DeployError, Progress, Workspace};
+use crate::LocalError;
 
 /// The fixed loopback port of the local emulator (the conventional local-AWS port).
 pub const DEFAULT_PORT: u16 = 4566;
@@ -43,10 +44,10 @@ pub struct Emulator {
 }
 
 /// The port the local emulator uses: [`PORT_VARIABLE`] or [`DEFAULT_PORT`].
-pub fn port() -> Result<u16, DeployError> {
+pub fn port() -> Result<u16, LocalError> {
     match std::env::var(PORT_VARIABLE) {
         Ok(value) => value.parse().map_err(|_| {
-            DeployError::Emulator(format!("{PORT_VARIABLE}={value} is not a port number"))
+            LocalError::Emulator(format!("{PORT_VARIABLE}={value} is not a port number"))
         }),
         Err(_) => Ok(DEFAULT_PORT),
     }
@@ -66,11 +67,11 @@ pub fn read_state(workspace: &Workspace) -> Option<EmulatorState> {
 ///
 /// Installs the pinned tools on first use. A moto already answering on the port (started by an
 /// earlier command) is reused and configured again; the configuration is idempotent.
-pub fn ensure_running(workspace: &Workspace, progress: &Progress) -> Result<Emulator, DeployError> {
+pub fn ensure_running(workspace: &Workspace, progress: &Progress) -> Result<Emulator, LocalError> {
     let port = port()?;
     let recorded = read_state(workspace).filter(|s| s.port == port);
     if moto::is_running(port) {
-        moto::configure(port).map_err(|e| DeployError::Emulator(e.to_string()))?;
+        moto::configure(port).map_err(|e| LocalError::Emulator(e.to_string()))?;
         return Ok(Emulator {
             port,
             endpoint: moto::endpoint(port),
@@ -79,23 +80,23 @@ pub fn ensure_running(workspace: &Workspace, progress: &Progress) -> Result<Emul
         });
     }
     if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-        return Err(DeployError::Emulator(format!(
+        return Err(LocalError::Emulator(format!(
             "127.0.0.1:{port} is in use by something that is not moto: stop it, or pick another port with {PORT_VARIABLE}=<port>"
         )));
     }
     progress.status("local emulator: installing pinned tools (first run only)");
-    let tools = Tools::ensure().map_err(|e| DeployError::Emulator(e.to_string()))?;
+    let tools = Tools::ensure().map_err(|e| LocalError::Emulator(e.to_string()))?;
     let local = workspace.local_dir();
-    std::fs::create_dir_all(&local).map_err(DeployError::io("create", &local))?;
+    std::fs::create_dir_all(&local).map_err(LocalError::io("create", &local))?;
     let log = local.join("emulator.log");
     progress.status(format!("local emulator: starting moto on 127.0.0.1:{port}"));
     let started_at = Instant::now();
     let pid = moto::start_detached(&tools, port, &log)
-        .map_err(|e| DeployError::Emulator(format!("{e} (log: {})", log.display())))?;
+        .map_err(|e| LocalError::Emulator(format!("{e} (log: {})", log.display())))?;
     let state = EmulatorState { pid, port, log };
     let path = state_path(workspace);
     let text = serde_json::to_string_pretty(&state).expect("state serializes");
-    std::fs::write(&path, text).map_err(DeployError::io("write", &path))?;
+    std::fs::write(&path, text).map_err(LocalError::io("write", &path))?;
     progress.clear_status();
     progress.line(format!(
         "local emulator: moto started on 127.0.0.1:{port} (pid {pid}, {:.1} s; stop it with `cargo xtask local stop`)",
@@ -121,7 +122,7 @@ pub struct EmulatorStatus {
 }
 
 /// Whether the emulator runs, and what was recorded about it.
-pub fn status(workspace: &Workspace) -> Result<EmulatorStatus, DeployError> {
+pub fn status(workspace: &Workspace) -> Result<EmulatorStatus, LocalError> {
     let port = port()?;
     Ok(EmulatorStatus {
         port,
@@ -151,12 +152,12 @@ pub enum StopOutcome {
 ///
 /// A moto that answers on the port but was not started by this tool is left alone (its PID is
 /// unknown, and ending someone else's process by guess is not acceptable).
-pub fn stop(workspace: &Workspace) -> Result<StopOutcome, DeployError> {
+pub fn stop(workspace: &Workspace) -> Result<StopOutcome, LocalError> {
     let path = state_path(workspace);
     let Some(state) = read_state(workspace) else {
         let port = port()?;
         if moto::is_running(port) {
-            return Err(DeployError::Emulator(format!(
+            return Err(LocalError::Emulator(format!(
                 "moto answers on 127.0.0.1:{port} but was not started by cargo xtask (no {}): stop it where it was started",
                 path.display()
             )));
@@ -170,9 +171,9 @@ pub fn stop(workspace: &Workspace) -> Result<StopOutcome, DeployError> {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &state.pid.to_string()])
         .status()
-        .map_err(|e| DeployError::Emulator(format!("kill {}: {e}", state.pid)))?;
+        .map_err(|e| LocalError::Emulator(format!("kill {}: {e}", state.pid)))?;
     if !status.success() {
-        return Err(DeployError::Emulator(format!(
+        return Err(LocalError::Emulator(format!(
             "kill -TERM {} failed: {status}",
             state.pid
         )));
@@ -182,7 +183,7 @@ pub fn stop(workspace: &Workspace) -> Result<StopOutcome, DeployError> {
         std::thread::sleep(Duration::from_millis(100));
     }
     if is_moto_process(state.pid) {
-        return Err(DeployError::Emulator(format!(
+        return Err(LocalError::Emulator(format!(
             "moto (pid {}) did not exit within 10 s of SIGTERM",
             state.pid
         )));
@@ -191,10 +192,10 @@ pub fn stop(workspace: &Workspace) -> Result<StopOutcome, DeployError> {
     Ok(StopOutcome::Stopped { pid: state.pid })
 }
 
-fn remove(path: &Path) -> Result<(), DeployError> {
+fn remove(path: &Path) -> Result<(), LocalError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(DeployError::io("remove", path)(e))
+            Err(LocalError::io("remove", path)(e))
         }
         _ => Ok(()),
     }

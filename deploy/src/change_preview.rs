@@ -1,16 +1,16 @@
-//! `diff`: what a deploy of the committed template would change. Two views: the template
-//! difference (deployed against committed, property by property, computed here) and, when the
-//! stack exists, CloudFormation's own change set (created, described, then deleted, so nothing
-//! is left behind).
+//! The preview behind `cargo xtask diff`: what a deploy of the committed template would change.
+//! Two views: the template difference (deployed against committed, property by property, from
+//! [`crate::template_diff`]) and, when the stack exists, CloudFormation's own change set
+//! (created, described, then deleted, so nothing is left behind).
 
 use sagaform_contract::template::function_of_code_key_parameter;
 use serde::Serialize;
 
 use crate::bootstrap;
 use crate::changeset::{ChangeRow, Format, render_table};
-use crate::diff::TemplateDiff;
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::Template;
+use crate::template_diff::TemplateDiff;
 use crate::{Artifact, DeployError, PatternEnv, Progress, Session, Workspace, workspace};
 
 /// What `diff` found.

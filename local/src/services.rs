@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sagaform_local::LocalState;
-use sagaform_local::state::{is_same_process, process_start_ticks};
+use sagaform_contract::template::outputs::API_URL;
+use sagaform_deploy::{DeployError, Progress, Workspace};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::template::Template;
-use crate::{DeployError, Progress, Workspace};
+use crate::LocalError;
+use crate::state::{self, LocalState, is_same_process, process_start_ticks};
 
 /// How long a started service may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -69,7 +69,7 @@ pub struct LocalBinaries {
 pub fn build_binaries(
     workspace: &Workspace,
     progress: &Progress,
-) -> Result<LocalBinaries, DeployError> {
+) -> Result<LocalBinaries, LocalError> {
     progress.status("local services: building sagaform-local and fake-saas");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
@@ -94,7 +94,8 @@ pub fn build_binaries(
         return Err(DeployError::Build(format!(
             "cargo build -p sagaform-local -p sagaform-fake-saas failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
-        )));
+        ))
+        .into());
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -138,7 +139,7 @@ pub fn fake_saas_record(workspace: &Workspace) -> Option<FakeSaasRecord> {
 
 /// The loopback address the env's SaaS URLs point at (`env/local.toml` points every service at
 /// one fake server); an error when they disagree or are not on loopback.
-pub fn fake_saas_address(env: &EnvConfig) -> Result<SocketAddr, DeployError> {
+pub fn fake_saas_address(env: &EnvConfig) -> Result<SocketAddr, LocalError> {
     let mut addresses = env.saas.iter().map(|(service, endpoint)| {
         let url = endpoint.url.as_str();
         let authority = url
@@ -150,10 +151,10 @@ pub fn fake_saas_address(env: &EnvConfig) -> Result<SocketAddr, DeployError> {
             .ok()
             .filter(|a| a.ip().is_loopback())
             .ok_or_else(|| {
-                DeployError::Config(format!(
+                LocalError::from(DeployError::Config(format!(
                     "env/{}.toml: saas.{service}.url: {url} is not http://<loopback ip>:<port>/..., so no local fake can serve it",
                     env.name
-                ))
+                )))
             })
     });
     let first = addresses
@@ -164,7 +165,8 @@ pub fn fake_saas_address(env: &EnvConfig) -> Result<SocketAddr, DeployError> {
             return Err(DeployError::Config(format!(
                 "env/{}.toml: saas: the services point at different addresses; the local environment runs one fake SaaS server",
                 env.name
-            )));
+            ))
+            .into());
         }
     }
     Ok(first)
@@ -177,7 +179,7 @@ pub fn ensure_fake_saas(
     binaries: &LocalBinaries,
     address: SocketAddr,
     progress: &Progress,
-) -> Result<FakeSaasRecord, DeployError> {
+) -> Result<FakeSaasRecord, LocalError> {
     let listen = address.to_string();
     if let Some(record) = fake_saas_record(workspace) {
         if record.is_running() && record.listen == listen {
@@ -187,7 +189,7 @@ pub fn ensure_fake_saas(
     }
     port_is_free(address, "the fake SaaS server")?;
     let local = workspace.local_dir();
-    std::fs::create_dir_all(&local).map_err(DeployError::io("create", &local))?;
+    std::fs::create_dir_all(&local).map_err(LocalError::io("create", &local))?;
     let log = local.join("fake-saas.log");
     let mut command = Command::new(&binaries.fake_saas);
     command.args(["--listen", &listen]);
@@ -202,7 +204,7 @@ pub fn ensure_fake_saas(
         }
         if started.elapsed() > READY_TIMEOUT {
             kill(child.id());
-            return Err(DeployError::LocalServices(format!(
+            return Err(LocalError::Services(format!(
                 "the fake SaaS server did not listen on {listen} within {} s (log: {})",
                 READY_TIMEOUT.as_secs(),
                 log.display()
@@ -228,7 +230,7 @@ pub fn ensure_fake_saas(
 }
 
 /// Stops the recorded fake SaaS server by its PID; returns the PID when one was stopped.
-pub fn stop_fake_saas(workspace: &Workspace) -> Result<Option<u32>, DeployError> {
+pub fn stop_fake_saas(workspace: &Workspace) -> Result<Option<u32>, LocalError> {
     let path = fake_saas_record_path(workspace);
     let Some(record) = fake_saas_record(workspace) else {
         return Ok(None);
@@ -264,7 +266,7 @@ pub fn restart_supervisor(
     env: &EnvConfig,
     moto_endpoint: &str,
     progress: &Progress,
-) -> Result<RunningSupervisor, DeployError> {
+) -> Result<RunningSupervisor, LocalError> {
     let state_dir = supervisor_dir(workspace, pattern);
     stop_supervisor(workspace, pattern)?;
     let port = api_port(pattern);
@@ -272,7 +274,7 @@ pub fn restart_supervisor(
         SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         &format!("the {pattern} HTTP API"),
     )?;
-    std::fs::create_dir_all(&state_dir).map_err(DeployError::io("create", &state_dir))?;
+    std::fs::create_dir_all(&state_dir).map_err(LocalError::io("create", &state_dir))?;
     let log = state_dir.join("supervisor.log");
     let ready_file = state_dir.join("supervisor.out");
     let mut command = Command::new(&binaries.supervisor);
@@ -301,9 +303,9 @@ pub fn restart_supervisor(
         }
         if started.elapsed() > READY_TIMEOUT {
             progress.clear_status();
-            let _ = sagaform_local::state::stop(&state_dir, STOP_GRACE);
+            let _ = state::stop(&state_dir, STOP_GRACE);
             kill(child.id());
-            return Err(DeployError::LocalServices(format!(
+            return Err(LocalError::Services(format!(
                 "the {pattern} supervisor was not ready within {} s (log: {})",
                 READY_TIMEOUT.as_secs(),
                 log.display()
@@ -327,23 +329,20 @@ pub fn restart_supervisor(
 
 /// Stops the supervisor of `pattern` (and the function processes it left) by PID; returns its
 /// PID when one was running.
-pub fn stop_supervisor(
-    workspace: &Workspace,
-    pattern: Pattern,
-) -> Result<Option<u32>, DeployError> {
+pub fn stop_supervisor(workspace: &Workspace, pattern: Pattern) -> Result<Option<u32>, LocalError> {
     let state_dir = supervisor_dir(workspace, pattern);
-    sagaform_local::state::stop(&state_dir, STOP_GRACE)
+    state::stop(&state_dir, STOP_GRACE)
         .map(|report| report.supervisor)
-        .map_err(|e| DeployError::LocalServices(format!("stopping the {pattern} supervisor: {e}")))
+        .map_err(|e| LocalError::Services(format!("stopping the {pattern} supervisor: {e}")))
 }
 
 /// The state of the supervisor of `pattern`, if one was recorded.
 pub fn supervisor_state(
     workspace: &Workspace,
     pattern: Pattern,
-) -> Result<Option<LocalState>, DeployError> {
+) -> Result<Option<LocalState>, LocalError> {
     LocalState::read(&supervisor_dir(workspace, pattern))
-        .map_err(|e| DeployError::LocalServices(e.to_string()))
+        .map_err(|e| LocalError::Services(e.to_string()))
 }
 
 /// Writes the local API URL into the outputs file of a local deploy: `ApiUrl` becomes the
@@ -354,122 +353,25 @@ pub fn record_api_url(
     pattern: Pattern,
     env: &str,
     api_url: &str,
-) -> Result<(), DeployError> {
+) -> Result<(), LocalError> {
     let path = workspace.outputs_path(pattern, env);
-    let text = std::fs::read_to_string(&path).map_err(DeployError::io("read", &path))?;
+    let text = std::fs::read_to_string(&path).map_err(LocalError::io("read", &path))?;
     let mut file: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         DeployError::Config(format!("{}: not the outputs JSON: {e}", path.display()))
     })?;
     if let Some(outputs) = file.get_mut("outputs").and_then(|o| o.as_object_mut()) {
-        if let Some(emulated) = outputs.get("ApiUrl").cloned() {
+        if let Some(emulated) = outputs.get(API_URL).cloned() {
             outputs.insert("EmulatedApiUrl".to_owned(), emulated);
         }
-        outputs.insert("ApiUrl".to_owned(), api_url.into());
+        outputs.insert(API_URL.to_owned(), api_url.into());
     }
     file["local"] = serde_json::json!({ "api_url": api_url });
     write_json(&path, &file)
 }
 
-/// The `LocalDatabaseUrl` default of a template (the orchestrator on Aurora locally), if any.
-pub fn local_database_url(template_body: &str, file: &str) -> Result<Option<String>, DeployError> {
-    let template = Template::parse(file, template_body)?;
-    Ok(template
-        .section("Parameters")
-        .into_iter()
-        .find(|(name, _)| name == "LocalDatabaseUrl")
-        .and_then(|(_, parameter)| {
-            parameter
-                .get("Default")
-                .and_then(|d| d.as_str())
-                .map(str::to_owned)
-        }))
-}
-
-/// Creates the database of `url` on its server when it does not exist yet (the functions apply
-/// their schema migrations themselves); returns whether it was created.
-pub async fn ensure_database(url: &str) -> Result<bool, DeployError> {
-    let (name, client, connection) = connect_maintenance(url).await?;
-    let exists = database_exists(&client, &name).await?;
-    if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .map_err(|e| DeployError::LocalServices(format!("creating database {name}: {e}")))?;
-    }
-    drop(client);
-    let _ = connection.await;
-    Ok(!exists)
-}
-
-/// Drops the database of `url` with its data, closing the connections still open to it (a
-/// destroyed local stack keeps no state, as its emulated tables do not); returns whether there
-/// was one.
-pub async fn drop_database(url: &str) -> Result<bool, DeployError> {
-    let (name, client, connection) = connect_maintenance(url).await?;
-    let exists = database_exists(&client, &name).await?;
-    if exists {
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await
-            .map_err(|e| DeployError::LocalServices(format!("dropping database {name}: {e}")))?;
-    }
-    drop(client);
-    let _ = connection.await;
-    Ok(exists)
-}
-
-/// The database name of `url` (checked to need no quoting beyond double quotes) and a
-/// connection to the server's `postgres` database, from which databases are created and
-/// dropped.
-async fn connect_maintenance(
-    url: &str,
-) -> Result<
-    (
-        String,
-        tokio_postgres::Client,
-        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-    ),
-    DeployError,
-> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| DeployError::LocalServices(format!("database url {url}: {e}")))?;
-    let name = config
-        .get_dbname()
-        .ok_or_else(|| DeployError::LocalServices(format!("database url {url}: no database name")))?
-        .to_owned();
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(DeployError::LocalServices(format!(
-            "database url {url}: the name {name} has characters other than letters, digits, _ and -"
-        )));
-    }
-    let mut maintenance = config.clone();
-    maintenance.dbname("postgres");
-    let (client, connection) = maintenance
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| {
-            DeployError::LocalServices(format!(
-                "cannot reach the local PostgreSQL server of {url} (the orchestrator's store locally): {e}"
-            ))
-        })?;
-    Ok((name, client, tokio::spawn(connection)))
-}
-
-async fn database_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, DeployError> {
-    Ok(client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .map_err(|e| DeployError::LocalServices(format!("looking up database {name}: {e}")))?
-        .is_some())
-}
-
-fn port_is_free(address: SocketAddr, what: &str) -> Result<(), DeployError> {
+fn port_is_free(address: SocketAddr, what: &str) -> Result<(), LocalError> {
     TcpListener::bind(address).map(drop).map_err(|e| {
-        DeployError::LocalServices(format!(
+        LocalError::Services(format!(
             "{what} cannot listen on {address} ({e}): another program holds the port; `cargo xtask local status` shows what sagaform runs"
         ))
     })
@@ -477,20 +379,16 @@ fn port_is_free(address: SocketAddr, what: &str) -> Result<(), DeployError> {
 
 /// Starts `command` in its own process group with stdin closed and its output in files, so it
 /// keeps running after this process exits and a terminal's Ctrl-C does not reach it.
-fn spawn_detached(
-    mut command: Command,
-    stdout: &Path,
-    stderr: &Path,
-) -> Result<Child, DeployError> {
-    let out = std::fs::File::create(stdout).map_err(DeployError::io("create", stdout))?;
+fn spawn_detached(mut command: Command, stdout: &Path, stderr: &Path) -> Result<Child, LocalError> {
+    let out = std::fs::File::create(stdout).map_err(LocalError::io("create", stdout))?;
     let err = if stderr == stdout {
-        out.try_clone().map_err(DeployError::io("open", stderr))?
+        out.try_clone().map_err(LocalError::io("open", stderr))?
     } else {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr)
-            .map_err(DeployError::io("open", stderr))?
+            .map_err(LocalError::io("open", stderr))?
     };
     command
         .stdin(Stdio::null())
@@ -498,19 +396,17 @@ fn spawn_detached(
         .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(|e| {
-            DeployError::LocalServices(format!("cannot start {:?}: {e}", command.get_program()))
-        })
+        .map_err(|e| LocalError::Services(format!("cannot start {:?}: {e}", command.get_program())))
 }
 
-fn not_started(what: &str, status: std::process::ExitStatus, log: &Path) -> DeployError {
+fn not_started(what: &str, status: std::process::ExitStatus, log: &Path) -> LocalError {
     let mut tail = String::new();
     if let Ok(mut file) = std::fs::File::open(log) {
         let _ = file.read_to_string(&mut tail);
     }
     let tail: Vec<&str> = tail.lines().rev().take(15).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    DeployError::LocalServices(format!(
+    LocalError::Services(format!(
         "{what} exited ({status}) before it was ready; last lines of {}:\n{}",
         log.display(),
         tail.join("\n")
@@ -543,18 +439,18 @@ fn signal(pid: u32, signal: &str) {
         .status();
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), DeployError> {
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), LocalError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(DeployError::io("create", dir))?;
+        std::fs::create_dir_all(dir).map_err(LocalError::io("create", dir))?;
     }
     let text = serde_json::to_string_pretty(value).expect("records serialize") + "\n";
-    std::fs::write(path, text).map_err(DeployError::io("write", path))
+    std::fs::write(path, text).map_err(LocalError::io("write", path))
 }
 
-fn remove_file(path: &Path) -> Result<(), DeployError> {
+fn remove_file(path: &Path) -> Result<(), LocalError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(DeployError::io("remove", path)(e))
+            Err(LocalError::io("remove", path)(e))
         }
         _ => Ok(()),
     }
@@ -569,18 +465,5 @@ mod tests {
         let ports: std::collections::BTreeSet<u16> =
             Pattern::ALL.iter().map(|p| api_port(*p)).collect();
         assert_eq!(ports.len(), Pattern::ALL.len());
-    }
-
-    #[test]
-    fn the_local_database_url_is_read_from_the_template_default() {
-        let body = "Parameters:\n  LocalDatabaseUrl:\n    Type: String\n    Default: postgres://postgres@127.0.0.1:5432/sagaform\nResources: {}\n";
-        assert_eq!(
-            local_database_url(body, "t.yaml").unwrap().as_deref(),
-            Some("postgres://postgres@127.0.0.1:5432/sagaform")
-        );
-        assert_eq!(
-            local_database_url("Resources: {}\n", "t.yaml").unwrap(),
-            None
-        );
     }
 }
