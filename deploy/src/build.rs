@@ -48,7 +48,7 @@ pub fn host_architecture() -> Option<Architecture> {
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
-    /// Function (binary and package) names: `api`, `worker`, `step`.
+    /// Function (binary) names: `api`, `worker`, `step`.
     pub functions: Vec<String>,
     /// Instruction set.
     pub architecture: Architecture,
@@ -164,7 +164,9 @@ pub fn build_functions(
         .arg("--lambda-dir")
         .arg(workspace.root().join("target").join("lambda"));
     for function in &request.functions {
-        command.args(["-p", function]);
+        // By binary: the binary is named after the function (`api`), its package is
+        // `sagaform-api`.
+        command.args(["--bin", function]);
     }
     progress.line(format!(
         "build: {} for {} ({triple}, profile {}) with cargo-lambda",

@@ -25,7 +25,7 @@ use sagaform_local::{LocalDatabase, LocalEnvironment, UpOptions};
 use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive};
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{self, FunctionRole, StateStoreKind};
+use sagaform_stacks::config::{self, FunctionRole, StoreKind};
 use sagaform_stacks::synth::{self, Selection};
 use sagaform_tools::Tools;
 use sagaform_tools::moto::MotoServer;
@@ -116,7 +116,7 @@ pub struct LocalDeployment {
     /// The pattern.
     pub pattern: Pattern,
     /// Its state store.
-    pub store: StateStoreKind,
+    pub store: StoreKind,
     /// The local HTTP API base URL.
     pub api_url: String,
     /// The fake SaaS base URL.
@@ -144,7 +144,7 @@ impl LocalDeployment {
     pub async fn start(
         name: &str,
         pattern: Pattern,
-        store: Option<StateStoreKind>,
+        store: Option<StoreKind>,
         artifacts: &[Artifact],
     ) -> Result<LocalDeployment, E2eError> {
         let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
@@ -172,8 +172,8 @@ impl LocalDeployment {
             .replace(CHECKOUT_SAAS_ADDRESS, &fake_saas_url);
         if let Some(store) = store {
             let store = match store {
-                StateStoreKind::DynamoDb => "dynamodb",
-                StateStoreKind::Aurora => "aurora",
+                StoreKind::DynamoDb => "dynamodb",
+                StoreKind::Aurora => "aurora",
             };
             env_text.push_str(&format!("\n[stores]\n{} = \"{store}\"\n", pattern.name()));
         }
@@ -204,7 +204,7 @@ impl LocalDeployment {
         if let Some(database) = &database {
             database.drop_all().await?;
             database.ensure().await?;
-        } else if store == StateStoreKind::Aurora {
+        } else if store == StoreKind::Aurora {
             return Err(E2eError::Setup(format!(
                 "{} has no LocalDatabaseUrl parameter",
                 workspace.template_path(pattern, "local").display()

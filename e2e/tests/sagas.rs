@@ -16,7 +16,7 @@ use sagaform_deploy::{Artifact, Progress};
 use sagaform_e2e::{LocalDeployment, purchase};
 use sagaform_ops::dlq::{Dlq, RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::StateStoreKind;
+use sagaform_stacks::config::StoreKind;
 use serde_json::{Value, json};
 
 /// How long a saga may take to finish in these scenarios (retries, redeliveries included).
@@ -31,7 +31,7 @@ fn packages() -> &'static [Artifact] {
     })
 }
 
-async fn start(name: &str, pattern: Pattern, store: StateStoreKind) -> LocalDeployment {
+async fn start(name: &str, pattern: Pattern, store: StoreKind) -> LocalDeployment {
     let packages = tokio::task::spawn_blocking(packages).await.unwrap();
     LocalDeployment::start(name, pattern, Some(store), packages)
         .await
@@ -370,26 +370,21 @@ async fn dead_letter_queue_then_redrive_to_completion(stack: &LocalDeployment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_on_aurora_runs_every_scenario() {
-    let stack = start("orch-aurora", Pattern::Orchestrator, StateStoreKind::Aurora).await;
+    let stack = start("orch-aurora", Pattern::Orchestrator, StoreKind::Aurora).await;
     every_scenario(&stack).await;
     stack.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_on_dynamodb_runs_every_scenario() {
-    let stack = start(
-        "orch-dynamodb",
-        Pattern::Orchestrator,
-        StateStoreKind::DynamoDb,
-    )
-    .await;
+    let stack = start("orch-dynamodb", Pattern::Orchestrator, StoreKind::DynamoDb).await;
     every_scenario(&stack).await;
     stack.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_on_dynamodb_runs_every_scenario_and_redrives_its_dead_letter_queue() {
-    let stack = start("sqs-dynamodb", Pattern::Sqs, StateStoreKind::DynamoDb).await;
+    let stack = start("sqs-dynamodb", Pattern::Sqs, StoreKind::DynamoDb).await;
     let needs_human = every_scenario(&stack).await;
     a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
     dead_letter_queue_then_redrive_to_completion(&stack).await;
@@ -398,19 +393,14 @@ async fn sqs_on_dynamodb_runs_every_scenario_and_redrives_its_dead_letter_queue(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stepfunctions_on_dynamodb_runs_every_scenario() {
-    let stack = start(
-        "sfn-dynamodb",
-        Pattern::StepFunctions,
-        StateStoreKind::DynamoDb,
-    )
-    .await;
+    let stack = start("sfn-dynamodb", Pattern::StepFunctions, StoreKind::DynamoDb).await;
     every_scenario(&stack).await;
     stack.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_on_aurora_runs_every_scenario_and_redrives_its_dead_letter_queue() {
-    let stack = start("sqs-aurora", Pattern::Sqs, StateStoreKind::Aurora).await;
+    let stack = start("sqs-aurora", Pattern::Sqs, StoreKind::Aurora).await;
     let needs_human = every_scenario(&stack).await;
     a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
     dead_letter_queue_then_redrive_to_completion(&stack).await;
@@ -419,7 +409,7 @@ async fn sqs_on_aurora_runs_every_scenario_and_redrives_its_dead_letter_queue() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stepfunctions_on_aurora_runs_every_scenario() {
-    let stack = start("sfn-aurora", Pattern::StepFunctions, StateStoreKind::Aurora).await;
+    let stack = start("sfn-aurora", Pattern::StepFunctions, StoreKind::Aurora).await;
     every_scenario(&stack).await;
     stack.shutdown().await.unwrap();
 }

@@ -6,7 +6,7 @@
 use sagaform_deploy::template::Template;
 use sagaform_deploy::{DeployError, Workspace};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{EnvConfig, StateStoreKind};
+use sagaform_stacks::config::{EnvConfig, StoreKind};
 
 use crate::LocalError;
 
@@ -24,7 +24,7 @@ impl LocalDatabase {
         env: &EnvConfig,
         pattern: Pattern,
     ) -> Result<Option<LocalDatabase>, LocalError> {
-        if env.store(pattern) != StateStoreKind::Aurora {
+        if env.store(pattern) != StoreKind::Aurora {
             return Ok(None);
         }
         let path = workspace.template_path(pattern, &env.name);

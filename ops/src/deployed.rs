@@ -14,7 +14,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 use sagaform_deploy::{ConnectOptions, DeployError, Session, Workspace, stack, stack_name};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{EnvConfig, StateStoreKind, Target};
+use sagaform_stacks::config::{EnvConfig, StoreKind, Target};
 use serde::Deserialize;
 
 use crate::OpsError;
@@ -45,7 +45,7 @@ pub struct Deployed {
     /// The emulator endpoint, when not AWS's own.
     pub endpoint_url: Option<String>,
     /// The state store the pattern uses in this env.
-    pub store: StateStoreKind,
+    pub store: StoreKind,
     /// The Aurora database name (aurora store).
     pub database_name: String,
     /// The stack outputs.

@@ -20,7 +20,7 @@ use sagaform_runtime::store::{
 };
 use sagaform_runtime::{SagaRecord, SagaStore};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::StateStoreKind;
+use sagaform_stacks::config::StoreKind;
 use serde::Serialize;
 
 use crate::error::aws_error;
@@ -205,7 +205,7 @@ pub async fn open_store(
         return Ok((ConfiguredStore::Postgres(store), description));
     }
     match deployed.store {
-        StateStoreKind::DynamoDb => {
+        StoreKind::DynamoDb => {
             let table = deployed
                 .output(outputs::SAGA_TABLE_NAME, "saga show")?
                 .to_owned();
@@ -224,7 +224,7 @@ pub async fn open_store(
             );
             Ok((ConfiguredStore::DynamoDb(store), description))
         }
-        StateStoreKind::Aurora if deployed.local => {
+        StoreKind::Aurora if deployed.local => {
             let url = deployed
                 .parameters
                 .get(LOCAL_DATABASE_URL_PARAMETER)
@@ -235,7 +235,7 @@ pub async fn open_store(
             let store = PostgresStore::connect(settings).await?;
             Ok((ConfiguredStore::Postgres(store), description))
         }
-        StateStoreKind::Aurora => {
+        StoreKind::Aurora => {
             let host = deployed
                 .output(outputs::DATABASE_PROXY_ENDPOINT, "saga show")?
                 .to_owned();

@@ -10,12 +10,12 @@ use sagaform_runtime::store::{DynamoStore, PostgresSettings, PostgresStore};
 use sagaform_runtime::{SagaRecord, SagaStatus, SagaStore, StepStatus};
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::StateStoreKind;
+use sagaform_stacks::config::StoreKind;
 use sagaform_testkit::{DEFAULT_DATABASE_URL, aws_config, create_state_machine, sfn_client};
 use serde_json::json;
 
 /// A deployed stack as `Deployed::open` would describe it, pointing at the test backends.
-fn deployed(pattern: Pattern, store: StateStoreKind, outputs: &[(&str, &str)]) -> Deployed {
+fn deployed(pattern: Pattern, store: StoreKind, outputs: &[(&str, &str)]) -> Deployed {
     Deployed {
         pattern,
         env_name: "staging".to_owned(),
@@ -80,7 +80,7 @@ async fn show_reads_a_dynamodb_saga_with_step_statuses_errors_and_cloudwatch_poi
     let saga = compensating_saga(&store).await;
     let deployed = deployed(
         Pattern::Sqs,
-        StateStoreKind::DynamoDb,
+        StoreKind::DynamoDb,
         &[("SagaTableName", store.saga_table())],
     );
 
@@ -138,7 +138,7 @@ async fn show_says_there_is_no_saga_for_an_unknown_transaction_id() {
     store.create_tables().await.expect("create the tables");
     let deployed = deployed(
         Pattern::Orchestrator,
-        StateStoreKind::DynamoDb,
+        StoreKind::DynamoDb,
         &[("SagaTableName", store.saga_table())],
     );
     let unknown = uuid::Uuid::now_v7().to_string();
@@ -151,11 +151,7 @@ async fn show_says_there_is_no_saga_for_an_unknown_transaction_id() {
 
 #[tokio::test]
 async fn show_refuses_an_id_that_is_not_a_transaction_id() {
-    let deployed = deployed(
-        Pattern::Sqs,
-        StateStoreKind::DynamoDb,
-        &[("SagaTableName", "t")],
-    );
+    let deployed = deployed(Pattern::Sqs, StoreKind::DynamoDb, &[("SagaTableName", "t")]);
     let error = saga::show(&deployed, "x'; rm -rf ~", &ShowOptions::default())
         .await
         .unwrap_err();
@@ -180,7 +176,7 @@ async fn show_reads_a_postgresql_saga_through_the_local_stacks_database_url() {
         .await
         .expect("connect");
     let saga = compensating_saga(&store).await;
-    let mut deployed = deployed(Pattern::Orchestrator, StateStoreKind::Aurora, &[]);
+    let mut deployed = deployed(Pattern::Orchestrator, StoreKind::Aurora, &[]);
     deployed.local = true;
     deployed.env_name = "local".to_owned();
     deployed
@@ -243,7 +239,7 @@ async fn show_gives_the_execution_named_by_the_transaction_id_with_its_history()
     }
     let deployed = deployed(
         Pattern::StepFunctions,
-        StateStoreKind::DynamoDb,
+        StoreKind::DynamoDb,
         &[
             ("SagaTableName", store.saga_table()),
             ("StateMachineArn", &state_machine_arn),

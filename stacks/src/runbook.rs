@@ -11,7 +11,7 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 use crate::Pattern;
-use crate::config::{EnvConfig, StateStoreKind};
+use crate::config::{EnvConfig, StoreKind};
 use crate::patterns::{runbook_path, stack_name};
 
 const TEMPLATE: &str = include_str!("runbook.md.hbs");
@@ -83,15 +83,9 @@ impl Runbook {
             template_path: format!("templates/{}/{}.yaml", pattern.name(), env.name),
             runbook_path: runbook_path(pattern, &env.name),
             store: match env.store(pattern) {
-                StateStoreKind::DynamoDb => {
-                    "DynamoDB (saga table and idempotency table)".to_owned()
-                }
-                StateStoreKind::Aurora if env.is_local() => {
-                    "the local PostgreSQL server".to_owned()
-                }
-                StateStoreKind::Aurora => {
-                    "Aurora PostgreSQL Serverless v2 behind RDS Proxy".to_owned()
-                }
+                StoreKind::DynamoDb => "DynamoDB (saga table and idempotency table)".to_owned(),
+                StoreKind::Aurora if env.is_local() => "the local PostgreSQL server".to_owned(),
+                StoreKind::Aurora => "Aurora PostgreSQL Serverless v2 behind RDS Proxy".to_owned(),
             },
             saga_show: format!(
                 "cargo xtask saga show --pattern {} --env {} <transaction_id>",

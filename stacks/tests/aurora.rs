@@ -6,7 +6,7 @@ mod common;
 
 use sagaform_stacks::Pattern;
 use sagaform_stacks::cfn::{Expr, Properties};
-use sagaform_stacks::config::StateStoreKind;
+use sagaform_stacks::config::StoreKind;
 use sagaform_stacks::fixtures::{example_env, example_env_with};
 
 use common::{all_examples, env_var, statements_for, template, types};
@@ -61,7 +61,7 @@ fn aurora_runs_serverless_v2_behind_rds_proxy_in_a_created_vpc() {
 #[test]
 fn aurora_in_production_uses_the_existing_network_and_deletion_protection() {
     let env = example_env("prod");
-    assert_eq!(env.store(Pattern::Orchestrator), StateStoreKind::Aurora);
+    assert_eq!(env.store(Pattern::Orchestrator), StoreKind::Aurora);
     let template = template(Pattern::Orchestrator, &env);
     assert!(!types(&template).contains(&"AWS::EC2::VPC"));
     let Properties::DbCluster(cluster) = &template.resources["DatabaseCluster"].properties else {

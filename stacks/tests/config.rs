@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{
-    ApiAuth, Architecture, ConfigError, EnvConfig, FunctionRole, Network, Source, StateStoreKind,
+    ApiAuth, Architecture, ConfigError, EnvConfig, FunctionRole, Network, Source, StoreKind,
     Target, env_names, load_all, load_env, load_from_sources,
 };
 use sagaform_stacks::fixtures::{example_env, example_env_with};
@@ -129,8 +129,8 @@ fn prod_env_is_production_in_a_real_account_with_jwt_auth() {
         }
     );
     assert!(matches!(prod.api.auth, ApiAuth::Jwt { .. }));
-    assert_eq!(prod.store(Pattern::Orchestrator), StateStoreKind::Aurora);
-    assert_eq!(prod.store(Pattern::Sqs), StateStoreKind::DynamoDb);
+    assert_eq!(prod.store(Pattern::Orchestrator), StoreKind::Aurora);
+    assert_eq!(prod.store(Pattern::Sqs), StoreKind::DynamoDb);
     assert!(!prod.alarms.emails.is_empty());
 }
 

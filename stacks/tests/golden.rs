@@ -273,7 +273,7 @@ fn pattern_of(t: &Generated) -> Pattern {
 /// Whether the stack has its own data resources: every stack does, except a local one on
 /// Aurora, which uses the local PostgreSQL server instead of an emulated cluster.
 fn has_own_store(t: &Generated) -> bool {
-    !(t.env.is_local() && t.env.store(pattern_of(t)) == config::StateStoreKind::Aurora)
+    !(t.env.is_local() && t.env.store(pattern_of(t)) == config::StoreKind::Aurora)
 }
 
 #[test]
@@ -311,9 +311,9 @@ fn state_stores_follow_the_env_config() {
         let tables = t.of_type("AWS::DynamoDB::Table").len();
         let clusters = t.of_type("AWS::RDS::DBCluster").len();
         let expected = match t.env.store(pattern_of(&t)) {
-            config::StateStoreKind::DynamoDb => (2, 0),
-            config::StateStoreKind::Aurora if has_own_store(&t) => (0, 1),
-            config::StateStoreKind::Aurora => (0, 0),
+            config::StoreKind::DynamoDb => (2, 0),
+            config::StoreKind::Aurora if has_own_store(&t) => (0, 1),
+            config::StoreKind::Aurora => (0, 0),
         };
         assert_eq!((tables, clusters), expected, "{}", t.label);
     }

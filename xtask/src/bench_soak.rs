@@ -26,7 +26,7 @@ use sagaform_deploy::Progress;
 use sagaform_e2e::{LocalDeployment, TERMINAL, purchase};
 use sagaform_ops::dlq::{RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::StateStoreKind;
+use sagaform_stacks::config::StoreKind;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -160,8 +160,8 @@ async fn soak_pattern(
         }
     }
     let store = match stack.store {
-        StateStoreKind::Aurora => "aurora",
-        StateStoreKind::DynamoDb => "dynamodb",
+        StoreKind::Aurora => "aurora",
+        StoreKind::DynamoDb => "dynamodb",
     };
     stack.shutdown().await?;
 

@@ -1,7 +1,7 @@
 //! Cold start and package size of the three Lambda functions (issue 3, item 9), printed as plain
 //! lines; targets: init under 30 ms, zip under 4 MB.
 //!
-//! Run: `cargo bench -p api --bench cold_start`. It builds `api`, `worker` and `step` with the
+//! Run: `cargo bench -p sagaform-api --bench cold_start`. It builds `api`, `worker` and `step` with the
 //! deploy's own build (`sagaform_deploy::build::build_functions`: pinned cargo-lambda, profile
 //! `lambda-aws`, host architecture, the AL2023 glibc check, the deterministic deflate zip), unless
 //! `SAGAFORM_BENCH_SKIP_BUILD=1` (then it measures the `target/lambda/<function>/bootstrap`

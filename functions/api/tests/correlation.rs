@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use api::Api;
 use lambda_runtime::LambdaEvent;
+use sagaform_api::Api;
 use sagaform_runtime::model::new_transaction_id;
 use sagaform_runtime::{SagaRecord, SagaStore};
 use sagaform_saga::PURCHASE;
@@ -25,7 +25,7 @@ async fn every_log_line_of_a_resume_event_carries_the_request_id_and_the_transac
         let (logs, _guard) = LogCapture::start();
         let request_id = format!("req-resume-{backend:?}");
         let event = LambdaEvent::new(
-            api::resume::resume_event(&transaction_id),
+            sagaform_api::resume::resume_event(&transaction_id),
             context(&request_id, Duration::from_secs(60)),
         );
         let finished = api.handle_event(event).await.unwrap();

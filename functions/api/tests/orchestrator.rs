@@ -11,9 +11,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::resume::SendFuture;
-use api::{Api, ApiSettings, ResumeError, Resumer};
 use common::{INVOCATION_TIME, Reply, send, send_with};
+use sagaform_api::resume::SendFuture;
+use sagaform_api::{Api, ApiSettings, ResumeError, Resumer};
 use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::acceptance::{Course, PatternDriver};

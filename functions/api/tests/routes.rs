@@ -4,9 +4,9 @@
 
 mod common;
 
-use api::Api;
 use aws_lambda_events::http::Method;
 use common::send;
+use sagaform_api::Api;
 use sagaform_testkit::{
     Backend, TestStore, fake_saas, get_transaction, http_request, post_transactions, purchase,
 };

@@ -14,7 +14,7 @@ use sagaform_runtime::store::config::DatabaseLocation;
 use sagaform_saas_client::SaasConfig;
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::cfn::Properties;
-use sagaform_stacks::config::{EnvConfig, StateStoreKind, load_all};
+use sagaform_stacks::config::{EnvConfig, StoreKind, load_all};
 
 /// Each function's environment variables as the template sets them. A value CloudFormation
 /// resolves at deploy time (a `Ref`, a `GetAtt`, a `Sub`) becomes a placeholder naming it.
@@ -64,10 +64,10 @@ fn every_function_reads_the_store_its_template_configures() {
                 let store = StoreConfig::from_lookup(|name| variables.get(name).cloned())
                     .unwrap_or_else(|e| panic!("{context}: {e}"));
                 match (env.store(pattern), store) {
-                    (StateStoreKind::DynamoDb, StoreConfig::DynamoDb { saga_ttl, .. }) => {
+                    (StoreKind::DynamoDb, StoreConfig::DynamoDb { saga_ttl, .. }) => {
                         assert!(saga_ttl > Duration::ZERO, "{context}");
                     }
-                    (StateStoreKind::Aurora, StoreConfig::Aurora(location)) => {
+                    (StoreKind::Aurora, StoreConfig::Aurora(location)) => {
                         let local = env.name == "local";
                         assert_eq!(
                             matches!(location, DatabaseLocation::Url(_)),
@@ -127,8 +127,12 @@ fn the_api_reads_its_pattern_and_what_it_hands_sagas_to() {
                 .unwrap();
             let lookup = |name: &str| variables.get(name).cloned();
             let context = format!("{pattern} {}", env.name);
-            assert_eq!(api::config::pattern(&lookup).unwrap(), pattern, "{context}");
-            let settings = api::config::settings(&lookup).unwrap();
+            assert_eq!(
+                sagaform_api::config::pattern(&lookup).unwrap(),
+                pattern,
+                "{context}"
+            );
+            let settings = sagaform_api::config::settings(&lookup).unwrap();
             let budget = u64::from(sagaform_stacks::patterns::RESPONSE_BUDGET_MILLIS);
             if pattern == Pattern::Orchestrator {
                 assert_eq!(settings.response_budget, Duration::from_millis(budget));

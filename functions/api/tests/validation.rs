@@ -4,10 +4,10 @@
 
 mod common;
 
-use api::Api;
 use aws_lambda_events::http::Method;
 use base64::Engine as _;
 use common::send;
+use sagaform_api::Api;
 use sagaform_runtime::IdempotencyStore;
 use sagaform_testkit::{Backend, TestStore, fake_saas, http_request, post_transactions};
 

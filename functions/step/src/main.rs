@@ -7,7 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     sagaform_runtime::telemetry::init_json_logging();
-    let handler = match step::StepHandler::from_env().await {
+    let handler = match sagaform_step::StepHandler::from_env().await {
         Ok(handler) => handler,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the step function");

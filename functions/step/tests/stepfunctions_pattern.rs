@@ -10,8 +10,8 @@
 
 mod common;
 
-use api::Api;
 use common::{Ending, Execution, StepFunctionsPattern};
+use sagaform_api::Api;
 use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
     Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,

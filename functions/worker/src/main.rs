@@ -7,7 +7,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     sagaform_runtime::telemetry::init_json_logging();
-    let worker = match worker::Worker::from_env().await {
+    let worker = match sagaform_worker::Worker::from_env().await {
         Ok(worker) => worker,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the worker function");

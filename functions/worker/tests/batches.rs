@@ -12,7 +12,7 @@ use sagaform_runtime::SagaStatus;
 use sagaform_testkit::{
     Backend, QueuePair, event, post_transactions, purchase, sqs_client, sqs_event, sqs_record,
 };
-use worker::{Failure, Outcome};
+use sagaform_worker::{Failure, Outcome};
 
 #[tokio::test]
 async fn one_bad_record_of_three_is_the_only_id_reported() {
@@ -177,9 +177,9 @@ async fn fifo_queues_get_the_transaction_id_as_group_and_deduplication_id() {
         .unwrap()
         .queue_url
         .unwrap();
-    let api = api::Api::new(
+    let api = sagaform_api::Api::new(
         pattern.store.store().clone(),
-        api::Dispatch::Queue {
+        sagaform_api::Dispatch::Queue {
             client: sqs,
             queue_url: fifo_url.clone(),
         },

@@ -11,7 +11,7 @@ use common::SqsPattern;
 use sagaform_fake_saas::{Fault, FaultRule};
 use sagaform_runtime::SagaStatus;
 use sagaform_testkit::{Backend, QueuePair, event, post_transactions, purchase, sqs_event};
-use worker::{Failure, Outcome};
+use sagaform_worker::{Failure, Outcome};
 
 /// Long enough for the engine to start a step (its longest timeout, 5 s) plus the margin.
 const SHORT_INVOCATION: Duration = Duration::from_millis(6000);

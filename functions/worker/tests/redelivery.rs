@@ -13,7 +13,7 @@ use sagaform_runtime::SagaStatus;
 use sagaform_testkit::{
     Backend, QueuePair, event, post_transactions, purchase, sqs_client, sqs_event,
 };
-use worker::Worker;
+use sagaform_worker::Worker;
 
 /// The work queue's visibility timeout in the local env (six worker timeouts).
 const DEPLOYED_VISIBILITY_SECONDS: &str = "900";

@@ -9,8 +9,8 @@
 
 mod common;
 
-use api::Api;
 use common::{Drained, SqsPattern, call, peek};
+use sagaform_api::Api;
 use sagaform_runtime::SagaStatus;
 use sagaform_testkit::acceptance::{Course, PatternDriver};
 use sagaform_testkit::{
@@ -131,7 +131,7 @@ async fn a_saga_the_queue_refused_stays_pending_and_a_retry_with_the_same_key_en
         let missing_queue = format!("{}-missing", pattern.queues.url);
         let broken = Api::new(
             pattern.store.store().clone(),
-            api::Dispatch::Queue {
+            sagaform_api::Dispatch::Queue {
                 client: sagaform_testkit::sqs_client(),
                 queue_url: missing_queue,
             },

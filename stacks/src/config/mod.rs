@@ -49,7 +49,7 @@ pub struct EnvConfig {
     /// Extra safety for production: termination protection, deletion protection, confirmations.
     pub production: bool,
     /// Which state store each pattern uses in this environment.
-    pub stores: BTreeMap<Pattern, StateStoreKind>,
+    pub stores: BTreeMap<Pattern, StoreKind>,
     /// Settings of every Lambda function, by role.
     pub functions: FunctionsConfig,
     /// Work queue and DLQ settings (pattern `sqs`).
@@ -84,7 +84,7 @@ impl EnvConfig {
     }
 
     /// The state store of a pattern in this environment.
-    pub fn store(&self, pattern: Pattern) -> StateStoreKind {
+    pub fn store(&self, pattern: Pattern) -> StoreKind {
         self.stores[&pattern]
     }
 
@@ -117,7 +117,7 @@ pub enum Target {
 }
 
 /// Where saga state lives: the functions read it as `SAGAFORM_STORE`.
-pub use sagaform_contract::env::StoreKind as StateStoreKind;
+pub use sagaform_contract::env::StoreKind;
 
 /// Instruction set of the Lambda functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,7 +17,7 @@ use super::read::Node;
 use super::{
     AlarmConfig, ApiAuth, ApiConfig, Architecture, AuroraConfig, ConfigError, DynamoDbConfig,
     EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, Network, QueueConfig, SaasEndpoint,
-    StateStoreKind, TagsConfig, Target, Validated, VpcCidr,
+    StoreKind, TagsConfig, Target, Validated, VpcCidr,
 };
 use crate::Pattern;
 
@@ -160,7 +160,7 @@ fn is_region(region: &str) -> bool {
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
-fn stores(root: Node<'_>) -> Result<BTreeMap<Pattern, StateStoreKind>, ConfigError> {
+fn stores(root: Node<'_>) -> Result<BTreeMap<Pattern, StoreKind>, ConfigError> {
     let names: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
     let table = root.table("stores", &names)?;
     let node = table.node();
@@ -170,8 +170,8 @@ fn stores(root: Node<'_>) -> Result<BTreeMap<Pattern, StateStoreKind>, ConfigErr
             let kind = node.choice(
                 pattern.name(),
                 &[
-                    ("dynamodb", StateStoreKind::DynamoDb),
-                    ("aurora", StateStoreKind::Aurora),
+                    ("dynamodb", StoreKind::DynamoDb),
+                    ("aurora", StoreKind::Aurora),
                 ],
             )?;
             Ok((pattern, kind))

@@ -24,7 +24,7 @@ use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter}
 
 use crate::Pattern;
 use crate::cfn::{self, CfnError, Expr, Output, Parameter, Resource, Tags, Template};
-use crate::config::{EnvConfig, FunctionRole, StateStoreKind};
+use crate::config::{EnvConfig, FunctionRole, StoreKind};
 use crate::policy::{self, PolicyViolation};
 use crate::runbook::{self, Runbook, RunbookError, RunbookSection};
 
@@ -219,9 +219,9 @@ fn build_stepfunctions(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
 
 fn add_store(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     match stack.env.store(stack.pattern) {
-        StateStoreKind::DynamoDb => dynamodb::add_tables(stack),
-        StateStoreKind::Aurora if stack.env.is_local() => aurora::add_local_database(stack),
-        StateStoreKind::Aurora => aurora::add_aurora(stack),
+        StoreKind::DynamoDb => dynamodb::add_tables(stack),
+        StoreKind::Aurora if stack.env.is_local() => aurora::add_local_database(stack),
+        StoreKind::Aurora => aurora::add_aurora(stack),
     }
 }
 
@@ -260,9 +260,9 @@ impl<'a> StackBuilder<'a> {
                     "an HTTP API that starts a Standard Step Functions execution per purchase; the state machine is generated from the saga definition.",
             },
             match env.store(pattern) {
-                StateStoreKind::DynamoDb => "DynamoDB",
-                StateStoreKind::Aurora if env.is_local() => "local PostgreSQL",
-                StateStoreKind::Aurora => "Aurora PostgreSQL Serverless v2 behind RDS Proxy",
+                StoreKind::DynamoDb => "DynamoDB",
+                StoreKind::Aurora if env.is_local() => "local PostgreSQL",
+                StoreKind::Aurora => "Aurora PostgreSQL Serverless v2 behind RDS Proxy",
             }
         );
         let mut tags = env.tags.extra.clone();
@@ -372,17 +372,17 @@ impl<'a> StackBuilder<'a> {
             "SELECT transaction_id, status, updated_at FROM sagas WHERE status = '{status}' ORDER BY updated_at"
         );
         match self.env.store(self.pattern) {
-            StateStoreKind::DynamoDb => format!(
+            StoreKind::DynamoDb => format!(
                 "{} --table-name \"$({})\" --index-name {} --key-condition-expression '#s = :s' --expression-attribute-names '{{\"#s\":\"status\"}}' --expression-attribute-values '{{\":s\":{{\"S\":\"{status}\"}}}}'",
                 self.aws("dynamodb query"),
                 self.stack_output_command(outputs::SAGA_TABLE_NAME),
                 dynamodb::STATUS_INDEX
             ),
-            StateStoreKind::Aurora if self.env.is_local() => format!(
+            StoreKind::Aurora if self.env.is_local() => format!(
                 "psql postgres://postgres@127.0.0.1:5432/{} -c \"{sql}\"",
                 aurora::local_database_name(self.env, self.pattern)
             ),
-            StateStoreKind::Aurora => format!(
+            StoreKind::Aurora => format!(
                 "PGPASSWORD=\"$({} --secret-id \"$({})\" --query SecretString --output text | jq -r .password)\" psql \"host=$({}) dbname={} user={} sslmode=require\" -c \"{sql}\"",
                 self.aws("secretsmanager get-secret-value"),
                 self.stack_output_command(outputs::DATABASE_SECRET_ARN),

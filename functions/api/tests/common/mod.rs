@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use api::Api;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use sagaform_api::Api;
 pub use sagaform_testkit::Reply;
 use sagaform_testkit::event;
 

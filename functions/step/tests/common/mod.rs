@@ -17,17 +17,17 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use api::{Api, Dispatch};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use sagaform_api::{Api, Dispatch};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::asl::{Definition, State};
+use sagaform_step::StepHandler;
 use sagaform_testkit::{
     Backend, TestStore, create_state_machine, event, fake_saas, response_json, sfn_client,
 };
 use serde_json::{Value, json};
-use step::StepHandler;
 
 /// Time left in an ordinary invocation, and the Task timeout of the generated definition.
 pub const INVOCATION_TIME: Duration = Duration::from_secs(30);

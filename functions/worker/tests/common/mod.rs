@@ -9,16 +9,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use api::{Api, Dispatch};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_sdk_sqs::types::QueueAttributeName;
+use sagaform_api::{Api, Dispatch};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::{
     Backend, QueuePair, TestStore, event, fake_saas, response_json, sqs_client, sqs_event,
 };
+use sagaform_worker::{WorkQueue, Worker, WorkerSettings};
 use serde_json::Value;
-use worker::{WorkQueue, Worker, WorkerSettings};
 
 /// Time left in an ordinary worker invocation.
 pub const INVOCATION_TIME: Duration = Duration::from_secs(60);
