@@ -261,18 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn env_var_names_follow_the_contract() {
-        assert_eq!(
-            saas_variable("inventory", SaasSetting::Url),
-            "SAGAFORM_SAAS_INVENTORY_URL"
-        );
-        assert_eq!(
-            saas_variable("gift-cards", SaasSetting::RequestTimeoutMs),
-            "SAGAFORM_SAAS_GIFT_CARDS_REQUEST_TIMEOUT_MS"
-        );
-    }
-
-    #[test]
     fn every_service_of_the_saga_is_read_from_the_environment() {
         let env = full_env();
         let config = SaasConfig::from_lookup(&PURCHASE, |v| env.get(v).cloned()).unwrap();
