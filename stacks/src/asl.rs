@@ -19,14 +19,40 @@ use serde::Serialize;
 /// The `!Sub` variable the definition uses for the ARN of the `step` function.
 pub const STEP_FUNCTION_ARN_VARIABLE: &str = "StepFunctionArn";
 
-/// The error names (`errorType` of the handler, plus Lambda service errors) that are retried.
-pub const RETRYABLE_ERRORS: [&str; 5] = [
-    "Retryable",
+/// The handler's `errorType` for a failure that retrying may cure: retried under the step's
+/// own retry policy.
+pub const RETRYABLE_ERRORS: [&str; 1] = ["Retryable"];
+
+/// Lambda's errors for an invocation that gave no answer of the handler: the Lambda service
+/// failed or throttled, or the function's instance died (a timeout, running out of memory:
+/// `Lambda.Unknown`). The step's call may or may not have happened, so the Task is asked again
+/// (the call repeats with the same idempotency key and lands once), under
+/// [`LAMBDA_ERROR_RETRY`], a backoff of its own: these are not the SaaS's failures and must not
+/// use up the step's policy.
+pub const LAMBDA_SERVICE_ERRORS: [&str; 6] = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.Unknown",
 ];
+
+/// The backoff of [`LAMBDA_SERVICE_ERRORS`]: 2, 4, 8 then 16 seconds at the most, jittered.
+/// Longer than a step's usual policy because a throttled or recovering Lambda service needs
+/// seconds, not milliseconds.
+pub const LAMBDA_ERROR_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 4,
+    initial_delay: Duration::from_secs(2),
+    backoff_rate: 2,
+    max_delay: Duration::from_secs(16),
+};
+
+/// What a Task's `TimeoutSeconds` adds to the function's own timeout: the invoke's latency and
+/// a cold start (Lambda allows 10 s for a function's init), so that an attempt which runs out
+/// of time ends by the function's timeout (`Lambda.Unknown`, retried) and not by the Task's
+/// `States.Timeout` while the function still runs.
+pub const INVOKE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Name of the Succeed state reached when every step succeeded.
 pub const COMPLETED_STATE: &str = "Completed";
@@ -189,7 +215,7 @@ impl Definition {
     /// The definition of `saga`, each Task allowed `task_timeout` per attempt (the timeout of
     /// the `step` function: an attempt cannot outlive its invocation).
     pub fn for_saga(saga: &Saga, task_timeout: Duration) -> Definition {
-        let task_timeout_seconds = ceil_seconds(task_timeout).max(1);
+        let task_timeout_seconds = ceil_seconds(task_timeout).max(1) + ceil_seconds(INVOKE_MARGIN);
         let mut states = IndexMap::new();
         let steps = saga.steps;
 
@@ -291,7 +317,7 @@ fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
         result_selector: result_selector(),
         result_path: format!("$.results.{}", step.name),
         timeout_seconds,
-        retry: vec![retrier(&step.retry)],
+        retry: retriers(&step.retry),
         catch: vec![catch_into(compensate_state(step))],
         next,
     }
@@ -316,7 +342,7 @@ fn compensate_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
         result_selector: result_selector(),
         result_path: format!("$.compensations.{}", step.name),
         timeout_seconds,
-        retry: vec![retrier(&step.compensation_retry)],
+        retry: retriers(&step.compensation_retry),
         catch: vec![catch_into(mark_failed_state(step))],
         next,
     }
@@ -335,7 +361,7 @@ fn mark_failed_task(step: &Step, timeout_seconds: u64) -> Task {
         result_selector: result_selector(),
         result_path: "$.mark_failed".to_owned(),
         timeout_seconds,
-        retry: vec![retrier(&step.compensation_retry)],
+        retry: retriers(&step.compensation_retry),
         catch: vec![Catcher {
             error_equals: vec!["States.ALL".to_owned()],
             result_path: "$.mark_failed_error".to_owned(),
@@ -375,11 +401,20 @@ fn result_selector() -> IndexMap<String, String> {
     IndexMap::from([("Payload.$".to_owned(), "$.Payload".to_owned())])
 }
 
-fn retrier(policy: &RetryPolicy) -> Retrier {
+/// A Task's retriers: the step's policy for the handler's retryable failures, then Lambda's own
+/// errors under their own backoff.
+fn retriers(policy: &RetryPolicy) -> Vec<Retrier> {
+    vec![
+        retrier(&RETRYABLE_ERRORS, policy),
+        retrier(&LAMBDA_SERVICE_ERRORS, &LAMBDA_ERROR_RETRY),
+    ]
+}
+
+fn retrier(errors: &[&str], policy: &RetryPolicy) -> Retrier {
     // ASL counts in whole seconds and needs an interval of at least one.
     let interval_seconds = ceil_seconds(policy.initial_delay).max(1);
     Retrier {
-        error_equals: RETRYABLE_ERRORS.iter().map(|e| (*e).to_owned()).collect(),
+        error_equals: errors.iter().map(|e| (*e).to_owned()).collect(),
         interval_seconds,
         max_attempts: policy.max_retries,
         backoff_rate: f64::from(policy.backoff_rate.max(1)),

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use sagaform_saga::{Action, PURCHASE, RetryPolicy, Saga, Step};
 use sagaform_stacks::asl::{
-    COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPLETED_STATE, Definition, Operation,
-    RETRYABLE_ERRORS, STEP_FUNCTION_ARN_VARIABLE, State, Task, compensate_state, execute_state,
-    mark_failed_state,
+    COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPLETED_STATE, Definition, INVOKE_MARGIN,
+    LAMBDA_ERROR_RETRY, LAMBDA_SERVICE_ERRORS, Operation, RETRYABLE_ERRORS,
+    STEP_FUNCTION_ARN_VARIABLE, State, Task, compensate_state, execute_state, mark_failed_state,
 };
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,34 +141,59 @@ fn catch_never_overwrites_the_whole_state() {
 fn retries_only_retryable_errors_with_backoff_jitter_and_a_cap() {
     let definition = purchase();
     for (name, task) in definition.tasks() {
-        assert_eq!(task.retry.len(), 1, "{name}");
-        let retrier = &task.retry[0];
-        assert_eq!(retrier.error_equals, RETRYABLE_ERRORS, "{name}");
-        assert!(
-            !retrier
-                .error_equals
-                .iter()
-                .any(|e| e == "States.ALL" || e == "Permanent"),
-            "{name}"
-        );
-        assert!(
-            retrier.backoff_rate >= 1.0 && retrier.interval_seconds >= 1,
-            "{name}"
-        );
-        assert!(
-            retrier.max_delay_seconds >= retrier.interval_seconds,
-            "{name}"
-        );
-        assert_eq!(
-            serde_json::to_value(retrier.jitter_strategy).unwrap(),
-            "FULL"
-        );
+        assert_eq!(task.retry.len(), 2, "{name}");
+        assert_eq!(task.retry[0].error_equals, RETRYABLE_ERRORS, "{name}");
+        for retrier in &task.retry {
+            assert!(
+                !retrier
+                    .error_equals
+                    .iter()
+                    .any(|e| e == "States.ALL" || e == "Permanent" || e == "States.Timeout"),
+                "{name}"
+            );
+            assert!(
+                retrier.backoff_rate >= 1.0 && retrier.interval_seconds >= 1,
+                "{name}"
+            );
+            assert!(
+                retrier.max_delay_seconds >= retrier.interval_seconds,
+                "{name}"
+            );
+            assert_eq!(
+                serde_json::to_value(retrier.jitter_strategy).unwrap(),
+                "FULL"
+            );
+        }
     }
     let stock = PURCHASE.step("stock").unwrap();
     let action = &task(&definition, "Execute stock").retry[0];
     assert_eq!(action.max_attempts, stock.retry.max_retries);
     assert_eq!(action.backoff_rate, f64::from(stock.retry.backoff_rate));
     assert_eq!(action.max_delay_seconds, stock.retry.max_delay.as_secs());
+}
+
+#[test]
+fn lambda_errors_are_retried_under_their_own_backoff_not_the_steps_policy() {
+    let definition = purchase();
+    for (name, task) in definition.tasks() {
+        let lambda = &task.retry[1];
+        assert_eq!(lambda.error_equals, LAMBDA_SERVICE_ERRORS, "{name}");
+        assert!(
+            lambda.error_equals.iter().any(|e| e == "Lambda.Unknown"),
+            "{name}: a dead instance is retried"
+        );
+        assert_eq!(
+            lambda.max_attempts, LAMBDA_ERROR_RETRY.max_retries,
+            "{name}"
+        );
+        assert_eq!(
+            lambda.interval_seconds,
+            LAMBDA_ERROR_RETRY.initial_delay.as_secs(),
+            "{name}"
+        );
+    }
+    let stock = PURCHASE.step("stock").unwrap();
+    assert_ne!(stock.retry, LAMBDA_ERROR_RETRY);
 }
 
 #[test]
@@ -225,7 +250,11 @@ fn every_task_has_a_timeout_and_the_execution_a_bound() {
     let tasks: Vec<_> = definition.tasks().collect();
     assert_eq!(tasks.len(), 3 * PURCHASE.steps.len());
     for (name, task) in &tasks {
-        assert_eq!(task.timeout_seconds, TASK_TIMEOUT.as_secs(), "{name}");
+        assert_eq!(
+            task.timeout_seconds,
+            TASK_TIMEOUT.as_secs() + INVOKE_MARGIN.as_secs(),
+            "{name}: the function's timeout, then room for the invoke and a cold start"
+        );
     }
     assert_eq!(definition.timeout_seconds, definition.worst_case_seconds());
     assert!(definition.timeout_seconds > 9 * TASK_TIMEOUT.as_secs());

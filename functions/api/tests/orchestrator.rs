@@ -16,7 +16,9 @@ use sagaform_api::resume::SendFuture;
 use sagaform_api::{Api, ApiSettings, ResumeError, Resumer};
 use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
 use sagaform_saas_client::SaasClient;
-use sagaform_testkit::acceptance::{Course, PatternDriver};
+use sagaform_testkit::acceptance::{
+    ApiGatewayV2httpRequest, Course, KILLED_INVOCATION, Kill, PatternDriver, until_called,
+};
 use sagaform_testkit::{
     Backend, TestStore, acceptance_suite, driver_fields_and_call, event, fake_saas,
     get_transaction, post_transactions, purchase,
@@ -84,6 +86,35 @@ impl PatternDriver for Orchestrator {
             expected,
             "{course:?}: {body:#}"
         );
+    }
+
+    /// The API runs the saga in the request, so the request's own invocation is killed; the
+    /// client's retry with the same key (after the dead invocation's deadline, until which its
+    /// claim on the key holds) resumes the saga from the store and answers it.
+    async fn run_killed(&self, request: ApiGatewayV2httpRequest, kill: Kill) -> String {
+        match kill {
+            Kill::WhileChargeInFlight => {
+                tokio::select! {
+                    reply = send_with(&self.api, request.clone(), KILLED_INVOCATION) => {
+                        panic!("the invocation was meant to die mid-saga: {:#}", reply.body)
+                    }
+                    () = until_called(&self.fake, "payments", "charge") => {}
+                }
+                tokio::time::sleep(KILLED_INVOCATION).await;
+            }
+            Kill::AfterTheWork => {
+                let lost = send(&self.api, request.clone()).await;
+                assert_eq!(lost.status, 200, "{:#}", lost.body);
+            }
+        }
+        let retried = send(&self.api, request).await;
+        assert_eq!(
+            (retried.status, retried.body["status"].as_str()),
+            (200, Some("COMPLETED")),
+            "{:#}",
+            retried.body
+        );
+        retried.transaction_id().to_owned()
     }
 }
 

@@ -12,7 +12,7 @@ mod common;
 
 use common::{Ending, Execution, StepFunctionsPattern};
 use sagaform_api::Api;
-use sagaform_testkit::acceptance::{Course, PatternDriver};
+use sagaform_testkit::acceptance::{ApiGatewayV2httpRequest, Course, Kill, PatternDriver};
 use sagaform_testkit::{
     Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,
 };
@@ -114,6 +114,17 @@ impl PatternDriver for StepFunctionsPattern {
                 assert!(cause.contains("refund window closed"), "{cause}");
             }
         }
+    }
+
+    /// The API hands the saga over; the execution's first Task invocation that reaches `kill`
+    /// dies, and the Task's retry of the Lambda error finishes the saga.
+    async fn run_killed(&self, request: ApiGatewayV2httpRequest, kill: Kill) -> String {
+        let answer = self.call(&self.api, request).await;
+        assert_eq!(answer.status, 202, "{:#}", answer.body);
+        let id = answer.transaction_id().to_owned();
+        let execution = self.run_killed_execution(&id, Some(kill)).await;
+        assert_eq!(execution.ending, Ending::Succeeded, "{execution:?}");
+        id
     }
 }
 

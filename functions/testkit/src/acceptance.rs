@@ -50,6 +50,40 @@ impl Course {
     }
 }
 
+/// Where the Lambda instance running a saga dies in the crash scenarios. "Dies" means its
+/// invocation's future is dropped there: nothing after that point runs, as when the instance is
+/// killed (timeout, out of memory, a host failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// While the payment's charge is in flight: the scenario makes the fake hold its answer, and
+    /// the instance dies before the answer comes ([`until_called`] tells the driver when).
+    WhileChargeInFlight,
+    /// After the invocation did all its work, before the event source saw its answer: the
+    /// client's response, the message's deletion or the Task's result is lost.
+    AfterTheWork,
+}
+
+/// Time left in an invocation that the crash scenarios kill: enough for the engine to start a
+/// step (its longest call timeout, 5 s, plus the margin); a recovering driver waits it out
+/// where the pattern guards a running saga until its invocation's deadline.
+pub const KILLED_INVOCATION: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Returns once the fake received a call of `service`'s `action`, for any transaction.
+pub async fn until_called(fake: &FakeSaas, service: &str, action: &str) {
+    loop {
+        let called = fake.ledger().snapshot().transactions.values().any(|t| {
+            t.service(service)
+                .calls
+                .get(action)
+                .is_some_and(|calls| *calls > 0)
+        });
+        if called {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// One saga pattern with its handlers on a test store, the fake SaaS and the pattern's own
 /// infrastructure (queue, state machine), driven as AWS would drive it.
 // The suite runs on the current-thread runtime of `#[tokio::test]`: no future has to be Send.
@@ -85,6 +119,12 @@ pub trait PatternDriver: Sized {
     async fn finish(&self, transaction_id: &str) -> Self::Run;
     /// Checks what the pattern's own run of a saga showed, given how the saga went.
     async fn check_run(&self, run: &Self::Run, course: Course);
+    /// Submits `request` (which carries an `Idempotency-Key`) and kills the Lambda instance that
+    /// runs its saga at `kill` (the API's own invocation where the API runs the saga, else the
+    /// first worker or Task invocation), then recovers the way the pattern recovers on AWS (the
+    /// client's retry with the same key once the dead invocation's deadline passed, the
+    /// message's redelivery, the Task's retry) and runs the saga to its end; its transaction id.
+    async fn run_killed(&self, request: ApiGatewayV2httpRequest, kill: Kill) -> String;
 
     /// Checks the API's first answer to a purchase whose saga goes `course`: 202 Accepted
     /// with the saga PENDING where the saga is handed over.
@@ -154,6 +194,8 @@ macro_rules! acceptance_suite {
                 a_lost_response_is_retried_with_the_same_key_and_applied_once,
                 a_compensation_failing_transiently_is_retried_and_the_saga_compensated,
                 a_compensation_failing_for_good_ends_compensation_failed,
+                an_instance_killed_while_a_call_is_in_flight_is_taken_over_and_charges_once,
+                an_answer_lost_after_the_work_is_redelivered_without_a_second_effect,
                 every_log_line_carries_its_request_id_and_the_transaction_id,
             );
         }
@@ -535,6 +577,72 @@ pub async fn a_lost_response_is_retried_with_the_same_key_and_applied_once<D: Pa
         "{backend:?}: the retry was answered from the stored answer"
     );
     assert_steps(driver, &id, [StepStatus::Succeeded; 3]).await;
+}
+
+/// A saga recovered after a kill ended COMPLETED, as the store and the API show it, with each
+/// effect applied once downstream and nothing left waiting.
+async fn assert_recovered_once<D: PatternDriver>(driver: &D, transaction_id: &str) {
+    let backend = backend(driver);
+    assert_steps(driver, transaction_id, [StepStatus::Succeeded; 3]).await;
+    let shown = driver
+        .call(driver.api(), get_transaction(transaction_id))
+        .await;
+    assert_eq!(
+        (shown.status, shown.body["status"].as_str()),
+        (200, Some("COMPLETED")),
+        "{backend:?}: {:#}",
+        shown.body
+    );
+    let ledger = driver.fake().ledger().transaction(transaction_id);
+    for (service, action) in [
+        ("inventory", "reserve"),
+        ("payments", "charge"),
+        ("entitlements", "grant"),
+    ] {
+        assert_eq!(
+            ledger.service(service).actions_applied,
+            [action],
+            "{backend:?}: {service} applied once"
+        );
+    }
+    assert_eq!(driver.waiting_handovers().await, 0, "{backend:?}");
+    assert_eq!(driver.store().all_sagas().await.len(), 1, "{backend:?}");
+}
+
+pub async fn an_instance_killed_while_a_call_is_in_flight_is_taken_over_and_charges_once<
+    D: PatternDriver,
+>(
+    driver: &D,
+) {
+    // The charge's answer is held long enough for the instance to die while it is in flight.
+    inject(
+        driver,
+        "payments",
+        "charge",
+        Fault::Latency { delay_ms: 1500 },
+        Some(1),
+    );
+    let request = post_transactions(&purchase_body(), Some("killed-in-flight"));
+    let id = driver.run_killed(request, Kill::WhileChargeInFlight).await;
+    assert_recovered_once(driver, &id).await;
+}
+
+pub async fn an_answer_lost_after_the_work_is_redelivered_without_a_second_effect<
+    D: PatternDriver,
+>(
+    driver: &D,
+) {
+    let request = post_transactions(&purchase_body(), Some("answer-lost"));
+    let id = driver.run_killed(request, Kill::AfterTheWork).await;
+    assert_recovered_once(driver, &id).await;
+    // The redelivered work found the saga done: nothing was called again.
+    let ledger = driver.fake().ledger().transaction(&id);
+    assert_eq!(
+        ledger.total_calls(),
+        3,
+        "{:?}: {ledger:#?}",
+        backend(driver)
+    );
 }
 
 pub async fn a_compensation_failing_transiently_is_retried_and_the_saga_compensated<

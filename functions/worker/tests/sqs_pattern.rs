@@ -9,12 +9,15 @@
 
 mod common;
 
-use common::{Drained, SqsPattern, call, peek};
+use common::{Drained, SqsPattern, call, make_visible, peek};
 use sagaform_api::Api;
 use sagaform_runtime::SagaStatus;
-use sagaform_testkit::acceptance::{Course, PatternDriver};
+use sagaform_testkit::acceptance::{
+    ApiGatewayV2httpRequest, Course, KILLED_INVOCATION, Kill, PatternDriver, until_called,
+};
 use sagaform_testkit::{
-    Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,
+    Backend, QueuePair, acceptance_suite, driver_fields_and_call, event, post_transactions,
+    purchase, sqs_event,
 };
 use serde_json::{Value, json};
 
@@ -92,6 +95,38 @@ impl PatternDriver for SqsPattern {
                 );
             }
         }
+    }
+
+    /// The API hands the saga over; the worker invocation of its message is killed, deleting
+    /// nothing, so the message comes back after its visibility timeout (made immediate here),
+    /// and the next delivery (after the dead invocation's deadline, until which its claim on
+    /// the saga holds) finishes the saga.
+    async fn run_killed(&self, request: ApiGatewayV2httpRequest, kill: Kill) -> String {
+        let answer = self.call(&self.api, request).await;
+        assert_eq!(answer.status, 202, "{:#}", answer.body);
+        let messages = QueuePair::receive(&self.queues.url).await;
+        let batch = sqs_event(&messages);
+        match kill {
+            Kill::WhileChargeInFlight => {
+                tokio::select! {
+                    _ = self.worker.handle(event(batch, KILLED_INVOCATION)) => {
+                        panic!("the invocation was meant to die mid-saga")
+                    }
+                    () = until_called(&self.fake, "payments", "charge") => {}
+                }
+                tokio::time::sleep(KILLED_INVOCATION).await;
+            }
+            Kill::AfterTheWork => {
+                let _lost = self
+                    .worker
+                    .handle(event(batch, common::INVOCATION_TIME))
+                    .await;
+            }
+        }
+        make_visible(&self.queues.url, &messages).await;
+        let drained = self.drain(10).await;
+        assert_eq!(drained.deleted, 1, "{drained:?}");
+        answer.transaction_id().to_owned()
     }
 }
 

@@ -18,12 +18,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::Diagnostic;
 use sagaform_api::{Api, Dispatch};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::asl::{Definition, State};
 use sagaform_step::StepHandler;
+use sagaform_testkit::acceptance::{Kill, until_called};
 use sagaform_testkit::{
     Backend, TestStore, create_state_machine, event, fake_saas, response_json, sfn_client,
 };
@@ -111,6 +113,16 @@ impl StepFunctionsPattern {
 
     /// Runs the execution of `transaction_id` with the input moto recorded for it.
     pub async fn run_execution(&self, transaction_id: &str) -> Execution {
+        self.run_killed_execution(transaction_id, None).await
+    }
+
+    /// Runs the execution of `transaction_id` as [`StepFunctionsPattern::run_execution`] does,
+    /// with the first Task invocation that reaches `kill` killed there.
+    pub async fn run_killed_execution(
+        &self,
+        transaction_id: &str,
+        kill: Option<Kill>,
+    ) -> Execution {
         let input = self
             .executions()
             .await
@@ -121,7 +133,7 @@ impl StepFunctionsPattern {
         self.executions_run
             .borrow_mut()
             .insert(transaction_id.to_owned());
-        run(&self.handler, input).await
+        run(&self.handler, &self.fake, input, kill).await
     }
 
     /// The executions moto recorded that [`StepFunctionsPattern::run_execution`] has not run.
@@ -171,8 +183,51 @@ impl Execution {
     }
 }
 
-/// Runs one execution of the generated definition with `input`.
-pub async fn run(handler: &StepHandler, input: Value) -> Execution {
+/// One invocation of the `step` function for a Task attempt. When `kill` is pending, the
+/// invocation that reaches it dies there (and takes the kill): Step Functions sees an instance
+/// that died before answering as the Lambda error `Lambda.Unknown`.
+async fn invoke(
+    handler: &StepHandler,
+    fake: &FakeSaas,
+    payload: Value,
+    time_left: Duration,
+    kill: &mut Option<Kill>,
+) -> Result<Value, Diagnostic> {
+    let invocation = handler.handle(event(payload, time_left));
+    match *kill {
+        None => invocation.await,
+        Some(Kill::AfterTheWork) => {
+            *kill = None;
+            let _lost = invocation.await;
+            Err(instance_died())
+        }
+        Some(Kill::WhileChargeInFlight) => {
+            tokio::select! {
+                answer = invocation => answer,
+                () = until_called(fake, "payments", "charge") => {
+                    *kill = None;
+                    Err(instance_died())
+                }
+            }
+        }
+    }
+}
+
+fn instance_died() -> Diagnostic {
+    Diagnostic {
+        error_type: "Lambda.Unknown".to_owned(),
+        error_message: "the function's instance died before it answered".to_owned(),
+    }
+}
+
+/// Runs one execution of the generated definition with `input`, killing the first invocation
+/// that reaches `kill`.
+pub async fn run(
+    handler: &StepHandler,
+    fake: &FakeSaas,
+    input: Value,
+    mut kill: Option<Kill>,
+) -> Execution {
     let definition = Definition::for_saga(&PURCHASE, INVOCATION_TIME);
     let mut data = input;
     let mut attempts = Vec::new();
@@ -205,8 +260,9 @@ pub async fn run(handler: &StepHandler, input: Value) -> Execution {
         let mut retries_used = vec![0u32; task.retry.len()];
         let result = loop {
             attempts.push(current.clone());
-            let time_left = Duration::from_secs(task.timeout_seconds);
-            match handler.handle(event(payload.clone(), time_left)).await {
+            // The function's own timeout: the Task's adds the invoke's margin to it.
+            let time_left = INVOCATION_TIME;
+            match invoke(handler, fake, payload.clone(), time_left, &mut kill).await {
                 Ok(output) => break Ok(output),
                 Err(diagnostic) => {
                     let retrier = task

@@ -174,13 +174,7 @@ pub async fn drain(worker: &Worker, queue_url: &str, max_rounds: usize) -> Drain
             let id = message.message_id.clone().unwrap_or_default();
             let receipt = message.receipt_handle.clone().unwrap_or_default();
             if failed_set.contains(&id) {
-                sqs.change_message_visibility()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .expect("make the failed message visible again");
+                make_visible(queue_url, std::slice::from_ref(message)).await;
             } else {
                 sqs.delete_message()
                     .queue_url(queue_url)
@@ -196,12 +190,12 @@ pub async fn drain(worker: &Worker, queue_url: &str, max_rounds: usize) -> Drain
     panic!("the queue was not drained in {max_rounds} batches: {drained:?}");
 }
 
-/// The messages waiting in a queue (received, then made visible again).
-pub async fn peek(queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let messages = QueuePair::receive(queue_url).await;
-    let sqs = sqs_client();
-    for message in &messages {
-        sqs.change_message_visibility()
+/// Makes received `messages` visible again at once, as their visibility timeout running out
+/// would.
+pub async fn make_visible(queue_url: &str, messages: &[aws_sdk_sqs::types::Message]) {
+    for message in messages {
+        sqs_client()
+            .change_message_visibility()
             .queue_url(queue_url)
             .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
             .visibility_timeout(0)
@@ -209,5 +203,11 @@ pub async fn peek(queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
             .await
             .expect("make the message visible again");
     }
+}
+
+/// The messages waiting in a queue (received, then made visible again).
+pub async fn peek(queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let messages = QueuePair::receive(queue_url).await;
+    make_visible(queue_url, &messages).await;
     messages
 }
