@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::Context;
 use sagaform_runtime::errors::{IdempotencyError, StoreError};
 use sagaform_runtime::model::{epoch_millis, new_transaction_id};
-use sagaform_runtime::store::ClaimOutcome;
+use sagaform_runtime::store::{ClaimOutcome, IdempotencyCompletion};
 use sagaform_runtime::{IdempotencyStore, SagaRecord, SagaStatus, SagaStore};
 use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
@@ -157,9 +157,13 @@ impl Api {
                     owner_deadline_ms: epoch_millis(deadline),
                     answer: answer.clone(),
                 };
-                let expiration = self.idempotency().expiration();
+                let completion = IdempotencyCompletion {
+                    key,
+                    response: &pointer.to_value(),
+                    expiration: self.idempotency().expiration(),
+                };
                 self.store
-                    .create_completing_idempotency(&record, key, &pointer.to_value(), expiration)
+                    .create_completing_idempotency(&record, &completion)
                     .await
             }
             None => self.store.create(&record).await,

@@ -96,6 +96,44 @@ enum Called {
     Failed { attempts: u32, error: SaasError },
 }
 
+/// What a call that failed for good leaves on its step and on the saga, and what that means
+/// for the saga (the warning that reports it).
+struct GivenUp {
+    step_status: StepStatus,
+    step_error: String,
+    saga_status: SagaStatus,
+    saga_error: String,
+    consequence: &'static str,
+}
+
+impl GivenUp {
+    /// The action of `step` failed for good: the saga compensates.
+    fn action(step: &Step, error: &SaasError) -> Self {
+        GivenUp {
+            step_status: StepStatus::Failed,
+            step_error: error.to_string(),
+            saga_status: SagaStatus::Compensating,
+            saga_error: format!("step {} {} failed: {error}", step.name, step.action.name),
+            consequence: "step failed for good; compensating",
+        }
+    }
+
+    /// The compensation of `step` failed for good: the saga is COMPENSATION_FAILED and needs a
+    /// human.
+    fn compensation(step: &Step, error: &SaasError) -> Self {
+        GivenUp {
+            step_status: StepStatus::CompensationFailed,
+            step_error: format!("compensation: {error}"),
+            saga_status: SagaStatus::CompensationFailed,
+            saga_error: format!(
+                "compensation {} of step {} failed: {error}",
+                step.compensation.name, step.name
+            ),
+            consequence: "saga needs a human: compensation failed",
+        }
+    }
+}
+
 /// What the stored state says comes next.
 enum Next {
     /// The saga is finished.
@@ -202,35 +240,33 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         deadline: Instant,
     ) -> Result<SagaRecord, EngineError> {
         async {
-            let mut record = self.load(transaction_id).await?;
-            let index = self.step_index(&record, step)?;
-            let definition = &self.saga.steps[index];
-            if record.steps[index].status == StepStatus::Succeeded {
-                info!(step, "step already succeeded; not called again");
+            let (mut record, index) = self.load_step(transaction_id, step).await?;
+            if already(&record, index, StepStatus::Succeeded) {
                 return Ok(record);
             }
+            let definition = &self.saga.steps[index];
             if !matches!(record.status, SagaStatus::Pending | SagaStatus::Running) {
-                return Err(invalid(&record, format!("cannot execute step {step}: the saga is {}", record.status)));
-            }
-            if let Some(earlier) = record.steps[..index].iter().find(|s| s.status != StepStatus::Succeeded) {
                 return Err(invalid(
                     &record,
-                    format!("cannot execute step {step} before step {} succeeded", earlier.name),
+                    format!("cannot execute step {step}: the saga is {}", record.status),
+                ));
+            }
+            if let Some(earlier) = record.steps[..index]
+                .iter()
+                .find(|s| s.status != StepStatus::Succeeded)
+            {
+                return Err(invalid(
+                    &record,
+                    format!(
+                        "cannot execute step {step} before step {} succeeded",
+                        earlier.name
+                    ),
                 ));
             }
             let call = StepCall::action(definition, &record.transaction_id, &record.request);
-            self.check_time_left(definition, &definition.action, deadline)?;
-            let result = self.caller.call(&call, deadline).await;
-            match result {
-                Ok(_) => {
-                    self.record_step_success(&mut record, index, 1).await?;
-                    Ok(record)
-                }
-                Err(error) => {
-                    warn!(step, action = definition.action.name, error = %error, retryable = error.is_retryable(), "step failed");
-                    Err(EngineError::Step { step: definition.name, action: definition.action.name, source: error })
-                }
-            }
+            self.call_once(&call, deadline, "step failed").await?;
+            self.record_step_success(&mut record, index, 1).await?;
+            Ok(record)
         }
         .instrument(self.span(transaction_id, "execute"))
         .await
@@ -248,60 +284,81 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         deadline: Instant,
     ) -> Result<SagaRecord, EngineError> {
         async {
-            let mut record = self.load(transaction_id).await?;
-            let index = self.step_index(&record, step)?;
-            let definition = &self.saga.steps[index];
-            if record.steps[index].status == StepStatus::Compensated {
-                info!(step, "step already compensated; not called again");
+            let (mut record, index) = self.load_step(transaction_id, step).await?;
+            if already(&record, index, StepStatus::Compensated) {
                 return Ok(record);
             }
-            match record.status {
-                SagaStatus::Pending | SagaStatus::Running => {
-                    let reason = error.unwrap_or_else(|| format!("step {step} failed"));
-                    let failed = &mut record.steps[index];
-                    if failed.status == StepStatus::Pending {
-                        failed.status = StepStatus::Failed;
-                        failed.error = Some(reason.clone());
-                        failed.updated_at = Some(now_rfc3339());
-                    }
-                    record.status = SagaStatus::Compensating;
-                    record.error = Some(reason);
-                    self.save(&mut record).await?;
-                    warn!(
-                        step,
-                        error = record.error.as_deref().unwrap_or_default(),
-                        "compensating"
-                    );
-                }
-                SagaStatus::Compensating => {}
-                status => {
-                    return Err(invalid(
-                        &record,
-                        format!("cannot compensate step {step}: the saga is {status}"),
-                    ));
-                }
-            }
+            self.enter_compensation(&mut record, index, error).await?;
+            let definition = &self.saga.steps[index];
             let call = StepCall::compensation(definition, &record.transaction_id, &record.request);
-            self.check_time_left(definition, &definition.compensation, deadline)?;
-            match self.caller.call(&call, deadline).await {
-                Ok(_) => {
-                    self.record_compensation_success(&mut record, index, 1)
-                        .await?;
-                    Ok(record)
-                }
-                Err(error) => {
-                    warn!(step, action = definition.compensation.name, error = %error,
-                          retryable = error.is_retryable(), "compensation failed");
-                    Err(EngineError::Step {
-                        step: definition.name,
-                        action: definition.compensation.name,
-                        source: error,
-                    })
-                }
-            }
+            self.call_once(&call, deadline, "compensation failed")
+                .await?;
+            self.record_compensation_success(&mut record, index, 1)
+                .await?;
+            Ok(record)
         }
         .instrument(self.span(transaction_id, "compensate"))
         .await
+    }
+
+    /// The first compensation of a saga still going forward records the failure that led
+    /// here (`error`, on the failed step if it is still PENDING) and turns the saga to
+    /// COMPENSATING before anything is undone; a saga already compensating is left as it is.
+    async fn enter_compensation(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        error: Option<String>,
+    ) -> Result<(), EngineError> {
+        let step = self.saga.steps[index].name;
+        match record.status {
+            SagaStatus::Pending | SagaStatus::Running => {
+                let reason = error.unwrap_or_else(|| format!("step {step} failed"));
+                let failed = &mut record.steps[index];
+                if failed.status == StepStatus::Pending {
+                    failed.status = StepStatus::Failed;
+                    failed.error = Some(reason.clone());
+                    failed.updated_at = Some(now_rfc3339());
+                }
+                record.status = SagaStatus::Compensating;
+                record.error = Some(reason);
+                self.save(record).await?;
+                warn!(
+                    step,
+                    error = record.error.as_deref().unwrap_or_default(),
+                    "compensating"
+                );
+                Ok(())
+            }
+            SagaStatus::Compensating => Ok(()),
+            status => Err(invalid(
+                record,
+                format!("cannot compensate step {step}: the saga is {status}"),
+            )),
+        }
+    }
+
+    /// Makes `call` once, as the Step Functions tasks do (retries are the state machine's); a
+    /// failure is logged as `failed` and returned with its classification.
+    async fn call_once(
+        &self,
+        call: &StepCall<'_>,
+        deadline: Instant,
+        failed: &'static str,
+    ) -> Result<(), EngineError> {
+        self.check_time_left(call.step, call.action, deadline)?;
+        match self.caller.call(call, deadline).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                warn!(step = call.step.name, action = call.action.name, error = %error,
+                      retryable = error.is_retryable(), "{failed}");
+                Err(EngineError::Step {
+                    step: call.step.name,
+                    action: call.action.name,
+                    source: error,
+                })
+            }
+        }
     }
 
     /// Step Functions `mark_failed`: a compensation of `step` failed for good; the saga becomes
@@ -313,8 +370,7 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         error: Option<String>,
     ) -> Result<SagaRecord, EngineError> {
         async {
-            let mut record = self.load(transaction_id).await?;
-            let index = self.step_index(&record, step)?;
+            let (mut record, index) = self.load_step(transaction_id, step).await?;
             match record.status {
                 SagaStatus::CompensationFailed => return Ok(record),
                 SagaStatus::Completed | SagaStatus::Compensated => {
@@ -357,6 +413,17 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
             .get(transaction_id)
             .await?
             .ok_or_else(|| EngineError::Store(StoreError::NotFound(transaction_id.to_owned())))
+    }
+
+    /// The saga and the index of `step` in it, for the Step Functions tasks.
+    async fn load_step(
+        &self,
+        transaction_id: &str,
+        step: &str,
+    ) -> Result<(SagaRecord, usize), EngineError> {
+        let record = self.load(transaction_id).await?;
+        let index = self.step_index(&record, step)?;
+        Ok((record, index))
     }
 
     fn step_index(&self, record: &SagaRecord, step: &str) -> Result<usize, EngineError> {
@@ -448,6 +515,30 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         }
         self.save(record).await?;
         info!(step = self.saga.steps[index].name, attempts, status = %record.status, "step compensated");
+        Ok(())
+    }
+
+    /// Records that a call of step `index` failed for good after `attempts` calls, as `given_up`
+    /// says: an action's failure is stored before any compensation runs, so a resumed saga never
+    /// goes forward again; a compensation's leaves the saga to a human.
+    async fn record_given_up(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        attempts: u32,
+        error: &SaasError,
+        given_up: GivenUp,
+    ) -> Result<(), EngineError> {
+        let failed = &mut record.steps[index];
+        failed.status = given_up.step_status;
+        failed.attempts = attempts;
+        failed.error = Some(given_up.step_error);
+        failed.updated_at = Some(now_rfc3339());
+        record.status = given_up.saga_status;
+        record.error = Some(given_up.saga_error);
+        self.save(record).await?;
+        let step = self.saga.steps[index].name;
+        warn!(step, attempts, error = %error, "{}", given_up.consequence);
         Ok(())
     }
 
@@ -559,33 +650,11 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
             }
             Ok(Called::Failed { attempts, error }) => {
                 let attempts = earlier + attempts;
-                self.record_step_failure(record, index, attempts, &error)
+                let given_up = GivenUp::action(step, &error);
+                self.record_given_up(record, index, attempts, &error, given_up)
                     .await
             }
         }
-    }
-
-    /// Records that step `index`'s action failed for good and the saga compensates. Stored
-    /// before any compensation runs, so a resumed saga never goes forward again.
-    async fn record_step_failure(
-        &self,
-        record: &mut SagaRecord,
-        index: usize,
-        attempts: u32,
-        error: &SaasError,
-    ) -> Result<(), EngineError> {
-        let step = &self.saga.steps[index];
-        let reason = format!("step {} {} failed: {error}", step.name, step.action.name);
-        let failed = &mut record.steps[index];
-        failed.status = StepStatus::Failed;
-        failed.attempts = attempts;
-        failed.error = Some(error.to_string());
-        failed.updated_at = Some(now_rfc3339());
-        record.status = SagaStatus::Compensating;
-        record.error = Some(reason);
-        self.save(record).await?;
-        warn!(step = step.name, attempts, error = %error, "step failed for good; compensating");
-        Ok(())
     }
 
     /// Calls the compensation of step `index` under the retry regime and records its success,
@@ -608,35 +677,11 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                     .await
             }
             Called::Failed { attempts, error } => {
-                self.record_compensation_failure(record, index, attempts, &error)
+                let given_up = GivenUp::compensation(step, &error);
+                self.record_given_up(record, index, attempts, &error, given_up)
                     .await
             }
         }
-    }
-
-    /// Records that step `index`'s compensation failed for good: the saga is
-    /// COMPENSATION_FAILED and needs a human.
-    async fn record_compensation_failure(
-        &self,
-        record: &mut SagaRecord,
-        index: usize,
-        attempts: u32,
-        error: &SaasError,
-    ) -> Result<(), EngineError> {
-        let step = &self.saga.steps[index];
-        let failed = &mut record.steps[index];
-        failed.status = StepStatus::CompensationFailed;
-        failed.attempts = attempts;
-        failed.error = Some(format!("compensation: {error}"));
-        failed.updated_at = Some(now_rfc3339());
-        record.status = SagaStatus::CompensationFailed;
-        record.error = Some(format!(
-            "compensation {} of step {} failed: {error}",
-            step.compensation.name, step.name
-        ));
-        self.save(record).await?;
-        warn!(step = step.name, attempts, error = %error, "saga needs a human: compensation failed");
-        Ok(())
     }
 
     /// Makes `call` under the retry regime and says whether it succeeded or failed for good;
@@ -716,6 +761,19 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         }
         Ok(())
     }
+}
+
+/// Whether step `index` is `done` already: a Step Functions task retried after its work was
+/// recorded, which calls nothing again.
+fn already(record: &SagaRecord, index: usize, done: StepStatus) -> bool {
+    let step = &record.steps[index];
+    if step.status != done {
+        return false;
+    }
+    // Reads "succeeded" or "compensated": the status the task would have set.
+    let status = done.as_str().to_lowercase();
+    info!(step = step.name, "step already {status}; not called again");
+    true
 }
 
 fn invalid(record: &SagaRecord, reason: String) -> EngineError {

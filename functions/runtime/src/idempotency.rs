@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::errors::IdempotencyError;
-use crate::store::{ClaimOutcome, IdempotencyClaim, IdempotencyStore};
+use crate::store::{ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
 
 /// How long a completed response is replayed when not configured otherwise (Powertools' default
 /// is one hour).
@@ -163,7 +163,12 @@ impl<S: IdempotencyStore> Idempotency<S> {
         }
         match work().await {
             Ok(response) => {
-                if let Err(e) = self.store.complete(key, &response, self.expiration()).await {
+                let completion = IdempotencyCompletion {
+                    key,
+                    response: &response,
+                    expiration: self.expiration(),
+                };
+                if let Err(e) = self.store.complete(&completion).await {
                     // The work is done and its answer is the truth: return it. A repeat within
                     // the in-progress window gets "in progress", after it the work runs again,
                     // which the callers' own idempotency (saga ids, SaaS keys) makes harmless.

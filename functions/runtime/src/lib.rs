@@ -9,13 +9,15 @@
 //! - [`errors`]: the errors and their Retryable / Permanent classification, mapped onto Lambda
 //!   error types;
 //! - [`telemetry`]: JSON logs where every line carries the `transaction_id`;
-//! - [`deadline`]: the invocation's wall-clock deadline on the monotonic clock.
+//! - [`deadline`]: the invocation's wall-clock deadline on the monotonic clock;
+//! - [`setup`]: the store and SaaS client a function opens once per instance.
 
 pub mod deadline;
 pub mod engine;
 pub mod errors;
 pub mod idempotency;
 pub mod model;
+pub mod setup;
 pub mod store;
 pub mod telemetry;
 

@@ -116,37 +116,29 @@ impl StepStatus {
 #[error("unknown status `{0}`")]
 pub struct UnknownStatus(pub String);
 
-impl FromStr for SagaStatus {
-    type Err = UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
-    }
+/// Both status enums are stored and shown by their names ([`SagaStatus::as_str`],
+/// [`StepStatus::as_str`]) and parsed back from them; the macro writes that pair of impls once.
+macro_rules! named_statuses {
+    ($($status:ty),+) => {$(
+        impl FromStr for $status {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|status| status.as_str() == s)
+                    .ok_or_else(|| UnknownStatus(s.to_owned()))
+            }
+        }
+
+        impl fmt::Display for $status {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
 }
 
-impl FromStr for StepStatus {
-    type Err = UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
-    }
-}
-
-impl fmt::Display for SagaStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for StepStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+named_statuses!(SagaStatus, StepStatus);
 
 /// The recorded state of one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

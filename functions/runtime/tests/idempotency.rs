@@ -12,7 +12,7 @@ use sagaform_runtime::errors::IdempotencyError;
 use sagaform_runtime::idempotency::{Idempotency, IdempotentResponse, RunError, payload_hash};
 use sagaform_runtime::model::new_transaction_id;
 use sagaform_runtime::store::{
-    ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore,
+    ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyStatus, IdempotencyStore,
 };
 use sagaform_testkit::{Backend, TestStore, purchase};
 use serde_json::{Value, json};
@@ -200,11 +200,11 @@ async fn an_expired_record_is_forgotten_even_when_completed(backend: Backend) {
         ClaimOutcome::Claimed
     );
     t.store()
-        .complete(
-            &key,
-            &json!({"old": true}),
-            SystemTime::now() - Duration::from_secs(5),
-        )
+        .complete(&IdempotencyCompletion {
+            key: &key,
+            response: &json!({"old": true}),
+            expiration: SystemTime::now() - Duration::from_secs(5),
+        })
         .await
         .unwrap();
     let other_hash = payload_hash(&json!({"a": 2}));

@@ -141,37 +141,34 @@ const COMPENSATION_RETRY: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_secs(2),
 };
 
+/// A step of the example saga: `service` is asked to `action` and, to undo it, to
+/// `compensation`, each attempt within `timeout_secs`; every step retries under the same
+/// policies, so a step of the saga reads as one line.
+const fn purchase_step(
+    name: &'static str,
+    service: &'static str,
+    action: &'static str,
+    compensation: &'static str,
+    timeout_secs: u64,
+) -> Step {
+    Step {
+        name,
+        service,
+        action: Action { name: action },
+        compensation: Action { name: compensation },
+        timeout: Duration::from_secs(timeout_secs),
+        retry: ACTION_RETRY,
+        compensation_retry: COMPENSATION_RETRY,
+    }
+}
+
 /// The example saga: an in-game purchase across three SaaS providers.
 pub const PURCHASE: Saga = Saga {
     name: "purchase",
     steps: &[
-        Step {
-            name: "stock",
-            service: "inventory",
-            action: Action { name: "reserve" },
-            compensation: Action { name: "release" },
-            timeout: Duration::from_secs(3),
-            retry: ACTION_RETRY,
-            compensation_retry: COMPENSATION_RETRY,
-        },
-        Step {
-            name: "payment",
-            service: "payments",
-            action: Action { name: "charge" },
-            compensation: Action { name: "refund" },
-            timeout: Duration::from_secs(5),
-            retry: ACTION_RETRY,
-            compensation_retry: COMPENSATION_RETRY,
-        },
-        Step {
-            name: "entitlement",
-            service: "entitlements",
-            action: Action { name: "grant" },
-            compensation: Action { name: "revoke" },
-            timeout: Duration::from_secs(3),
-            retry: ACTION_RETRY,
-            compensation_retry: COMPENSATION_RETRY,
-        },
+        purchase_step("stock", "inventory", "reserve", "release", 3),
+        purchase_step("payment", "payments", "charge", "refund", 5),
+        purchase_step("entitlement", "entitlements", "grant", "revoke", 3),
     ],
 };
 

@@ -21,7 +21,8 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use sagaform_contract::task::{Operation, TaskPayload};
 use sagaform_runtime::deadline::instant_before;
 use sagaform_runtime::errors::{ErrorClass, diagnostic};
-use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord, StoreConfig};
+use sagaform_runtime::setup::{SetupError, store_and_client_from_env};
+use sagaform_runtime::{ConfiguredStore, Engine, SagaRecord};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
@@ -32,17 +33,6 @@ use tracing::{Instrument, error, info, info_span, warn};
 #[derive(Debug, thiserror::Error)]
 #[error("invalid step payload: {0}")]
 pub struct PayloadError(String);
-
-/// The function's configuration or clients cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The state store.
-    #[error(transparent)]
-    Store(#[from] sagaform_runtime::StoreError),
-    /// The SaaS services.
-    #[error(transparent)]
-    Saas(#[from] sagaform_saas_client::ConfigError),
-}
 
 /// The step function.
 #[derive(Debug, Clone)]
@@ -66,9 +56,8 @@ impl StepHandler {
     }
 
     /// Reads the configuration from the process environment and opens the store and client.
-    pub async fn from_env() -> Result<StepHandler, ConfigError> {
-        let store = StoreConfig::from_env()?.connect().await?;
-        let client = SaasClient::from_env(&PURCHASE)?;
+    pub async fn from_env() -> Result<StepHandler, SetupError> {
+        let (store, client) = store_and_client_from_env(&PURCHASE).await?;
         Ok(StepHandler::new(store, client, Duration::from_millis(500)))
     }
 

@@ -37,10 +37,9 @@ use sagaform_contract::env as vars;
 use sagaform_runtime::deadline::instant_before;
 use sagaform_runtime::errors::{EngineError, ErrorClass, IdempotencyError};
 use sagaform_runtime::idempotency::{DEFAULT_EXPIRY, Idempotency};
-use sagaform_runtime::store::ClaimOutcome;
-use sagaform_runtime::{
-    ConfiguredStore, Engine, IdempotencyStore, SagaRecord, SagaStatus, StoreConfig,
-};
+use sagaform_runtime::setup::{SetupError, store_and_client_from_env};
+use sagaform_runtime::store::{ClaimOutcome, IdempotencyCompletion};
+use sagaform_runtime::{ConfiguredStore, Engine, IdempotencyStore, SagaRecord, SagaStatus};
 use sagaform_saas_client::SaasClient;
 use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
@@ -95,12 +94,9 @@ impl Default for WorkerSettings {
 /// The worker's configuration or clients cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The state store.
+    /// The state store or the SaaS services.
     #[error(transparent)]
-    Store(#[from] sagaform_runtime::StoreError),
-    /// The SaaS services.
-    #[error(transparent)]
-    Saas(#[from] sagaform_saas_client::ConfigError),
+    Setup(#[from] SetupError),
     /// A required environment variable is not set.
     #[error("environment variable {0} is not set; the stack's template sets it")]
     MissingVariable(&'static str),
@@ -207,8 +203,7 @@ impl Worker {
 
     /// Reads the configuration from the process environment and opens the store and clients.
     pub async fn from_env() -> Result<Worker, ConfigError> {
-        let store = StoreConfig::from_env()?.connect().await?;
-        let client = SaasClient::from_env(&PURCHASE)?;
+        let (store, client) = store_and_client_from_env(&PURCHASE).await?;
         let url = std::env::var(vars::QUEUE_URL)
             .ok()
             .filter(|url| !url.is_empty())
@@ -530,14 +525,12 @@ async fn remember_finished(
     status: SagaStatus,
     idempotency: &Idempotency<&ConfiguredStore>,
 ) {
-    if let Err(e) = store
-        .complete(
-            key,
-            &json!({"status": status.as_str()}),
-            idempotency.expiration(),
-        )
-        .await
-    {
+    let completion = IdempotencyCompletion {
+        key,
+        response: &json!({"status": status.as_str()}),
+        expiration: idempotency.expiration(),
+    };
+    if let Err(e) = store.complete(&completion).await {
         // The saga is finished either way; a duplicate finds that out from its state.
         warn!(error = %e, "could not record the finished saga's idempotency key");
     }

@@ -283,6 +283,16 @@ fn wrap(tag: Option<&'static str>, node: Node) -> Node {
     }
 }
 
+/// Writes the serializer methods of the primitives a node holds as they are or widened (an `i8`
+/// as the `i64` of [`Node::Int`]), one line each instead of one function each.
+macro_rules! serialize_primitives {
+    ($($method:ident($primitive:ty) => $node:ident),+ $(,)?) => {$(
+        fn $method(self, v: $primitive) -> Result<Node, YamlError> {
+            Ok(Node::$node(v.into()))
+        }
+    )+};
+}
+
 impl ser::Serializer for NodeSerializer {
     type Ok = Node;
     type Error = YamlError;
@@ -294,38 +304,18 @@ impl ser::Serializer for NodeSerializer {
     type SerializeStruct = MapBuilder;
     type SerializeStructVariant = MapBuilder;
 
-    fn serialize_bool(self, v: bool) -> Result<Node, YamlError> {
-        Ok(Node::Bool(v))
-    }
-    fn serialize_i8(self, v: i8) -> Result<Node, YamlError> {
-        Ok(Node::Int(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Node, YamlError> {
-        Ok(Node::Int(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Node, YamlError> {
-        Ok(Node::Int(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Node, YamlError> {
-        Ok(Node::Int(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Node, YamlError> {
-        Ok(Node::UInt(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Node, YamlError> {
-        Ok(Node::UInt(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Node, YamlError> {
-        Ok(Node::UInt(v.into()))
-    }
-    fn serialize_u64(self, v: u64) -> Result<Node, YamlError> {
-        Ok(Node::UInt(v))
-    }
-    fn serialize_f32(self, v: f32) -> Result<Node, YamlError> {
-        Ok(Node::Float(v.into()))
-    }
-    fn serialize_f64(self, v: f64) -> Result<Node, YamlError> {
-        Ok(Node::Float(v))
+    serialize_primitives! {
+        serialize_bool(bool) => Bool,
+        serialize_i8(i8) => Int,
+        serialize_i16(i16) => Int,
+        serialize_i32(i32) => Int,
+        serialize_i64(i64) => Int,
+        serialize_u8(u8) => UInt,
+        serialize_u16(u16) => UInt,
+        serialize_u32(u32) => UInt,
+        serialize_u64(u64) => UInt,
+        serialize_f32(f32) => Float,
+        serialize_f64(f64) => Float,
     }
     fn serialize_char(self, v: char) -> Result<Node, YamlError> {
         Ok(Node::Str(v.to_string()))
@@ -438,38 +428,28 @@ impl ser::SerializeSeq for SeqBuilder {
     }
 }
 
-impl ser::SerializeTuple for SeqBuilder {
-    type Ok = Node;
-    type Error = YamlError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), YamlError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Node, YamlError> {
-        ser::SerializeSeq::end(self)
-    }
+/// Tuples of every kind are written as sequences, so their serializer traits only forward to
+/// `SerializeSeq`; the macro writes that forwarding once for the three traits.
+macro_rules! serialize_as_seq {
+    ($($tuple_trait:ident :: $add:ident),+ $(,)?) => {$(
+        impl ser::$tuple_trait for SeqBuilder {
+            type Ok = Node;
+            type Error = YamlError;
+            fn $add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), YamlError> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> Result<Node, YamlError> {
+                ser::SerializeSeq::end(self)
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTupleStruct for SeqBuilder {
-    type Ok = Node;
-    type Error = YamlError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), YamlError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Node, YamlError> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqBuilder {
-    type Ok = Node;
-    type Error = YamlError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), YamlError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Node, YamlError> {
-        ser::SerializeSeq::end(self)
-    }
-}
+serialize_as_seq!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl ser::SerializeMap for MapBuilder {
     type Ok = Node;

@@ -196,7 +196,19 @@ fn functions(root: Node<'_>, saga: &Saga) -> Result<FunctionsConfig, ConfigError
     if let Err(reason) = check_log_filter(log_level) {
         return Err(node.error("log_level", reason));
     }
+    let by_role = function_settings(node)?;
+    check_timeouts_fit_saga(node, &by_role, saga)?;
+    Ok(FunctionsConfig {
+        architecture,
+        by_role,
+        log_level: log_level.to_owned(),
+    })
+}
 
+/// The memory, timeout and reserved concurrency of each function, from its table.
+fn function_settings(
+    node: Node<'_>,
+) -> Result<BTreeMap<FunctionRole, FunctionSettings>, ConfigError> {
     let mut by_role = BTreeMap::new();
     for role in FunctionRole::ALL {
         let settings = node.table(
@@ -221,7 +233,15 @@ fn functions(root: Node<'_>, saga: &Saga) -> Result<FunctionsConfig, ConfigError
             },
         );
     }
+    Ok(by_role)
+}
 
+/// Checks that each function's timeout covers what it runs of `saga`.
+fn check_timeouts_fit_saga(
+    node: Node<'_>,
+    by_role: &BTreeMap<FunctionRole, FunctionSettings>,
+    saga: &Saga,
+) -> Result<(), ConfigError> {
     // The orchestrator runs the whole saga inside one API invocation and a worker one whole saga
     // per message: either must outlive every step and compensation with all their retries, or
     // a slow downstream leaves sagas half done until a human looks.
@@ -265,12 +285,7 @@ fn functions(root: Node<'_>, saga: &Saga) -> Result<FunctionsConfig, ConfigError
             ));
         }
     }
-
-    Ok(FunctionsConfig {
-        architecture,
-        by_role,
-        log_level: log_level.to_owned(),
-    })
+    Ok(())
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
@@ -326,6 +341,45 @@ fn queue(root: Node<'_>, functions: &FunctionsConfig) -> Result<QueueConfig, Con
         0..=300,
         "sqs event source mapping",
     )?;
+    check_batching(node, fifo, batch_size, batching_window_seconds)?;
+    let maximum_concurrency =
+        node.int("maximum_concurrency", 2..=1000, "sqs event source mapping")?;
+    check_concurrency_fits_worker(node, maximum_concurrency, functions)?;
+    let visibility_timeout_seconds = node.int(
+        "visibility_timeout_seconds",
+        0..=43200,
+        "sqs visibility timeout",
+    )?;
+    check_visibility_covers_worker(
+        node,
+        visibility_timeout_seconds,
+        batching_window_seconds,
+        functions,
+    )?;
+    let message_retention_seconds = node.int(
+        "message_retention_seconds",
+        60..=1_209_600,
+        "sqs message retention",
+    )?;
+    Ok(QueueConfig {
+        fifo,
+        max_receive_count,
+        batch_size,
+        batching_window: Duration::from_secs(batching_window_seconds.into()),
+        maximum_concurrency,
+        visibility_timeout: Duration::from_secs(visibility_timeout_seconds.into()),
+        message_retention: Duration::from_secs(message_retention_seconds.into()),
+    })
+}
+
+/// Checks the batch size and batching window against each other and the limits of a FIFO
+/// queue.
+fn check_batching(
+    node: Node<'_>,
+    fifo: bool,
+    batch_size: u32,
+    batching_window_seconds: u32,
+) -> Result<(), ConfigError> {
     if fifo && batch_size > 10 {
         return Err(node.error(
             "batch_size",
@@ -344,8 +398,15 @@ fn queue(root: Node<'_>, functions: &FunctionsConfig) -> Result<QueueConfig, Con
             format!("must be at least 1 when batch_size ({batch_size}) is over 10"),
         ));
     }
-    let maximum_concurrency =
-        node.int("maximum_concurrency", 2..=1000, "sqs event source mapping")?;
+    Ok(())
+}
+
+/// Checks that the event source mapping does not start more workers than may run.
+fn check_concurrency_fits_worker(
+    node: Node<'_>,
+    maximum_concurrency: u32,
+    functions: &FunctionsConfig,
+) -> Result<(), ConfigError> {
     if let Some(reserved) = functions.by_role[&FunctionRole::Worker].reserved_concurrency
         && maximum_concurrency > reserved
     {
@@ -356,11 +417,17 @@ fn queue(root: Node<'_>, functions: &FunctionsConfig) -> Result<QueueConfig, Con
             ),
         ));
     }
-    let visibility_timeout_seconds = node.int(
-        "visibility_timeout_seconds",
-        0..=43200,
-        "sqs visibility timeout",
-    )?;
+    Ok(())
+}
+
+/// Checks that a message stays invisible while workers may still be on it: six worker
+/// timeouts (the margin AWS recommends for Lambda consumers) plus the batching window.
+fn check_visibility_covers_worker(
+    node: Node<'_>,
+    visibility_timeout_seconds: u32,
+    batching_window_seconds: u32,
+    functions: &FunctionsConfig,
+) -> Result<(), ConfigError> {
     let worker_timeout = functions.by_role[&FunctionRole::Worker].timeout.as_secs();
     let needed = 6 * worker_timeout + u64::from(batching_window_seconds);
     if u64::from(visibility_timeout_seconds) < needed {
@@ -371,20 +438,7 @@ fn queue(root: Node<'_>, functions: &FunctionsConfig) -> Result<QueueConfig, Con
             ),
         ));
     }
-    let message_retention_seconds = node.int(
-        "message_retention_seconds",
-        60..=1_209_600,
-        "sqs message retention",
-    )?;
-    Ok(QueueConfig {
-        fifo,
-        max_receive_count,
-        batch_size,
-        batching_window: Duration::from_secs(batching_window_seconds.into()),
-        maximum_concurrency,
-        visibility_timeout: Duration::from_secs(visibility_timeout_seconds.into()),
-        message_retention: Duration::from_secs(message_retention_seconds.into()),
-    })
+    Ok(())
 }
 
 fn api(root: Node<'_>) -> Result<ApiConfig, ConfigError> {

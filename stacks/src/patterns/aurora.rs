@@ -549,15 +549,34 @@ fn add_route_table_associations(stack: &mut StackBuilder<'_>) -> Result<(), CfnE
     Ok(())
 }
 
-/// The capacity and connections alarms of the cluster, sharing what to look at.
+/// The capacity and connections alarms of the cluster.
 fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
-    let env = stack.env;
-    let cluster = || vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))];
-    let look_at = vec![
+    add_capacity_alarm(stack)?;
+    add_connections_alarm(stack)
+}
+
+/// What to look at when the database runs short of capacity or connections.
+fn database_look_at() -> Vec<String> {
+    vec![
         "The cluster's `ACUUtilization`, `ServerlessDatabaseCapacity` and `DatabaseConnections` metrics, and the proxy's `ClientConnections` and `DatabaseConnectionsCurrentlyBorrowed`.".to_owned(),
         "Performance Insights of the writer instance for the queries holding capacity or connections (the proxy endpoint is reachable only from inside the VPC).".to_owned(),
         "Sagas piling up in RUNNING, which the query below lists.".to_owned(),
-    ];
+    ]
+}
+
+/// A metric of the cluster, as `statistic` over the period.
+fn cluster_metric(name: &'static str, statistic: Statistic) -> Watched {
+    Watched::Metric {
+        namespace: "AWS/RDS",
+        name,
+        dimensions: vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))],
+        statistic,
+    }
+}
+
+/// The alarm on the cluster nearing its maximum capacity.
+fn add_capacity_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+    let env = stack.env;
     add_alarm(
         stack,
         AlarmSpec {
@@ -568,21 +587,21 @@ fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
                 "The Aurora cluster uses more than {} % of its maximum capacity ({} ACUs); beyond it, queries queue and sagas slow down.",
                 env.alarms.aurora_capacity_percent, env.aurora.max_capacity
             ),
-            watched: Watched::Metric {
-                namespace: "AWS/RDS",
-                name: "ACUUtilization",
-                dimensions: cluster(),
-                statistic: Statistic::Average,
-            },
+            watched: cluster_metric("ACUUtilization", Statistic::Average),
             threshold: f64::from(env.alarms.aurora_capacity_percent),
             comparison: ComparisonOperator::GreaterThanThreshold,
-            look_at: look_at.clone(),
+            look_at: database_look_at(),
             commands: vec![
                 stack.stuck_sagas_command("RUNNING"),
                 stack.saga_show_command(),
             ],
         },
-    )?;
+    )
+}
+
+/// The alarm on the cluster holding more connections than the proxy should let through.
+fn add_connections_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+    let env = stack.env;
     add_alarm(
         stack,
         AlarmSpec {
@@ -593,19 +612,13 @@ fn add_database_alarms(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
                 "The Aurora cluster holds more than {} connections; the proxy should keep this low, so functions may be bypassing it or holding transactions open.",
                 env.alarms.aurora_connections
             ),
-            watched: Watched::Metric {
-                namespace: "AWS/RDS",
-                name: "DatabaseConnections",
-                dimensions: cluster(),
-                statistic: Statistic::Maximum,
-            },
+            watched: cluster_metric("DatabaseConnections", Statistic::Maximum),
             threshold: f64::from(env.alarms.aurora_connections),
             comparison: ComparisonOperator::GreaterThanThreshold,
-            look_at,
+            look_at: database_look_at(),
             commands: vec![stack.stuck_sagas_command("RUNNING")],
         },
-    )?;
-    Ok(())
+    )
 }
 
 #[cfg(test)]

@@ -90,51 +90,46 @@ fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
 /// The saga table: keyed by `transaction_id`, with the `by-status` index (status, then
 /// `updated_at`) to find stuck sagas, and TTL on `expires_at`.
 fn saga_table(stack: &StackBuilder<'_>) -> Table {
-    Table {
-        table_name: None,
-        billing_mode: BillingMode::PayPerRequest,
-        attribute_definitions: vec![
-            string_attribute("transaction_id"),
-            string_attribute("status"),
-            string_attribute("updated_at"),
+    let status_index = GlobalSecondaryIndex {
+        index_name: STATUS_INDEX.to_owned(),
+        key_schema: vec![
+            key("status", KeyType::Hash),
+            key("updated_at", KeyType::Range),
         ],
-        key_schema: vec![key("transaction_id", KeyType::Hash)],
-        global_secondary_indexes: vec![GlobalSecondaryIndex {
-            index_name: STATUS_INDEX.to_owned(),
-            key_schema: vec![
-                key("status", KeyType::Hash),
-                key("updated_at", KeyType::Range),
-            ],
-            projection: Projection {
-                projection_type: ProjectionType::All,
-            },
-        }],
-        time_to_live_specification: TimeToLiveSpecification {
-            attribute_name: "expires_at".to_owned(),
-            enabled: true,
+        projection: Projection {
+            projection_type: ProjectionType::All,
         },
-        point_in_time_recovery_specification: PointInTimeRecoverySpecification {
-            point_in_time_recovery_enabled: true,
-        },
-        sse_specification: SseSpecification {
-            sse_enabled: true,
-            sse_type: SseType::Kms,
-        },
-        deletion_protection_enabled: stack.env.production,
-        tags: stack.tags.list(),
-    }
+    };
+    table(
+        stack,
+        &["transaction_id", "status", "updated_at"],
+        vec![status_index],
+        "expires_at",
+    )
 }
 
 /// The idempotency table: keyed by `id`, with TTL on `expiration`.
 fn idempotency_table(stack: &StackBuilder<'_>) -> Table {
+    table(stack, &["id"], Vec::new(), "expiration")
+}
+
+/// An on-demand table with string `attributes`, keyed by the first of them, expiring items by
+/// `ttl_attribute`; both tables are encrypted with KMS, recoverable to a point in time and, in
+/// production, protected from deletion.
+fn table(
+    stack: &StackBuilder<'_>,
+    attributes: &[&str],
+    global_secondary_indexes: Vec<GlobalSecondaryIndex>,
+    ttl_attribute: &str,
+) -> Table {
     Table {
         table_name: None,
         billing_mode: BillingMode::PayPerRequest,
-        attribute_definitions: vec![string_attribute("id")],
-        key_schema: vec![key("id", KeyType::Hash)],
-        global_secondary_indexes: Vec::new(),
+        attribute_definitions: attributes.iter().copied().map(string_attribute).collect(),
+        key_schema: vec![key(attributes[0], KeyType::Hash)],
+        global_secondary_indexes,
         time_to_live_specification: TimeToLiveSpecification {
-            attribute_name: "expiration".to_owned(),
+            attribute_name: ttl_attribute.to_owned(),
             enabled: true,
         },
         point_in_time_recovery_specification: PointInTimeRecoverySpecification {
@@ -210,6 +205,16 @@ fn add_table_alarms(
     add_system_errors_alarm(stack, table, short, operations)
 }
 
+/// The total over the period of DynamoDB `metrics` (name and dimensions), shown as `label`.
+fn dynamodb_sum(metrics: Vec<(String, Vec<Dimension>)>, label: String) -> Watched {
+    Watched::SumOf {
+        namespace: "AWS/DynamoDB",
+        metrics,
+        statistic: Statistic::Sum,
+        label,
+    }
+}
+
 /// The read and write throttle events of `table` and of each of its `indexes`.
 fn throttle_metrics(table: &str, indexes: &[&str]) -> Vec<(String, Vec<Dimension>)> {
     // DynamoDB reports a global secondary index's throttles under the table and the index name,
@@ -259,12 +264,10 @@ fn add_throttles_alarm(
             meaning: format!(
                 "Requests to the {short} table{index_names} were throttled (read plus write throttle events reached {throttles} in a period); on-demand tables throttle on sudden traffic jumps or hot keys."
             ),
-            watched: Watched::SumOf {
-                namespace: "AWS/DynamoDB",
-                metrics: throttle_metrics(table, indexes),
-                statistic: Statistic::Sum,
-                label: format!("{short} table throttle events"),
-            },
+            watched: dynamodb_sum(
+                throttle_metrics(table, indexes),
+                format!("{short} table throttle events"),
+            ),
             threshold: f64::from(throttles),
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
             look_at,
@@ -305,12 +308,7 @@ fn add_system_errors_alarm(
             meaning: format!(
                 "DynamoDB answered requests to the {short} table with HTTP 500 errors (an AWS-side problem); the functions' SDK retries them, sagas may be delayed."
             ),
-            watched: Watched::SumOf {
-                namespace: "AWS/DynamoDB",
-                metrics,
-                statistic: Statistic::Sum,
-                label: format!("{short} table system errors"),
-            },
+            watched: dynamodb_sum(metrics, format!("{short} table system errors")),
             threshold: 0.0,
             comparison: ComparisonOperator::GreaterThanThreshold,
             look_at: vec![

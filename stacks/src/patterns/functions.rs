@@ -13,7 +13,7 @@ use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter}
 use sagaform_saga::PURCHASE;
 
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
-use crate::cfn::iam::{InlinePolicy, PolicyDocument, Role, Statement, actions};
+use crate::cfn::iam::{Action, InlinePolicy, PolicyDocument, Role, Statement, actions};
 use crate::cfn::lambda::{
     Architecture, Code, Environment, Function, LogFormat, LoggingConfig, Runtime,
 };
@@ -58,6 +58,23 @@ struct Grants {
     variables: Vec<(String, Expr)>,
 }
 
+impl Grants {
+    /// `actions` on the work queue (statement `sid`), and the queue's URL to use them on.
+    fn work_queue(queues: &Queues, sid: &str, actions: Vec<Action>) -> Grants {
+        Grants {
+            statements: vec![Statement::allow(
+                sid,
+                actions,
+                vec![Expr::get_att(queues.work_queue, "Arn")],
+            )],
+            variables: vec![(
+                vars::QUEUE_URL.to_owned(),
+                Expr::reference(queues.work_queue),
+            )],
+        }
+    }
+}
+
 impl Capability<'_> {
     /// The capability's place in the role and the environment, so that the template does not
     /// depend on the order a pattern lists them in.
@@ -73,33 +90,19 @@ impl Capability<'_> {
 
     fn grants(&self, env: &EnvConfig) -> Grants {
         match *self {
-            Capability::SendsToQueue(queues) => Grants {
-                statements: vec![Statement::allow(
-                    "SendToWorkQueue",
-                    vec![actions::SQS_SEND_MESSAGE],
-                    vec![Expr::get_att(queues.work_queue, "Arn")],
-                )],
-                variables: vec![(
-                    vars::QUEUE_URL.to_owned(),
-                    Expr::reference(queues.work_queue),
-                )],
-            },
-            Capability::ConsumesQueue(queues) => Grants {
-                statements: vec![Statement::allow(
-                    "ConsumeWorkQueue",
-                    vec![
-                        actions::SQS_RECEIVE_MESSAGE,
-                        actions::SQS_DELETE_MESSAGE,
-                        actions::SQS_CHANGE_MESSAGE_VISIBILITY,
-                        actions::SQS_GET_QUEUE_ATTRIBUTES,
-                    ],
-                    vec![Expr::get_att(queues.work_queue, "Arn")],
-                )],
-                variables: vec![(
-                    vars::QUEUE_URL.to_owned(),
-                    Expr::reference(queues.work_queue),
-                )],
-            },
+            Capability::SendsToQueue(queues) => {
+                Grants::work_queue(queues, "SendToWorkQueue", vec![actions::SQS_SEND_MESSAGE])
+            }
+            Capability::ConsumesQueue(queues) => Grants::work_queue(
+                queues,
+                "ConsumeWorkQueue",
+                vec![
+                    actions::SQS_RECEIVE_MESSAGE,
+                    actions::SQS_DELETE_MESSAGE,
+                    actions::SQS_CHANGE_MESSAGE_VISIBILITY,
+                    actions::SQS_GET_QUEUE_ATTRIBUTES,
+                ],
+            ),
             Capability::StartsExecutions(machine) => Grants {
                 statements: vec![Statement::allow(
                     "StartSagaExecutions",
@@ -152,41 +155,89 @@ pub(super) fn add_function(
     store: &StoreAccess,
     capabilities: &[Capability<'_>],
 ) -> Result<FunctionRef, CfnError> {
-    let env = stack.env;
-    let settings = &env.functions.by_role[&role];
-    let function_id = role.logical_id();
-    let role_id = format!("{function_id}Role");
-    let log_group_id = format!("{function_id}LogGroup");
-    let physical_name = role.physical_name_sub();
+    let ids = FunctionIds::of(role);
+    add_log_group(stack, role, &ids.log_group)?;
+    let grants = capability_grants(stack.env, capabilities);
+    let statements = role_statements(&ids.log_group, store, &grants);
+    add_role(stack, role, &ids.role, statements)?;
+    let variables = function_variables(stack, store, grants);
+    let function = function(stack, role, &ids, description, store, variables);
+    stack.add(&ids.function, function)?;
+    add_function_alarms(stack, role, &ids.function)?;
+    Ok(FunctionRef {
+        role,
+        logical_id: ids.function,
+    })
+}
 
+/// The logical ids of a function's resources.
+struct FunctionIds {
+    function: String,
+    role: String,
+    log_group: String,
+}
+
+impl FunctionIds {
+    fn of(role: FunctionRole) -> Self {
+        let function = role.logical_id();
+        FunctionIds {
+            role: format!("{function}Role"),
+            log_group: format!("{function}LogGroup"),
+            function,
+        }
+    }
+}
+
+/// Adds the function's log group, explicit so that it has the configured retention.
+fn add_log_group(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    log_group_id: &str,
+) -> Result<(), CfnError> {
     stack.add(
-        &log_group_id,
+        log_group_id,
         LogGroup {
-            log_group_name: Expr::sub(format!("/aws/lambda/{physical_name}")),
-            retention_in_days: Some(env.log_retention_days),
+            log_group_name: Expr::sub(format!("/aws/lambda/{}", role.physical_name_sub())),
+            retention_in_days: Some(stack.env.log_retention_days),
             tags: stack.tags.list(),
         },
-    )?;
+    )
+}
 
+/// The grants of `capabilities`, in their fixed order.
+fn capability_grants(env: &EnvConfig, capabilities: &[Capability<'_>]) -> Vec<Grants> {
     let mut capabilities = capabilities.to_vec();
     capabilities.sort_by_key(Capability::rank);
-    let grants: Vec<Grants> = capabilities.iter().map(|c| c.grants(env)).collect();
+    capabilities.iter().map(|c| c.grants(env)).collect()
+}
 
+/// The statements of the function's role: writing its own logs, reaching the store, what its
+/// capabilities grant, and managing its network interfaces when it runs in the VPC.
+fn role_statements(log_group_id: &str, store: &StoreAccess, grants: &[Grants]) -> Vec<Statement> {
     let mut statements = vec![Statement::allow(
         "WriteOwnLogs",
         vec![
             actions::LOGS_CREATE_LOG_STREAM,
             actions::LOGS_PUT_LOG_EVENTS,
         ],
-        vec![Expr::get_att(&log_group_id, "Arn")],
+        vec![Expr::get_att(log_group_id, "Arn")],
     )];
     statements.extend(store.statements.iter().cloned());
     statements.extend(grants.iter().flat_map(|g| g.statements.iter().cloned()));
     if store.vpc.is_some() {
         statements.extend(vpc_network_statements());
     }
-    add_role(stack, role, &role_id, statements)?;
+    statements
+}
 
+/// The function's environment: pattern and store kind, the store's variables, those of its
+/// capabilities, and the log level.
+fn function_variables(
+    stack: &StackBuilder<'_>,
+    store: &StoreAccess,
+    grants: Vec<Grants>,
+) -> IndexMap<String, Expr> {
+    let env = stack.env;
     let mut variables: IndexMap<String, Expr> = IndexMap::new();
     variables.insert(vars::PATTERN.to_owned(), Expr::str(stack.pattern.name()));
     variables.insert(
@@ -196,40 +247,46 @@ pub(super) fn add_function(
     variables.extend(store.variables.iter().cloned());
     variables.extend(grants.into_iter().flat_map(|g| g.variables));
     variables.insert("RUST_LOG".to_owned(), Expr::str(&env.functions.log_level));
+    variables
+}
 
-    stack.add(
-        &function_id,
-        Function {
-            function_name: Expr::sub(&physical_name),
-            description: description.to_owned(),
-            runtime: Runtime::ProvidedAl2023,
-            handler: "bootstrap".to_owned(),
-            architectures: vec![match env.functions.architecture {
-                config::Architecture::Arm64 => Architecture::Arm64,
-                config::Architecture::X86_64 => Architecture::X86_64,
-            }],
-            code: Code {
-                s3_bucket: Expr::reference(ARTIFACT_BUCKET_PARAMETER),
-                s3_key: Expr::reference(code_key_parameter(role.name())),
-            },
-            memory_size: settings.memory_mb,
-            timeout: u32::try_from(ceil_seconds(settings.timeout)).unwrap_or(u32::MAX),
-            reserved_concurrent_executions: settings.reserved_concurrency,
-            role: Expr::get_att(&role_id, "Arn"),
-            environment: Environment { variables },
-            logging_config: LoggingConfig {
-                log_format: LogFormat::Json,
-                log_group: Expr::reference(&log_group_id),
-            },
-            vpc_config: store.vpc.clone(),
-            tags: stack.tags.list(),
+/// The function resource: its code from the artifact bucket, its configured size and limits,
+/// JSON logs to its log group.
+fn function(
+    stack: &StackBuilder<'_>,
+    role: FunctionRole,
+    ids: &FunctionIds,
+    description: &str,
+    store: &StoreAccess,
+    variables: IndexMap<String, Expr>,
+) -> Function {
+    let env = stack.env;
+    let settings = &env.functions.by_role[&role];
+    Function {
+        function_name: Expr::sub(role.physical_name_sub()),
+        description: description.to_owned(),
+        runtime: Runtime::ProvidedAl2023,
+        handler: "bootstrap".to_owned(),
+        architectures: vec![match env.functions.architecture {
+            config::Architecture::Arm64 => Architecture::Arm64,
+            config::Architecture::X86_64 => Architecture::X86_64,
+        }],
+        code: Code {
+            s3_bucket: Expr::reference(ARTIFACT_BUCKET_PARAMETER),
+            s3_key: Expr::reference(code_key_parameter(role.name())),
         },
-    )?;
-    add_function_alarms(stack, role, &function_id)?;
-    Ok(FunctionRef {
-        role,
-        logical_id: function_id,
-    })
+        memory_size: settings.memory_mb,
+        timeout: u32::try_from(ceil_seconds(settings.timeout)).unwrap_or(u32::MAX),
+        reserved_concurrent_executions: settings.reserved_concurrency,
+        role: Expr::get_att(&ids.role, "Arn"),
+        environment: Environment { variables },
+        logging_config: LoggingConfig {
+            log_format: LogFormat::Json,
+            log_group: Expr::reference(&ids.log_group),
+        },
+        vpc_config: store.vpc.clone(),
+        tags: stack.tags.list(),
+    }
 }
 
 /// Lambda manages the network interfaces of a function in a VPC with the execution role. The
@@ -291,21 +348,48 @@ fn add_function_alarms(
     role: FunctionRole,
     function_id: &str,
 ) -> Result<(), CfnError> {
-    let env = stack.env;
-    let settings = &env.functions.by_role[&role];
-    let name = role.name();
     let function_name = role.physical_name(&stack.stack_name());
-    let log_group_name = format!("/aws/lambda/{function_name}");
-    let look_at = vec![
-        format!(
-            "The function's JSON logs in {}; every line carries `transaction_id` next to the Lambda request id.",
-            stack.logs_location(&log_group_name)
-        ),
-        "The saga's state and step history in the state store (`cargo xtask saga show`)."
-            .to_owned(),
-    ];
-    let logs_command = stack.filter_logs_command(&log_group_name);
-    let errors_threshold = f64::from(env.alarms.lambda_errors);
+    let logs = FunctionLogs::of(stack, &function_name);
+    add_errors_alarm(stack, role, function_id, &logs)?;
+    add_throttles_alarm(stack, role, function_id, &function_name, logs.command)
+}
+
+/// Where a deployed function's logs are: for reading in the console, and the command that
+/// filters them.
+struct FunctionLogs {
+    location: String,
+    command: String,
+}
+
+impl FunctionLogs {
+    fn of(stack: &StackBuilder<'_>, function_name: &str) -> Self {
+        let log_group_name = format!("/aws/lambda/{function_name}");
+        FunctionLogs {
+            location: stack.logs_location(&log_group_name),
+            command: stack.filter_logs_command(&log_group_name),
+        }
+    }
+}
+
+/// A Lambda metric of the function, summed over the period.
+fn lambda_metric(name: &'static str, function_id: &str) -> Watched {
+    Watched::Metric {
+        namespace: "AWS/Lambda",
+        name,
+        dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
+        statistic: Statistic::Sum,
+    }
+}
+
+/// The alarm on the function failing: an unhandled error, a timeout or a crash.
+fn add_errors_alarm(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    function_id: &str,
+    logs: &FunctionLogs,
+) -> Result<(), CfnError> {
+    let name = role.name();
+    let errors = stack.env.alarms.lambda_errors;
     add_alarm(
         stack,
         AlarmSpec {
@@ -313,22 +397,38 @@ fn add_function_alarms(
             anchor: format!("{name}-function-errors"),
             title: format!("{name} function errors"),
             meaning: format!(
-                "The {name} function failed (an unhandled error, a timeout or a crash) at least {} time(s) in a period.",
-                env.alarms.lambda_errors
+                "The {name} function failed (an unhandled error, a timeout or a crash) at least {errors} time(s) in a period."
             ),
-            watched: Watched::Metric {
-                namespace: "AWS/Lambda",
-                name: "Errors",
-                dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
-                statistic: Statistic::Sum,
-            },
-            threshold: errors_threshold,
+            watched: lambda_metric("Errors", function_id),
+            threshold: f64::from(errors),
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
-            look_at: look_at.clone(),
-            commands: vec![logs_command.clone(), stack.saga_show_command()],
+            look_at: vec![
+                format!(
+                    "The function's JSON logs in {}; every line carries `transaction_id` next to the Lambda request id.",
+                    logs.location
+                ),
+                "The saga's state and step history in the state store (`cargo xtask saga show`)."
+                    .to_owned(),
+            ],
+            commands: vec![logs.command.clone(), stack.saga_show_command()],
         },
-    )?;
-    let throttles_threshold = f64::from(env.alarms.lambda_throttles);
+    )
+}
+
+/// The alarm on invocations of the function refused for lack of concurrency.
+fn add_throttles_alarm(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    function_id: &str,
+    function_name: &str,
+    logs_command: String,
+) -> Result<(), CfnError> {
+    let env = stack.env;
+    let name = role.name();
+    let reserved = env.functions.by_role[&role]
+        .reserved_concurrency
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
     add_alarm(
         stack,
         AlarmSpec {
@@ -336,19 +436,10 @@ fn add_function_alarms(
             anchor: format!("{name}-function-throttles"),
             title: format!("{name} function throttles"),
             meaning: format!(
-                "Invocations of the {name} function were refused for lack of concurrency (reserved concurrency{} or the account limit).",
-                settings
-                    .reserved_concurrency
-                    .map(|c| format!(" {c}"))
-                    .unwrap_or_default()
+                "Invocations of the {name} function were refused for lack of concurrency (reserved concurrency{reserved} or the account limit)."
             ),
-            watched: Watched::Metric {
-                namespace: "AWS/Lambda",
-                name: "Throttles",
-                dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
-                statistic: Statistic::Sum,
-            },
-            threshold: throttles_threshold,
+            watched: lambda_metric("Throttles", function_id),
+            threshold: f64::from(env.alarms.lambda_throttles),
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
             look_at: vec![
                 format!(
@@ -361,25 +452,33 @@ fn add_function_alarms(
                     env.source.display()
                 ),
             ],
-            commands: vec![
-                format!(
-                    "{} --function-name {function_name}",
-                    stack.aws("lambda get-function-concurrency")
-                ),
-                format!(
-                    "{} --query AccountLimit",
-                    stack.aws("lambda get-account-settings")
-                ),
-                format!(
-                    "{} --namespace AWS/Lambda --metric-name ConcurrentExecutions --dimensions Name=FunctionName,Value={function_name} --start-time $(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ) --end-time $(date -u +%Y-%m-%dT%H:%M:%SZ) --period 60 --statistics Maximum",
-                    stack.aws("cloudwatch get-metric-statistics")
-                ),
-                logs_command,
-                "cargo xtask synth".to_owned(),
-                stack.xtask_command("deploy"),
-            ],
+            commands: concurrency_commands(stack, function_name, logs_command),
         },
-    )?;
+    )
+}
 
-    Ok(())
+/// The commands that show the function's concurrency limits and use, its logs, and how to
+/// deploy a raised limit.
+fn concurrency_commands(
+    stack: &StackBuilder<'_>,
+    function_name: &str,
+    logs_command: String,
+) -> Vec<String> {
+    vec![
+        format!(
+            "{} --function-name {function_name}",
+            stack.aws("lambda get-function-concurrency")
+        ),
+        format!(
+            "{} --query AccountLimit",
+            stack.aws("lambda get-account-settings")
+        ),
+        format!(
+            "{} --namespace AWS/Lambda --metric-name ConcurrentExecutions --dimensions Name=FunctionName,Value={function_name} --start-time $(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ) --end-time $(date -u +%Y-%m-%dT%H:%M:%SZ) --period 60 --statistics Maximum",
+            stack.aws("cloudwatch get-metric-statistics")
+        ),
+        logs_command,
+        "cargo xtask synth".to_owned(),
+        stack.xtask_command("deploy"),
+    ]
 }

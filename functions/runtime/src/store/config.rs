@@ -5,7 +5,7 @@
 //! `SAGAFORM_DB_NAME` and the Secrets Manager secret `SAGAFORM_DB_SECRET_ARN` holding the
 //! credentials, read once at init so no password is ever in the environment).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sagaform_contract::env::{self as vars, StoreKind};
 use serde_json::Value;
@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus};
 use crate::store::{
-    ClaimOutcome, DynamoStore, IdempotencyClaim, IdempotencyRecord, IdempotencyStore,
-    PostgresSettings, PostgresStore, SagaStore,
+    ClaimOutcome, DynamoStore, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord,
+    IdempotencyStore, PostgresSettings, PostgresStore, SagaStore,
 };
 
 /// How long finished sagas are kept in DynamoDB when `SAGAFORM_SAGA_TTL_SECONDS` is not set.
@@ -218,11 +218,9 @@ impl SagaStore for ConfiguredStore {
     async fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
-        delegate!(self, store => store.create_completing_idempotency(record, key, response, expiration).await)
+        delegate!(self, store => store.create_completing_idempotency(record, completion).await)
     }
 
     async fn get(&self, transaction_id: &str) -> Result<Option<SagaRecord>, StoreError> {
@@ -255,13 +253,8 @@ impl IdempotencyStore for ConfiguredStore {
         delegate!(self, store => store.claim(claim).await)
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
-    ) -> Result<(), StoreError> {
-        delegate!(self, store => store.complete(key, response, expiration).await)
+    async fn complete(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        delegate!(self, store => store.complete(completion).await)
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {

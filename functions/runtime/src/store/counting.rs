@@ -2,14 +2,13 @@
 //! (a successful N-step saga must take at most N + 2 state writes) against a real store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
-
-use serde_json::Value;
+use std::time::Duration;
 
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus};
 use crate::store::{
-    ClaimOutcome, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, SagaStore,
+    ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord, IdempotencyStore,
+    SagaStore,
 };
 
 /// Wraps a store and counts the operations that reach it (attempted, whether they succeed or
@@ -74,13 +73,11 @@ impl<S: SagaStore> SagaStore for CountingStore<S> {
     async fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
         Self::count(&self.state_writes);
         self.inner
-            .create_completing_idempotency(record, key, response, expiration)
+            .create_completing_idempotency(record, completion)
             .await
     }
 
@@ -119,14 +116,9 @@ impl<S: IdempotencyStore> IdempotencyStore for CountingStore<S> {
         self.inner.claim(claim).await
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
         Self::count(&self.idempotency_writes);
-        self.inner.complete(key, response, expiration).await
+        self.inner.complete(completion).await
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {

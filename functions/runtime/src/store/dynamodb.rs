@@ -16,13 +16,12 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem, Update,
 };
-use serde_json::Value;
 
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus, StepRecord, epoch_millis, epoch_seconds, rfc3339};
 use crate::store::{
-    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyRecord, IdempotencyStatus,
-    IdempotencyStore, SagaStore, existing_claim_outcome,
+    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord,
+    IdempotencyStatus, IdempotencyStore, SagaStore, existing_claim_outcome, stored_response,
 };
 
 /// The status index of the saga table (partition key `status`, sort key `updated_at`).
@@ -32,6 +31,26 @@ const BACKEND: &str = "dynamodb";
 
 /// The condition of a create: no saga with this id yet.
 const SAGA_IS_NEW: &str = "attribute_not_exists(transaction_id)";
+
+/// Sets up, on `$builder`, the write that marks the INPROGRESS idempotency record of
+/// `$completion` COMPLETED in the idempotency table of `$store`. A macro because the write stands
+/// alone (`UpdateItem`) or inside the saga-creating transaction (`Update`): two builder types with
+/// the same methods, and the condition must be the same in both.
+macro_rules! completing_idempotency {
+    ($builder:expr, $store:expr, $completion:expr) => {
+        $builder
+            .table_name(&$store.idempotency_table)
+            .key("id", s($completion.key))
+            .update_expression("SET #status = :completed, #data = :data, expiration = :expiration")
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
+            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
+            .expression_attribute_values(":data", s(&$completion.response.to_string()))
+            .expression_attribute_values(":expiration", n(epoch_seconds($completion.expiration)))
+    };
+}
 
 /// Saga state and idempotency records in two DynamoDB tables.
 #[derive(Debug, Clone)]
@@ -77,20 +96,19 @@ impl DynamoStore {
     /// Creates both tables with the contract's keys, index and TTL attributes, on-demand
     /// billing. For tests and the local emulator; deployed stacks get them from the template.
     pub async fn create_tables(&self) -> Result<(), StoreError> {
-        let key = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .map_err(config_error)
-        };
-        let string_attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(config_error)
-        };
+        self.create_saga_table().await?;
+        self.create_idempotency_table().await?;
+        for (table, attribute) in [
+            (&self.saga_table, "expires_at"),
+            (&self.idempotency_table, "expiration"),
+        ] {
+            self.enable_ttl(table, attribute).await?;
+        }
+        Ok(())
+    }
+
+    /// The saga table: keyed by `transaction_id`, with the status index.
+    async fn create_saga_table(&self) -> Result<(), StoreError> {
         let status_index = GlobalSecondaryIndex::builder()
             .index_name(STATUS_INDEX)
             .key_schema(key("status", KeyType::Hash)?)
@@ -115,6 +133,11 @@ impl DynamoStore {
             .send()
             .await
             .map_err(backend_error)?;
+        Ok(())
+    }
+
+    /// The idempotency table: keyed by `id`.
+    async fn create_idempotency_table(&self) -> Result<(), StoreError> {
         self.client
             .create_table()
             .table_name(&self.idempotency_table)
@@ -124,23 +147,23 @@ impl DynamoStore {
             .send()
             .await
             .map_err(backend_error)?;
-        for (table, attribute) in [
-            (&self.saga_table, "expires_at"),
-            (&self.idempotency_table, "expiration"),
-        ] {
-            let ttl = TimeToLiveSpecification::builder()
-                .attribute_name(attribute)
-                .enabled(true)
-                .build()
-                .map_err(config_error)?;
-            self.client
-                .update_time_to_live()
-                .table_name(table)
-                .time_to_live_specification(ttl)
-                .send()
-                .await
-                .map_err(backend_error)?;
-        }
+        Ok(())
+    }
+
+    /// Lets DynamoDB delete the items of `table` once the time in `attribute` has passed.
+    async fn enable_ttl(&self, table: &str, attribute: &str) -> Result<(), StoreError> {
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .map_err(config_error)?;
+        self.client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(backend_error)?;
         Ok(())
     }
 
@@ -238,21 +261,9 @@ impl SagaStore for DynamoStore {
     async fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
-        let complete = Update::builder()
-            .table_name(&self.idempotency_table)
-            .key("id", s(key))
-            .update_expression("SET #status = :completed, #data = :data, expiration = :expiration")
-            .condition_expression("#status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#data", "data")
-            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
-            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
-            .expression_attribute_values(":data", s(&response.to_string()))
-            .expression_attribute_values(":expiration", n(epoch_seconds(expiration)))
+        let complete = completing_idempotency!(Update::builder(), self, completion)
             .build()
             .map_err(config_error)?;
         let result = self
@@ -287,7 +298,9 @@ impl SagaStore for DynamoStore {
         if failed(0) {
             Err(StoreError::AlreadyExists(record.transaction_id.clone()))
         } else if failed(1) {
-            Err(StoreError::IdempotencyNotInProgress(key.to_owned()))
+            Err(StoreError::IdempotencyNotInProgress(
+                completion.key.to_owned(),
+            ))
         } else {
             Err(backend_error(error))
         }
@@ -416,25 +429,8 @@ impl IdempotencyStore for DynamoStore {
         Err(IdempotencyError::InProgress(claim.key.to_owned()))
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
-    ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.idempotency_table)
-            .key("id", s(key))
-            .update_expression("SET #status = :completed, #data = :data, expiration = :expiration")
-            .condition_expression("#status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#data", "data")
-            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
-            .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
-            .expression_attribute_values(":data", s(&response.to_string()))
-            .expression_attribute_values(":expiration", n(epoch_seconds(expiration)))
+    async fn complete(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        let result = completing_idempotency!(self.client.update_item(), self, completion)
             .send()
             .await;
         match result {
@@ -443,7 +439,9 @@ impl IdempotencyStore for DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Err(StoreError::IdempotencyNotInProgress(key.to_owned()))
+                Err(StoreError::IdempotencyNotInProgress(
+                    completion.key.to_owned(),
+                ))
             }
             Err(e) => Err(backend_error(e)),
         }
@@ -487,12 +485,7 @@ impl IdempotencyStore for DynamoStore {
             return Ok(None);
         };
         let id = key;
-        let response = optional_string(item, "data", id)?
-            .map(|data| {
-                serde_json::from_str(&data)
-                    .map_err(|e| StoreError::corrupt(id, format!("data: {e}")))
-            })
-            .transpose()?;
+        let response = stored_response(id, "data", optional_string(item, "data", id)?)?;
         Ok(Some(IdempotencyRecord {
             id: id.to_owned(),
             status: IdempotencyStatus::parse(id, &string(item, "status", id)?)?,
@@ -502,6 +495,24 @@ impl IdempotencyStore for DynamoStore {
             response,
         }))
     }
+}
+
+/// A key schema element of a table or index.
+fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(config_error)
+}
+
+/// The definition of a string attribute used in a key.
+fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(config_error)
 }
 
 fn s(value: &str) -> AttributeValue {

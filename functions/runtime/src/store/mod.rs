@@ -30,16 +30,14 @@ pub trait SagaStore: Send + Sync {
     /// when the id is taken (a retried create changes nothing).
     fn create(&self, record: &SagaRecord) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Stores a new saga (version 1) and completes the idempotency record `key` with `response`
+    /// Stores a new saga (version 1) and completes the idempotency record as `completion` says,
     /// in one atomic write: either both happen or neither. Fails with
     /// [`StoreError::AlreadyExists`] or [`StoreError::IdempotencyNotInProgress`] (the record is
     /// not INPROGRESS any more), changing nothing.
     fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The saga with this id, read consistently.
@@ -133,6 +131,17 @@ pub struct IdempotencyClaim<'a> {
     pub expiration: SystemTime,
 }
 
+/// What completing a claimed key writes.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyCompletion<'a> {
+    /// The idempotency key, claimed by the caller.
+    pub key: &'a str,
+    /// The response to replay to repeats.
+    pub response: &'a Value,
+    /// When the record may be forgotten.
+    pub expiration: SystemTime,
+}
+
 /// The result of a successful claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimOutcome {
@@ -157,9 +166,7 @@ pub trait IdempotencyStore: Send + Sync {
     /// [`StoreError::IdempotencyNotInProgress`] when it is not INPROGRESS.
     fn complete(
         &self,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Forgets an INPROGRESS claim after the work failed, so a retry can run it; a COMPLETED
@@ -190,6 +197,19 @@ pub(crate) fn existing_claim_outcome(
     }
 }
 
+/// The response of a stored idempotency record from the JSON text its store keeps in `field`
+/// (none before it is COMPLETED); shared by both stores so they report a corrupt one alike.
+pub(crate) fn stored_response(
+    key: &str,
+    field: &str,
+    text: Option<String>,
+) -> Result<Option<Value>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|e| StoreError::corrupt(key, format!("{field}: {e}")))
+    })
+    .transpose()
+}
+
 /// How often a claim is retried when the record that blocked it vanished before it could be
 /// read (released or expired in between).
 pub(crate) const CLAIM_ATTEMPTS: usize = 3;
@@ -205,11 +225,9 @@ macro_rules! forward_stores {
             fn create_completing_idempotency(
                 &self,
                 record: &SagaRecord,
-                key: &str,
-                response: &Value,
-                expiration: SystemTime,
+                completion: &IdempotencyCompletion<'_>,
             ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-                (**self).create_completing_idempotency(record, key, response, expiration)
+                (**self).create_completing_idempotency(record, completion)
             }
             fn get(&self, transaction_id: &str) -> impl Future<Output = Result<Option<SagaRecord>, StoreError>> + Send {
                 (**self).get(transaction_id)
@@ -242,11 +260,9 @@ macro_rules! forward_stores {
             }
             fn complete(
                 &self,
-                key: &str,
-                response: &Value,
-                expiration: SystemTime,
+                completion: &IdempotencyCompletion<'_>,
             ) -> impl Future<Output = Result<(), StoreError>> + Send {
-                (**self).complete(key, response, expiration)
+                (**self).complete(completion)
             }
             fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
                 (**self).release(key)

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
@@ -21,8 +20,8 @@ use tracing::{info, warn};
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus, StepRecord, epoch_millis, epoch_seconds, rfc3339};
 use crate::store::{
-    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyRecord, IdempotencyStatus,
-    IdempotencyStore, SagaStore, existing_claim_outcome,
+    CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord,
+    IdempotencyStatus, IdempotencyStore, SagaStore, existing_claim_outcome, stored_response,
 };
 
 const BACKEND: &str = "postgres";
@@ -370,6 +369,20 @@ impl StepColumns {
             updated_at: record.steps.iter().map(|s| s.updated_at.clone()).collect(),
         }
     }
+
+    /// The parameters of a statement that writes a saga with its steps: `saga` (the saga's
+    /// own), then the six step columns.
+    fn after<'a>(&'a self, saga: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        let steps: [&'a (dyn ToSql + Sync); 6] = [
+            &self.indexes,
+            &self.names,
+            &self.statuses,
+            &self.attempts,
+            &self.errors,
+            &self.updated_at,
+        ];
+        saga.iter().copied().chain(steps).collect()
+    }
 }
 
 /// Inserts the saga at version 1 with its steps, unless the id exists; returns the number of
@@ -428,24 +441,44 @@ async fn insert_saga(
     let row = client
         .query_one(
             INSERT_SAGA,
-            &[
+            &steps.after(&[
                 &record.transaction_id,
                 &record.status.as_str(),
                 &request,
                 &record.error,
                 &record.created_at,
                 &record.updated_at,
-                &steps.indexes,
-                &steps.names,
-                &steps.statuses,
-                &steps.attempts,
-                &steps.errors,
-                &steps.updated_at,
-            ],
+            ]),
         )
         .await
         .map_err(|e| store.failed(e))?;
     Ok(row.get::<_, i64>(0) == 1)
+}
+
+/// Marks the INPROGRESS record of `completion` COMPLETED;
+/// [`StoreError::IdempotencyNotInProgress`] when it is not in progress.
+async fn complete_idempotency(
+    store: &PostgresStore,
+    client: &impl tokio_postgres::GenericClient,
+    completion: &IdempotencyCompletion<'_>,
+) -> Result<(), StoreError> {
+    let completed = client
+        .query_opt(
+            COMPLETE_IDEMPOTENCY,
+            &[
+                &completion.key,
+                &completion.response.to_string(),
+                &epoch_seconds(completion.expiration),
+            ],
+        )
+        .await
+        .map_err(|e| store.failed(e))?;
+    match completed {
+        Some(_) => Ok(()),
+        None => Err(StoreError::IdempotencyNotInProgress(
+            completion.key.to_owned(),
+        )),
+    }
 }
 
 impl SagaStore for PostgresStore {
@@ -461,23 +494,12 @@ impl SagaStore for PostgresStore {
     async fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
-        let completed = transaction
-            .query_opt(
-                COMPLETE_IDEMPOTENCY,
-                &[&key, &response.to_string(), &epoch_seconds(expiration)],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        if completed.is_none() {
-            // Dropping the transaction rolls it back.
-            return Err(StoreError::IdempotencyNotInProgress(key.to_owned()));
-        }
+        // An early return drops the transaction, which rolls it back.
+        complete_idempotency(self, &transaction, completion).await?;
         if !insert_saga(self, &transaction, record).await? {
             return Err(StoreError::AlreadyExists(record.transaction_id.clone()));
         }
@@ -501,19 +523,13 @@ impl SagaStore for PostgresStore {
             client
                 .query_opt(
                     TRANSITION_SAGA,
-                    &[
+                    &steps.after(&[
                         &record.transaction_id,
                         &expected,
                         &record.status.as_str(),
                         &record.error,
                         &record.updated_at,
-                        &steps.indexes,
-                        &steps.names,
-                        &steps.statuses,
-                        &steps.attempts,
-                        &steps.errors,
-                        &steps.updated_at,
-                    ],
+                    ]),
                 )
                 .await
                 .map_err(|e| self.failed(e))?
@@ -604,24 +620,9 @@ impl IdempotencyStore for PostgresStore {
         Err(IdempotencyError::InProgress(claim.key.to_owned()))
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let completed = client
-            .query_opt(
-                COMPLETE_IDEMPOTENCY,
-                &[&key, &response.to_string(), &epoch_seconds(expiration)],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        match completed {
-            Some(_) => Ok(()),
-            None => Err(StoreError::IdempotencyNotInProgress(key.to_owned())),
-        }
+        complete_idempotency(self, &*client, completion).await
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
@@ -649,13 +650,7 @@ impl IdempotencyStore for PostgresStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let response = row
-            .get::<_, Option<String>>(4)
-            .map(|text| {
-                serde_json::from_str(&text)
-                    .map_err(|e| StoreError::corrupt(key, format!("response: {e}")))
-            })
-            .transpose()?;
+        let response = stored_response(key, "response", row.get(4))?;
         Ok(Some(IdempotencyRecord {
             id: key.to_owned(),
             status: IdempotencyStatus::parse(key, row.get(0))?,

@@ -6,12 +6,12 @@
 //! instance dies there.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sagaform_runtime::engine::StepCaller;
 use sagaform_runtime::errors::StoreError;
 use sagaform_runtime::model::{SagaRecord, SagaStatus};
-use sagaform_runtime::store::SagaStore;
+use sagaform_runtime::store::{IdempotencyCompletion, SagaStore};
 use sagaform_saas_client::{SaasError, StepCall};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -93,12 +93,10 @@ impl<S: SagaStore> SagaStore for CrashingStore<'_, S> {
     async fn create_completing_idempotency(
         &self,
         record: &SagaRecord,
-        key: &str,
-        response: &Value,
-        expiration: SystemTime,
+        completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
         self.inner
-            .create_completing_idempotency(record, key, response, expiration)
+            .create_completing_idempotency(record, completion)
             .await
     }
 

@@ -9,7 +9,8 @@ use sagaform_runtime::model::{
     SagaRecord, SagaStatus, StepStatus, new_transaction_id, now_rfc3339, rfc3339,
 };
 use sagaform_runtime::store::{
-    ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore, SagaStore,
+    ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyStatus, IdempotencyStore,
+    SagaStore,
 };
 use sagaform_saga::PURCHASE;
 use serde_json::json;
@@ -211,9 +212,13 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
     );
     let record = new_saga();
     let response = json!({"transaction_id": record.transaction_id, "status": "PENDING"});
-    let expiration = SystemTime::now() + Duration::from_secs(3600);
+    let completion = IdempotencyCompletion {
+        key: &key,
+        response: &response,
+        expiration: SystemTime::now() + Duration::from_secs(3600),
+    };
     t.store()
-        .create_completing_idempotency(&record, &key, &response, expiration)
+        .create_completing_idempotency(&record, &completion)
         .await
         .unwrap();
     let stored = t.store().get_idempotency(&key).await.unwrap().unwrap();
@@ -231,7 +236,7 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
     let second = new_saga();
     let error = t
         .store()
-        .create_completing_idempotency(&second, &key, &response, expiration)
+        .create_completing_idempotency(&second, &completion)
         .await
         .unwrap_err();
     assert!(
@@ -258,7 +263,13 @@ pub async fn creating_a_saga_completes_the_idempotency_record_atomically(t: &Tes
     );
     let error = t
         .store()
-        .create_completing_idempotency(&record, &other_key, &response, expiration)
+        .create_completing_idempotency(
+            &record,
+            &IdempotencyCompletion {
+                key: &other_key,
+                ..completion
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::AlreadyExists(_)), "{error}");
