@@ -29,6 +29,8 @@ const UNIX_MODE: u32 = 0o100_755;
 const MADE_BY: u16 = (3 << 8) | 20;
 /// Spec version 2.0 is the first with deflate, so every unzip (and Lambda) extracts it.
 const VERSION_NEEDED: u16 = 20;
+/// Compression method 0, stored.
+const METHOD_STORED: u16 = 0;
 /// Compression method 8, deflate.
 const METHOD_DEFLATED: u16 = 8;
 /// zlib's default level. Measured on a 22.7 MB `api` binary: level 6 gives 8.52 MB in 0.8 s,
@@ -113,49 +115,65 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How the one entry of a zip is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZipMethod {
+    /// Method 0: the bytes as they are (for fixtures exercising readers of stored entries).
+    Stored,
+    /// Method 8: deflated at [`DEFLATE_LEVEL`] (the artifacts).
+    Deflated,
+}
+
+impl ZipMethod {
+    fn code(self) -> u16 {
+        match self {
+            ZipMethod::Stored => METHOD_STORED,
+            ZipMethod::Deflated => METHOD_DEFLATED,
+        }
+    }
+}
+
 /// A zip holding one deflated entry, with every variable field fixed.
 ///
 /// The entry is compressed in memory first, so its CRC-32 and both sizes go into the local
 /// header: no data descriptor (flag bit 3) and no extra fields, which keeps the layout the same
 /// for every input.
 pub fn deterministic_zip(name: &str, data: &[u8]) -> Result<Vec<u8>, DeployError> {
-    let too_large = || DeployError::Build(format!("{name} is over 4 GiB, too large for a zip"));
-    let size = u32::try_from(data.len()).map_err(|_| too_large())?;
-    let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
-    let crc = crc32(data);
-    let deflated =
-        deflate(data).map_err(|e| DeployError::Build(format!("cannot compress {name}: {e}")))?;
-    let compressed_size = u32::try_from(deflated.len()).map_err(|_| too_large())?;
+    single_entry_zip(name, data, ZipMethod::Deflated)
+}
 
-    let mut zip = Vec::with_capacity(deflated.len() + 2 * name.len() + 128);
-    // Local file header.
-    put32(&mut zip, 0x0403_4b50);
-    put16(&mut zip, VERSION_NEEDED);
-    put16(&mut zip, 0); // flags
-    put16(&mut zip, METHOD_DEFLATED);
-    put16(&mut zip, FIXED_TIME);
-    put16(&mut zip, FIXED_DATE);
-    put32(&mut zip, crc);
-    put32(&mut zip, compressed_size);
-    put32(&mut zip, size); // uncompressed size
-    put16(&mut zip, name_len);
-    put16(&mut zip, 0); // extra field length
+/// A zip holding one entry stored by `method`, with every variable field fixed (see
+/// [`deterministic_zip`]).
+pub fn single_entry_zip(
+    name: &str,
+    data: &[u8],
+    method: ZipMethod,
+) -> Result<Vec<u8>, DeployError> {
+    let too_large = || DeployError::Build(format!("{name} is over 4 GiB, too large for a zip"));
+    let stored = match method {
+        ZipMethod::Stored => data.to_vec(),
+        ZipMethod::Deflated => {
+            deflate(data).map_err(|e| DeployError::Build(format!("cannot compress {name}: {e}")))?
+        }
+    };
+    let entry = EntryHeader {
+        method: method.code(),
+        crc: crc32(data),
+        compressed_size: u32::try_from(stored.len()).map_err(|_| too_large())?,
+        size: u32::try_from(data.len()).map_err(|_| too_large())?,
+        name_len: u16::try_from(name.len()).map_err(|_| too_large())?,
+    };
+
+    let mut zip = Vec::with_capacity(stored.len() + 2 * name.len() + 128);
+    put32(&mut zip, 0x0403_4b50); // local file header
+    entry.put(&mut zip);
     zip.extend_from_slice(name.as_bytes());
-    zip.extend_from_slice(&deflated);
+    zip.extend_from_slice(&stored);
 
     let central_offset = u32::try_from(zip.len()).map_err(|_| too_large())?;
-    put32(&mut zip, 0x0201_4b50);
+    put32(&mut zip, 0x0201_4b50); // central directory entry
     put16(&mut zip, MADE_BY);
-    put16(&mut zip, VERSION_NEEDED);
-    put16(&mut zip, 0); // flags
-    put16(&mut zip, METHOD_DEFLATED);
-    put16(&mut zip, FIXED_TIME);
-    put16(&mut zip, FIXED_DATE);
-    put32(&mut zip, crc);
-    put32(&mut zip, compressed_size);
-    put32(&mut zip, size);
-    put16(&mut zip, name_len);
-    put16(&mut zip, 0); // extra field length
+    entry.put(&mut zip);
     put16(&mut zip, 0); // comment length
     put16(&mut zip, 0); // disk number start
     put16(&mut zip, 0); // internal attributes
@@ -164,16 +182,45 @@ pub fn deterministic_zip(name: &str, data: &[u8]) -> Result<Vec<u8>, DeployError
     zip.extend_from_slice(name.as_bytes());
     let central_size = u32::try_from(zip.len()).map_err(|_| too_large())? - central_offset;
 
-    // End of central directory.
-    put32(&mut zip, 0x0605_4b50);
-    put16(&mut zip, 0); // this disk
-    put16(&mut zip, 0); // disk of the central directory
-    put16(&mut zip, 1); // entries on this disk
-    put16(&mut zip, 1); // entries in total
-    put32(&mut zip, central_size);
-    put32(&mut zip, central_offset);
-    put16(&mut zip, 0); // comment length
+    put_end_of_central_directory(&mut zip, central_size, central_offset);
     Ok(zip)
+}
+
+/// The fields the local header and the central directory entry share, in the order both
+/// write them.
+struct EntryHeader {
+    method: u16,
+    crc: u32,
+    compressed_size: u32,
+    size: u32,
+    name_len: u16,
+}
+
+impl EntryHeader {
+    fn put(&self, zip: &mut Vec<u8>) {
+        put16(zip, VERSION_NEEDED);
+        put16(zip, 0); // flags
+        put16(zip, self.method);
+        put16(zip, FIXED_TIME);
+        put16(zip, FIXED_DATE);
+        put32(zip, self.crc);
+        put32(zip, self.compressed_size);
+        put32(zip, self.size); // uncompressed size
+        put16(zip, self.name_len);
+        put16(zip, 0); // extra field length
+    }
+}
+
+/// The end record of a zip whose one-entry central directory is `size` bytes at `offset`.
+fn put_end_of_central_directory(zip: &mut Vec<u8>, size: u32, offset: u32) {
+    put32(zip, 0x0605_4b50);
+    put16(zip, 0); // this disk
+    put16(zip, 0); // disk of the central directory
+    put16(zip, 1); // entries on this disk
+    put16(zip, 1); // entries in total
+    put32(zip, size);
+    put32(zip, offset);
+    put16(zip, 0); // comment length
 }
 
 /// Raw deflate (no zlib header: zip stores the bare stream) at [`DEFLATE_LEVEL`].
@@ -282,6 +329,19 @@ mod tests {
         let end = central + 46 + "bootstrap".len();
         assert_eq!(u32_at(&zip, end), 0x0605_4b50);
         assert_eq!(zip.len(), end + 22);
+    }
+
+    #[test]
+    fn a_stored_entry_holds_the_bytes_as_they_are() {
+        let binary = pretend_binary();
+        let zip = single_entry_zip("bootstrap", &binary, ZipMethod::Stored).unwrap();
+        assert_eq!(u16_at(&zip, 8), METHOD_STORED);
+        assert_eq!(u32_at(&zip, 18) as usize, binary.len());
+        assert_eq!(&zip[39..39 + binary.len()], &binary[..]);
+        let central = 39 + binary.len();
+        assert_eq!(u16_at(&zip, central + 10), METHOD_STORED);
+        assert_eq!(u32_at(&zip, central + 16), crc32(&binary));
+        assert_eq!(zip.len(), central + 46 + "bootstrap".len() + 22);
     }
 
     #[test]

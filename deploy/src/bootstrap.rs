@@ -113,8 +113,16 @@ async fn configured(session: &Session, bucket: &str) -> bool {
         })
 }
 
+/// Applies the bootstrap configuration to the bucket, then tags it as configured.
 async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
-    let s3 = &session.s3;
+    enable_versioning(&session.s3, bucket).await?;
+    enable_encryption(&session.s3, bucket).await?;
+    block_public_access(&session.s3, bucket).await?;
+    expire_old_versions(&session.s3, bucket).await?;
+    tag_configured(&session.s3, bucket, &session.env_name).await
+}
+
+async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), DeployError> {
     s3.put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(
@@ -125,6 +133,11 @@ async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
         .send()
         .await
         .map_err(aws_error("S3.PutBucketVersioning"))?;
+    Ok(())
+}
+
+/// Server-side encryption with S3-managed keys (AES-256) by default.
+async fn enable_encryption(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), DeployError> {
     let rule = ServerSideEncryptionRule::builder()
         .apply_server_side_encryption_by_default(
             ServerSideEncryptionByDefault::builder()
@@ -144,6 +157,10 @@ async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
         .send()
         .await
         .map_err(aws_error("S3.PutBucketEncryption"))?;
+    Ok(())
+}
+
+async fn block_public_access(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), DeployError> {
     s3.put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -157,6 +174,12 @@ async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
         .send()
         .await
         .map_err(aws_error("S3.PutPublicAccessBlock"))?;
+    Ok(())
+}
+
+/// Expires replaced artifacts after [`NONCURRENT_DAYS`] and abandoned multipart uploads after a
+/// day.
+async fn expire_old_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), DeployError> {
     let lifecycle = LifecycleRule::builder()
         .id("expire-noncurrent-artifacts")
         .status(ExpirationStatus::Enabled)
@@ -184,6 +207,15 @@ async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
         .send()
         .await
         .map_err(aws_error("S3.PutBucketLifecycleConfiguration"))?;
+    Ok(())
+}
+
+/// Tags the bucket with its env and the bootstrap version, which [`configured`] checks.
+async fn tag_configured(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    env_name: &str,
+) -> Result<(), DeployError> {
     let tag = |key: &str, value: &str| {
         Tag::builder()
             .key(key)
@@ -195,7 +227,7 @@ async fn configure(session: &Session, bucket: &str) -> Result<(), DeployError> {
         .bucket(bucket)
         .tagging(
             Tagging::builder()
-                .tag_set(tag("env", &session.env_name))
+                .tag_set(tag("env", env_name))
                 .tag_set(tag(BOOTSTRAP_TAG, BOOTSTRAP_VERSION))
                 .build()
                 .expect("tags are set"),
@@ -229,52 +261,15 @@ pub async fn upload_artifacts(
     let mut uploads = Vec::new();
     for artifact in artifacts {
         let key = artifact.key();
-        let present = match session
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
-            Err(e) => {
-                return Err(DeployError::Aws {
-                    operation: "S3.HeadObject",
-                    message: e.readable_message(),
-                });
-            }
-        };
-        if !present {
-            progress.status(format!(
-                "upload: uploading {} ({}) to s3://{bucket}/{key}",
-                artifact.function(),
-                human_bytes(artifact.zip().len())
-            ));
-            session
-                .s3
-                .put_object()
-                .bucket(bucket)
-                .key(&key)
-                .content_type("application/zip")
-                .body(ByteStream::from(artifact.zip().to_vec()))
-                .send()
-                .await
-                .map_err(aws_error("S3.PutObject"))?;
-        }
-        progress.line(if present {
-            format!(
+        let present = is_in_bucket(session, bucket, &key).await?;
+        if present {
+            progress.line(format!(
                 "upload: {} unchanged ({key} already in the bucket)",
                 artifact.function()
-            )
+            ));
         } else {
-            format!(
-                "upload: {} uploaded as {key} ({})",
-                artifact.function(),
-                human_bytes(artifact.zip().len())
-            )
-        });
+            upload(session, bucket, &key, artifact, progress).await?;
+        }
         uploads.push(Upload {
             function: artifact.function().to_owned(),
             key,
@@ -283,6 +278,55 @@ pub async fn upload_artifacts(
         });
     }
     Ok(uploads)
+}
+
+/// Whether `key` is in the bucket already.
+async fn is_in_bucket(session: &Session, bucket: &str, key: &str) -> Result<bool, DeployError> {
+    match session
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+        Err(e) => Err(DeployError::Aws {
+            operation: "S3.HeadObject",
+            message: e.readable_message(),
+        }),
+    }
+}
+
+/// Uploads one artifact's zip as `key`.
+async fn upload(
+    session: &Session,
+    bucket: &str,
+    key: &str,
+    artifact: &Artifact,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    let size = human_bytes(artifact.zip().len());
+    progress.status(format!(
+        "upload: uploading {} ({size}) to s3://{bucket}/{key}",
+        artifact.function()
+    ));
+    session
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/zip")
+        .body(ByteStream::from(artifact.zip().to_vec()))
+        .send()
+        .await
+        .map_err(aws_error("S3.PutObject"))?;
+    progress.line(format!(
+        "upload: {} uploaded as {key} ({size})",
+        artifact.function()
+    ));
+    Ok(())
 }
 
 /// Sizes for people: `12.3 MB`.

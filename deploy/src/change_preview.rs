@@ -3,6 +3,8 @@
 //! [`crate::template_diff`]) and, when the stack exists, CloudFormation's own change set
 //! (created, described, then deleted, so nothing is left behind).
 
+use std::collections::BTreeMap;
+
 use sagaform_contract::template::function_of_code_key_parameter;
 use serde::Serialize;
 
@@ -11,7 +13,7 @@ use crate::changeset::{ChangeRow, Format, render_table};
 use crate::stack::{self, ChangeSetResult, ChangeSetSpec, StackState};
 use crate::template::Template;
 use crate::template_diff::TemplateDiff;
-use crate::{Artifact, DeployError, PatternEnv, Progress, Session, Workspace, workspace};
+use crate::{Artifact, DeployError, PatternEnv, Progress, Session};
 
 /// What `diff` found.
 #[derive(Debug, Clone, Serialize)]
@@ -85,110 +87,136 @@ pub async fn diff_pattern(
     artifacts: &[Artifact],
     progress: &Progress,
 ) -> Result<DiffReport, DeployError> {
+    let (body, stale) = committed_or_stale(target)?;
+    let committed = Template::parse(&target.template_file(), &body)?;
+    let info = stack::describe(session, &target.stack_name()).await?;
+    let mut report = DiffReport {
+        stack_name: target.stack_name(),
+        template_file: target.template_file(),
+        stack_status: info.as_ref().map(|info| info.status.clone()),
+        stale,
+        template: TemplateDiff::default(),
+        change_set: None,
+        change_set_note: None,
+    };
+    let info = match info {
+        Some(info) if stack::classify(&info.status) != StackState::NeverCreated => info,
+        absent => {
+            let what = match absent {
+                None => "does not exist",
+                Some(_) => "was never created",
+            };
+            report.template = TemplateDiff::between(&Template::empty(), &committed);
+            report.change_set_note = Some(format!(
+                "the stack {what}: a deploy creates every resource above"
+            ));
+            return Ok(report);
+        }
+    };
+    let deployed = stack::deployed_template(session, &report.stack_name).await?;
+    report.template = TemplateDiff::between(&deployed, &committed);
+    if stack::classify(&info.status) != StackState::Ready {
+        report.change_set_note = Some(format!("no change set: the stack is in {}", info.status));
+        return Ok(report);
+    }
+    match change_set_parameters(session, &committed, &info.parameters, artifacts)? {
+        PreviewParameters::Values(parameters) => {
+            let rows = preview_change_set(session, target, &body, &parameters, progress).await?;
+            report.change_set = Some(rows);
+        }
+        PreviewParameters::Unavailable(note) => report.change_set_note = Some(note),
+    }
+    Ok(report)
+}
+
+/// The committed template's body and whether it is stale (`synth` would write something else):
+/// a stale template is still compared, with a warning.
+fn committed_or_stale(target: PatternEnv<'_>) -> Result<(String, bool), DeployError> {
     let PatternEnv {
         workspace,
         env,
         pattern,
     } = target;
-    let stack_name = workspace::stack_name(pattern, &env.name);
-    let template_file = Workspace::template_relative(pattern, &env.name);
-    let (body, stale) = match crate::deploy::committed_template(workspace, pattern, &env.name) {
-        Ok(body) => (body, false),
+    match crate::deploy::committed_template(workspace, pattern, &env.name) {
+        Ok(body) => Ok((body, false)),
         Err(DeployError::Refused(_)) => {
-            let path = workspace.template_path(pattern, &env.name);
+            let path = target.template_path();
             let body = std::fs::read_to_string(&path).map_err(DeployError::io("read", path))?;
-            (body, true)
+            Ok((body, true))
         }
-        Err(e) => return Err(e),
-    };
-    let committed = Template::parse(&template_file, &body)?;
-    let info = stack::describe(session, &stack_name).await?;
-    let Some(info) = info else {
-        return Ok(DiffReport {
-            stack_name,
-            template_file,
-            stack_status: None,
-            stale,
-            template: TemplateDiff::between(&Template::empty(), &committed),
-            change_set: None,
-            change_set_note: Some(
-                "the stack does not exist: a deploy creates every resource above".to_owned(),
-            ),
-        });
-    };
-    if stack::classify(&info.status) == StackState::NeverCreated {
-        return Ok(DiffReport {
-            stack_name,
-            template_file,
-            stack_status: Some(info.status),
-            stale,
-            template: TemplateDiff::between(&Template::empty(), &committed),
-            change_set: None,
-            change_set_note: Some(
-                "the stack was never created: a deploy creates every resource above".to_owned(),
-            ),
-        });
+        Err(e) => Err(e),
     }
-    let deployed = stack::deployed_template(session, &stack_name).await?;
-    let template = TemplateDiff::between(&deployed, &committed);
+}
 
-    let mut report = DiffReport {
-        stack_name: stack_name.clone(),
-        template_file,
-        stack_status: Some(info.status.clone()),
-        stale,
-        template,
-        change_set: None,
-        change_set_note: None,
-    };
-    if stack::classify(&info.status) != StackState::Ready {
-        report.change_set_note = Some(format!("no change set: the stack is in {}", info.status));
-        return Ok(report);
-    }
+/// The parameters of a preview change set, or why there can be none.
+enum PreviewParameters {
+    /// Each parameter's value; `None` keeps the deployed one.
+    Values(Vec<(String, Option<String>)>),
+    /// The note to show instead (a new function whose package is not built).
+    Unavailable(String),
+}
 
+/// The parameters of the preview change set: the deployed values, the artifact bucket, and the
+/// keys of built packages for functions the stack does not have yet.
+fn change_set_parameters(
+    session: &Session,
+    committed: &Template,
+    deployed: &BTreeMap<String, String>,
+    artifacts: &[Artifact],
+) -> Result<PreviewParameters, DeployError> {
     let bucket = bootstrap::bucket_name(&session.account_id, &session.region, &session.env_name)?;
     let mut parameters = Vec::new();
     for name in committed.parameter_names() {
         let artifact = artifacts.iter().find(|a| a.parameter_name() == name);
         let value = if name == "ArtifactBucket" {
             Some(bucket.clone())
-        } else if let Some(artifact) =
-            artifact.filter(|a| info.parameters.get(&name) != Some(&a.key()))
-        {
+        } else if let Some(artifact) = artifact.filter(|a| deployed.get(&name) != Some(&a.key())) {
             // A new package would need uploading first; the change set view only shows the
             // template's effect, so the deployed key is kept when there is one.
-            if info.parameters.contains_key(&name) {
+            if deployed.contains_key(&name) {
                 None
             } else {
                 Some(artifact.key())
             }
-        } else if info.parameters.contains_key(&name) {
+        } else if deployed.contains_key(&name) {
             None
         } else if committed.parameter_has_default(&name) {
             continue;
         } else {
             let function = function_of_code_key_parameter(&name).unwrap_or(name.clone());
-            report.change_set_note = Some(format!(
+            return Ok(PreviewParameters::Unavailable(format!(
                 "no change set: the committed template adds the {function} function, whose package is not built; run `cargo xtask build` first"
-            ));
-            return Ok(report);
+            )));
         };
         parameters.push((name, value));
     }
+    Ok(PreviewParameters::Values(parameters))
+}
+
+/// Creates the change set of a deploy of `body`, reads its rows and deletes it.
+async fn preview_change_set(
+    session: &Session,
+    target: PatternEnv<'_>,
+    body: &str,
+    parameters: &[(String, Option<String>)],
+    progress: &Progress,
+) -> Result<Vec<ChangeRow>, DeployError> {
+    let stack_name = target.stack_name();
     let spec = ChangeSetSpec {
         stack_name: &stack_name,
         create: false,
-        template_body: &body,
-        parameters: &parameters,
-        tags: &crate::deploy::stack_tags(env, pattern),
+        template_body: body,
+        parameters,
+        tags: &crate::deploy::stack_tags(target.env, target.pattern),
         purpose: "diff",
     };
-    match stack::create_change_set(session, &spec, progress).await? {
-        ChangeSetResult::NoChanges => report.change_set = Some(Vec::new()),
-        ChangeSetResult::Ready(change_set) => {
-            stack::delete_change_set(session, &stack_name, &change_set.id).await?;
-            report.change_set = Some(change_set.rows);
-        }
-    }
-    Ok(report)
+    Ok(
+        match stack::create_change_set(session, &spec, progress).await? {
+            ChangeSetResult::NoChanges => Vec::new(),
+            ChangeSetResult::Ready(change_set) => {
+                stack::delete_change_set(session, &stack_name, &change_set.id).await?;
+                change_set.rows
+            }
+        },
+    )
 }

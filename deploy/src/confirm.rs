@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::Refusal;
+
 /// What approval a question needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
@@ -22,6 +24,18 @@ pub enum ConfirmAnswer {
     No,
     /// Nobody to ask: stdin is not a terminal.
     CannotAsk,
+}
+
+impl ConfirmAnswer {
+    /// `Ok` when approved, else the refusal for `what`: declined, or nobody to ask (which names
+    /// `--yes`).
+    pub fn require(self, what: String) -> Result<(), Refusal> {
+        match self {
+            ConfirmAnswer::Yes => Ok(()),
+            ConfirmAnswer::No => Err(Refusal::NotConfirmed { what }),
+            ConfirmAnswer::CannotAsk => Err(Refusal::NeedsConfirmation { what }),
+        }
+    }
 }
 
 /// Something that approves or declines.

@@ -7,7 +7,7 @@
 //! template body, which tests also use to deploy deliberately broken templates).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, function_of_code_key_parameter};
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::bootstrap::{self, BucketState, Upload};
 use crate::changeset::{ChangeRow, Format, counts, render_table};
-use crate::confirm::{Confirm, ConfirmAnswer, Expect};
+use crate::confirm::{Confirm, Expect};
 use crate::error::aws_error;
 use crate::lock::StackLock;
 use crate::stack::{
@@ -25,7 +25,7 @@ use crate::stack::{
 };
 use crate::template::{Grant, Template};
 use crate::template_diff::TemplateDiff;
-use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace, workspace};
+use crate::{Artifact, DeployError, PatternEnv, Progress, Refusal, Session, Workspace};
 
 /// When a person must approve the change set before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,19 +194,19 @@ pub async fn deploy_pattern(
         env,
         pattern,
     } = target;
-    let stack_name = workspace::stack_name(pattern, &env.name);
+    let stack_name = target.stack_name();
     // Taken before anything else (and before the first await, so of two deploys started
     // together in one process the second is refused at once).
     let lock = StackLock::acquire(workspace, &stack_name, "deploy")?;
     let template_body = committed_template(workspace, pattern, &env.name)?;
     let deployment = StackDeployment {
         stack_name,
-        template_file: Workspace::template_relative(pattern, &env.name),
+        template_file: target.template_file(),
         template_body,
         artifacts: artifacts.to_vec(),
         tags: stack_tags(env, pattern),
         termination_protection: env.production,
-        outputs_path: Some(workspace.outputs_path(pattern, &env.name)),
+        outputs_path: Some(target.outputs_path()),
         labels: BTreeMap::from([
             ("pattern".to_owned(), pattern.name().to_owned()),
             ("env".to_owned(), env.name.clone()),
@@ -579,18 +579,12 @@ async fn approve(
         change_set.name
     );
     show_grants(&broadening, progress);
-    let answer = confirm.ask(&question, &Expect::YesNo);
-    if answer == ConfirmAnswer::Yes {
-        return Ok(());
-    }
-    discard(plan.session, stack_name, &change_set.id, plan.stack.create).await?;
     let what = format!("change set {} on {stack_name} ({reason})", change_set.name);
-    Err(if answer == ConfirmAnswer::CannotAsk {
-        Refusal::NeedsConfirmation { what }
-    } else {
-        Refusal::NotConfirmed { what }
+    let verdict = confirm.ask(&question, &Expect::YesNo).require(what);
+    if verdict.is_err() {
+        discard(plan.session, stack_name, &change_set.id, plan.stack.create).await?;
     }
-    .into())
+    verdict.map_err(DeployError::from)
 }
 
 /// Lists the new grants (at most 40) before the approval question.
@@ -779,13 +773,7 @@ async fn discard(
 ) -> Result<(), DeployError> {
     stack::delete_change_set(session, stack_name, change_set_id).await?;
     if create {
-        session
-            .cloudformation
-            .delete_stack()
-            .stack_name(stack_name)
-            .send()
-            .await
-            .map_err(aws_error("CloudFormation.DeleteStack"))?;
+        stack::start_delete(session, stack_name).await?;
     }
     Ok(())
 }
@@ -827,56 +815,88 @@ async fn finish_outputs(
     progress: &Progress,
 ) -> Result<(BTreeMap<String, String>, Option<PathBuf>), DeployError> {
     let stack_name = deployment.stack_name.as_str();
-    let mut outputs = stack::describe(session, stack_name)
-        .await?
-        .map(|i| i.outputs)
-        .unwrap_or_default();
+    let mut outputs = stack_outputs(session, stack_name).await?;
     if outputs.is_empty() && template.has_outputs() && session.emulator {
-        // moto evaluates outputs only in CreateStack and UpdateStack, never for a change set;
-        // an UpdateStack with the same template (moto refuses a byte-identical body, hence the
-        // trailing newline) makes it compute them without changing any resource.
-        let parameters = parameters
-            .iter()
-            .map(|(k, v)| {
-                aws_sdk_cloudformation::types::Parameter::builder()
-                    .parameter_key(k)
-                    .set_parameter_value(v.clone())
-                    .build()
-            })
-            .collect::<Vec<_>>();
-        session
-            .cloudformation
-            .update_stack()
-            .stack_name(stack_name)
-            .template_body(format!("{}\n", deployment.template_body))
-            .set_parameters(Some(parameters))
-            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
-            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-            .send()
-            .await
-            .map_err(aws_error("CloudFormation.UpdateStack (emulator outputs)"))?;
-        outputs = stack::describe(session, stack_name)
-            .await?
-            .map(|i| i.outputs)
-            .unwrap_or_default();
+        compute_emulator_outputs(session, deployment, parameters).await?;
+        outputs = stack_outputs(session, stack_name).await?;
     }
-    if !outputs.is_empty() {
-        progress.line("outputs:");
-        let width = outputs.keys().map(String::len).max().unwrap_or(0);
-        for (key, value) in &outputs {
-            // moto leaves some `Fn::Sub` of resources it does not model (the HTTP API's URL)
-            // as written; say so rather than print it as if it were an address.
-            let note = if session.emulator && value.contains("${") {
-                "  (left unresolved by the emulator)"
-            } else {
-                ""
-            };
-            progress.line(format!("  {key:<width$}  {value}{note}"));
-        }
-    }
+    print_outputs(&outputs, session.emulator, progress);
     let Some(path) = &deployment.outputs_path else {
         return Ok((outputs, None));
     };
+    write_outputs_file(path, session, deployment, &outputs)?;
+    progress.line(format!("outputs written to {}", path.display()));
+    Ok((outputs, Some(path.clone())))
+}
+
+/// The outputs DescribeStacks reports (none when the stack is gone).
+async fn stack_outputs(
+    session: &Session,
+    stack_name: &str,
+) -> Result<BTreeMap<String, String>, DeployError> {
+    Ok(stack::describe(session, stack_name)
+        .await?
+        .map(|i| i.outputs)
+        .unwrap_or_default())
+}
+
+/// moto evaluates outputs only in CreateStack and UpdateStack, never for a change set; an
+/// UpdateStack with the same template (moto refuses a byte-identical body, hence the trailing
+/// newline) makes it compute them without changing any resource.
+async fn compute_emulator_outputs(
+    session: &Session,
+    deployment: &StackDeployment,
+    parameters: &[(String, Option<String>)],
+) -> Result<(), DeployError> {
+    let parameters = parameters
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(k)
+                .set_parameter_value(v.clone())
+                .build()
+        })
+        .collect::<Vec<_>>();
+    session
+        .cloudformation
+        .update_stack()
+        .stack_name(&deployment.stack_name)
+        .template_body(format!("{}\n", deployment.template_body))
+        .set_parameters(Some(parameters))
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .map_err(aws_error("CloudFormation.UpdateStack (emulator outputs)"))?;
+    Ok(())
+}
+
+/// Prints the outputs as an aligned list.
+fn print_outputs(outputs: &BTreeMap<String, String>, emulator: bool, progress: &Progress) {
+    if outputs.is_empty() {
+        return;
+    }
+    progress.line("outputs:");
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    for (key, value) in outputs {
+        // moto leaves some `Fn::Sub` of resources it does not model (the HTTP API's URL) as
+        // written; say so rather than print it as if it were an address.
+        let note = if emulator && value.contains("${") {
+            "  (left unresolved by the emulator)"
+        } else {
+            ""
+        };
+        progress.line(format!("  {key:<width$}  {value}{note}"));
+    }
+}
+
+/// Writes the outputs file later commands read: where the stack is, its labels and outputs.
+fn write_outputs_file(
+    path: &Path,
+    session: &Session,
+    deployment: &StackDeployment,
+    outputs: &BTreeMap<String, String>,
+) -> Result<(), DeployError> {
     #[derive(Serialize)]
     struct OutputsFile<'a> {
         stack_name: &'a str,
@@ -888,18 +908,16 @@ async fn finish_outputs(
         outputs: &'a BTreeMap<String, String>,
     }
     let file = OutputsFile {
-        stack_name,
+        stack_name: &deployment.stack_name,
         region: &session.region,
         account_id: &session.account_id,
         endpoint_url: session.endpoint_url.as_deref(),
         labels: &deployment.labels,
-        outputs: &outputs,
+        outputs,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(DeployError::io("create", dir))?;
     }
     let text = serde_json::to_string_pretty(&file).expect("outputs serialize") + "\n";
-    std::fs::write(path, text).map_err(DeployError::io("write", path))?;
-    progress.line(format!("outputs written to {}", path.display()));
-    Ok((outputs, Some(path.clone())))
+    std::fs::write(path, text).map_err(DeployError::io("write", path))
 }

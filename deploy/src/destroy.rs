@@ -3,17 +3,19 @@
 //! that stack used.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sagaform_contract::template::function_of_code_key_parameter;
+use sagaform_stacks::config::EnvConfig;
 use serde::Serialize;
 
 use crate::bootstrap;
-use crate::confirm::{Confirm, ConfirmAnswer, Expect};
+use crate::confirm::{Confirm, Expect};
 use crate::error::aws_error;
 use crate::lock::StackLock;
-use crate::stack::{self, StackState};
-use crate::{DeployError, PatternEnv, Progress, Refusal, Session, workspace};
+use crate::stack::{self, StackInfo, StackState};
+use crate::{DeployError, PatternEnv, Progress, Refusal, Session};
 
 /// How to destroy.
 #[derive(Debug, Clone)]
@@ -81,150 +83,175 @@ pub async fn destroy_pattern(
     confirm: &dyn Confirm,
     progress: &Progress,
 ) -> Result<DestroyOutcome, DeployError> {
-    let PatternEnv {
-        workspace,
-        env,
-        pattern,
-    } = target;
     let started = Instant::now();
-    let stack_name = workspace::stack_name(pattern, &env.name);
-    let _lock = StackLock::acquire(workspace, &stack_name, "destroy")?;
-    let outputs_path = workspace.outputs_path(pattern, &env.name);
-    let remove_outputs = || -> Result<bool, DeployError> {
-        match std::fs::remove_file(&outputs_path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(DeployError::io("remove", &outputs_path)(e)),
-        }
-    };
-
+    let stack_name = target.stack_name();
+    let _lock = StackLock::acquire(target.workspace, &stack_name, "destroy")?;
+    let outputs_path = target.outputs_path();
     let Some(info) = stack::describe(session, &stack_name).await? else {
         progress.line(format!(
             "stack {stack_name} does not exist: nothing to destroy"
         ));
-        let outputs_file_removed = remove_outputs()?;
         return Ok(DestroyOutcome {
-            stack_name,
-            result: DestroyResult::NothingToDestroy,
-            retained: Vec::new(),
-            artifacts_cleared: Vec::new(),
-            outputs_file_removed,
-            seconds: started.elapsed().as_secs_f64(),
+            outputs_file_removed: remove_outputs_file(&outputs_path)?,
+            ..DestroyOutcome::empty(stack_name, started)
         });
     };
-    if env.production && !options.force_prod {
-        return Err(Refusal::ProductionProtected {
-            env: env.name.clone(),
-            stack: stack_name,
-        }
-        .into());
-    }
-    if stack::classify(&info.status) == StackState::Busy {
-        return Err(Refusal::StackBusy {
-            stack: stack_name,
-            status: info.status,
-        }
-        .into());
-    }
-
+    refuse_unsafe(target.env, options, &stack_name, &info)?;
     // What survives, from the deployed template and the stack's physical ids.
     let retained = retained_resources(session, &stack_name, &info.status).await;
-    if retained.is_empty() {
-        progress.line(format!(
-            "stack {stack_name}: every resource is deleted (no Retain policies)"
-        ));
-    } else {
-        progress.line(format!(
-            "stack {stack_name}: these data resources are KEPT by their DeletionPolicy and must be deleted by hand if no longer wanted:"
-        ));
-        for r in &retained {
-            progress.line(format!(
-                "  {} {} ({}){}",
-                r.policy,
-                r.logical_id,
-                r.resource_type,
-                r.physical_id
-                    .as_deref()
-                    .map(|p| format!(": {p}"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-
+    show_retained(&stack_name, &retained, progress);
     let question = format!(
         "delete stack {stack_name} (env {}, status {})?",
-        env.name, info.status
+        target.env.name, info.status
     );
-    match confirm.ask(&question, &Expect::Exactly(stack_name.clone())) {
-        ConfirmAnswer::Yes => {}
-        ConfirmAnswer::No => {
-            return Err(Refusal::NotConfirmed {
-                what: format!("destroy of {stack_name}"),
-            }
-            .into());
-        }
-        ConfirmAnswer::CannotAsk => {
-            return Err(Refusal::NeedsConfirmation {
-                what: format!("destroy of {stack_name}"),
-            }
-            .into());
-        }
-    }
-
+    confirm
+        .ask(&question, &Expect::Exactly(stack_name.clone()))
+        .require(format!("destroy of {stack_name}"))?;
     if info.termination_protection {
-        progress.line(format!(
-            "stack {stack_name}: turning termination protection off (--force-prod)"
-        ));
-        session
-            .cloudformation
-            .update_termination_protection()
-            .stack_name(&stack_name)
-            .enable_termination_protection(false)
-            .send()
-            .await
-            .map_err(aws_error("CloudFormation.UpdateTerminationProtection"))?;
+        disable_termination_protection(session, &stack_name, progress).await?;
     }
-    let code_keys: Vec<String> = info
-        .parameters
-        .iter()
-        .filter(|(k, _)| function_of_code_key_parameter(k).is_some())
-        .map(|(_, v)| v.clone())
-        .collect();
-
-    progress.line(format!("deleting stack {stack_name}"));
-    let watched = stack::delete_and_wait(session, &stack_name, options.timeout, progress).await?;
-    if watched.status != "DELETE_COMPLETE" {
-        let reason = watched
-            .first_failure
-            .or(watched.status_reason)
-            .unwrap_or_default();
-        return Err(DeployError::NeedsRecovery {
-            stack: stack_name.clone(),
-            status: watched.status.clone(),
-            steps: format!(
-                "first failure: {reason}\n{}",
-                stack::recovery_steps(session, &stack_name, &watched.status)
-            ),
-        });
-    }
+    let code_keys = code_keys(&info);
+    delete(session, &stack_name, options.timeout, progress).await?;
     progress.line(format!(
         "stack {stack_name} deleted in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-
-    let outputs_file_removed = remove_outputs()?;
-    let artifacts_cleared = if env.is_local() {
-        clear_local_artifacts(session, &env.name, &code_keys, progress).await?
-    } else {
-        Vec::new()
-    };
     Ok(DestroyOutcome {
-        stack_name,
         result: DestroyResult::Destroyed,
         retained,
-        artifacts_cleared,
-        outputs_file_removed,
-        seconds: started.elapsed().as_secs_f64(),
+        outputs_file_removed: remove_outputs_file(&outputs_path)?,
+        artifacts_cleared: if target.env.is_local() {
+            clear_local_artifacts(session, &target.env.name, &code_keys, progress).await?
+        } else {
+            Vec::new()
+        },
+        ..DestroyOutcome::empty(stack_name, started)
+    })
+}
+
+impl DestroyOutcome {
+    /// The outcome of a destroy that found no stack: nothing retained, cleared or removed, and
+    /// the seconds since `started`. A destroy that deleted one fills in the rest.
+    fn empty(stack_name: String, started: Instant) -> DestroyOutcome {
+        DestroyOutcome {
+            stack_name,
+            result: DestroyResult::NothingToDestroy,
+            retained: Vec::new(),
+            artifacts_cleared: Vec::new(),
+            outputs_file_removed: false,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The artifact keys the stack's code-key parameters hold (read before the stack is gone).
+fn code_keys(info: &StackInfo) -> Vec<String> {
+    info.parameters
+        .iter()
+        .filter(|(k, _)| function_of_code_key_parameter(k).is_some())
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Removes the outputs file of the stack; whether there was one.
+fn remove_outputs_file(path: &Path) -> Result<bool, DeployError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(DeployError::io("remove", path)(e)),
+    }
+}
+
+/// Refuses a production stack without `--force-prod` and a stack another operation is changing.
+fn refuse_unsafe(
+    env: &EnvConfig,
+    options: &DestroyOptions,
+    stack_name: &str,
+    info: &StackInfo,
+) -> Result<(), Refusal> {
+    if env.production && !options.force_prod {
+        return Err(Refusal::ProductionProtected {
+            env: env.name.clone(),
+            stack: stack_name.to_owned(),
+        });
+    }
+    if stack::classify(&info.status) == StackState::Busy {
+        return Err(Refusal::StackBusy {
+            stack: stack_name.to_owned(),
+            status: info.status.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Says which data resources the deletion keeps, so nobody assumes they are gone.
+fn show_retained(stack_name: &str, retained: &[RetainedResource], progress: &Progress) {
+    if retained.is_empty() {
+        progress.line(format!(
+            "stack {stack_name}: every resource is deleted (no Retain policies)"
+        ));
+        return;
+    }
+    progress.line(format!(
+        "stack {stack_name}: these data resources are KEPT by their DeletionPolicy and must be deleted by hand if no longer wanted:"
+    ));
+    for r in retained {
+        progress.line(format!(
+            "  {} {} ({}){}",
+            r.policy,
+            r.logical_id,
+            r.resource_type,
+            r.physical_id
+                .as_deref()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default()
+        ));
+    }
+}
+
+/// Turns termination protection off (a production stack, allowed by `--force-prod`).
+async fn disable_termination_protection(
+    session: &Session,
+    stack_name: &str,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    progress.line(format!(
+        "stack {stack_name}: turning termination protection off (--force-prod)"
+    ));
+    session
+        .cloudformation
+        .update_termination_protection()
+        .stack_name(stack_name)
+        .enable_termination_protection(false)
+        .send()
+        .await
+        .map_err(aws_error("CloudFormation.UpdateTerminationProtection"))?;
+    Ok(())
+}
+
+/// Deletes the stack and waits; a deletion that did not complete needs a person.
+async fn delete(
+    session: &Session,
+    stack_name: &str,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<(), DeployError> {
+    progress.line(format!("deleting stack {stack_name}"));
+    let watched = stack::delete_and_wait(session, stack_name, timeout, progress).await?;
+    if watched.status == "DELETE_COMPLETE" {
+        return Ok(());
+    }
+    let reason = watched
+        .first_failure
+        .or(watched.status_reason)
+        .unwrap_or_default();
+    Err(DeployError::NeedsRecovery {
+        stack: stack_name.to_owned(),
+        status: watched.status.clone(),
+        steps: format!(
+            "first failure: {reason}\n{}",
+            stack::recovery_steps(session, stack_name, &watched.status)
+        ),
     })
 }
 

@@ -229,8 +229,10 @@ where
 }
 
 /// The readable part of an SDK error: the service's code and message when there is one, else the
-/// whole source chain (connection errors hide the cause several levels down).
-pub(crate) trait ProvideMessage {
+/// whole source chain (connection errors hide the cause several levels down). Every AWS SDK crate
+/// shares the one `SdkError` type, so this serves the clients of other crates too.
+pub trait ProvideMessage {
+    /// The service's `code: message`, or the error's source chain.
     fn readable_message(&self) -> String;
 }
 

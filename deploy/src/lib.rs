@@ -37,7 +37,9 @@ pub mod workflow;
 mod workspace;
 
 pub use artifact::Artifact;
-pub use error::{DeployError, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Refusal};
+pub use error::{
+    DeployError, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ProvideMessage, Refusal,
+};
 pub use progress::Progress;
 pub use session::{ConnectOptions, Session};
 pub use workspace::{PatternEnv, Workspace, stack_name};

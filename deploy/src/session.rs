@@ -3,8 +3,7 @@
 //! (`AWS_PROFILE`, environment variables, SSO, instance roles), in the env's region.
 //! `--endpoint-url` points any env at another emulator.
 
-use aws_config::BehaviorVersion;
-use aws_config::Region;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudformation::config::Credentials;
 use sagaform_stacks::config::{EnvConfig, Target};
 
@@ -42,6 +41,9 @@ pub struct Session {
     pub endpoint_url: Option<String>,
     /// Whether the env is production.
     pub production: bool,
+    /// The AWS configuration the clients were made from (same endpoint, region and
+    /// credentials), for clients of other services.
+    pub aws: SdkConfig,
 }
 
 impl Session {
@@ -50,38 +52,21 @@ impl Session {
         env: &EnvConfig,
         options: &ConnectOptions,
     ) -> Result<Session, DeployError> {
-        let region = env.region().to_owned();
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.clone()));
         let expected_account = match &env.target {
-            Target::Local => {
-                let Some(_) = &options.endpoint_url else {
-                    return Err(DeployError::Emulator(format!(
-                        "env {} deploys to the local emulator but no endpoint was given",
-                        env.name
-                    )));
-                };
-                // The emulator accepts any credentials; fixed ones keep a developer's real
-                // credentials away from it and make the account id predictable.
-                loader = loader.credentials_provider(Credentials::new(
-                    "testing",
-                    "testing",
-                    None,
-                    None,
-                    "sagaform-local",
-                ));
-                LOCAL_ACCOUNT_ID.to_owned()
+            Target::Local if options.endpoint_url.is_none() => {
+                return Err(DeployError::Emulator(format!(
+                    "env {} deploys to the local emulator but no endpoint was given",
+                    env.name
+                )));
             }
+            Target::Local => LOCAL_ACCOUNT_ID.to_owned(),
             Target::Aws { account_id, .. } => account_id.clone(),
         };
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
-        let s3_config = aws_sdk_s3::config::Builder::from(&config)
+        let aws = sdk_config(env, options.endpoint_url.as_deref()).await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&aws)
             .force_path_style(options.endpoint_url.is_some())
             .build();
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::new(&aws);
         let identity = sts
             .get_caller_identity()
             .send()
@@ -90,16 +75,38 @@ impl Session {
         let account_id = identity.account().unwrap_or_default().to_owned();
         check_account(&env.name, &expected_account, &account_id)?;
         Ok(Session {
-            cloudformation: aws_sdk_cloudformation::Client::new(&config),
+            cloudformation: aws_sdk_cloudformation::Client::new(&aws),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             env_name: env.name.clone(),
-            region,
+            region: env.region().to_owned(),
             account_id,
             emulator: env.is_local() || options.endpoint_url.is_some(),
             endpoint_url: options.endpoint_url.clone(),
             production: env.production,
+            aws,
         })
     }
+}
+
+/// AWS configuration for the env in its region, bound to `endpoint_url` when given: for the
+/// local env fixed credentials (the emulator accepts any; fixed ones keep a developer's real
+/// credentials away from it and make the account id predictable), the standard chain otherwise.
+pub async fn sdk_config(env: &EnvConfig, endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(env.region().to_owned()));
+    if env.is_local() {
+        loader = loader.credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sagaform-local",
+        ));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// Refuses to act on an env with credentials of another account.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{
-    Capability, ChangeSetStatus, ChangeSetType, Parameter, StackEvent, Tag, TemplateStage,
+    Capability, Change, ChangeSetStatus, ChangeSetType, Parameter, StackEvent, Tag, TemplateStage,
 };
 use serde::Serialize;
 
@@ -243,6 +243,25 @@ pub struct ChangeSetSpec<'a> {
     pub purpose: &'a str,
 }
 
+impl ChangeSetSpec<'_> {
+    /// The parameters as CloudFormation takes them, `None` as "use the previous value".
+    fn cloudformation_parameters(&self) -> Vec<Parameter> {
+        self.parameters
+            .iter()
+            .map(|(key, value)| match value {
+                Some(value) => Parameter::builder()
+                    .parameter_key(key)
+                    .parameter_value(value)
+                    .build(),
+                None => Parameter::builder()
+                    .parameter_key(key)
+                    .use_previous_value(true)
+                    .build(),
+            })
+            .collect()
+    }
+}
+
 fn no_changes_reason(reason: &str) -> bool {
     // AWS: "The submitted information didn't contain changes. Submit different information to
     // create a change set." moto raises "No updates are to be performed." from
@@ -256,99 +275,106 @@ pub async fn create_change_set(
     spec: &ChangeSetSpec<'_>,
     progress: &Progress,
 ) -> Result<ChangeSetResult, DeployError> {
-    let cfn = &session.cloudformation;
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let name = format!(
-        "sagaform-{}-{}{:03}",
-        spec.purpose,
-        epoch.as_secs(),
-        epoch.subsec_millis()
-    );
-    let parameters = spec
-        .parameters
-        .iter()
-        .map(|(key, value)| match value {
-            Some(value) => Parameter::builder()
-                .parameter_key(key)
-                .parameter_value(value)
-                .build(),
-            None => Parameter::builder()
-                .parameter_key(key)
-                .use_previous_value(true)
-                .build(),
-        })
-        .collect::<Vec<_>>();
-    let tags = spec
-        .tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Vec<_>>();
+    let name = change_set_name(spec.purpose);
     let kind = if spec.create {
         ChangeSetType::Create
     } else {
         ChangeSetType::Update
     };
     progress.status(format!("change set: creating {name} ({})", kind.as_str()));
-    let created = cfn
+    let computed = match request_change_set(session, spec, &name, kind.clone()).await? {
+        Some(id) => wait_for_change_set(session, spec.stack_name, &name, &id, progress)
+            .await?
+            .map(|rows| (id, rows)),
+        None => None,
+    };
+    progress.clear_status();
+    Ok(match computed {
+        Some((id, rows)) => ChangeSetResult::Ready(ChangeSet {
+            name,
+            id,
+            kind: kind.as_str().to_owned(),
+            rows,
+        }),
+        None => ChangeSetResult::NoChanges,
+    })
+}
+
+/// `sagaform-<purpose>-<seconds><milliseconds>`: unique per stack, and sorts by time.
+fn change_set_name(purpose: &str) -> String {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "sagaform-{purpose}-{}{:03}",
+        epoch.as_secs(),
+        epoch.subsec_millis()
+    )
+}
+
+/// Sends CreateChangeSet; the new change set's id, or `None` when the endpoint refused it for
+/// having no changes.
+async fn request_change_set(
+    session: &Session,
+    spec: &ChangeSetSpec<'_>,
+    name: &str,
+    kind: ChangeSetType,
+) -> Result<Option<String>, DeployError> {
+    let tags = spec
+        .tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Vec<_>>();
+    let created = session
+        .cloudformation
         .create_change_set()
         .stack_name(spec.stack_name)
-        .change_set_name(&name)
-        .change_set_type(kind.clone())
+        .change_set_name(name)
+        .change_set_type(kind)
         .description(format!("sagaform {} of {}", spec.purpose, spec.stack_name))
         .template_body(spec.template_body)
-        .set_parameters(Some(parameters))
+        .set_parameters(Some(spec.cloudformation_parameters()))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .set_tags(Some(tags))
         .send()
         .await;
-    let created = match created {
-        Ok(created) => created,
+    match created {
+        Ok(created) => Ok(Some(created.id().unwrap_or(name).to_owned())),
         Err(e) => {
             let message = e.readable_message();
             if no_changes_reason(&message) {
-                progress.clear_status();
-                return Ok(ChangeSetResult::NoChanges);
+                return Ok(None);
             }
-            return Err(DeployError::Aws {
+            Err(DeployError::Aws {
                 operation: "CloudFormation.CreateChangeSet",
                 message,
-            });
+            })
         }
-    };
-    let id = created.id().unwrap_or(&name).to_owned();
+    }
+}
+
+/// Polls change set `id` until CloudFormation has computed it: its rows, or `None` when it
+/// failed for having no changes (it is deleted then, as is any failed one).
+async fn wait_for_change_set(
+    session: &Session,
+    stack_name: &str,
+    name: &str,
+    id: &str,
+    progress: &Progress,
+) -> Result<Option<Vec<ChangeRow>>, DeployError> {
     let start = Instant::now();
-    let rows = loop {
-        let mut token: Option<String> = None;
-        let mut changes = Vec::new();
-        let (status, reason) = loop {
-            let page = cfn
-                .describe_change_set()
-                .stack_name(spec.stack_name)
-                .change_set_name(&id)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(aws_error("CloudFormation.DescribeChangeSet"))?;
-            changes.extend(page.changes().iter().cloned());
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break (
-                    page.status().cloned(),
-                    page.status_reason().map(str::to_owned),
-                );
+    loop {
+        let described = describe_change_set(session, stack_name, id).await?;
+        match described.status {
+            Some(ChangeSetStatus::CreateComplete) => {
+                return Ok(Some(rows_from(&described.changes)));
             }
-        };
-        match status {
-            Some(ChangeSetStatus::CreateComplete) => break rows_from(&changes),
             Some(ChangeSetStatus::Failed) => {
-                let reason = reason.unwrap_or_default();
-                delete_change_set(session, spec.stack_name, &id).await?;
+                let reason = described.reason.unwrap_or_default();
+                delete_change_set(session, stack_name, id).await?;
                 if no_changes_reason(&reason) {
-                    progress.clear_status();
-                    return Ok(ChangeSetResult::NoChanges);
+                    return Ok(None);
                 }
                 return Err(DeployError::Aws {
                     operation: "CloudFormation.CreateChangeSet",
@@ -368,14 +394,43 @@ pub async fn create_change_set(
             start.elapsed().as_secs_f64()
         ));
         tokio::time::sleep(poll_interval(session)).await;
-    };
-    progress.clear_status();
-    Ok(ChangeSetResult::Ready(ChangeSet {
-        name,
-        id,
-        kind: kind.as_str().to_owned(),
-        rows,
-    }))
+    }
+}
+
+/// A change set as DescribeChangeSet returns it, every page read.
+struct DescribedChangeSet {
+    status: Option<ChangeSetStatus>,
+    reason: Option<String>,
+    changes: Vec<Change>,
+}
+
+async fn describe_change_set(
+    session: &Session,
+    stack_name: &str,
+    id: &str,
+) -> Result<DescribedChangeSet, DeployError> {
+    let mut token: Option<String> = None;
+    let mut changes = Vec::new();
+    loop {
+        let page = session
+            .cloudformation
+            .describe_change_set()
+            .stack_name(stack_name)
+            .change_set_name(id)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error("CloudFormation.DescribeChangeSet"))?;
+        changes.extend(page.changes().iter().cloned());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(DescribedChangeSet {
+                status: page.status().cloned(),
+                reason: page.status_reason().map(str::to_owned),
+                changes,
+            });
+        }
+    }
 }
 
 /// Deletes a change set.
@@ -439,91 +494,40 @@ pub struct Watched {
 pub async fn watch(
     session: &Session,
     stack_name: &str,
-    mut seen: HashSet<String>,
+    seen: HashSet<String>,
     expected_resources: usize,
     timeout: Duration,
     progress: &Progress,
 ) -> Result<Watched, DeployError> {
     let stack_ref = stack_name;
-    // Deletes are watched by stack id; people read names.
-    let stack_name = stack_ref
-        .split_once(":stack/")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap_or(stack_ref);
-    let start = Instant::now();
-    let mut resource_events = false;
-    let mut finished: HashSet<String> = HashSet::new();
-    let mut failures: Vec<String> = Vec::new();
+    let stack_name = readable_name(stack_ref);
+    let mut events = EventLog {
+        seen,
+        start: Instant::now(),
+        expected_resources,
+        resource_events: false,
+        finished: HashSet::new(),
+        failures: Vec::new(),
+    };
     loop {
         let info = describe(session, stack_ref).await?;
         let (status, reason) = match &info {
             Some(info) => (info.status.clone(), info.status_reason.clone()),
             None => ("DELETE_COMPLETE".to_owned(), None),
         };
-        {
-            let mut fresh: Vec<StackEvent> = match session
-                .cloudformation
-                .describe_stack_events()
-                .stack_name(stack_ref)
-                .send()
-                .await
-            {
-                Ok(page) => page.stack_events().to_vec(),
-                Err(_) => Vec::new(),
-            };
-            fresh.retain(|e| e.event_id().is_some_and(|id| !seen.contains(id)));
-            // Newest first from the API; print oldest first.
-            fresh.reverse();
-            for event in fresh {
-                seen.insert(event.event_id().unwrap_or_default().to_owned());
-                let logical = event.logical_resource_id().unwrap_or("?");
-                let event_status = event.resource_status().map(|s| s.as_str()).unwrap_or("?");
-                let kind = event.resource_type().unwrap_or("");
-                let event_reason = event.resource_status_reason().unwrap_or("");
-                let is_stack = kind == "AWS::CloudFormation::Stack";
-                if !is_stack {
-                    resource_events = true;
-                    if event_status.ends_with("_COMPLETE") {
-                        finished.insert(logical.to_owned());
-                    }
-                    if event_status.ends_with("_FAILED")
-                        && !event_reason.contains("cancelled")
-                        && !event_reason.is_empty()
-                    {
-                        failures.push(format!("{logical} ({kind}): {event_reason}"));
-                    }
-                }
-                let counter = if is_stack || expected_resources == 0 {
-                    String::new()
-                } else {
-                    format!(
-                        " [{}/{expected_resources}]",
-                        finished.len().min(expected_resources)
-                    )
-                };
-                progress.line(format!(
-                    "  {:>6.1}s  {event_status:<28} {kind:<36} {logical}{counter}{}",
-                    start.elapsed().as_secs_f64(),
-                    if event_reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  ({event_reason})")
-                    }
-                ));
-            }
-        }
+        events.print_new(session, stack_ref, progress).await;
         if is_terminal(&status) {
             progress.clear_status();
-            if !resource_events && info.is_some() {
+            if !events.resource_events && info.is_some() {
                 print_resource_states(session, stack_ref, progress).await;
             }
             return Ok(Watched {
                 status,
-                first_failure: failures.into_iter().next(),
+                first_failure: events.failures.into_iter().next(),
                 status_reason: reason,
             });
         }
-        if start.elapsed() > timeout {
+        if events.start.elapsed() > timeout {
             progress.clear_status();
             return Err(DeployError::Timeout {
                 stack: stack_name.to_owned(),
@@ -533,10 +537,96 @@ pub async fn watch(
         }
         progress.tick(format!(
             "{stack_name}: {status}, {}/{expected_resources} resources done, {:.0} s",
-            finished.len().min(expected_resources),
-            start.elapsed().as_secs_f64()
+            events.done(),
+            events.start.elapsed().as_secs_f64()
         ));
         tokio::time::sleep(poll_interval(session)).await;
+    }
+}
+
+/// The name in a stack id (deletes are watched by stack id; people read names), or the name
+/// itself.
+fn readable_name(stack_ref: &str) -> &str {
+    stack_ref
+        .split_once(":stack/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or(stack_ref)
+}
+
+/// The events of one watched operation: which were printed, which resources finished and which
+/// failed.
+struct EventLog {
+    seen: HashSet<String>,
+    start: Instant,
+    expected_resources: usize,
+    /// Whether the endpoint recorded any per-resource event.
+    resource_events: bool,
+    finished: HashSet<String>,
+    failures: Vec<String>,
+}
+
+impl EventLog {
+    /// Resources finished so far, at most the expected count.
+    fn done(&self) -> usize {
+        self.finished.len().min(self.expected_resources)
+    }
+
+    /// Prints the stack's events not seen yet, oldest first.
+    async fn print_new(&mut self, session: &Session, stack_ref: &str, progress: &Progress) {
+        let mut fresh: Vec<StackEvent> = match session
+            .cloudformation
+            .describe_stack_events()
+            .stack_name(stack_ref)
+            .send()
+            .await
+        {
+            Ok(page) => page.stack_events().to_vec(),
+            Err(_) => Vec::new(),
+        };
+        fresh.retain(|e| e.event_id().is_some_and(|id| !self.seen.contains(id)));
+        // Newest first from the API; print oldest first.
+        fresh.reverse();
+        for event in fresh {
+            self.seen
+                .insert(event.event_id().unwrap_or_default().to_owned());
+            self.print(&event, progress);
+        }
+    }
+
+    /// Records what one event says about its resource and prints it with the elapsed time.
+    fn print(&mut self, event: &StackEvent, progress: &Progress) {
+        let logical = event.logical_resource_id().unwrap_or("?");
+        let event_status = event.resource_status().map(|s| s.as_str()).unwrap_or("?");
+        let kind = event.resource_type().unwrap_or("");
+        let event_reason = event.resource_status_reason().unwrap_or("");
+        let is_stack = kind == "AWS::CloudFormation::Stack";
+        if !is_stack {
+            self.resource_events = true;
+            if event_status.ends_with("_COMPLETE") {
+                self.finished.insert(logical.to_owned());
+            }
+            if event_status.ends_with("_FAILED")
+                && !event_reason.contains("cancelled")
+                && !event_reason.is_empty()
+            {
+                self.failures
+                    .push(format!("{logical} ({kind}): {event_reason}"));
+            }
+        }
+        let counter = if is_stack || self.expected_resources == 0 {
+            String::new()
+        } else {
+            format!(" [{}/{}]", self.done(), self.expected_resources)
+        };
+        progress.line(format!(
+            "  {:>6.1}s  {event_status:<28} {kind:<36} {logical}{counter}{}",
+            self.start.elapsed().as_secs_f64(),
+            if event_reason.is_empty() {
+                String::new()
+            } else {
+                format!("  ({event_reason})")
+            }
+        ));
     }
 }
 
@@ -592,6 +682,12 @@ pub async fn delete_and_wait(
             .map_or_else(|| stack_name.to_owned(), |info| info.stack_id)
     };
     let seen = seen_events(session, &stack_id).await;
+    start_delete(session, stack_name).await?;
+    watch(session, &stack_id, seen, 0, timeout, progress).await
+}
+
+/// Starts deleting a stack (DeleteStack returns before the deletion ends).
+pub async fn start_delete(session: &Session, stack_name: &str) -> Result<(), DeployError> {
     session
         .cloudformation
         .delete_stack()
@@ -599,7 +695,7 @@ pub async fn delete_and_wait(
         .send()
         .await
         .map_err(aws_error("CloudFormation.DeleteStack"))?;
-    watch(session, &stack_id, seen, 0, timeout, progress).await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -146,75 +146,69 @@ impl Template {
     /// policies), managed policy attachments, Lambda permissions and security group rules.
     pub fn grants(&self) -> BTreeSet<Grant> {
         let mut grants = BTreeSet::new();
-        let list = |v: Option<&Value>| v.and_then(Value::as_sequence).cloned().unwrap_or_default();
         for (id, resource) in self.section("Resources") {
             let kind = resource
                 .get("Type")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let props = resource.get("Properties").cloned().unwrap_or(Value::Null);
-            match kind {
-                "AWS::IAM::Role" => {
-                    statements(
-                        &id,
-                        "trust",
-                        props.get("AssumeRolePolicyDocument"),
-                        &mut grants,
-                    );
-                    for policy in list(props.get("Policies")) {
-                        statements(&id, "", policy.get("PolicyDocument"), &mut grants);
-                    }
-                    for arn in list(props.get("ManagedPolicyArns")) {
-                        grants.insert(Grant {
-                            logical_id: id.clone(),
-                            effect: "Allow".to_owned(),
-                            what: format!("managed policy {}", render(&arn)),
-                            on: String::new(),
-                        });
-                    }
-                }
-                "AWS::Lambda::Permission" => {
-                    grants.insert(Grant {
-                        logical_id: id.clone(),
-                        effect: "Allow".to_owned(),
-                        what: props.get("Action").map(render).unwrap_or_default(),
-                        on: render(&props),
-                    });
-                }
-                "AWS::EC2::SecurityGroup" => {
-                    for (direction, key) in [
-                        ("Ingress", "SecurityGroupIngress"),
-                        ("Egress", "SecurityGroupEgress"),
-                    ] {
-                        for rule in list(props.get(key)) {
-                            grants.insert(Grant {
-                                logical_id: id.clone(),
-                                effect: direction.to_owned(),
-                                what: render(&rule),
-                                on: String::new(),
-                            });
-                        }
-                    }
-                }
-                "AWS::EC2::SecurityGroupIngress" | "AWS::EC2::SecurityGroupEgress" => {
-                    grants.insert(Grant {
-                        logical_id: id.clone(),
-                        effect: kind
-                            .trim_start_matches("AWS::EC2::SecurityGroup")
-                            .to_owned(),
-                        what: render(&props),
-                        on: String::new(),
-                    });
-                }
-                _ => {
-                    // Every other policy-holding resource (IAM::Policy, QueuePolicy, TopicPolicy,
-                    // BucketPolicy, ...) carries a PolicyDocument.
-                    statements(&id, "", props.get("PolicyDocument"), &mut grants);
-                }
-            }
+            resource_grants(&id, kind, &props, &mut grants);
         }
         grants
     }
+}
+
+/// The grants of one resource of type `kind` with properties `props`.
+fn resource_grants(id: &str, kind: &str, props: &Value, grants: &mut BTreeSet<Grant>) {
+    let grant = |effect: &str, what: String, on: String| Grant {
+        logical_id: id.to_owned(),
+        effect: effect.to_owned(),
+        what,
+        on,
+    };
+    match kind {
+        "AWS::IAM::Role" => {
+            statements(id, "trust", props.get("AssumeRolePolicyDocument"), grants);
+            for policy in sequence(props.get("Policies")) {
+                statements(id, "", policy.get("PolicyDocument"), grants);
+            }
+            for arn in sequence(props.get("ManagedPolicyArns")) {
+                let what = format!("managed policy {}", render(&arn));
+                grants.insert(grant("Allow", what, String::new()));
+            }
+        }
+        "AWS::Lambda::Permission" => {
+            let what = props.get("Action").map(render).unwrap_or_default();
+            grants.insert(grant("Allow", what, render(props)));
+        }
+        "AWS::EC2::SecurityGroup" => {
+            for (direction, key) in [
+                ("Ingress", "SecurityGroupIngress"),
+                ("Egress", "SecurityGroupEgress"),
+            ] {
+                for rule in sequence(props.get(key)) {
+                    grants.insert(grant(direction, render(&rule), String::new()));
+                }
+            }
+        }
+        "AWS::EC2::SecurityGroupIngress" | "AWS::EC2::SecurityGroupEgress" => {
+            let direction = kind.trim_start_matches("AWS::EC2::SecurityGroup");
+            grants.insert(grant(direction, render(props), String::new()));
+        }
+        _ => {
+            // Every other policy-holding resource (IAM::Policy, QueuePolicy, TopicPolicy,
+            // BucketPolicy, ...) carries a PolicyDocument.
+            statements(id, "", props.get("PolicyDocument"), grants);
+        }
+    }
+}
+
+/// The items of a list property; none when it is absent or not a list.
+fn sequence(value: Option<&Value>) -> Vec<Value> {
+    value
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Explodes a policy document into one grant per action and resource.

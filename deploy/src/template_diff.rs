@@ -69,86 +69,91 @@ const SECTIONS: [&str; 5] = [
     "Outputs",
 ];
 
+/// The entries of one section that were added, modified (with their properties) or removed:
+/// new entries in the new template's order, then the removed ones.
+fn diff_section(
+    section: &str,
+    old: &[(String, Value)],
+    fresh: &[(String, Value)],
+    entries: &mut Vec<EntryDiff>,
+) {
+    let find = |entries: &[(String, Value)], id: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v.clone())
+    };
+    let entry =
+        |id: &str, value: &Value, change: EntryChange, properties: Vec<PropertyChange>| EntryDiff {
+            section: section.to_owned(),
+            id: id.to_owned(),
+            resource_type: (section == "Resources")
+                .then(|| value.get("Type").and_then(Value::as_str).map(str::to_owned))
+                .flatten(),
+            change,
+            properties,
+        };
+    for (id, value) in fresh {
+        match find(old, id) {
+            None => entries.push(entry(id, value, EntryChange::Added, Vec::new())),
+            Some(previous) if previous != *value => {
+                let mut properties = Vec::new();
+                compare(String::new(), Some(&previous), Some(value), &mut properties);
+                entries.push(entry(id, value, EntryChange::Modified, properties));
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, value) in old {
+        if find(fresh, id).is_none() {
+            entries.push(entry(id, value, EntryChange::Removed, Vec::new()));
+        }
+    }
+}
+
+/// Anything else at the top level (Description, Transform, Metadata, ...), as one entry when
+/// it changed.
+fn diff_top_level(deployed: &Template, new: &Template) -> Option<EntryDiff> {
+    let others = |t: &Template| -> Mapping {
+        t.body()
+            .as_mapping()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.as_str().is_none_or(|k| !SECTIONS.contains(&k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut properties = Vec::new();
+    compare(
+        String::new(),
+        Some(&Value::Mapping(others(deployed))),
+        Some(&Value::Mapping(others(new))),
+        &mut properties,
+    );
+    (!properties.is_empty()).then(|| EntryDiff {
+        section: "Template".to_owned(),
+        id: "(top level)".to_owned(),
+        resource_type: None,
+        change: EntryChange::Modified,
+        properties,
+    })
+}
+
 impl TemplateDiff {
     /// Compares the deployed template with the new one.
     pub fn between(deployed: &Template, new: &Template) -> TemplateDiff {
         let mut entries = Vec::new();
         for section in SECTIONS {
-            let old = deployed.section(section);
-            let fresh = new.section(section);
-            let type_of = |v: &Value| v.get("Type").and_then(Value::as_str).map(str::to_owned);
-            let find = |entries: &[(String, Value)], id: &str| {
-                entries
-                    .iter()
-                    .find(|(k, _)| k == id)
-                    .map(|(_, v)| v.clone())
-            };
-            for (id, value) in &fresh {
-                match find(&old, id) {
-                    None => entries.push(EntryDiff {
-                        section: section.to_owned(),
-                        id: id.clone(),
-                        resource_type: (section == "Resources").then(|| type_of(value)).flatten(),
-                        change: EntryChange::Added,
-                        properties: Vec::new(),
-                    }),
-                    Some(previous) if previous != *value => {
-                        let mut properties = Vec::new();
-                        compare(String::new(), Some(&previous), Some(value), &mut properties);
-                        entries.push(EntryDiff {
-                            section: section.to_owned(),
-                            id: id.clone(),
-                            resource_type: (section == "Resources")
-                                .then(|| type_of(value))
-                                .flatten(),
-                            change: EntryChange::Modified,
-                            properties,
-                        });
-                    }
-                    Some(_) => {}
-                }
-            }
-            for (id, value) in &old {
-                if find(&fresh, id).is_none() {
-                    entries.push(EntryDiff {
-                        section: section.to_owned(),
-                        id: id.clone(),
-                        resource_type: (section == "Resources").then(|| type_of(value)).flatten(),
-                        change: EntryChange::Removed,
-                        properties: Vec::new(),
-                    });
-                }
-            }
+            diff_section(
+                section,
+                &deployed.section(section),
+                &new.section(section),
+                &mut entries,
+            );
         }
-        // Anything else at the top level (Description, Transform, Metadata, ...).
-        let others = |t: &Template| -> Mapping {
-            t.body()
-                .as_mapping()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| k.as_str().is_none_or(|k| !SECTIONS.contains(&k)))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let (old_top, new_top) = (others(deployed), others(new));
-        let mut properties = Vec::new();
-        compare(
-            String::new(),
-            Some(&Value::Mapping(old_top)),
-            Some(&Value::Mapping(new_top)),
-            &mut properties,
-        );
-        if !properties.is_empty() {
-            entries.push(EntryDiff {
-                section: "Template".to_owned(),
-                id: "(top level)".to_owned(),
-                resource_type: None,
-                change: EntryChange::Modified,
-                properties,
-            });
-        }
+        entries.extend(diff_top_level(deployed, new));
         TemplateDiff { entries }
     }
 

@@ -129,4 +129,19 @@ impl PatternEnv<'_> {
     pub fn stack_name(&self) -> String {
         stack_name(self.pattern, &self.env.name)
     }
+
+    /// The committed template, relative to the checkout (for messages).
+    pub fn template_file(&self) -> String {
+        Workspace::template_relative(self.pattern, &self.env.name)
+    }
+
+    /// The committed template.
+    pub fn template_path(&self) -> PathBuf {
+        self.workspace.template_path(self.pattern, &self.env.name)
+    }
+
+    /// The outputs file the last deploy of this stack wrote.
+    pub fn outputs_path(&self) -> PathBuf {
+        self.workspace.outputs_path(self.pattern, &self.env.name)
+    }
 }

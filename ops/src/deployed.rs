@@ -10,11 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
+use aws_config::SdkConfig;
 use sagaform_deploy::{ConnectOptions, DeployError, Session, Workspace, stack, stack_name};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{EnvConfig, StoreKind, Target};
+use sagaform_stacks::config::{EnvConfig, StoreKind};
 use serde::Deserialize;
 
 use crate::OpsError;
@@ -69,6 +68,26 @@ fn read_outputs_file(path: &Path) -> Option<OutputsFile> {
     serde_json::from_str(&text).ok()
 }
 
+/// The running local emulator's endpoint, as the last local deploy recorded it when that is
+/// still the emulator's; an error when the emulator is not running (it then holds no stack).
+fn local_endpoint(
+    pattern: Pattern,
+    outputs_file: Option<&OutputsFile>,
+) -> Result<String, OpsError> {
+    let port = sagaform_local::emulator::port().map_err(DeployError::from)?;
+    let endpoint = sagaform_tools::moto::endpoint(port);
+    if !sagaform_tools::moto::is_running(port) {
+        return Err(OpsError::EmulatorDown {
+            endpoint,
+            pattern: pattern.name().to_owned(),
+        });
+    }
+    Ok(outputs_file
+        .and_then(|file| file.endpoint_url.clone())
+        .filter(|recorded| *recorded == endpoint)
+        .unwrap_or(endpoint))
+}
+
 impl Deployed {
     /// Connects to the env (checking the account), and reads the stack.
     ///
@@ -87,23 +106,7 @@ impl Deployed {
         let endpoint_url = match (&options.endpoint_url, env.is_local()) {
             (Some(url), _) => Some(url.clone()),
             (None, false) => None,
-            (None, true) => {
-                let port = sagaform_local::emulator::port().map_err(DeployError::from)?;
-                let endpoint = sagaform_tools::moto::endpoint(port);
-                if !sagaform_tools::moto::is_running(port) {
-                    return Err(OpsError::EmulatorDown {
-                        endpoint,
-                        pattern: pattern.name().to_owned(),
-                    });
-                }
-                Some(
-                    outputs_file
-                        .as_ref()
-                        .and_then(|file| file.endpoint_url.clone())
-                        .filter(|recorded| *recorded == endpoint)
-                        .unwrap_or(endpoint),
-                )
-            }
+            (None, true) => Some(local_endpoint(pattern, outputs_file.as_ref())?),
         };
         let session = Session::connect(
             env,
@@ -124,7 +127,6 @@ impl Deployed {
         } else {
             info.outputs
         };
-        let aws = sdk_config(env, endpoint_url.as_deref()).await;
         Ok(Deployed {
             pattern,
             env_name: env.name.clone(),
@@ -137,7 +139,7 @@ impl Deployed {
             database_name: env.aurora.database_name.clone(),
             outputs,
             parameters: info.parameters,
-            aws,
+            aws: session.aws,
         })
     }
 
@@ -162,24 +164,4 @@ impl Deployed {
     pub fn function_name(&self, role: &str) -> String {
         format!("{}-{role}", self.stack_name)
     }
-}
-
-/// AWS configuration for the env: the emulator's fixed credentials for the local env (a
-/// developer's real credentials never go to it), the standard chain otherwise.
-pub async fn sdk_config(env: &EnvConfig, endpoint_url: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(env.region().to_owned()));
-    if matches!(env.target, Target::Local) {
-        loader = loader.credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "sagaform-local",
-        ));
-    }
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
 }

@@ -2,7 +2,7 @@
 //! protection, a confirmation that was not given) are told apart from failures so the command
 //! line can exit with the same codes as the stack commands.
 
-use sagaform_deploy::DeployError;
+use sagaform_deploy::{DeployError, ProvideMessage, Refusal};
 use sagaform_runtime::StoreError;
 
 /// Why an operation was refused; each variant tells the user what to do instead.
@@ -16,18 +16,9 @@ pub enum OpsRefusal {
         /// Queue name.
         queue: String,
     },
-    /// A confirmation is needed and there is no terminal to ask on.
-    #[error("{what} needs confirmation and stdin is not a terminal: re-run with --yes to approve")]
-    NeedsConfirmation {
-        /// What needed approval.
-        what: String,
-    },
-    /// The user typed something else than the queue name.
-    #[error("not confirmed: {what} was not approved, nothing changed")]
-    NotConfirmed {
-        /// What was not approved.
-        what: String,
-    },
+    /// The operator declined, or a confirmation was needed without a terminal to ask on.
+    #[error(transparent)]
+    Unconfirmed(#[from] Refusal),
 }
 
 /// An error of the operations library.
@@ -123,33 +114,6 @@ where
 {
     move |error| OpsError::Aws {
         operation,
-        message: readable_message(&error),
-    }
-}
-
-/// The service's code and message of an SDK error, else its whole source chain.
-pub(crate) fn readable_message<E, R>(error: &aws_sdk_sqs::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_sqs::error::ProvideErrorMetadata;
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (None, Some(message)) => message.to_owned(),
-        (Some(code), None) => code.to_owned(),
-        (None, None) => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                let line = cause.to_string();
-                if !text.contains(&line) {
-                    text.push_str(": ");
-                    text.push_str(&line);
-                }
-                source = cause.source();
-            }
-            text
-        }
+        message: error.readable_message(),
     }
 }

@@ -199,69 +199,77 @@ pub async fn open_store(
     options: &ShowOptions,
 ) -> Result<(ConfiguredStore, String), OpsError> {
     if let Some(url) = &options.database_url {
-        let settings = PostgresSettings::from_url(url)?;
-        let description = describe_postgres(&settings);
-        let store = PostgresStore::connect(settings).await?;
-        return Ok((ConfiguredStore::Postgres(store), description));
+        return open_postgres(url).await;
     }
     match deployed.store {
-        StoreKind::DynamoDb => {
-            let table = deployed
-                .output(outputs::SAGA_TABLE_NAME, "saga show")?
-                .to_owned();
-            let idempotency = deployed
-                .outputs
-                .get(outputs::IDEMPOTENCY_TABLE_NAME)
-                .cloned()
-                .unwrap_or_default();
-            let description = format!("DynamoDB table {table}");
-            let store = DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&deployed.aws),
-                table,
-                idempotency,
-                // Only read here; the TTL applies to writes.
-                Duration::from_secs(0),
-            );
-            Ok((ConfiguredStore::DynamoDb(store), description))
-        }
+        StoreKind::DynamoDb => open_dynamodb(deployed),
         StoreKind::Aurora if deployed.local => {
             let url = deployed
                 .parameters
                 .get(LOCAL_DATABASE_URL_PARAMETER)
                 .filter(|url| !url.is_empty())
                 .map_or(DEFAULT_LOCAL_DATABASE_URL, String::as_str);
-            let settings = PostgresSettings::from_url(url)?;
-            let description = describe_postgres(&settings);
-            let store = PostgresStore::connect(settings).await?;
-            Ok((ConfiguredStore::Postgres(store), description))
+            open_postgres(url).await
         }
-        StoreKind::Aurora => {
-            let host = deployed
-                .output(outputs::DATABASE_PROXY_ENDPOINT, "saga show")?
-                .to_owned();
-            let secret_arn = deployed
-                .output(outputs::DATABASE_SECRET_ARN, "saga show")?
-                .to_owned();
-            let description = format!(
-                "Aurora PostgreSQL via RDS Proxy {host}:{PROXY_PORT}, database {}",
-                deployed.database_name
-            );
-            // Secrets Manager is reached through the default credential chain, as the functions
-            // do; Aurora has no emulator, so there is no endpoint override to honour.
-            let location = DatabaseLocation::Aurora {
-                host,
-                port: PROXY_PORT,
-                dbname: deployed.database_name.clone(),
-                secret_arn,
-            };
-            let store = StoreConfig::Aurora(location).connect().await.map_err(|e| {
-                OpsError::InvalidInput(format!(
-                    "{e} (reading Aurora needs a network path to the RDS Proxy: run inside the VPC, or open a tunnel and pass it as --database-url)"
-                ))
-            })?;
-            Ok((store, description))
-        }
+        StoreKind::Aurora => open_aurora(deployed).await,
     }
+}
+
+/// The PostgreSQL database at `url`.
+async fn open_postgres(url: &str) -> Result<(ConfiguredStore, String), OpsError> {
+    let settings = PostgresSettings::from_url(url)?;
+    let description = describe_postgres(&settings);
+    let store = PostgresStore::connect(settings).await?;
+    Ok((ConfiguredStore::Postgres(store), description))
+}
+
+/// The stack's DynamoDB saga table.
+fn open_dynamodb(deployed: &Deployed) -> Result<(ConfiguredStore, String), OpsError> {
+    let table = deployed
+        .output(outputs::SAGA_TABLE_NAME, "saga show")?
+        .to_owned();
+    let idempotency = deployed
+        .outputs
+        .get(outputs::IDEMPOTENCY_TABLE_NAME)
+        .cloned()
+        .unwrap_or_default();
+    let description = format!("DynamoDB table {table}");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&deployed.aws),
+        table,
+        idempotency,
+        // Only read here; the TTL applies to writes.
+        Duration::from_secs(0),
+    );
+    Ok((ConfiguredStore::DynamoDb(store), description))
+}
+
+/// The stack's Aurora database through its RDS Proxy, with the credentials of its secret.
+async fn open_aurora(deployed: &Deployed) -> Result<(ConfiguredStore, String), OpsError> {
+    let host = deployed
+        .output(outputs::DATABASE_PROXY_ENDPOINT, "saga show")?
+        .to_owned();
+    let secret_arn = deployed
+        .output(outputs::DATABASE_SECRET_ARN, "saga show")?
+        .to_owned();
+    let description = format!(
+        "Aurora PostgreSQL via RDS Proxy {host}:{PROXY_PORT}, database {}",
+        deployed.database_name
+    );
+    // Secrets Manager is reached through the default credential chain, as the functions do;
+    // Aurora has no emulator, so there is no endpoint override to honour.
+    let location = DatabaseLocation::Aurora {
+        host,
+        port: PROXY_PORT,
+        dbname: deployed.database_name.clone(),
+        secret_arn,
+    };
+    let store = StoreConfig::Aurora(location).connect().await.map_err(|e| {
+        OpsError::InvalidInput(format!(
+            "{e} (reading Aurora needs a network path to the RDS Proxy: run inside the VPC, or open a tunnel and pass it as --database-url)"
+        ))
+    })?;
+    Ok((store, description))
 }
 
 fn describe_postgres(settings: &PostgresSettings) -> String {
@@ -469,68 +477,14 @@ pub fn render(report: &SagaReport) -> String {
     line(format!("store: {}", report.store));
     match &report.saga {
         None => line("state: no saga with this transaction id in the store".to_owned()),
-        Some(saga) => {
-            line(format!(
-                "status: {} (version {})",
-                saga.status, saga.version
-            ));
-            line(format!("created: {}", saga.created_at));
-            line(format!("updated: {}", saga.updated_at));
-            if let Some(error) = &saga.error {
-                line(format!("error: {error}"));
-            }
-            line(format!("request: {}", saga.request));
-            line("steps:".to_owned());
-            let width = saga.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
-            for step in &saga.steps {
-                let mut text = format!(
-                    "  {:<width$}  {:<19}  attempts {}  updated {}",
-                    step.name,
-                    step.status.as_str(),
-                    step.attempts,
-                    step.updated_at.as_deref().unwrap_or("-")
-                );
-                if let Some(error) = &step.error {
-                    text.push_str(&format!("  error: {error}"));
-                }
-                line(text);
-            }
-        }
+        Some(saga) => render_state(saga, &mut line),
     }
-    if let Some(execution) = &report.execution {
-        line(format!(
-            "execution: {} {}",
-            execution.status, execution.execution_arn
-        ));
-        line(format!(
-            "  started {}  stopped {}",
-            execution.started_at.as_deref().unwrap_or("-"),
-            execution.stopped_at.as_deref().unwrap_or("-")
-        ));
-        if let Some(error) = &execution.error {
-            line(format!(
-                "  error: {error}: {}",
-                execution.cause.as_deref().unwrap_or("")
-            ));
+    match &report.execution {
+        Some(execution) => render_execution(execution, &mut line),
+        None if report.pattern == Pattern::StepFunctions.name() => {
+            line("execution: none named by this transaction id".to_owned())
         }
-        if !execution.history.is_empty() {
-            line("  history:".to_owned());
-        }
-        for event in &execution.history {
-            let mut text = format!(
-                "    {:>3}  {}  {}",
-                event.id, event.timestamp, event.event_type
-            );
-            if let Some(state) = &event.state {
-                text.push_str(&format!("  {state}"));
-            }
-            if let Some(error) = &event.error {
-                text.push_str(&format!("  error: {error}"));
-            }
-            line(text);
-        }
-    } else if report.pattern == Pattern::StepFunctions.name() {
-        line("execution: none named by this transaction id".to_owned());
+        None => {}
     }
     line("logs:".to_owned());
     if let Some(command) = &report.logs.local_command {
@@ -541,4 +495,68 @@ pub fn render(report: &SagaReport) -> String {
         line(format!("    {}", group.command));
     }
     out
+}
+
+/// The saga record's lines: status, times, request and one line per step.
+fn render_state(saga: &SagaRecord, line: &mut impl FnMut(String)) {
+    line(format!(
+        "status: {} (version {})",
+        saga.status, saga.version
+    ));
+    line(format!("created: {}", saga.created_at));
+    line(format!("updated: {}", saga.updated_at));
+    if let Some(error) = &saga.error {
+        line(format!("error: {error}"));
+    }
+    line(format!("request: {}", saga.request));
+    line("steps:".to_owned());
+    let width = saga.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for step in &saga.steps {
+        let mut text = format!(
+            "  {:<width$}  {:<19}  attempts {}  updated {}",
+            step.name,
+            step.status.as_str(),
+            step.attempts,
+            step.updated_at.as_deref().unwrap_or("-")
+        );
+        if let Some(error) = &step.error {
+            text.push_str(&format!("  error: {error}"));
+        }
+        line(text);
+    }
+}
+
+/// The Step Functions execution's lines: status, times, error and history.
+fn render_execution(execution: &ExecutionReport, line: &mut impl FnMut(String)) {
+    line(format!(
+        "execution: {} {}",
+        execution.status, execution.execution_arn
+    ));
+    line(format!(
+        "  started {}  stopped {}",
+        execution.started_at.as_deref().unwrap_or("-"),
+        execution.stopped_at.as_deref().unwrap_or("-")
+    ));
+    if let Some(error) = &execution.error {
+        line(format!(
+            "  error: {error}: {}",
+            execution.cause.as_deref().unwrap_or("")
+        ));
+    }
+    if !execution.history.is_empty() {
+        line("  history:".to_owned());
+    }
+    for event in &execution.history {
+        let mut text = format!(
+            "    {:>3}  {}  {}",
+            event.id, event.timestamp, event.event_type
+        );
+        if let Some(state) = &event.state {
+            text.push_str(&format!("  {state}"));
+        }
+        if let Some(error) = &event.error {
+            text.push_str(&format!("  error: {error}"));
+        }
+        line(text);
+    }
 }

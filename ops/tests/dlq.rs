@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use sagaform_deploy::Refusal;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, ConfirmAnswer, Expect, NoTerminal};
 use sagaform_ops::dlq::{self, DeadLetterQueue, Dlq, PurgeGuard, Redrive, RedriveMode};
 use sagaform_ops::{OpsError, OpsRefusal, RedriveOptions};
@@ -368,7 +369,7 @@ async fn purge_is_refused_on_production_without_force_prod_and_without_a_confirm
     assert!(
         matches!(
             no_terminal,
-            OpsError::Refused(OpsRefusal::NeedsConfirmation { .. })
+            OpsError::Refused(OpsRefusal::Unconfirmed(Refusal::NeedsConfirmation { .. }))
         ),
         "{no_terminal}"
     );

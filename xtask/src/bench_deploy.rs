@@ -6,13 +6,16 @@
 //! Every run uses a fresh moto on a free port and a scratch copy of `env/` and `templates/`, so
 //! it never touches the checkout's `.local/` or a running local environment.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, DeployResult, deploy_pattern};
 use sagaform_deploy::destroy::{DestroyOptions, DestroyResult, destroy_pattern};
-use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace, build};
+use sagaform_deploy::{
+    Artifact, ConnectOptions, DeployError, PatternEnv, Progress, Session, Workspace, build,
+};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config;
 use sagaform_stacks::synth::{self, Selection};
@@ -44,100 +47,117 @@ struct Timings {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = workspace::root()?;
-    let checkout = Workspace::new(&root);
     let tools = Tools::ensure().context("installing the pinned tools")?;
     let scratch = root
         .join("target")
         .join(format!("bench-deploy-{}", std::process::id()));
-    let workspace = checkout.copy_inputs_to(&scratch)?;
-    // Synthesized afresh: the figures are about deploying, whatever state the checkout's
-    // templates are in.
+    let workspace = scratch_workspace(&Workspace::new(&root), &scratch)?;
+    let env = config::load_env(workspace.root(), "local")?;
+    let runtime = runtime()?;
+    println!(
+        "deploy lifecycle on a fresh local emulator (moto), {} run(s) per pattern, synthetic {} MB packages, compilation excluded:",
+        args.runs.max(1),
+        args.package_mb
+    );
+    let bench = Bench {
+        workspace: &workspace,
+        env: &env,
+        tools: &tools,
+        runtime: &runtime,
+        args: &args,
+    };
+    let result = Pattern::ALL
+        .into_iter()
+        .try_for_each(|pattern| bench.pattern(pattern));
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// A copy of the checkout's inputs in `scratch`, with templates synthesized afresh: the figures
+/// are about deploying, whatever state the checkout's templates are in.
+fn scratch_workspace(checkout: &Workspace, scratch: &Path) -> anyhow::Result<Workspace> {
+    let workspace = checkout.copy_inputs_to(scratch)?;
     let all = Selection::all();
     synth::write(
         workspace.root(),
         &synth::generate(workspace.root(), &all)?,
         &all,
     )?;
-    let env = config::load_env(workspace.root(), "local")?;
-    let runtime = runtime()?;
-    let runs = args.runs.max(1);
-    println!(
-        "deploy lifecycle on a fresh local emulator (moto), {runs} run(s) per pattern, synthetic {} MB packages, compilation excluded:",
-        args.package_mb
-    );
-    let result = (|| -> anyhow::Result<()> {
-        for pattern in Pattern::ALL {
-            let functions = build::functions_for(&workspace, pattern, &env.name)?;
-            let artifacts: Vec<Artifact> = functions
-                .iter()
-                .map(|f| Artifact::from_bootstrap(f, &synthetic_binary(f, args.package_mb << 20)))
-                .collect::<Result<_, _>>()?;
-            let mut timings = Timings::default();
-            for _ in 0..runs {
-                let moto = MotoServer::start(&tools)?;
-                runtime.block_on(measure(
-                    &workspace,
-                    &env,
-                    pattern,
-                    &artifacts,
-                    &moto,
-                    &mut timings,
-                ))?;
-            }
-            println!(
-                "  {pattern} ({} functions, {} resources):",
-                functions.len(),
-                timings.resources
-            );
-            report(
-                "first deploy",
-                &timings.first_deploy,
-                Some(Duration::from_secs(30)),
-            );
-            report(
-                "no-op redeploy",
-                &timings.noop_redeploy,
-                Some(Duration::from_secs(3)),
-            );
-            println!(
-                "    no-op redeploy uploads: {} (target 0)",
-                timings.noop_uploads
-            );
-            report("destroy", &timings.destroy, None);
-        }
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    Ok(workspace)
 }
 
+/// What every measured pattern shares.
+struct Bench<'a> {
+    workspace: &'a Workspace,
+    env: &'a config::EnvConfig,
+    tools: &'a Tools,
+    runtime: &'a tokio::runtime::Runtime,
+    args: &'a Args,
+}
+
+impl Bench<'_> {
+    /// Measures `--runs` lifecycles of `pattern`, each on a fresh emulator, and prints them.
+    fn pattern(&self, pattern: Pattern) -> anyhow::Result<()> {
+        let functions = build::functions_for(self.workspace, pattern, &self.env.name)?;
+        let artifacts: Vec<Artifact> = functions
+            .iter()
+            .map(|f| Artifact::from_bootstrap(f, &synthetic_binary(f, self.args.package_mb << 20)))
+            .collect::<Result<_, _>>()?;
+        let mut timings = Timings::default();
+        for _ in 0..self.args.runs.max(1) {
+            let moto = MotoServer::start(self.tools)?;
+            let target = PatternEnv {
+                workspace: self.workspace,
+                env: self.env,
+                pattern,
+            };
+            self.runtime
+                .block_on(measure(target, &artifacts, &moto, &mut timings))?;
+        }
+        println!(
+            "  {pattern} ({} functions, {} resources):",
+            functions.len(),
+            timings.resources
+        );
+        report(
+            "first deploy",
+            &timings.first_deploy,
+            Some(Duration::from_secs(30)),
+        );
+        report(
+            "no-op redeploy",
+            &timings.noop_redeploy,
+            Some(Duration::from_secs(3)),
+        );
+        println!(
+            "    no-op redeploy uploads: {} (target 0)",
+            timings.noop_uploads
+        );
+        report("destroy", &timings.destroy, None);
+        Ok(())
+    }
+}
+
+/// Deploys, redeploys unchanged and destroys `target` on `moto`, adding the times to `timings`.
 async fn measure(
-    workspace: &Workspace,
-    env: &config::EnvConfig,
-    pattern: Pattern,
+    target: PatternEnv<'_>,
     artifacts: &[Artifact],
     moto: &MotoServer,
     timings: &mut Timings,
 ) -> anyhow::Result<()> {
+    let pattern = target.pattern;
     let (progress, _lines) = Progress::capture();
-    let target = PatternEnv {
-        workspace,
-        env,
-        pattern,
-    };
-    let options = DeployOptions::for_env(env);
+    let options = DeployOptions::for_env(target.env);
     let session = Session::connect(
-        env,
+        target.env,
         &ConnectOptions {
             endpoint_url: Some(moto.endpoint()),
         },
     )
     .await?;
+    let deploy = || deploy_pattern(&session, target, artifacts, &options, &AssumeYes, &progress);
 
-    let start = Instant::now();
-    let first =
-        deploy_pattern(&session, target, artifacts, &options, &AssumeYes, &progress).await?;
-    timings.first_deploy.push(start.elapsed());
+    let first = timed(&mut timings.first_deploy, deploy()).await?;
     if first.result != DeployResult::Created {
         bail!(
             "first deploy of {pattern} did not create the stack: {:?}",
@@ -146,10 +166,7 @@ async fn measure(
     }
     timings.resources = first.changes.len();
 
-    let start = Instant::now();
-    let again =
-        deploy_pattern(&session, target, artifacts, &options, &AssumeYes, &progress).await?;
-    timings.noop_redeploy.push(start.elapsed());
+    let again = timed(&mut timings.noop_redeploy, deploy()).await?;
     if again.result != DeployResult::NoChanges {
         bail!(
             "redeploy of unchanged {pattern} was not a no-op: {:?}",
@@ -158,20 +175,24 @@ async fn measure(
     }
     timings.noop_uploads += again.uploads.iter().filter(|u| u.uploaded).count();
 
-    let start = Instant::now();
-    let destroyed = destroy_pattern(
-        &session,
-        target,
-        &DestroyOptions::default(),
-        &AssumeYes,
-        &progress,
-    )
-    .await?;
-    timings.destroy.push(start.elapsed());
+    let destroy_options = DestroyOptions::default();
+    let destroy = destroy_pattern(&session, target, &destroy_options, &AssumeYes, &progress);
+    let destroyed = timed(&mut timings.destroy, destroy).await?;
     if destroyed.result != DestroyResult::Destroyed {
         bail!("destroy of {pattern} found nothing to destroy");
     }
     Ok(())
+}
+
+/// Runs `operation`, adding how long it took to `samples`.
+async fn timed<T>(
+    samples: &mut Vec<Duration>,
+    operation: impl Future<Output = Result<T, DeployError>>,
+) -> Result<T, DeployError> {
+    let start = Instant::now();
+    let result = operation.await?;
+    samples.push(start.elapsed());
+    Ok(result)
 }
 
 /// Bytes that compress like a binary would not matter (packages are stored), but differ per

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sagaform_deploy::Progress;
-use sagaform_e2e::{LocalDeployment, TERMINAL, purchase};
+use sagaform_e2e::{LocalDeployment, Reply, TERMINAL, purchase};
 use sagaform_ops::dlq::{RedriveMethod, RedriveOptions};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StoreKind;
@@ -89,6 +89,55 @@ async fn soak_pattern(
     packages: &[sagaform_deploy::Artifact],
     progress: &Progress,
 ) -> anyhow::Result<()> {
+    let stack = Arc::new(start_with_faults(pattern, packages, progress).await?);
+    let parked: Parked = Arc::default();
+    let (stop_watching, stop) = tokio::sync::watch::channel(false);
+    let watcher = (pattern == Pattern::Sqs).then(|| {
+        tokio::spawn(watch_dead_letter_queue(
+            Arc::clone(&stack),
+            Arc::clone(&parked),
+            stop,
+        ))
+    });
+    let started = Instant::now();
+    let (mut outcomes, errors) = run_sagas(&stack, &parked, args).await?;
+    let wall = started.elapsed();
+    // Stopped between listings, never during one: a listing holds the messages it received
+    // until it releases them, and a held message would be missed by the redrive below.
+    let _ = stop_watching.send(true);
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
+    let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
+    let redriven = settle_parked(&stack, &mut outcomes).await?;
+    let (mismatches, faults_injected) = check_ledgers(&stack, &outcomes).await?;
+    let store = match stack.store {
+        StoreKind::Aurora => "aurora",
+        StoreKind::DynamoDb => "dynamodb",
+    };
+    stack.shutdown().await?;
+    let report = SoakReport {
+        pattern,
+        store,
+        args,
+        wall,
+        outcomes,
+        errors,
+        redriven,
+        mismatches,
+        faults_injected,
+    };
+    report.print_timing();
+    report.print_verdict();
+    Ok(())
+}
+
+/// Deploys `pattern` to a fresh emulator with the soak's faults in the fake SaaS.
+async fn start_with_faults(
+    pattern: Pattern,
+    packages: &[sagaform_deploy::Artifact],
+    progress: &Progress,
+) -> anyhow::Result<LocalDeployment> {
     progress.line(format!("soak {pattern}: deploying to a fresh emulator"));
     let stack = LocalDeployment::start(&format!("soak-{pattern}"), pattern, None, packages)
         .await
@@ -100,23 +149,22 @@ async fn soak_pattern(
     ] {
         stack.add_fault(rule).await?;
     }
-    let stack = Arc::new(stack);
-    let parked: Parked = Arc::default();
-    let (stop_watching, stop) = tokio::sync::watch::channel(false);
-    let watcher = (pattern == Pattern::Sqs).then(|| {
-        tokio::spawn(watch_dead_letter_queue(
-            Arc::clone(&stack),
-            Arc::clone(&parked),
-            stop,
-        ))
-    });
+    Ok(stack)
+}
+
+/// Runs every saga, `--concurrency` at a time: the outcomes, and the errors of the sagas that
+/// could not be followed.
+async fn run_sagas(
+    stack: &Arc<LocalDeployment>,
+    parked: &Parked,
+    args: &Args,
+) -> anyhow::Result<(Vec<Outcome>, Vec<String>)> {
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.sagas {
         let permit = Arc::clone(&limit).acquire_owned().await?;
-        let stack = Arc::clone(&stack);
-        let parked = Arc::clone(&parked);
+        let stack = Arc::clone(stack);
+        let parked = Arc::clone(parked);
         tasks.spawn(async move {
             let result = one_saga(&stack, n, &parked).await;
             drop(permit);
@@ -131,20 +179,18 @@ async fn soak_pattern(
             Err(error) => errors.push(error),
         }
     }
-    let wall = started.elapsed();
-    // Stopped between listings, never during one: a listing holds the messages it received
-    // until it releases them, and a held message would be missed by the redrive below.
-    let _ = stop_watching.send(true);
-    if let Some(watcher) = watcher {
-        let _ = watcher.await;
-    }
-    let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
-    let redriven = settle_parked(&stack, &mut outcomes).await?;
+    Ok((outcomes, errors))
+}
 
-    // The ledger verdict, from the fake SaaS's own records.
+/// The ledger verdict, from the fake SaaS's own records: the mismatches found and the number of
+/// faults the fake injected.
+async fn check_ledgers(
+    stack: &LocalDeployment,
+    outcomes: &[Outcome],
+) -> anyhow::Result<(Vec<String>, u64)> {
     let mut mismatches = Vec::new();
     let mut faults_injected = 0;
-    for outcome in &outcomes {
+    for outcome in outcomes {
         let ledger = stack.ledger(&outcome.transaction_id).await?;
         faults_injected += ["inventory", "payments", "entitlements"]
             .iter()
@@ -159,73 +205,96 @@ async fn soak_pattern(
             mismatches.push(format!("{} {status}: {problem}", outcome.transaction_id));
         }
     }
-    let store = match stack.store {
-        StoreKind::Aurora => "aurora",
-        StoreKind::DynamoDb => "dynamodb",
-    };
-    stack.shutdown().await?;
+    Ok((mismatches, faults_injected))
+}
 
-    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut after_redrive: BTreeMap<&str, u64> = BTreeMap::new();
-    for outcome in &outcomes {
-        *by_status.entry(outcome.status.as_str()).or_default() += 1;
-        if let Some(status) = &outcome.after_redrive {
-            *after_redrive.entry(status.as_str()).or_default() += 1;
+/// What one pattern's soak measured and found.
+struct SoakReport<'a> {
+    pattern: Pattern,
+    store: &'static str,
+    args: &'a Args,
+    wall: Duration,
+    outcomes: Vec<Outcome>,
+    errors: Vec<String>,
+    /// Messages redriven from the DLQ, when sagas were parked there.
+    redriven: Option<u64>,
+    mismatches: Vec<String>,
+    faults_injected: u64,
+}
+
+impl SoakReport<'_> {
+    /// The size of the run, throughput, time to a terminal status and the statuses reached.
+    fn print_timing(&self) {
+        let outcomes = &self.outcomes;
+        let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+        for outcome in outcomes {
+            *by_status.entry(outcome.status.as_str()).or_default() += 1;
+        }
+        let mut seconds: Vec<f64> = outcomes
+            .iter()
+            .filter(|o| TERMINAL.contains(&o.status.as_str()))
+            .map(|o| o.seconds)
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        let duplicates = self.args.sagas.div_ceil(10);
+        println!(
+            "soak {} ({} store): {} sagas, {duplicates} submitted twice, concurrency {}",
+            self.pattern, self.store, self.args.sagas, self.args.concurrency
+        );
+        println!(
+            "  wall {:.1} s, throughput {:.1} sagas/s",
+            self.wall.as_secs_f64(),
+            outcomes.len() as f64 / self.wall.as_secs_f64()
+        );
+        println!(
+            "  time to terminal status: p50 {:.2} s, p99 {:.2} s, max {:.2} s (status polled every 100 ms)",
+            percentile(&seconds, 0.50),
+            percentile(&seconds, 0.99),
+            seconds.last().copied().unwrap_or_default()
+        );
+        let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!("  terminal status: {}", counts.join(", "));
+    }
+
+    /// The redrive of parked sagas, the faults met and the ledger mismatches (must be 0).
+    fn print_verdict(&self) {
+        let outcomes = &self.outcomes;
+        if let Some(moved) = self.redriven {
+            let mut after_redrive: BTreeMap<&str, u64> = BTreeMap::new();
+            for status in outcomes.iter().filter_map(|o| o.after_redrive.as_deref()) {
+                *after_redrive.entry(status).or_default() += 1;
+            }
+            let counts: Vec<String> = after_redrive
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            println!(
+                "  parked in the DLQ after max_receive_count deliveries: {}; faults cleared, {moved} message(s) redriven: {}",
+                after_redrive.values().sum::<u64>(),
+                counts.join(", ")
+            );
+        }
+        println!(
+            "  faults injected by the fake SaaS: {}",
+            self.faults_injected
+        );
+        println!(
+            "  submissions answered 503 and retried with the same key: {}",
+            outcomes.iter().map(|o| u64::from(o.retries)).sum::<u64>()
+        );
+        let duplicate_mismatches = outcomes.iter().filter(|o| o.duplicate_mismatch).count();
+        println!(
+            "  ledger mismatches: {} (duplicates answered with another saga: {duplicate_mismatches}, errors: {})",
+            self.mismatches.len(),
+            self.errors.len()
+        );
+        for problem in self.mismatches.iter().take(10) {
+            println!("    {problem}");
+        }
+        for error in self.errors.iter().take(10) {
+            println!("    error: {error}");
         }
     }
-    let mut seconds: Vec<f64> = outcomes
-        .iter()
-        .filter(|o| TERMINAL.contains(&o.status.as_str()))
-        .map(|o| o.seconds)
-        .collect();
-    seconds.sort_by(f64::total_cmp);
-    let duplicates = args.sagas.div_ceil(10);
-    let duplicate_mismatches = outcomes.iter().filter(|o| o.duplicate_mismatch).count();
-    println!(
-        "soak {pattern} ({} store): {} sagas, {duplicates} submitted twice, concurrency {}",
-        store, args.sagas, args.concurrency
-    );
-    println!(
-        "  wall {:.1} s, throughput {:.1} sagas/s",
-        wall.as_secs_f64(),
-        outcomes.len() as f64 / wall.as_secs_f64()
-    );
-    println!(
-        "  time to terminal status: p50 {:.2} s, p99 {:.2} s, max {:.2} s (status polled every 100 ms)",
-        percentile(&seconds, 0.50),
-        percentile(&seconds, 0.99),
-        seconds.last().copied().unwrap_or_default()
-    );
-    let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!("  terminal status: {}", counts.join(", "));
-    if let Some(moved) = redriven {
-        let counts: Vec<String> = after_redrive
-            .iter()
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect();
-        println!(
-            "  parked in the DLQ after max_receive_count deliveries: {}; faults cleared, {moved} message(s) redriven: {}",
-            after_redrive.values().sum::<u64>(),
-            counts.join(", ")
-        );
-    }
-    println!("  faults injected by the fake SaaS: {faults_injected}");
-    println!(
-        "  submissions answered 503 and retried with the same key: {}",
-        outcomes.iter().map(|o| u64::from(o.retries)).sum::<u64>()
-    );
-    println!(
-        "  ledger mismatches: {} (duplicates answered with another saga: {duplicate_mismatches}, errors: {})",
-        mismatches.len(),
-        errors.len()
-    );
-    for problem in mismatches.iter().take(10) {
-        println!("    {problem}");
-    }
-    for error in errors.iter().take(10) {
-        println!("    error: {error}");
-    }
-    Ok(())
 }
 
 /// Lists the dead-letter queue every second and records the sagas found there, until `stop`.
@@ -299,20 +368,7 @@ async fn one_saga(stack: &LocalDeployment, n: u64, parked: &Parked) -> Result<Ou
     let key = format!("soak-{}-{n}", std::process::id());
     let body = purchase(n);
     let started = Instant::now();
-    // A 503 (store or queue briefly unavailable) asks the client to retry with the same key,
-    // as the API documents; the soak does what a client would.
-    let mut retries = 0;
-    let first = loop {
-        let reply = stack
-            .submit(&body, Some(&key))
-            .await
-            .map_err(|e| format!("saga {n}: {e}"))?;
-        if reply.status != 503 || retries == 5 {
-            break reply;
-        }
-        retries += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let (first, retries) = submit_with_retries(stack, &body, &key, n).await?;
     let transaction_id = first
         .transaction_id()
         .ok_or_else(|| {
@@ -332,27 +388,7 @@ async fn one_saga(stack: &LocalDeployment, n: u64, parked: &Parked) -> Result<Ou
         duplicate_mismatch =
             again.status != 409 && again.transaction_id() != Some(transaction_id.as_str());
     }
-    let status = loop {
-        match stack
-            .wait_terminal(&transaction_id, Duration::from_secs(1))
-            .await
-        {
-            Ok(view) => break view["status"].as_str().unwrap_or_default().to_owned(),
-            Err(_) if is_parked(parked, &transaction_id) => break PARKED.to_owned(),
-            Err(_) if started.elapsed() > SAGA_LIMIT => {
-                let view = stack
-                    .status(&transaction_id)
-                    .await
-                    .map(|r| r.body)
-                    .unwrap_or(Value::Null);
-                break format!(
-                    "not terminal ({})",
-                    view["status"].as_str().unwrap_or("unknown")
-                );
-            }
-            Err(_) => {}
-        }
-    };
+    let status = follow(stack, &transaction_id, parked, started).await;
     Ok(Outcome {
         transaction_id,
         status,
@@ -361,6 +397,60 @@ async fn one_saga(stack: &LocalDeployment, n: u64, parked: &Parked) -> Result<Ou
         duplicate_mismatch,
         retries,
     })
+}
+
+/// Submits a saga; a 503 (store or queue briefly unavailable) asks the client to retry with the
+/// same key, as the API documents, and the soak does what a client would, up to five times.
+/// The last reply and the number of retries.
+async fn submit_with_retries(
+    stack: &LocalDeployment,
+    body: &Value,
+    key: &str,
+    n: u64,
+) -> Result<(Reply, u32), String> {
+    let mut retries = 0;
+    loop {
+        let reply = stack
+            .submit(body, Some(key))
+            .await
+            .map_err(|e| format!("saga {n}: {e}"))?;
+        if reply.status != 503 || retries == 5 {
+            return Ok((reply, retries));
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Follows a saga until it reaches a terminal status, is parked in the DLQ or exceeds
+/// [`SAGA_LIMIT`] since `started`; the status it ended with.
+async fn follow(
+    stack: &LocalDeployment,
+    transaction_id: &str,
+    parked: &Parked,
+    started: Instant,
+) -> String {
+    loop {
+        match stack
+            .wait_terminal(transaction_id, Duration::from_secs(1))
+            .await
+        {
+            Ok(view) => return view["status"].as_str().unwrap_or_default().to_owned(),
+            Err(_) if is_parked(parked, transaction_id) => return PARKED.to_owned(),
+            Err(_) if started.elapsed() > SAGA_LIMIT => {
+                let view = stack
+                    .status(transaction_id)
+                    .await
+                    .map(|r| r.body)
+                    .unwrap_or(Value::Null);
+                return format!(
+                    "not terminal ({})",
+                    view["status"].as_str().unwrap_or("unknown")
+                );
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn is_parked(parked: &Parked, transaction_id: &str) -> bool {

@@ -1,10 +1,10 @@
 //! `cargo xtask build`: builds the Lambda functions with the pinned cargo-lambda and writes their
 //! deterministic zips to `target/lambda/<function>/bootstrap.zip`.
 
+use sagaform_deploy::Progress;
 use sagaform_deploy::workflow::{BuildChoice, build_packages};
-use sagaform_deploy::{Progress, Workspace};
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{self, Architecture};
+use sagaform_stacks::config::Architecture;
 
 use crate::workspace;
 
@@ -66,9 +66,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = workspace::root()?;
-    let workspace = Workspace::new(&root);
-    let env = config::load_env(&root, &args.env)?;
+    let (workspace, env) = workspace::load_env(&args.env)?;
     let progress = Progress::stderr();
     let artifacts = build_packages(
         &workspace,

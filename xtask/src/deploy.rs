@@ -3,21 +3,18 @@
 //! is one call to [`sagaform_deploy::workflow::deploy_command`]. Also the pieces the other stack
 //! commands share: approvals, the async runtime and exit codes.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
 use sagaform_deploy::deploy::{DeployOptions, DeployResult};
-use sagaform_deploy::workflow::{DeployRequest, Packages, deploy_command};
-use sagaform_deploy::{DeployError, EXIT_ERROR, PatternEnv, Progress, Workspace};
+use sagaform_deploy::workflow::{DeployReport, DeployRequest, Packages, deploy_command};
+use sagaform_deploy::{DeployError, EXIT_ERROR, Progress};
 use sagaform_local::LocalEnv;
-use sagaform_stacks::Pattern;
-use sagaform_stacks::config;
+use sagaform_stacks::config::EnvConfig;
 
 use crate::build::BuildOptions;
-use crate::workspace;
+use crate::stack_args::ChangeArgs;
 
-/// Exit codes of the stack commands, shown in their `--help`.
+/// Exit codes of the stack commands (deploy, diff, destroy), shown in their `--help`.
 pub const EXIT_CODES: &str = "Exit codes:
   0  success, including \"no changes\" and \"nothing to destroy\"
   1  error (AWS error, failed stack operation, build failure)
@@ -27,72 +24,61 @@ pub const EXIT_CODES: &str = "Exit codes:
 
 /// Arguments of `cargo xtask deploy`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXIT_CODES)]
 pub struct Args {
-    /// Pattern to deploy (orchestrator, sqs, stepfunctions).
-    #[arg(long)]
-    pattern: Pattern,
-    /// Environment (a file env/<env>.toml); `local` deploys to the local emulator.
-    #[arg(long, default_value = "local")]
-    env: String,
-    /// Approve without asking (production and IAM-broadening changes ask otherwise).
-    #[arg(long)]
-    yes: bool,
+    #[command(flatten)]
+    change: ChangeArgs,
     /// Create the change set and print it, but leave it for review instead of executing it.
     #[arg(long)]
     no_execute: bool,
-    /// Print the result as JSON on stdout (progress stays on stderr).
-    #[arg(long)]
-    json: bool,
-    /// Send every AWS call to this endpoint (another emulator) instead of AWS.
-    #[arg(long)]
-    endpoint_url: Option<String>,
     /// Deploy the packages of the last `cargo xtask build` instead of building.
     #[arg(long)]
     no_build: bool,
-    /// Give up waiting for the stack after this many minutes.
-    #[arg(long, default_value_t = 60)]
-    timeout_minutes: u64,
     #[command(flatten)]
     build: BuildOptions,
 }
 
+impl Args {
+    /// The library's request: where the packages come from, execution and timeout.
+    fn request(&self, env: &EnvConfig) -> DeployRequest {
+        let mut options = DeployOptions::for_env(env);
+        options.execute = !self.no_execute;
+        options.timeout = self.change.timeout();
+        DeployRequest {
+            packages: if self.no_build {
+                Packages::LastBuilt
+            } else {
+                Packages::Build(self.build.choice())
+            },
+            options,
+            endpoint_url: self.change.stack.endpoint_url.clone(),
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = workspace::root()?;
-    let workspace = Workspace::new(&root);
-    let env = config::load_env(&root, &args.env)?;
-    let local = LocalEnv::new(workspace.clone());
-    let mut options = DeployOptions::for_env(&env);
-    options.execute = !args.no_execute;
-    options.timeout = Duration::from_secs(args.timeout_minutes * 60);
-    let request = DeployRequest {
-        packages: if args.no_build {
-            Packages::LastBuilt
-        } else {
-            Packages::Build(args.build.choice())
-        },
-        options,
-        endpoint_url: args.endpoint_url.clone(),
-    };
+    let stack = args.change.stack.load()?;
+    let local = LocalEnv::new(stack.workspace.clone());
     let report = deploy_command(
-        PatternEnv {
-            workspace: &workspace,
-            env: &env,
-            pattern: args.pattern,
-        },
-        &request,
-        confirm(args.yes).as_ref(),
+        stack.pattern_env(),
+        &args.request(&stack.env),
+        args.change.confirm().as_ref(),
         &local,
         &Progress::stderr(),
     )?;
-    if args.json {
+    if args.change.stack.json {
         // Through a JSON value, whose keys print in the order they always did.
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::to_value(&report)?)?
         );
-        return Ok(());
+    } else {
+        print_summary(&report);
     }
+    Ok(())
+}
+
+/// One line of what the deploy did, and the local API to try.
+fn print_summary(report: &DeployReport) {
     let outcome = &report.outcome;
     let uploaded = outcome.uploads.iter().filter(|u| u.uploaded).count();
     let summary = match outcome.result {
@@ -108,7 +94,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(url) = &report.local_api_url {
         println!("API: {url}  (try: curl {url}/transactions/<id>)");
     }
-    Ok(())
 }
 
 /// Approves without asking with `--yes`, else asks on the terminal.

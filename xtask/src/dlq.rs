@@ -5,15 +5,11 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use sagaform_deploy::Workspace;
-use sagaform_deploy::confirm::{AssumeYes, Confirm, TerminalConfirm};
 use sagaform_ops::dlq::{self, PurgeGuard, RedriveMethod};
 use sagaform_ops::{Deployed, Dlq, OpenOptions, OpsError, RedriveOptions};
-use sagaform_stacks::Pattern;
-use sagaform_stacks::config;
 
-use crate::deploy::runtime;
-use crate::workspace;
+use crate::deploy::{confirm, runtime};
+use crate::stack_args::StackArgs;
 
 const AFTER_HELP: &str = "Queues: pattern sqs = the work queue's DLQ (redrive moves messages back to the work queue);
 pattern orchestrator = the ResumeDeadLetterQueue (redrive re-sends {\"resume\":{\"transaction_id\":...}}
@@ -35,7 +31,7 @@ enum Action {
     /// List the messages (transaction id, receive count, age, body) and leave them in place.
     List {
         #[command(flatten)]
-        target: Target,
+        stack: StackArgs,
         /// List at most this many messages.
         #[arg(long)]
         max: Option<usize>,
@@ -43,7 +39,7 @@ enum Action {
     /// Send the messages back to where they failed, deleting each only once accepted there.
     Redrive {
         #[command(flatten)]
-        target: Target,
+        stack: StackArgs,
         /// Redrive at most this many messages (moved client-side).
         #[arg(long)]
         max: Option<usize>,
@@ -58,7 +54,7 @@ enum Action {
     /// Delete every message of the DLQ for good (asks for the queue name unless --yes).
     Purge {
         #[command(flatten)]
-        target: Target,
+        stack: StackArgs,
         /// Do not ask for the queue name.
         #[arg(long)]
         yes: bool,
@@ -68,48 +64,21 @@ enum Action {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct Target {
-    /// Pattern of the stack (orchestrator, sqs).
-    #[arg(long)]
-    pattern: Pattern,
-    /// Environment (a file env/<env>.toml).
-    #[arg(long, default_value = "local")]
-    env: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Send every AWS call to this endpoint (another emulator) instead of AWS.
-    #[arg(long)]
-    endpoint_url: Option<String>,
-}
+impl Action {
+    /// The stack every action names.
+    fn stack(&self) -> &StackArgs {
+        match self {
+            Action::List { stack, .. }
+            | Action::Redrive { stack, .. }
+            | Action::Purge { stack, .. } => stack,
+        }
+    }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let target = match &args.action {
-        Action::List { target, .. }
-        | Action::Redrive { target, .. }
-        | Action::Purge { target, .. } => target,
-    };
-    dlq::require_dlq(target.pattern, &target.env)?;
-    let root = workspace::root()?;
-    let workspace = Workspace::new(&root);
-    let env = config::load_env(&root, &target.env)?;
-    let open = OpenOptions {
-        endpoint_url: target.endpoint_url.clone(),
-    };
-    let json = target.json;
-    let progress = |line: &str| eprintln!("{line}");
-    runtime()?.block_on(async {
-        let deployed = Deployed::open(&workspace, &env, target.pattern, &open).await?;
-        let dlq = Dlq::of_stack(&deployed)?;
-        let text = match &args.action {
+    /// Runs the action on the stack's DLQ and returns what to print.
+    async fn perform(&self, deployed: &Deployed, dlq: &Dlq, json: bool) -> anyhow::Result<String> {
+        match self {
             Action::List { max, .. } => {
-                let listing = dlq.list(*max).await?;
-                if json {
-                    serde_json::to_string_pretty(&listing)? + "\n"
-                } else {
-                    dlq::render_listing(&listing)
-                }
+                report_text(&dlq.list(*max).await?, json, dlq::render_listing)
             }
             Action::Redrive {
                 max,
@@ -127,37 +96,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     wait: Duration::from_secs(wait_minutes * 60),
                     ..RedriveOptions::default()
                 };
+                let progress = |line: &str| eprintln!("{line}");
                 let report = dlq.redrive(&options, &progress).await?;
-                if json {
-                    serde_json::to_string_pretty(&report)? + "\n"
-                } else {
-                    dlq::render_redrive(&report)
-                }
+                report_text(&report, json, dlq::render_redrive)
             }
             Action::Purge {
                 yes, force_prod, ..
             } => {
-                let confirm: Box<dyn Confirm> = if *yes {
-                    Box::new(AssumeYes)
-                } else {
-                    Box::new(TerminalConfirm)
-                };
+                let confirm = confirm(*yes);
                 let guard = PurgeGuard {
                     env_name: &deployed.env_name,
                     production: deployed.production,
                     force_prod: *force_prod,
                     confirm: confirm.as_ref(),
                 };
-                let report = dlq.purge(&guard).await?;
-                if json {
-                    serde_json::to_string_pretty(&report)? + "\n"
-                } else {
-                    dlq::render_purge(&report)
-                }
+                report_text(&dlq.purge(&guard).await?, json, dlq::render_purge)
             }
-        };
+        }
+    }
+}
+
+/// A report as pretty JSON or as its text rendering.
+fn report_text<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    render: fn(&R) -> String,
+) -> anyhow::Result<String> {
+    Ok(if json {
+        serde_json::to_string_pretty(report)? + "\n"
+    } else {
+        render(report)
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let stack_args = args.action.stack();
+    dlq::require_dlq(stack_args.pattern, &stack_args.env)?;
+    let stack = stack_args.load()?;
+    let open = OpenOptions {
+        endpoint_url: stack_args.endpoint_url.clone(),
+    };
+    runtime()?.block_on(async {
+        let deployed = Deployed::open(&stack.workspace, &stack.env, stack.pattern, &open).await?;
+        let dlq = Dlq::of_stack(&deployed)?;
+        let text = args
+            .action
+            .perform(&deployed, &dlq, stack_args.json)
+            .await?;
         print!("{text}");
-        Ok::<(), anyhow::Error>(())
+        Ok(())
     })
 }
 

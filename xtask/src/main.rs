@@ -11,6 +11,7 @@ mod diff;
 mod dlq;
 mod local;
 mod saga;
+mod stack_args;
 mod synth;
 mod workspace;
 
@@ -33,10 +34,13 @@ enum Command {
     /// Build the Lambda functions (cargo-lambda) into deterministic zips.
     Build(build::Args),
     /// Deploy a pattern to an env: build, upload, change set, approval, execute, outputs.
+    #[command(after_help = deploy::EXIT_CODES)]
     Deploy(deploy::Args),
     /// Show what a deploy would change: template diff and change set.
+    #[command(after_help = deploy::EXIT_CODES)]
     Diff(diff::Args),
     /// Delete a pattern's stack in an env (data kept by Retain policies survives).
+    #[command(after_help = deploy::EXIT_CODES)]
     Destroy(destroy::Args),
     /// Start, stop or inspect the local emulator behind `--env local`.
     Local(local::Args),

@@ -3,14 +3,11 @@
 //! history. The logic is in `sagaform-ops`.
 
 use clap::Subcommand;
-use sagaform_deploy::Workspace;
 use sagaform_ops::saga::{self, ShowOptions};
 use sagaform_ops::{Deployed, OpenOptions};
-use sagaform_stacks::Pattern;
-use sagaform_stacks::config;
 
 use crate::deploy::runtime;
-use crate::workspace;
+use crate::stack_args::StackArgs;
 
 /// Arguments of `cargo xtask saga`.
 #[derive(Debug, clap::Args)]
@@ -29,20 +26,10 @@ enum Action {
 
 #[derive(Debug, clap::Args)]
 struct ShowArgs {
-    /// Pattern of the stack (orchestrator, sqs, stepfunctions).
-    #[arg(long)]
-    pattern: Pattern,
-    /// Environment (a file env/<env>.toml).
-    #[arg(long, default_value = "local")]
-    env: String,
+    #[command(flatten)]
+    stack: StackArgs,
     /// The transaction id the API returned.
     transaction_id: String,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Send every AWS call to this endpoint (another emulator) instead of AWS.
-    #[arg(long)]
-    endpoint_url: Option<String>,
     /// Read PostgreSQL at this URL instead of the stack's database (e.g. a tunnel to RDS
     /// Proxy: `postgres://USER:PASSWORD@127.0.0.1:15432/sagaform?sslmode=require`).
     #[arg(long)]
@@ -54,26 +41,24 @@ struct ShowArgs {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let Action::Show(args) = args.action;
-    let root = workspace::root()?;
-    let workspace = Workspace::new(&root);
-    let env = config::load_env(&root, &args.env)?;
+    let stack = args.stack.load()?;
     let options = ShowOptions {
         database_url: args.database_url.clone(),
         without_history: args.no_history,
     };
     let report = runtime()?.block_on(async {
         let deployed = Deployed::open(
-            &workspace,
-            &env,
-            args.pattern,
+            &stack.workspace,
+            &stack.env,
+            stack.pattern,
             &OpenOptions {
-                endpoint_url: args.endpoint_url.clone(),
+                endpoint_url: args.stack.endpoint_url.clone(),
             },
         )
         .await?;
         saga::show(&deployed, &args.transaction_id, &options).await
     })?;
-    if args.json {
+    if args.stack.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", saga::render(&report));

@@ -13,7 +13,7 @@ use super::queue::Held;
 use super::redrive::{RedriveMode, RedriveReport, SkippedMessage};
 use super::{DEFAULT_HOLD, Dlq, transaction_id_of};
 use crate::OpsError;
-use crate::error::readable_message;
+use sagaform_deploy::ProvideMessage;
 
 /// Where a client-side redrive hands messages.
 pub(super) enum Destination<'a> {
@@ -161,7 +161,7 @@ impl Dlq {
                 reason: format!(
                     "message {id} was handed to {} but could not be deleted from the DLQ ({}): it reappears there after {} s and may be redriven twice, which the saga's idempotency absorbs",
                     report.destination,
-                    readable_message(&error),
+                    error.readable_message(),
                     DEFAULT_HOLD.as_secs()
                 ),
             })
@@ -191,7 +191,7 @@ impl Dlq {
         send.send()
             .await
             .map(|_| ())
-            .map_err(|error| readable_message(&error))
+            .map_err(|error| error.readable_message())
     }
 
     /// The resume event the orchestrator's api function sends itself, invoked asynchronously.

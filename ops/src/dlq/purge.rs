@@ -1,7 +1,7 @@
 //! `dlq purge`: deleting every message of a DLQ, guarded by the production protection and an
 //! operator's confirmation that types the queue name.
 
-use sagaform_deploy::confirm::{Confirm, ConfirmAnswer, Expect};
+use sagaform_deploy::confirm::{Confirm, Expect};
 use serde::Serialize;
 
 use super::Dlq;
@@ -47,14 +47,11 @@ impl Dlq {
             visible + in_flight,
             guard.env_name
         );
-        match guard
+        guard
             .confirm
             .ask(&question, &Expect::Exactly(queue.clone()))
-        {
-            ConfirmAnswer::Yes => {}
-            ConfirmAnswer::No => return Err(OpsRefusal::NotConfirmed { what }.into()),
-            ConfirmAnswer::CannotAsk => return Err(OpsRefusal::NeedsConfirmation { what }.into()),
-        }
+            .require(what)
+            .map_err(OpsRefusal::from)?;
         self.sqs
             .purge_queue()
             .queue_url(&self.queue.url)

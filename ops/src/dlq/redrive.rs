@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::client_side::Destination;
 use super::{Dlq, Redrive};
 use crate::OpsError;
-use crate::error::{aws_error, readable_message};
+use crate::error::aws_error;
+use sagaform_deploy::ProvideMessage;
 
 /// How a redrive moves messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,7 +262,7 @@ fn emulator_lacks_move_task(error: &SdkError<StartMessageMoveTaskError, HttpResp
     // the parse error of the page.
     let answer = match (error.code(), error.raw_response()) {
         (None, Some(raw)) => format!("HTTP {}", raw.status().as_u16()),
-        _ => readable_message(error),
+        _ => error.readable_message(),
     };
     format!("the emulator does not implement StartMessageMoveTask ({answer}): moved client-side")
 }
