@@ -12,7 +12,7 @@
 //! functions or their store.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sagaform_contract::template::outputs;
@@ -21,14 +21,14 @@ use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, deploy_pattern};
 use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace};
 use sagaform_fake_saas::FakeSaas;
-use sagaform_local::{LocalDatabase, LocalEnvironment, UpOptions};
+use sagaform_local::services;
+use sagaform_local::{LocalDatabase, LocalEnv, LocalEnvironment};
 use sagaform_ops::dlq::{DeadLetterQueue, Dlq, Redrive};
 use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
-use sagaform_stacks::config::{self, FunctionRole, StoreKind};
+use sagaform_stacks::config::{self, EnvConfig, FunctionRole, StoreKind};
 use sagaform_stacks::synth::{self, Selection};
 use sagaform_tools::Tools;
-use sagaform_tools::moto::MotoServer;
 use serde_json::{Value, json};
 
 /// The SaaS address of the checkout's `env/local.toml`, replaced by each stack's own fake.
@@ -125,19 +125,24 @@ pub struct LocalDeployment {
     pub outputs: BTreeMap<String, String>,
     http: reqwest::Client,
     sdk: aws_config::SdkConfig,
+    moto_endpoint: String,
     environment: Option<LocalEnvironment>,
     fake_saas: Option<FakeSaas>,
     database: Option<LocalDatabase>,
     scratch: PathBuf,
-    // Declared last: the emulator outlives everything that talks to it.
-    moto: MotoServer,
+    // Declared last: its emulator outlives everything that talks to it.
+    local: LocalEnv,
 }
 
 impl LocalDeployment {
     /// Deploys `pattern` with `store` (the env's default store when `None`) from a scratch copy
     /// of the checkout's `env/` and `templates/` to a fresh emulator, with the given packages,
-    /// and starts its fake SaaS and supervisor. `name` keeps scratch folders and databases of
+    /// and starts its fake SaaS and functions. `name` keeps scratch folders and databases of
     /// stacks running at once apart.
+    ///
+    /// The local environment comes up through [`LocalEnv`], as for `cargo xtask deploy --env
+    /// local`, but private to this deployment: its own emulator on a free port, the functions
+    /// served in this process on free ports, and an in-process fake SaaS.
     ///
     /// The stack runs as the env configures it, the work queue's visibility timeout included:
     /// the worker schedules its own retries, so nothing here shortens it.
@@ -147,118 +152,33 @@ impl LocalDeployment {
         store: Option<StoreKind>,
         artifacts: &[Artifact],
     ) -> Result<LocalDeployment, E2eError> {
-        let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
-        let moto = tokio::task::spawn_blocking(move || MotoServer::start(&tools))
-            .await
-            .map_err(|e| E2eError::Setup(format!("moto: {e}")))?
-            .map_err(|e| E2eError::Setup(format!("moto: {e}")))?;
         // Seeded so that a soak run draws the same faults for the same sequence of calls.
         let fake_saas = FakeSaas::start_with("127.0.0.1:0", &PURCHASE, 7)
             .await
             .map_err(|e| E2eError::Setup(format!("fake SaaS: {e}")))?;
         let fake_saas_url = fake_saas.base_url().trim_end_matches('/').to_owned();
-
         let scratch =
             std::env::temp_dir().join(format!("sagaform-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| E2eError::Setup(format!("{}: {e}", scratch.display())))?;
-        let workspace = Workspace::current().copy_inputs_to(&scratch)?;
-
-        // The scratch env: this stack's fake SaaS, its store, and its own database.
-        let env_path = scratch.join("env/local.toml");
-        let mut env_text = std::fs::read_to_string(&env_path)
-            .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?
-            .replace(CHECKOUT_SAAS_ADDRESS, &fake_saas_url);
-        if let Some(store) = store {
-            let store = match store {
-                StoreKind::DynamoDb => "dynamodb",
-                StoreKind::Aurora => "aurora",
-            };
-            env_text.push_str(&format!("\n[stores]\n{} = \"{store}\"\n", pattern.name()));
-        }
-        let database_name = format!(
-            "sagaform_e2e_{}_{}",
-            name.replace('-', "_"),
-            std::process::id()
-        );
-        env_text.push_str(&format!(
-            "\n[aurora]\ndatabase_name = \"{database_name}\"\n"
-        ));
-        std::fs::write(&env_path, env_text)
-            .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?;
-        let selection = Selection {
-            pattern: Some(pattern),
-            env: Some("local".to_owned()),
-        };
-        let files = synth::generate(workspace.root(), &selection)
-            .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
-        synth::write(workspace.root(), &files, &selection)
-            .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
-        let env = config::load_env(workspace.root(), "local")
-            .map_err(|e| E2eError::Setup(format!("scratch env: {e}")))?;
+        let workspace = scratch_workspace(&scratch)?;
+        let env = scratch_env(&workspace, name, pattern, store, &fake_saas_url)?;
         let store = env.store(pattern);
 
-        // The functions connect to the database the template names; it is this stack's own.
-        let database = LocalDatabase::of_stack(&workspace, &env, pattern)?;
-        if let Some(database) = &database {
-            database.drop_all().await?;
-            database.ensure().await?;
-        } else if store == StoreKind::Aurora {
-            return Err(E2eError::Setup(format!(
-                "{} has no LocalDatabaseUrl parameter",
-                workspace.template_path(pattern, "local").display()
-            )));
-        }
+        let local = tokio::task::spawn_blocking(move || LocalEnv::with_private_emulator(workspace))
+            .await
+            .map_err(|e| E2eError::Setup(format!("moto: {e}")))??;
+        let moto_endpoint = local.start_emulator(&Progress::plain())?.endpoint;
+        let database = own_database(&local, &env, pattern).await?;
+        let stack = PatternEnv {
+            workspace: local.workspace(),
+            env: &env,
+            pattern,
+        };
+        let outputs = deploy(stack, artifacts, &moto_endpoint).await?;
 
-        let session = Session::connect(
-            &env,
-            &ConnectOptions {
-                endpoint_url: Some(moto.endpoint()),
-            },
-        )
-        .await?;
-        let needed = build::functions_for(&workspace, pattern, "local")?;
-        let artifacts: Vec<Artifact> = artifacts
-            .iter()
-            .filter(|a| needed.iter().any(|f| f == a.function()))
-            .cloned()
-            .collect();
-        if artifacts.len() != needed.len() {
-            return Err(E2eError::Setup(format!(
-                "pattern {pattern} needs the packages {needed:?}, got {:?}",
-                artifacts.iter().map(Artifact::function).collect::<Vec<_>>()
-            )));
-        }
-        let (progress, lines) = Progress::capture();
-        let outcome = deploy_pattern(
-            &session,
-            PatternEnv {
-                workspace: &workspace,
-                env: &env,
-                pattern,
-            },
-            &artifacts,
-            &DeployOptions::for_env(&env),
-            &AssumeYes,
-            &progress,
-        )
-        .await
-        .map_err(|e| E2eError::Setup(format!("deploy of {pattern}: {e}\n{}", lines.text())))?;
-
-        let sdk = sagaform_local::discovery::emulator_config(&moto.endpoint(), "us-east-1").await;
-        let options = UpOptions::for_pattern(
-            pattern.name(),
-            "local",
-            &moto.endpoint(),
-            workspace.local_dir().join(pattern.name()),
-        );
-        let environment = LocalEnvironment::start(options).await?;
+        let environment = local.serve_functions(&env, pattern, &moto_endpoint).await?;
         let api_url = environment
             .api_url()
-            .ok_or_else(|| E2eError::Setup(format!("stack of {pattern} serves no HTTP API")))?
-            .trim_end_matches('/')
-            .to_owned();
+            .ok_or_else(|| E2eError::Setup(format!("stack of {pattern} serves no HTTP API")))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -266,16 +186,17 @@ impl LocalDeployment {
         Ok(LocalDeployment {
             pattern,
             store,
-            api_url,
+            api_url: api_url.trim_end_matches('/').to_owned(),
             fake_saas_url,
-            outputs: outcome.outputs,
+            outputs,
             http,
-            sdk,
+            sdk: sagaform_local::discovery::emulator_config(&moto_endpoint, "us-east-1").await,
+            moto_endpoint,
             environment: Some(environment),
             fake_saas: Some(fake_saas),
             database,
             scratch,
-            moto,
+            local,
         })
     }
 
@@ -286,7 +207,7 @@ impl LocalDeployment {
 
     /// The emulator endpoint.
     pub fn moto_endpoint(&self) -> String {
-        self.moto.endpoint()
+        self.moto_endpoint.clone()
     }
 
     /// A stack output; an error naming it when the stack has none.
@@ -315,10 +236,7 @@ impl LocalDeployment {
 
     /// Where the supervisor writes the function logs (for failure messages).
     pub fn log_dir(&self) -> PathBuf {
-        self.scratch
-            .join(".local")
-            .join(self.pattern.name())
-            .join("logs")
+        services::supervisor_dir(self.local.workspace(), self.pattern).join("logs")
     }
 
     /// `POST /transactions` with an optional `Idempotency-Key`.
@@ -446,6 +364,113 @@ impl Drop for LocalDeployment {
         })
         .join();
     }
+}
+
+/// A fresh `scratch` folder with a copy of the checkout's inputs, as a workspace.
+fn scratch_workspace(scratch: &Path) -> Result<Workspace, E2eError> {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| E2eError::Setup(format!("{}: {e}", scratch.display())))?;
+    Ok(Workspace::current().copy_inputs_to(scratch)?)
+}
+
+/// Makes the scratch copy's local env this stack's own — its fake SaaS, its store (the env's
+/// default when `None`) and its own database — synthesizes the template of `pattern` from it,
+/// and loads it.
+fn scratch_env(
+    workspace: &Workspace,
+    name: &str,
+    pattern: Pattern,
+    store: Option<StoreKind>,
+    fake_saas_url: &str,
+) -> Result<EnvConfig, E2eError> {
+    let env_path = workspace.root().join("env/local.toml");
+    let mut env_text = std::fs::read_to_string(&env_path)
+        .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?
+        .replace(CHECKOUT_SAAS_ADDRESS, fake_saas_url);
+    if let Some(store) = store {
+        let store = match store {
+            StoreKind::DynamoDb => "dynamodb",
+            StoreKind::Aurora => "aurora",
+        };
+        env_text.push_str(&format!("\n[stores]\n{} = \"{store}\"\n", pattern.name()));
+    }
+    let database_name = format!(
+        "sagaform_e2e_{}_{}",
+        name.replace('-', "_"),
+        std::process::id()
+    );
+    env_text.push_str(&format!(
+        "\n[aurora]\ndatabase_name = \"{database_name}\"\n"
+    ));
+    std::fs::write(&env_path, env_text)
+        .map_err(|e| E2eError::Setup(format!("{}: {e}", env_path.display())))?;
+    let selection = Selection {
+        pattern: Some(pattern),
+        env: Some("local".to_owned()),
+    };
+    let files = synth::generate(workspace.root(), &selection)
+        .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
+    synth::write(workspace.root(), &files, &selection)
+        .map_err(|e| E2eError::Setup(format!("synth of the scratch copy: {e}")))?;
+    config::load_env(workspace.root(), "local")
+        .map_err(|e| E2eError::Setup(format!("scratch env: {e}")))
+}
+
+/// A new database for the stack of `pattern` when its store is Aurora: the functions connect to
+/// the database the template names, and the scratch env names one of this stack's own.
+async fn own_database(
+    local: &LocalEnv,
+    env: &EnvConfig,
+    pattern: Pattern,
+) -> Result<Option<LocalDatabase>, E2eError> {
+    // What this step reports (a database dropped and created) is routine for a private stack:
+    // it stays out of the test output.
+    let (quiet, _) = Progress::capture();
+    let database = local.prepare_database(env, pattern, true, &quiet).await?;
+    if database.is_none() && env.store(pattern) == StoreKind::Aurora {
+        return Err(E2eError::Setup(format!(
+            "{} has no LocalDatabaseUrl parameter",
+            local.workspace().template_path(pattern, "local").display()
+        )));
+    }
+    Ok(database)
+}
+
+/// Deploys the stack to the emulator at `moto_endpoint` with the packages it needs out of
+/// `artifacts`; returns its outputs. A failed deploy says what it had reported.
+async fn deploy(
+    stack: PatternEnv<'_>,
+    artifacts: &[Artifact],
+    moto_endpoint: &str,
+) -> Result<BTreeMap<String, String>, E2eError> {
+    let session = Session::connect(
+        stack.env,
+        &ConnectOptions {
+            endpoint_url: Some(moto_endpoint.to_owned()),
+        },
+    )
+    .await?;
+    let needed = build::functions_for(stack.workspace, stack.pattern, "local")?;
+    let artifacts: Vec<Artifact> = artifacts
+        .iter()
+        .filter(|a| needed.iter().any(|f| f == a.function()))
+        .cloned()
+        .collect();
+    if artifacts.len() != needed.len() {
+        return Err(E2eError::Setup(format!(
+            "pattern {} needs the packages {needed:?}, got {:?}",
+            stack.pattern,
+            artifacts.iter().map(Artifact::function).collect::<Vec<_>>()
+        )));
+    }
+    let pattern = stack.pattern;
+    let options = DeployOptions::for_env(stack.env);
+    let (progress, lines) = Progress::capture();
+    let outcome = deploy_pattern(&session, stack, &artifacts, &options, &AssumeYes, &progress)
+        .await
+        .map_err(|e| E2eError::Setup(format!("deploy of {pattern}: {e}\n{}", lines.text())))?;
+    Ok(outcome.outputs)
 }
 
 async fn reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, E2eError> {

@@ -69,22 +69,47 @@ impl LocalFunction {
     }
 
     async fn run_async(self, request_id: String, payload: Bytes) {
-        let config = self.spec().asynchronous.clone();
-        let delays = self.settings().async_retry_delays.clone();
+        let Some(failure) = self.run_with_retries(&request_id, &payload).await else {
+            return;
+        };
+        let record = invocation_record(
+            &self.spec().arn,
+            &request_id,
+            failure.condition,
+            failure.runs,
+            &payload,
+            &failure.error,
+        );
+        self.send_to_destination(&request_id, failure.condition, record)
+            .await;
+    }
+
+    /// Runs the invocation, retried after the configured delays while the retries and the
+    /// event age allow; `None` once a run succeeded, else how it failed for good.
+    async fn run_with_retries(&self, request_id: &str, payload: &Bytes) -> Option<AsyncFailure> {
+        let config = &self.spec().asynchronous;
+        let delays = &self.settings().async_retry_delays;
         let accepted = Instant::now();
         let mut runs = 0;
-        let (condition, error) = loop {
+        loop {
             runs += 1;
             let error = match self.invoke(payload.clone()).await {
-                Ok(InvokeOutcome::Success(_)) => return,
+                Ok(InvokeOutcome::Success(_)) => return None,
                 Ok(InvokeOutcome::FunctionError(error)) => error.body,
                 Err(error) => Bytes::from(
                     json!({"errorType": "ServiceException", "errorMessage": error.to_string()})
                         .to_string(),
                 ),
             };
+            let failed = |condition| {
+                Some(AsyncFailure {
+                    condition,
+                    runs,
+                    error: error.clone(),
+                })
+            };
             if runs > config.max_retries {
-                break (Condition::RetriesExhausted, error);
+                return failed(Condition::RetriesExhausted);
             }
             let delay = delays
                 .get(runs as usize - 1)
@@ -92,7 +117,7 @@ impl LocalFunction {
                 .copied()
                 .unwrap_or_default();
             if accepted.elapsed() + delay > config.max_event_age {
-                break (Condition::EventAgeExceeded, error);
+                return failed(Condition::EventAgeExceeded);
             }
             tracing::warn!(
                 function = %self.spec().name,
@@ -102,16 +127,13 @@ impl LocalFunction {
                 "asynchronous invocation failed; retried as Lambda does"
             );
             tokio::time::sleep(delay).await;
-        };
-        let record = invocation_record(
-            &self.spec().arn,
-            &request_id,
-            condition,
-            runs,
-            &payload,
-            &error,
-        );
-        let Some(queue_url) = &config.on_failure_queue_url else {
+        }
+    }
+
+    /// Sends the record of an invocation that failed for good to the on-failure destination,
+    /// when the function has one (it is dropped otherwise, as on Lambda).
+    async fn send_to_destination(&self, request_id: &str, condition: Condition, record: Value) {
+        let Some(queue_url) = &self.spec().asynchronous.on_failure_queue_url else {
             tracing::warn!(function = %self.spec().name, request_id = %request_id, condition = condition.as_str(),
                            "asynchronous invocation failed for good and the function has no on-failure destination: dropped");
             return;
@@ -144,6 +166,15 @@ impl LocalFunction {
             ),
         }
     }
+}
+
+/// How an asynchronous invocation failed for good.
+struct AsyncFailure {
+    condition: Condition,
+    /// How many times it ran.
+    runs: u32,
+    /// The last run's error document.
+    error: Bytes,
 }
 
 /// Lambda's invocation record for a destination.

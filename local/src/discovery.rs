@@ -234,13 +234,50 @@ pub async fn discover(
     let lambda = aws_sdk_lambda::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
 
+    let parameters = stack_parameters(&cfn, stack_name).await?;
+    let template = stack_template(&cfn, stack_name, template).await?;
+    let ids = StackIds {
+        parameters,
+        physical: physical_ids(&cfn, stack_name).await?,
+    };
+    let mut functions = read_functions(&lambda, &template, &ids).await?;
+    apply_event_invoke_configs(&template, &ids.physical, &mut functions)?;
+    let routes = template
+        .resources_of_type("AWS::ApiGatewayV2::Route")
+        .map(|(logical_id, resource)| read_route(&template, &ids.physical, logical_id, resource))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mappings = read_mappings(&lambda, &sqs, &functions).await?;
+    let state_machines = template
+        .resources_of_type("AWS::StepFunctions::StateMachine")
+        .count();
+    Ok(DeployedStack {
+        stack_name: stack_name.to_owned(),
+        functions,
+        routes,
+        mappings,
+        state_machines,
+    })
+}
+
+/// What a template's `Ref`s resolve to in the deployed stack: its parameter values and the
+/// physical ids of its resources, by logical id.
+struct StackIds {
+    parameters: HashMap<String, String>,
+    physical: HashMap<String, String>,
+}
+
+/// The parameter values the stack was deployed with.
+async fn stack_parameters(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+) -> Result<HashMap<String, String>, LocalError> {
     let stack = cfn
         .describe_stacks()
         .stack_name(stack_name)
         .send()
         .await
         .map_err(|e| LocalError::aws(format!("DescribeStacks {stack_name}"), &e))?;
-    let parameters: HashMap<String, String> = stack
+    Ok(stack
         .stacks()
         .first()
         .map(|s| {
@@ -254,9 +291,16 @@ pub async fn discover(
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
 
-    let (template_text, source_name) = match template {
+/// The template at `path`, or the deployed one when there is no path.
+async fn stack_template(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+    path: Option<&Path>,
+) -> Result<Template, LocalError> {
+    let (template_text, source_name) = match path {
         Some(path) => (
             std::fs::read_to_string(path).map_err(LocalError::io("read", path))?,
             path.display().to_string(),
@@ -274,8 +318,15 @@ pub async fn discover(
             )
         }
     };
-    let template = Template::parse(&template_text, &source_name)?;
+    Template::parse(&template_text, &source_name)
+}
 
+/// The physical id of every resource of the stack, by logical id (every page of
+/// ListStackResources).
+async fn physical_ids(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+) -> Result<HashMap<String, String>, LocalError> {
     let mut physical = HashMap::new();
     let mut next_token = None;
     loop {
@@ -296,109 +347,25 @@ pub async fn discover(
         }
         next_token = page.next_token().map(str::to_owned);
         if next_token.is_none() {
-            break;
+            return Ok(physical);
         }
     }
+}
 
+/// Every Lambda function of the template, as deployed.
+async fn read_functions(
+    lambda: &aws_sdk_lambda::Client,
+    template: &Template,
+    ids: &StackIds,
+) -> Result<Vec<DeployedFunction>, LocalError> {
     let mut functions = Vec::new();
     for (logical_id, resource) in template.resources_of_type("AWS::Lambda::Function") {
-        let Some(name) = physical.get(logical_id) else {
+        let Some(name) = ids.physical.get(logical_id) else {
             return Err(template.error(logical_id, "is not a resource of the deployed stack"));
         };
-        functions.push(
-            read_function(
-                &lambda,
-                &template,
-                logical_id,
-                resource,
-                name,
-                &parameters,
-                &physical,
-            )
-            .await?,
-        );
+        functions.push(read_function(lambda, template, logical_id, resource, name, ids).await?);
     }
-
-    apply_event_invoke_configs(&template, &physical, &mut functions)?;
-
-    let mut routes = Vec::new();
-    for (logical_id, resource) in template.resources_of_type("AWS::ApiGatewayV2::Route") {
-        let route_key = template
-            .property(resource, "RouteKey")
-            .and_then(Yaml::as_str)
-            .ok_or_else(|| template.error(logical_id, "RouteKey is missing or not a string"))?;
-        let target = template
-            .property(resource, "Target")
-            .ok_or_else(|| template.error(logical_id, "Target is missing"))?;
-        let integration_id = template
-            .referenced(target, "AWS::ApiGatewayV2::Integration")
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                template.error(logical_id, "Target names no AWS::ApiGatewayV2::Integration")
-            })?;
-        let integration = template
-            .resources
-            .get(integration_id.as_str())
-            .expect("referenced() only returns resources of the template");
-        let uri = template
-            .property(integration, "IntegrationUri")
-            .ok_or_else(|| template.error(&integration_id, "IntegrationUri is missing"))?;
-        let function_id = template
-            .referenced(uri, "AWS::Lambda::Function")
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                template.error(
-                    &integration_id,
-                    "IntegrationUri names no AWS::Lambda::Function",
-                )
-            })?;
-        let function = physical.get(&function_id).ok_or_else(|| {
-            template.error(&function_id, "is not a resource of the deployed stack")
-        })?;
-        let timeout = template
-            .property(integration, "TimeoutInMillis")
-            .and_then(Yaml::as_u64)
-            .map_or(MAX_INTEGRATION_TIMEOUT, Duration::from_millis)
-            .min(MAX_INTEGRATION_TIMEOUT);
-        routes.push(HttpRoute {
-            route_key: route_key.to_owned(),
-            function: function.clone(),
-            timeout,
-        });
-    }
-
-    let mut mappings = Vec::new();
-    for function in &functions {
-        let listed = lambda
-            .list_event_source_mappings()
-            .function_name(&function.name)
-            .send()
-            .await
-            .map_err(|e| {
-                LocalError::aws(format!("ListEventSourceMappings {}", function.name), &e)
-            })?;
-        for mapping in listed.event_source_mappings() {
-            let Some(queue_arn) = mapping
-                .event_source_arn()
-                .filter(|a| a.starts_with("arn:aws:sqs:"))
-            else {
-                continue;
-            };
-            mappings.push(read_mapping(&sqs, mapping, queue_arn, &function.name).await?);
-        }
-    }
-    let state_machines = template
-        .resources_of_type("AWS::StepFunctions::StateMachine")
-        .count();
-    Ok(DeployedStack {
-        stack_name: stack_name.to_owned(),
-        functions,
-        routes,
-        mappings,
-        state_machines,
-    })
+    Ok(functions)
 }
 
 async fn read_function(
@@ -407,8 +374,7 @@ async fn read_function(
     logical_id: &str,
     resource: &Yaml,
     name: &str,
-    parameters: &HashMap<String, String>,
-    physical: &HashMap<String, String>,
+    ids: &StackIds,
 ) -> Result<DeployedFunction, LocalError> {
     let function = lambda
         .get_function()
@@ -425,21 +391,7 @@ async fn read_function(
         .and_then(|e| e.variables())
         .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let code = template.property(resource, "Code");
-    let bucket = code
-        .and_then(|c| c.get("S3Bucket"))
-        .and_then(|v| resolve_string(v, parameters, physical));
-    let key = code
-        .and_then(|c| c.get("S3Key"))
-        .and_then(|v| resolve_string(v, parameters, physical));
-    let role = key
-        .as_ref()
-        .and_then(|(_, parameter)| parameter.as_deref())
-        .and_then(function_of_code_key_parameter);
-    let code = match (bucket, key) {
-        (Some((bucket, _)), Some((key, _))) => Some(S3Location { bucket, key }),
-        _ => None,
-    };
+    let (code, role) = code_and_role(template, resource, ids);
     Ok(DeployedFunction {
         logical_id: logical_id.to_owned(),
         name: name.to_owned(),
@@ -460,6 +412,31 @@ async fn read_function(
             .map(|c| c.max(0) as u32),
         asynchronous: AsyncInvokeConfig::default(),
     })
+}
+
+/// Where a function's code is (its `Code` S3 bucket and key, resolved) and its sagaform role,
+/// read from the parameter its key refers to.
+fn code_and_role(
+    template: &Template,
+    resource: &Yaml,
+    ids: &StackIds,
+) -> (Option<S3Location>, Option<String>) {
+    let code = template.property(resource, "Code");
+    let resolved = |name: &str| {
+        code.and_then(|c| c.get(name))
+            .and_then(|v| resolve_string(v, &ids.parameters, &ids.physical))
+    };
+    let bucket = resolved("S3Bucket");
+    let key = resolved("S3Key");
+    let role = key
+        .as_ref()
+        .and_then(|(_, parameter)| parameter.as_deref())
+        .and_then(function_of_code_key_parameter);
+    let code = match (bucket, key) {
+        (Some((bucket, _)), Some((key, _))) => Some(S3Location { bucket, key }),
+        _ => None,
+    };
+    (code, role)
 }
 
 /// Applies the template's `AWS::Lambda::EventInvokeConfig` resources to their functions: retries,
@@ -489,38 +466,129 @@ fn apply_event_invoke_configs(
             .property(resource, "MaximumEventAgeInSeconds")
             .and_then(Yaml::as_u64)
             .map_or(defaults.max_event_age, Duration::from_secs);
-        let destination = template
-            .property(resource, "DestinationConfig")
-            .and_then(|d| d.get("OnFailure"))
-            .and_then(|d| d.get("Destination"));
-        let on_failure_queue_url = match destination {
-            None => None,
-            Some(destination) => {
-                match template
-                    .referenced(destination, "AWS::SQS::Queue")
-                    .into_iter()
-                    .next()
-                {
-                    Some(queue_id) => Some(physical.get(&queue_id).cloned().ok_or_else(|| {
-                        template.error(&queue_id, "is not a resource of the deployed stack")
-                    })?),
-                    None => {
-                        tracing::warn!(
-                            config = logical_id,
-                            "the on-failure destination is not an SQS queue of the stack; failed asynchronous invocations are dropped locally"
-                        );
-                        None
-                    }
-                }
-            }
-        };
         function.asynchronous = AsyncInvokeConfig {
             max_retries,
             max_event_age,
-            on_failure_queue_url,
+            on_failure_queue_url: on_failure_queue_url(template, physical, logical_id, resource)?,
         };
     }
     Ok(())
+}
+
+/// The queue URL of an `AWS::Lambda::EventInvokeConfig`'s on-failure destination, when it is an
+/// SQS queue of the stack.
+fn on_failure_queue_url(
+    template: &Template,
+    physical: &HashMap<String, String>,
+    logical_id: &str,
+    resource: &Yaml,
+) -> Result<Option<String>, LocalError> {
+    let Some(destination) = template
+        .property(resource, "DestinationConfig")
+        .and_then(|d| d.get("OnFailure"))
+        .and_then(|d| d.get("Destination"))
+    else {
+        return Ok(None);
+    };
+    let Some(queue_id) = template
+        .referenced(destination, "AWS::SQS::Queue")
+        .into_iter()
+        .next()
+    else {
+        tracing::warn!(
+            config = logical_id,
+            "the on-failure destination is not an SQS queue of the stack; failed asynchronous invocations are dropped locally"
+        );
+        return Ok(None);
+    };
+    physical
+        .get(&queue_id)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| template.error(&queue_id, "is not a resource of the deployed stack"))
+}
+
+/// The HTTP API route of an `AWS::ApiGatewayV2::Route`: its key, and the function and timeout
+/// of the integration it targets.
+fn read_route(
+    template: &Template,
+    physical: &HashMap<String, String>,
+    logical_id: &str,
+    resource: &Yaml,
+) -> Result<HttpRoute, LocalError> {
+    let route_key = template
+        .property(resource, "RouteKey")
+        .and_then(Yaml::as_str)
+        .ok_or_else(|| template.error(logical_id, "RouteKey is missing or not a string"))?;
+    let target = template
+        .property(resource, "Target")
+        .ok_or_else(|| template.error(logical_id, "Target is missing"))?;
+    let integration_id = template
+        .referenced(target, "AWS::ApiGatewayV2::Integration")
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            template.error(logical_id, "Target names no AWS::ApiGatewayV2::Integration")
+        })?;
+    let integration = template
+        .resources
+        .get(integration_id.as_str())
+        .expect("referenced() only returns resources of the template");
+    let uri = template
+        .property(integration, "IntegrationUri")
+        .ok_or_else(|| template.error(&integration_id, "IntegrationUri is missing"))?;
+    let function_id = template
+        .referenced(uri, "AWS::Lambda::Function")
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            template.error(
+                &integration_id,
+                "IntegrationUri names no AWS::Lambda::Function",
+            )
+        })?;
+    let function = physical
+        .get(&function_id)
+        .ok_or_else(|| template.error(&function_id, "is not a resource of the deployed stack"))?;
+    let timeout = template
+        .property(integration, "TimeoutInMillis")
+        .and_then(Yaml::as_u64)
+        .map_or(MAX_INTEGRATION_TIMEOUT, Duration::from_millis)
+        .min(MAX_INTEGRATION_TIMEOUT);
+    Ok(HttpRoute {
+        route_key: route_key.to_owned(),
+        function: function.clone(),
+        timeout,
+    })
+}
+
+/// The SQS event source mappings of the functions (other event sources are not served locally).
+async fn read_mappings(
+    lambda: &aws_sdk_lambda::Client,
+    sqs: &aws_sdk_sqs::Client,
+    functions: &[DeployedFunction],
+) -> Result<Vec<SqsMapping>, LocalError> {
+    let mut mappings = Vec::new();
+    for function in functions {
+        let listed = lambda
+            .list_event_source_mappings()
+            .function_name(&function.name)
+            .send()
+            .await
+            .map_err(|e| {
+                LocalError::aws(format!("ListEventSourceMappings {}", function.name), &e)
+            })?;
+        for mapping in listed.event_source_mappings() {
+            let Some(queue_arn) = mapping
+                .event_source_arn()
+                .filter(|a| a.starts_with("arn:aws:sqs:"))
+            else {
+                continue;
+            };
+            mappings.push(read_mapping(sqs, mapping, queue_arn, &function.name).await?);
+        }
+    }
+    Ok(mappings)
 }
 
 async fn read_mapping(

@@ -5,23 +5,42 @@
 //!
 //! `cargo xtask local` drives it directly; the deploy library reaches it through
 //! [`sagaform_deploy::workflow::LocalRuntime`], so deploying never starts a process or talks to
-//! PostgreSQL itself.
+//! PostgreSQL itself. The e2e harness brings up its stacks with the same steps
+//! ([`LocalEnv::prepare_database`], [`LocalEnv::serve_functions`]) on an emulator of its own
+//! ([`LocalEnv::with_private_emulator`]), so stacks run side by side.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use sagaform_deploy::workflow::LocalRuntime;
 use sagaform_deploy::{DeployError, Progress, Workspace};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
+use sagaform_tools::Tools;
+use sagaform_tools::moto::MotoServer;
 
 use crate::database::LocalDatabase;
 use crate::emulator::{self, Emulator, EmulatorStatus, StopOutcome};
 use crate::logs::{self, LogLine};
 use crate::services::{self, FakeSaasRecord, LocalBinaries};
+use crate::supervisor::{LocalEnvironment, UpOptions};
 use crate::{LocalError, LocalState};
 
 /// The local environment of one checkout (its state lives in `<checkout>/.local/`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LocalEnv {
     workspace: Workspace,
+    emulator: EmulatorChoice,
+}
+
+/// Which emulator a [`LocalEnv`] deploys to.
+#[derive(Debug, Clone)]
+enum EmulatorChoice {
+    /// The checkout's: on the fixed local port, detached, shared by every command until
+    /// `cargo xtask local stop` ([`emulator`]).
+    Checkout,
+    /// Its own, on a free port; it stops when the last clone of the environment is dropped.
+    Private(Arc<MotoServer>),
 }
 
 /// What runs, for `cargo xtask local status`.
@@ -52,9 +71,24 @@ pub enum Stopped {
 }
 
 impl LocalEnv {
-    /// The local environment of the checkout at `workspace`.
+    /// The local environment of the checkout at `workspace`, on the checkout's emulator.
     pub fn new(workspace: Workspace) -> LocalEnv {
-        LocalEnv { workspace }
+        LocalEnv {
+            workspace,
+            emulator: EmulatorChoice::Checkout,
+        }
+    }
+
+    /// The local environment of the checkout at `workspace` on an emulator of its own, started
+    /// now on a free loopback port (blocking until it answers) and stopped when the last clone
+    /// of the environment is dropped; installs the pinned tools on first use.
+    pub fn with_private_emulator(workspace: Workspace) -> Result<LocalEnv, LocalError> {
+        let tools = Tools::ensure().map_err(|e| LocalError::Emulator(e.to_string()))?;
+        let server = MotoServer::start(&tools).map_err(|e| LocalError::Emulator(e.to_string()))?;
+        Ok(LocalEnv {
+            workspace,
+            emulator: EmulatorChoice::Private(Arc::new(server)),
+        })
     }
 
     /// The checkout.
@@ -62,9 +96,18 @@ impl LocalEnv {
         &self.workspace
     }
 
-    /// Starts the emulator when it is not running; installs the pinned tools on first use.
+    /// Starts the checkout's emulator when it is not running (installing the pinned tools on
+    /// first use); a private emulator runs already.
     pub fn start_emulator(&self, progress: &Progress) -> Result<Emulator, LocalError> {
-        emulator::ensure_running(&self.workspace, progress)
+        match &self.emulator {
+            EmulatorChoice::Checkout => emulator::ensure_running(&self.workspace, progress),
+            EmulatorChoice::Private(server) => Ok(Emulator {
+                port: server.port(),
+                endpoint: server.endpoint(),
+                pid: None,
+                started: false,
+            }),
+        }
     }
 
     /// `cargo xtask local up`: (re)starts the fake SaaS and the functions of `pattern`, or of
@@ -112,17 +155,7 @@ impl LocalEnv {
         new_stack: bool,
         progress: &Progress,
     ) -> Result<String, LocalError> {
-        if let Some(database) = LocalDatabase::of_stack(&self.workspace, env, pattern)? {
-            let url = database.url();
-            if new_stack && block_on(database.drop_all())? {
-                progress.line(format!(
-                    "local services: dropped database {url}, left from an earlier stack"
-                ));
-            }
-            if block_on(database.ensure())? {
-                progress.line(format!("local services: created database {url}"));
-            }
-        }
+        block_on(self.prepare_database(env, pattern, new_stack, progress))?;
         let workspace = &self.workspace;
         services::ensure_fake_saas(
             workspace,
@@ -140,6 +173,62 @@ impl LocalEnv {
         )?;
         services::record_api_url(workspace, pattern, &env.name, &supervisor.api_url)?;
         Ok(supervisor.api_url)
+    }
+
+    /// Creates the database of the stack of `pattern` when its store is Aurora (the
+    /// orchestrator's store is a database of the local PostgreSQL server); returns it, `None`
+    /// when the stack has none.
+    ///
+    /// `new_stack` says the stack is new: a database left from an earlier stack of the same
+    /// name (the emulator forgets its stacks when it stops, the PostgreSQL server does not) is
+    /// dropped first, so the new stack starts empty as its emulated tables do.
+    pub async fn prepare_database(
+        &self,
+        env: &EnvConfig,
+        pattern: Pattern,
+        new_stack: bool,
+        progress: &Progress,
+    ) -> Result<Option<LocalDatabase>, LocalError> {
+        let Some(database) = LocalDatabase::of_stack(&self.workspace, env, pattern)? else {
+            return Ok(None);
+        };
+        let url = database.url();
+        if new_stack && database.drop_all().await? {
+            progress.line(format!(
+                "local services: dropped database {url}, left from an earlier stack"
+            ));
+        }
+        if database.ensure().await? {
+            progress.line(format!("local services: created database {url}"));
+        }
+        Ok(Some(database))
+    }
+
+    /// Serves the functions of the stack of `pattern`, deployed to the emulator at
+    /// `emulator_endpoint`, in this process on free ports (what the detached supervisor of
+    /// [`LocalEnv::start_stack`] does in its own process, on the pattern's fixed API port); its
+    /// state and function logs are where that supervisor keeps them.
+    pub async fn serve_functions(
+        &self,
+        env: &EnvConfig,
+        pattern: Pattern,
+        emulator_endpoint: &str,
+    ) -> Result<LocalEnvironment, LocalError> {
+        let mut options = UpOptions::for_pattern(
+            pattern.name(),
+            &env.name,
+            emulator_endpoint,
+            services::supervisor_dir(&self.workspace, pattern),
+        );
+        options.region = env.region().to_owned();
+        LocalEnvironment::start(options).await
+    }
+
+    /// Where the functions of `pattern` write their logs.
+    pub fn log_dir(&self, pattern: Pattern) -> Result<PathBuf, LocalError> {
+        Ok(services::supervisor_state(&self.workspace, pattern)?
+            .map(|s| s.log_dir)
+            .unwrap_or_else(|| services::supervisor_dir(&self.workspace, pattern).join("logs")))
     }
 
     /// After the stack of `pattern` was destroyed (or found missing): stops its functions, which
@@ -214,10 +303,7 @@ impl LocalEnv {
         let patterns: Vec<Pattern> = pattern.map_or(Pattern::ALL.to_vec(), |p| vec![p]);
         let mut lines = Vec::new();
         for pattern in patterns {
-            let log_dir = services::supervisor_state(&self.workspace, pattern)?
-                .map(|s| s.log_dir)
-                .unwrap_or_else(|| services::supervisor_dir(&self.workspace, pattern).join("logs"));
-            lines.extend(logs::read_logs(&log_dir, transaction)?);
+            lines.extend(logs::read_logs(&self.log_dir(pattern)?, transaction)?);
         }
         lines.sort_by(|a, b| a.time().cmp(b.time()));
         Ok(lines)

@@ -4,12 +4,11 @@
 //! is the only way to reach the functions over HTTP locally.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -17,7 +16,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::LocalError;
-use crate::invoke_api::{Functions, bind};
+use crate::invoke_api::Functions;
+use crate::loopback::LoopbackServer;
 use crate::runtime::{InvokeOutcome, PAYLOAD_LIMIT_BYTES, new_request_id};
 
 /// API Gateway's longest integration timeout for HTTP APIs.
@@ -64,6 +64,26 @@ enum Segment {
     Greedy(String),
 }
 
+impl Segment {
+    /// The segments of a route path: `{name}` a parameter, `{name+}` a greedy one, anything
+    /// else a literal.
+    fn parse_path(path: &str) -> Vec<Segment> {
+        path.split('/')
+            .skip(1)
+            .filter(|s| !s.is_empty())
+            .map(
+                |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    Some(name) => match name.strip_suffix('+') {
+                        Some(greedy) => Segment::Greedy(greedy.to_owned()),
+                        None => Segment::Param(name.to_owned()),
+                    },
+                    None => Segment::Literal(part.to_owned()),
+                },
+            )
+            .collect()
+    }
+}
+
 impl CompiledRoute {
     fn compile(route: HttpRoute) -> Result<CompiledRoute, LocalError> {
         if route.route_key == "$default" {
@@ -92,17 +112,7 @@ impl CompiledRoute {
         if !path.starts_with('/') {
             return Err(invalid("the path must start with /"));
         }
-        let mut segments = Vec::new();
-        for part in path.split('/').skip(1).filter(|s| !s.is_empty()) {
-            let segment = match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                Some(name) => match name.strip_suffix('+') {
-                    Some(greedy) => Segment::Greedy(greedy.to_owned()),
-                    None => Segment::Param(name.to_owned()),
-                },
-                None => Segment::Literal(part.to_owned()),
-            };
-            segments.push(segment);
-        }
+        let segments = Segment::parse_path(path);
         if segments
             .iter()
             .rev()
@@ -174,8 +184,7 @@ impl CompiledRoute {
 /// A running HTTP API server.
 #[derive(Debug)]
 pub struct HttpApi {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 #[derive(Debug, Clone)]
@@ -196,40 +205,23 @@ impl HttpApi {
             .map(CompiledRoute::compile)
             .collect::<Result<Vec<_>, _>>()?;
         compiled.sort_by_key(|route| std::cmp::Reverse(route.specificity()));
-        let listener = bind(port, "the HTTP API").await?;
-        let addr = listener.local_addr().map_err(|source| LocalError::Listen {
-            purpose: "the HTTP API".to_owned(),
-            port,
-            source,
-        })?;
         let state = ApiState {
             routes: std::sync::Arc::new(compiled),
             functions,
         };
-        let router = Router::new()
-            .fallback(handle)
-            .layer(DefaultBodyLimit::max(PAYLOAD_LIMIT_BYTES))
-            .with_state(state);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Ok(HttpApi { addr, task })
+        let router = Router::new().fallback(handle).with_state(state);
+        let server = LoopbackServer::serve(port, "the HTTP API", router)?;
+        Ok(HttpApi { server })
     }
 
     /// The base URL, e.g. `http://127.0.0.1:40123` (what the stack's `ApiUrl` is on AWS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-impl Drop for HttpApi {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.server.port()
     }
 }
 
@@ -297,79 +289,19 @@ impl RequestFacts<'_> {
     /// commas, cookies in their own list, repeated query parameters joined by commas, the body
     /// as text or base64.
     fn to_event(&self) -> Value {
-        let mut headers = Map::new();
-        let mut cookies = Vec::new();
-        for (name, value) in self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            if name == "cookie" {
-                cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
-                continue;
-            }
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(existing)) => {
-                    existing.push(',');
-                    existing.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_owned(), Value::String(value));
-                }
-            }
-        }
-        let mut query = Map::new();
-        for pair in self.query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (key, value) = (percent_decode_query(key), percent_decode_query(value));
-            match query.get_mut(&key) {
-                Some(Value::String(existing)) => {
-                    existing.push(',');
-                    existing.push_str(&value);
-                }
-                _ => {
-                    query.insert(key, Value::String(value));
-                }
-            }
-        }
+        let (headers, cookies) = self.headers_and_cookies();
+        let query = self.query_parameters();
         let (body, is_base64) = match std::str::from_utf8(self.body) {
             Ok(text) => (text.to_owned(), false),
             Err(_) => (BASE64.encode(self.body), true),
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let host = self
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
-        let user_agent = self
-            .headers
-            .get("user-agent")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
         let mut event = json!({
             "version": "2.0",
             "routeKey": self.route_key,
             "rawPath": self.path,
             "rawQueryString": self.query,
             "headers": headers,
-            "requestContext": {
-                "accountId": crate::discovery::LOCAL_ACCOUNT_ID,
-                "apiId": "local",
-                "domainName": host,
-                "domainPrefix": host.split('.').next().unwrap_or(host),
-                "http": {
-                    "method": self.method.as_str(),
-                    "path": self.path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "127.0.0.1",
-                    "userAgent": user_agent,
-                },
-                "requestId": self.request_id,
-                "routeKey": self.route_key,
-                "stage": "$default",
-                "time": clf_time(now.as_secs() as i64),
-                "timeEpoch": now.as_millis() as u64,
-            },
+            "requestContext": self.request_context(),
             "isBase64Encoded": is_base64,
         });
         let object = event.as_object_mut().expect("built as an object");
@@ -386,6 +318,85 @@ impl RequestFacts<'_> {
             object.insert("body".to_owned(), Value::String(body));
         }
         event
+    }
+
+    /// The headers by lower-case name, repeated values joined by commas, and the cookies of
+    /// the `cookie` headers, which the event lists apart.
+    fn headers_and_cookies(&self) -> (Map<String, Value>, Vec<String>) {
+        let mut headers = Map::new();
+        let mut cookies = Vec::new();
+        for (name, value) in self.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if name == "cookie" {
+                cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
+                continue;
+            }
+            join_repeated(&mut headers, name.as_str().to_owned(), value);
+        }
+        (headers, cookies)
+    }
+
+    /// The decoded query parameters, repeated values joined by commas.
+    fn query_parameters(&self) -> Map<String, Value> {
+        let mut query = Map::new();
+        for pair in self.query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            join_repeated(
+                &mut query,
+                percent_decode_query(key),
+                percent_decode_query(value),
+            );
+        }
+        query
+    }
+
+    /// The event's `requestContext`.
+    fn request_context(&self) -> Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let host = self
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let user_agent = self
+            .headers
+            .get("user-agent")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        json!({
+            "accountId": crate::discovery::LOCAL_ACCOUNT_ID,
+            "apiId": "local",
+            "domainName": host,
+            "domainPrefix": host.split('.').next().unwrap_or(host),
+            "http": {
+                "method": self.method.as_str(),
+                "path": self.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": user_agent,
+            },
+            "requestId": self.request_id,
+            "routeKey": self.route_key,
+            "stage": "$default",
+            "time": clf_time(now.as_secs() as i64),
+            "timeEpoch": now.as_millis() as u64,
+        })
+    }
+}
+
+/// Adds `value` under `key`, after a comma when the key is there already (how API Gateway
+/// folds repeated headers and query parameters).
+fn join_repeated(map: &mut Map<String, Value>, key: String, value: String) {
+    match map.get_mut(&key) {
+        Some(Value::String(existing)) => {
+            existing.push(',');
+            existing.push_str(&value);
+        }
+        _ => {
+            map.insert(key, Value::String(value));
+        }
     }
 }
 
@@ -406,20 +417,29 @@ fn lambda_response(output: &[u8]) -> Response {
     let Ok(status) = StatusCode::from_u16(status as u16) else {
         return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
-    let body_text = document.get("body").and_then(Value::as_str).unwrap_or("");
-    let body = if document.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-        match BASE64.decode(body_text) {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-            }
-        }
-    } else {
-        body_text.as_bytes().to_vec()
+    let Some(body) = response_body(&document) else {
+        return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
+    add_response_headers(response.headers_mut(), &document);
+    response
+}
+
+/// The body of a response document: its `body` text, base64-decoded when `isBase64Encoded`
+/// says so; `None` when that text is not base64.
+fn response_body(document: &Value) -> Option<Vec<u8>> {
+    let body_text = document.get("body").and_then(Value::as_str).unwrap_or("");
+    if document.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        BASE64.decode(body_text).ok()
+    } else {
+        Some(body_text.as_bytes().to_vec())
+    }
+}
+
+/// The headers of a response document: its `headers` (values that are not valid header text
+/// are left out), its `cookies` as `set-cookie`, and a JSON content type unless it names one.
+fn add_response_headers(headers: &mut HeaderMap, document: &Value) {
     if let Some(Value::Object(map)) = document.get("headers") {
         for (name, value) in map {
             let text = match value {
@@ -444,7 +464,6 @@ fn lambda_response(output: &[u8]) -> Response {
     if !headers.contains_key("content-type") {
         headers.insert("content-type", HeaderValue::from_static("application/json"));
     }
-    response
 }
 
 fn gateway_message(status: StatusCode, message: &str) -> Response {

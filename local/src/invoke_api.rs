@@ -4,19 +4,19 @@
 //! AWS SDK or `cargo lambda invoke`-style client pointed at it reaches.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
 use crate::LocalError;
-use crate::runtime::{InvokeOutcome, LocalFunction, PAYLOAD_LIMIT_BYTES};
+use crate::loopback::LoopbackServer;
+use crate::runtime::{InvokeOutcome, LocalFunction};
 
 /// The local functions by name, shared by the Invoke API, the HTTP API and the SQS pollers.
 #[derive(Debug, Clone, Default)]
@@ -72,54 +72,28 @@ pub fn function_name_of(identifier: &str) -> &str {
 /// A running Invoke API server.
 #[derive(Debug)]
 pub struct InvokeApi {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 impl InvokeApi {
     /// Serves the Invoke API of `functions` on `127.0.0.1:port` (0 picks a free port).
     pub async fn serve(functions: Functions, port: u16) -> Result<InvokeApi, LocalError> {
-        let listener = bind(port, "the Lambda Invoke API").await?;
-        let addr = listener.local_addr().map_err(|source| LocalError::Listen {
-            purpose: "the Lambda Invoke API".to_owned(),
-            port,
-            source,
-        })?;
         let router = Router::new()
             .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-            .layer(DefaultBodyLimit::max(PAYLOAD_LIMIT_BYTES))
             .with_state(functions);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Ok(InvokeApi { addr, task })
+        let server = LoopbackServer::serve(port, "the Lambda Invoke API", router)?;
+        Ok(InvokeApi { server })
     }
 
     /// The base URL, e.g. `http://127.0.0.1:40123` (an AWS SDK `endpoint_url`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
-}
-
-impl Drop for InvokeApi {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-pub(crate) async fn bind(port: u16, purpose: &str) -> Result<tokio::net::TcpListener, LocalError> {
-    tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|source| LocalError::Listen {
-            purpose: purpose.to_owned(),
-            port,
-            source,
-        })
 }
 
 async fn invoke(

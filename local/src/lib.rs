@@ -33,6 +33,7 @@ pub mod event_source;
 pub mod http_api;
 pub mod invoke_api;
 pub mod logs;
+mod loopback;
 pub mod moto_forward;
 pub mod runtime;
 pub mod services;

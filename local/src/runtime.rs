@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +32,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::LocalError;
 use crate::async_invoke::{AWS_RETRY_DELAYS, AsyncInvokeConfig};
 use crate::logs::LogSink;
+use crate::loopback::LoopbackServer;
 
 /// Lambda's invocation payload limit (synchronous requests and responses), plus headroom for
 /// the runtime client's framing.
@@ -222,6 +223,30 @@ struct Process {
     kill: Option<oneshot::Sender<()>>,
 }
 
+impl Pool {
+    /// The invocation `request_id` taken out of the ones in flight, when `process` runs it.
+    fn take_inflight(&mut self, request_id: &str, process: u64) -> Option<Inflight> {
+        let owned = self
+            .inflight
+            .get(request_id)
+            .is_some_and(|f| f.process == process);
+        if owned {
+            self.inflight.remove(request_id)
+        } else {
+            None
+        }
+    }
+}
+
+impl Process {
+    /// Has the process killed (once; later calls do nothing).
+    fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Delivery {
     request_id: String,
@@ -303,9 +328,7 @@ impl LocalFunction {
             pool.idle.clear();
             pool.inflight.clear();
             for process in pool.processes.values_mut() {
-                if let Some(kill) = process.kill.take() {
-                    let _ = kill.send(());
-                }
+                process.kill();
             }
         }
         while !self.inner.lock().processes.is_empty() {
@@ -403,56 +426,18 @@ impl Inner {
         }
     }
 
+    /// Starts one more process: its own Runtime API server, then the bootstrap pointed at it.
     fn spawn_process(self: &Arc<Self>, pool: &mut Pool) -> Result<(), LocalError> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|source| LocalError::Listen {
-                purpose: format!("the Runtime API of {}", self.spec.name),
-                port: 0,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| LocalError::Listen {
-                purpose: format!("the Runtime API of {}", self.spec.name),
-                port: 0,
-                source,
-            })?
-            .port();
         let id = pool.next_process;
+        let server = LoopbackServer::serve(
+            0,
+            &format!("the Runtime API of {}", self.spec.name),
+            runtime_api(Arc::clone(self), id),
+        )?;
+        let port = server.port();
         pool.next_process += 1;
-
-        let mut command = tokio::process::Command::new(&self.spec.bootstrap);
-        command
-            .env_clear()
-            .envs(self.process_environment(port, id))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // The child stays in the supervisor's process group (no process_group call), so a
-            // stop by process group reaches it; kill_on_drop covers an in-process runtime that
-            // is dropped without a shutdown (a test that panics).
-            .kill_on_drop(true);
-        if let Some(dir) = self
-            .spec
-            .bootstrap
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            command.current_dir(dir);
-        }
-        let mut child = command.spawn().map_err(|source| LocalError::Spawn {
-            function: self.spec.name.clone(),
-            path: self.spec.bootstrap.clone(),
-            source,
-        })?;
+        let mut child = self.start_bootstrap(port, id)?;
         let pid = child.id().unwrap_or_default();
-
-        let router = runtime_api(Arc::clone(self), id);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(pump_lines(stdout, "stdout", self.logs.clone()));
         }
@@ -471,7 +456,53 @@ impl Inner {
             },
         );
         tracing::debug!(function = %self.spec.name, pid, port, "process started");
+        self.watch_process(id, child, server, killed);
+        self.notify_changes();
+        Ok(())
+    }
 
+    /// Runs the bootstrap as process `process`, talking to the Runtime API on `port`, with its
+    /// output piped to the function log.
+    fn start_bootstrap(
+        &self,
+        port: u16,
+        process: u64,
+    ) -> Result<tokio::process::Child, LocalError> {
+        let mut command = tokio::process::Command::new(&self.spec.bootstrap);
+        command
+            .env_clear()
+            .envs(self.process_environment(port, process))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // The child stays in the supervisor's process group (no process_group call), so a
+            // stop by process group reaches it; kill_on_drop covers an in-process runtime that
+            // is dropped without a shutdown (a test that panics).
+            .kill_on_drop(true);
+        if let Some(dir) = self
+            .spec
+            .bootstrap
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            command.current_dir(dir);
+        }
+        command.spawn().map_err(|source| LocalError::Spawn {
+            function: self.spec.name.clone(),
+            path: self.spec.bootstrap.clone(),
+            source,
+        })
+    }
+
+    /// Waits for `process` to exit — by itself, or killed when `killed` fires — then stops its
+    /// Runtime API `server` and settles what it left; and fails its init when it takes too long.
+    fn watch_process(
+        self: &Arc<Self>,
+        process: u64,
+        mut child: tokio::process::Child,
+        server: LoopbackServer,
+        killed: oneshot::Receiver<()>,
+    ) {
         let inner = Arc::clone(self);
         tokio::spawn(async move {
             let status = tokio::select! {
@@ -482,17 +513,15 @@ impl Inner {
                     child.wait().await
                 }
             };
-            server.abort();
-            inner.process_exited(id, status);
+            drop(server);
+            inner.process_exited(process, status);
         });
         let inner = Arc::clone(self);
         let init_timeout = self.settings.init_timeout;
         tokio::spawn(async move {
             tokio::time::sleep(init_timeout).await;
-            inner.init_timed_out(id);
+            inner.init_timed_out(process);
         });
-        self.notify_changes();
-        Ok(())
     }
 
     /// The process environment: the function's variables, then the ones Lambda reserves
@@ -596,26 +625,21 @@ impl Inner {
     /// `POST .../response` and `POST .../error`: ends an invocation of `process`.
     fn finish(&self, process: u64, request_id: &str, outcome: InvokeOutcome) -> Response {
         let mut pool = self.lock();
-        let owned = pool
-            .inflight
-            .get(request_id)
-            .is_some_and(|f| f.process == process);
-        if !owned {
+        let Some(inflight) = pool.take_inflight(request_id, process) else {
             // Unknown, already answered (timed out) or someone else's.
             return runtime_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestID",
                 "unknown or finished request id",
             );
-        }
-        let inflight = pool.inflight.remove(request_id).expect("checked above");
+        };
         let status = match &outcome {
             InvokeOutcome::Success(_) => "success",
             InvokeOutcome::FunctionError(_) => "error",
         };
         self.report(request_id, inflight.started, status);
         let _ = inflight.respond.send(outcome);
-        (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+        accepted()
     }
 
     /// `POST .../init/error`: the process could not initialise; Lambda discards the sandbox.
@@ -623,23 +647,16 @@ impl Inner {
         let mut pool = self.lock();
         if let Some(entry) = pool.processes.get_mut(&process) {
             entry.init_error = Some(error);
-            if let Some(kill) = entry.kill.take() {
-                let _ = kill.send(());
-            }
+            entry.kill();
         }
-        (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+        accepted()
     }
 
     fn timed_out(&self, request_id: &str, process: u64) {
         let mut pool = self.lock();
-        let owned = pool
-            .inflight
-            .get(request_id)
-            .is_some_and(|f| f.process == process);
-        if !owned {
+        let Some(inflight) = pool.take_inflight(request_id, process) else {
             return;
-        }
-        let inflight = pool.inflight.remove(request_id).expect("checked above");
+        };
         let message = format!(
             "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
             self.spec.timeout.as_secs_f64()
@@ -651,8 +668,8 @@ impl Inner {
                 "Sandbox.Timedout",
                 &message,
             )));
-        if let Some(kill) = pool.processes.get_mut(&process).and_then(|p| p.kill.take()) {
-            let _ = kill.send(());
+        if let Some(entry) = pool.processes.get_mut(&process) {
+            entry.kill();
         }
     }
 
@@ -666,9 +683,7 @@ impl Inner {
                 self.settings.init_timeout.as_secs_f64()
             );
             entry.init_error = Some(FunctionError::new("Sandbox.Timedout", &message));
-            if let Some(kill) = entry.kill.take() {
-                let _ = kill.send(());
-            }
+            entry.kill();
         }
     }
 
@@ -778,8 +793,12 @@ fn runtime_api(inner: Arc<Inner>, process: u64) -> Router {
                 },
             ),
         )
-        .layer(DefaultBodyLimit::max(PAYLOAD_LIMIT_BYTES))
         .with_state((inner, process))
+}
+
+/// The Runtime API's answer to a report it took.
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
 }
 
 fn error_type_header(headers: &HeaderMap) -> Option<&str> {

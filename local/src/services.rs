@@ -194,24 +194,17 @@ pub fn ensure_fake_saas(
     let mut command = Command::new(&binaries.fake_saas);
     command.args(["--listen", &listen]);
     let mut child = spawn_detached(command, &log, &log)?;
-    let started = Instant::now();
-    loop {
-        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if let Some(status) = child.try_wait().ok().flatten() {
-            return Err(not_started("the fake SaaS server", status, &log));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            kill(child.id());
-            return Err(LocalError::Services(format!(
-                "the fake SaaS server did not listen on {listen} within {} s (log: {})",
-                READY_TIMEOUT.as_secs(),
-                log.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_ready(
+        &mut child,
+        Readiness {
+            what: "the fake SaaS server",
+            not_ready: &format!("did not listen on {listen}"),
+            log: &log,
+            poll: Duration::from_millis(50),
+        },
+        || TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok(),
+        || {},
+    )?;
     let record = FakeSaasRecord {
         pid: child.id(),
         start_ticks: process_start_ticks(child.id()).unwrap_or_default(),
@@ -269,51 +262,41 @@ pub fn restart_supervisor(
 ) -> Result<RunningSupervisor, LocalError> {
     let state_dir = supervisor_dir(workspace, pattern);
     stop_supervisor(workspace, pattern)?;
-    let port = api_port(pattern);
-    port_is_free(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        &format!("the {pattern} HTTP API"),
-    )?;
+    let api_address = SocketAddr::from((Ipv4Addr::LOCALHOST, api_port(pattern)));
+    port_is_free(api_address, &format!("the {pattern} HTTP API"))?;
     std::fs::create_dir_all(&state_dir).map_err(LocalError::io("create", &state_dir))?;
     let log = state_dir.join("supervisor.log");
-    let ready_file = state_dir.join("supervisor.out");
     let mut command = Command::new(&binaries.supervisor);
     command
         .args(["up", "--pattern", pattern.name(), "--env", &env.name])
         .args(["--region", env.region(), "--moto-endpoint", moto_endpoint])
         .arg("--state-dir")
         .arg(&state_dir)
-        .args(["--api-port", &port.to_string()]);
+        .args(["--api-port", &api_port(pattern).to_string()]);
     progress.status(format!("local services: starting the {pattern} supervisor"));
-    let mut child = spawn_detached(command, &ready_file, &log)?;
+    let mut child = spawn_detached(command, &state_dir.join("supervisor.out"), &log)?;
     let started = Instant::now();
-    let state = loop {
-        if let Some(state) = LocalState::read(&state_dir).ok().flatten()
-            && state.pid == child.id()
-        {
-            break state;
-        }
-        if let Some(status) = child.try_wait().ok().flatten() {
-            progress.clear_status();
-            return Err(not_started(
-                &format!("the {pattern} supervisor"),
-                status,
-                &log,
-            ));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            progress.clear_status();
+    let pid = child.id();
+    let state = wait_until_ready(
+        &mut child,
+        Readiness {
+            what: &format!("the {pattern} supervisor"),
+            not_ready: "was not ready",
+            log: &log,
+            poll: Duration::from_millis(100),
+        },
+        || {
+            LocalState::read(&state_dir)
+                .ok()
+                .flatten()
+                .filter(|s| s.pid == pid)
+        },
+        || {
             let _ = state::stop(&state_dir, STOP_GRACE);
-            kill(child.id());
-            return Err(LocalError::Services(format!(
-                "the {pattern} supervisor was not ready within {} s (log: {})",
-                READY_TIMEOUT.as_secs(),
-                log.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        },
+    );
     progress.clear_status();
+    let state = state?;
     let api_url = state.api_url.clone().unwrap_or_else(|| api_url(pattern));
     progress.line(format!(
         "local services: {pattern} functions running under sagaform-local (pid {}, {:.1} s), logs: cargo xtask local logs --pattern {pattern}",
@@ -397,6 +380,53 @@ fn spawn_detached(mut command: Command, stdout: &Path, stderr: &Path) -> Result<
         .process_group(0)
         .spawn()
         .map_err(|e| LocalError::Services(format!("cannot start {:?}: {e}", command.get_program())))
+}
+
+/// What [`wait_until_ready`] waits for, to name it when it is not ready.
+struct Readiness<'a> {
+    /// The service, e.g. `the fake SaaS server`.
+    what: &'a str,
+    /// What it failed to do in time, e.g. `was not ready`.
+    not_ready: &'a str,
+    /// Its log file.
+    log: &'a Path,
+    /// How often to check.
+    poll: Duration,
+}
+
+/// Waits until `ready` gives a value. Fails when `child` exits first (with the end of its log),
+/// or after [`READY_TIMEOUT`]: then `on_timeout` cleans up and the child is killed.
+fn wait_until_ready<T>(
+    child: &mut Child,
+    readiness: Readiness<'_>,
+    mut ready: impl FnMut() -> Option<T>,
+    on_timeout: impl FnOnce(),
+) -> Result<T, LocalError> {
+    let Readiness {
+        what,
+        not_ready,
+        log,
+        poll,
+    } = readiness;
+    let started = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return Ok(value);
+        }
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Err(not_started(what, status, log));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            on_timeout();
+            kill(child.id());
+            return Err(LocalError::Services(format!(
+                "{what} {not_ready} within {} s (log: {})",
+                READY_TIMEOUT.as_secs(),
+                log.display()
+            )));
+        }
+        std::thread::sleep(poll);
+    }
 }
 
 fn not_started(what: &str, status: std::process::ExitStatus, log: &Path) -> LocalError {

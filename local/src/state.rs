@@ -121,6 +121,19 @@ impl LocalState {
     }
 }
 
+impl FunctionState {
+    /// `<name> (<role>)`, with `-` for an unknown role: how status reports name the function.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.role.as_deref().unwrap_or("-"))
+    }
+
+    /// The PIDs of its processes, separated by spaces.
+    pub fn pids(&self) -> String {
+        let pids: Vec<String> = self.processes.iter().map(|p| p.pid.to_string()).collect();
+        pids.join(" ")
+    }
+}
+
 /// The start time (clock ticks since boot) of process `pid`, if it exists.
 pub fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

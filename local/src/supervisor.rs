@@ -101,101 +101,24 @@ impl LocalEnvironment {
     /// Stops what a previous run left in `options.state_dir` (by PID, see [`state::stop`]),
     /// reads the stack from the emulator, and starts serving it.
     pub async fn start(options: UpOptions) -> Result<LocalEnvironment, LocalError> {
-        let state_dir = options.state_dir.clone();
-        // Stopping waits (up to the grace period) on another process: off the async threads.
-        let stale = tokio::task::spawn_blocking(move || state::stop(&state_dir, STOP_GRACE))
-            .await
-            .map_err(|e| LocalError::State {
-                path: LocalState::path(&options.state_dir),
-                reason: format!("stopping the previous instance did not complete: {e}"),
-            })??;
-        if stale.supervisor.is_some() || !stale.processes.is_empty() {
-            tracing::info!(?stale, "stopped the previous local environment");
-        }
+        stop_previous(&options).await?;
         let sdk = discovery::emulator_config(&options.moto_endpoint, &options.region).await;
         let stack =
             discovery::discover(&sdk, &options.stack_name, options.template.as_deref()).await?;
 
         let changes = Arc::new(Notify::new());
-        let log_dir = options.state_dir.join("logs");
-        let mut settings = RuntimeSettings::new(
-            &options.region,
-            Some(options.moto_endpoint.clone()),
-            log_dir,
-        );
-        settings.changes = Some(Arc::clone(&changes));
-        settings.destinations = Some(aws_sdk_sqs::Client::new(&sdk));
-        if let Some(delays) = &options.async_retry_delays {
-            settings.async_retry_delays = delays.clone();
-        }
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
-        let mut local_functions = Vec::new();
-        let mut roles = BTreeMap::new();
-        for function in &stack.functions {
-            let bootstrap = bootstrap_for(function, &options, &s3).await?;
-            let max_processes = function
-                .reserved_concurrency
-                .map_or(options.max_processes, |reserved| reserved as usize)
-                .clamp(1, options.max_processes.max(1));
-            let spec = FunctionSpec {
-                name: function.name.clone(),
-                arn: function.arn.clone(),
-                bootstrap,
-                environment: function.environment.clone(),
-                timeout: function.timeout,
-                memory_mb: function.memory_mb,
-                max_processes,
-                asynchronous: function.asynchronous.clone(),
-            };
-            roles.insert(function.name.clone(), function.role.clone());
-            local_functions.push(LocalFunction::new(spec, settings.clone())?);
-        }
-        let functions = Functions::new(local_functions);
-
+        let settings = runtime_settings(&options, &sdk, &changes);
+        let (functions, roles) = local_functions(&stack, &options, &settings, &sdk).await?;
         let invoke_api = InvokeApi::serve(functions.clone(), options.invoke_port).await?;
         let http_api = if stack.routes.is_empty() {
             None
         } else {
             Some(HttpApi::serve(stack.routes.clone(), functions.clone(), options.api_port).await?)
         };
-        let names: Vec<String> = functions.iter().map(|f| f.spec().name.clone()).collect();
-        let invoke_forwarding = match moto_forward::register(
-            &options.moto_endpoint,
-            &invoke_api.url(),
-            Some(names),
-        )
-        .await
-        {
-            Ok(()) => true,
-            Err(error) if stack.state_machines > 0 => {
-                functions.shutdown().await;
-                return Err(error);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "Lambda invokes through moto will not reach local functions");
-                false
-            }
-        };
-
+        let invoke_forwarding =
+            register_invoke_forwarding(&options, &stack, &functions, &invoke_api).await?;
         let (stop_pollers, stop) = watch::channel(false);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let mut pollers = Vec::new();
-        for mapping in &stack.mappings {
-            let Some(function) = functions.resolve(&mapping.function) else {
-                continue;
-            };
-            pollers.extend(event_source::spawn_pollers(
-                mapping.clone(),
-                sqs.clone(),
-                function.clone(),
-                options.region.clone(),
-                stop.clone(),
-            ));
-        }
+        let pollers = spawn_pollers(&stack, &functions, &sdk, &options.region, &stop);
 
         let mut environment = LocalEnvironment {
             options,
@@ -297,6 +220,128 @@ impl LocalEnvironment {
             Err(e) => Err(LocalError::io("remove", &path)(e)),
         }
     }
+}
+
+/// Stops what a previous run left in the state folder.
+async fn stop_previous(options: &UpOptions) -> Result<(), LocalError> {
+    let state_dir = options.state_dir.clone();
+    // Stopping waits (up to the grace period) on another process: off the async threads.
+    let stale = tokio::task::spawn_blocking(move || state::stop(&state_dir, STOP_GRACE))
+        .await
+        .map_err(|e| LocalError::State {
+            path: LocalState::path(&options.state_dir),
+            reason: format!("stopping the previous instance did not complete: {e}"),
+        })??;
+    if stale.supervisor.is_some() || !stale.processes.is_empty() {
+        tracing::info!(?stale, "stopped the previous local environment");
+    }
+    Ok(())
+}
+
+/// The settings every function runs with: the emulator as endpoint, logs in the state folder,
+/// `changes` told of process starts and exits, SQS for on-failure destinations.
+fn runtime_settings(
+    options: &UpOptions,
+    sdk: &aws_config::SdkConfig,
+    changes: &Arc<Notify>,
+) -> RuntimeSettings {
+    let log_dir = options.state_dir.join("logs");
+    let mut settings = RuntimeSettings::new(
+        &options.region,
+        Some(options.moto_endpoint.clone()),
+        log_dir,
+    );
+    settings.changes = Some(Arc::clone(changes));
+    settings.destinations = Some(aws_sdk_sqs::Client::new(sdk));
+    if let Some(delays) = &options.async_retry_delays {
+        settings.async_retry_delays = delays.clone();
+    }
+    settings
+}
+
+/// The local functions of the stack, each with its bootstrap and process cap, and their roles
+/// by name.
+async fn local_functions(
+    stack: &DeployedStack,
+    options: &UpOptions,
+    settings: &RuntimeSettings,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(Functions, BTreeMap<String, Option<String>>), LocalError> {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut local_functions = Vec::new();
+    let mut roles = BTreeMap::new();
+    for function in &stack.functions {
+        let bootstrap = bootstrap_for(function, options, &s3).await?;
+        let max_processes = function
+            .reserved_concurrency
+            .map_or(options.max_processes, |reserved| reserved as usize)
+            .clamp(1, options.max_processes.max(1));
+        let spec = FunctionSpec {
+            name: function.name.clone(),
+            arn: function.arn.clone(),
+            bootstrap,
+            environment: function.environment.clone(),
+            timeout: function.timeout,
+            memory_mb: function.memory_mb,
+            max_processes,
+            asynchronous: function.asynchronous.clone(),
+        };
+        roles.insert(function.name.clone(), function.role.clone());
+        local_functions.push(LocalFunction::new(spec, settings.clone())?);
+    }
+    Ok((Functions::new(local_functions), roles))
+}
+
+/// Has moto forward Lambda invokes of the functions to the Invoke API; returns whether it
+/// does. A stack with state machines cannot run without it (its Tasks invoke through moto),
+/// so there a failure stops the functions and is an error; elsewhere it is a warning.
+async fn register_invoke_forwarding(
+    options: &UpOptions,
+    stack: &DeployedStack,
+    functions: &Functions,
+    invoke_api: &InvokeApi,
+) -> Result<bool, LocalError> {
+    let names: Vec<String> = functions.iter().map(|f| f.spec().name.clone()).collect();
+    match moto_forward::register(&options.moto_endpoint, &invoke_api.url(), Some(names)).await {
+        Ok(()) => Ok(true),
+        Err(error) if stack.state_machines > 0 => {
+            functions.shutdown().await;
+            Err(error)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Lambda invokes through moto will not reach local functions");
+            Ok(false)
+        }
+    }
+}
+
+/// One set of pollers per SQS event source mapping of a served function, until `stop`.
+fn spawn_pollers(
+    stack: &DeployedStack,
+    functions: &Functions,
+    sdk: &aws_config::SdkConfig,
+    region: &str,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let mut pollers = Vec::new();
+    for mapping in &stack.mappings {
+        let Some(function) = functions.resolve(&mapping.function) else {
+            continue;
+        };
+        pollers.extend(event_source::spawn_pollers(
+            mapping.clone(),
+            sqs.clone(),
+            function.clone(),
+            region.to_owned(),
+            stop.clone(),
+        ));
+    }
+    pollers
 }
 
 /// Starts the local environment and serves it until SIGTERM or SIGINT, then stops it. `ready`

@@ -34,53 +34,80 @@ pub fn entry(archive: &[u8], wanted: &str, source: &str) -> Result<Vec<u8>, Loca
         if read_u32(archive, at) != Some(CENTRAL_DIRECTORY_ENTRY) {
             return Err(fail("corrupt central directory".to_owned()));
         }
-        let field = |offset: usize| read_u16(archive, at + offset).unwrap_or(0);
-        let method = field(10);
-        let expected_crc = read_u32(archive, at + 16).unwrap_or(0);
-        let compressed_size = read_u32(archive, at + 20).unwrap_or(0) as usize;
-        let uncompressed_size = read_u32(archive, at + 24).unwrap_or(0) as usize;
-        let name_len = field(28) as usize;
-        let extra_len = field(30) as usize;
-        let comment_len = field(32) as usize;
-        let local_offset = read_u32(archive, at + 42).unwrap_or(u32::MAX) as usize;
+        let field = |offset: usize| read_u16(archive, at + offset).unwrap_or(0) as usize;
+        let (name_len, extra_len, comment_len) = (field(28), field(30), field(32));
         let name = archive
             .get(at + 46..at + 46 + name_len)
             .ok_or_else(|| fail("corrupt central directory".to_owned()))?;
         if name == wanted.as_bytes() {
-            if read_u32(archive, local_offset) != Some(LOCAL_FILE_HEADER) {
-                return Err(fail(format!("corrupt local header of {wanted}")));
-            }
-            let local_name_len = read_u16(archive, local_offset + 26).unwrap_or(0) as usize;
-            let local_extra_len = read_u16(archive, local_offset + 28).unwrap_or(0) as usize;
-            let data = local_offset + 30 + local_name_len + local_extra_len;
-            let raw = archive
-                .get(data..data + compressed_size)
-                .ok_or_else(|| fail(format!("entry {wanted} is truncated")))?;
-            let bytes = match method {
-                STORED => raw.to_vec(),
-                DEFLATED => inflate(raw, uncompressed_size)
-                    .map_err(|e| fail(format!("entry {wanted} does not inflate: {e}")))?,
-                other => {
-                    return Err(fail(format!(
-                        "entry {wanted} uses compression method {other}; only stored (0) and \
-                         deflated (8) entries are read: give the bootstrap path instead"
-                    )));
-                }
-            };
-            if bytes.len() != uncompressed_size {
-                return Err(fail(format!(
-                    "entry {wanted} is {} bytes, the directory says {uncompressed_size}",
-                    bytes.len()
-                )));
-            }
-            if crc32(&bytes) != expected_crc {
-                return Err(fail(format!("entry {wanted} fails its CRC-32 check")));
-            }
-            return Ok(bytes);
+            return DirectoryEntry::at(archive, at)
+                .contents(archive, wanted)
+                .map_err(fail);
         }
         at += 46 + name_len + extra_len + comment_len;
     }
     Err(fail(format!("no entry named {wanted}")))
+}
+
+/// What the central directory says about one entry.
+struct DirectoryEntry {
+    method: u16,
+    crc: u32,
+    compressed_size: usize,
+    uncompressed_size: usize,
+    local_offset: usize,
+}
+
+impl DirectoryEntry {
+    /// The central directory entry at offset `at` of `archive`.
+    fn at(archive: &[u8], at: usize) -> DirectoryEntry {
+        let u32_at =
+            |offset: usize, missing: u32| read_u32(archive, at + offset).unwrap_or(missing);
+        DirectoryEntry {
+            method: read_u16(archive, at + 10).unwrap_or(0),
+            crc: u32_at(16, 0),
+            compressed_size: u32_at(20, 0) as usize,
+            uncompressed_size: u32_at(24, 0) as usize,
+            local_offset: u32_at(42, u32::MAX) as usize,
+        }
+    }
+
+    /// The entry's uncompressed bytes (it is named `wanted` in the reason when they cannot be
+    /// read or do not match the size and CRC-32 the directory gives).
+    fn contents(&self, archive: &[u8], wanted: &str) -> Result<Vec<u8>, String> {
+        let local = self.local_offset;
+        if read_u32(archive, local) != Some(LOCAL_FILE_HEADER) {
+            return Err(format!("corrupt local header of {wanted}"));
+        }
+        let local_name_len = read_u16(archive, local + 26).unwrap_or(0) as usize;
+        let local_extra_len = read_u16(archive, local + 28).unwrap_or(0) as usize;
+        let data = local + 30 + local_name_len + local_extra_len;
+        let raw = archive
+            .get(data..data + self.compressed_size)
+            .ok_or_else(|| format!("entry {wanted} is truncated"))?;
+        let bytes = match self.method {
+            STORED => raw.to_vec(),
+            DEFLATED => inflate(raw, self.uncompressed_size)
+                .map_err(|e| format!("entry {wanted} does not inflate: {e}"))?,
+            other => {
+                return Err(format!(
+                    "entry {wanted} uses compression method {other}; only stored (0) and \
+                     deflated (8) entries are read: give the bootstrap path instead"
+                ));
+            }
+        };
+        if bytes.len() != self.uncompressed_size {
+            return Err(format!(
+                "entry {wanted} is {} bytes, the directory says {}",
+                bytes.len(),
+                self.uncompressed_size
+            ));
+        }
+        if crc32(&bytes) != self.crc {
+            return Err(format!("entry {wanted} fails its CRC-32 check"));
+        }
+        Ok(bytes)
+    }
 }
 
 /// The same as [`entry`], under the name it had when only stored entries were read.

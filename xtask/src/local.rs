@@ -146,17 +146,11 @@ fn print_supervisor(pattern: Pattern, state: Option<&LocalState>) {
                 state.started_at
             );
             for function in &state.functions {
-                let pids: Vec<String> = function
-                    .processes
-                    .iter()
-                    .map(|p| p.pid.to_string())
-                    .collect();
                 println!(
-                    "               function {} ({}): {} warm process(es) [{}], log {}",
-                    function.name,
-                    function.role.as_deref().unwrap_or("-"),
+                    "               function {}: {} warm process(es) [{}], log {}",
+                    function.label(),
                     function.processes.len(),
-                    pids.join(" "),
+                    function.pids(),
                     function.log.display()
                 );
             }

@@ -32,16 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
-    println!(
-        "{}",
-        json!({
-            "level": "INFO",
-            "message": "invoked",
-            // Where lambda_runtime's tracing span puts it in JSON logs.
-            "requestId": context.request_id,
-            "transaction_id": payload.get("transaction_id"),
-        })
-    );
+    log_invocation(&context.request_id, &payload);
     if payload.get("version").and_then(Value::as_str) == Some("2.0") {
         return http(payload).await;
     }
@@ -63,27 +54,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         ));
     }
     if let Some(times) = payload.get("fail_times").and_then(Value::as_u64) {
-        let file = payload
-            .get("counter_file")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let count = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        std::fs::write(file, count.to_string()).map_err(|e| diagnostic("Io", &e.to_string()))?;
-        if count <= times {
-            let error_type = payload
-                .get("error_type")
-                .and_then(Value::as_str)
-                .unwrap_or("Retryable");
-            return Err(diagnostic(
-                error_type,
-                &format!("attempt {count} fails on purpose"),
-            ));
-        }
-        return Ok(json!({"attempts": count}));
+        return fail_times(&payload, times);
     }
     if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
         std::process::exit(code as i32);
@@ -102,6 +73,46 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         return Ok(Value::Object(values));
     }
     Ok(json!({"echo": payload, "request_id": context.request_id, "pid": std::process::id()}))
+}
+
+/// The JSON log line of every invocation.
+fn log_invocation(request_id: &str, payload: &Value) {
+    println!(
+        "{}",
+        json!({
+            "level": "INFO",
+            "message": "invoked",
+            // Where lambda_runtime's tracing span puts it in JSON logs.
+            "requestId": request_id,
+            "transaction_id": payload.get("transaction_id"),
+        })
+    );
+}
+
+/// `{"fail_times": N, ...}`: counts this call in the counter file and fails while the count
+/// is at most N.
+fn fail_times(payload: &Value, times: u64) -> Result<Value, Diagnostic> {
+    let file = payload
+        .get("counter_file")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let count = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(file, count.to_string()).map_err(|e| diagnostic("Io", &e.to_string()))?;
+    if count <= times {
+        let error_type = payload
+            .get("error_type")
+            .and_then(Value::as_str)
+            .unwrap_or("Retryable");
+        return Err(diagnostic(
+            error_type,
+            &format!("attempt {count} fails on purpose"),
+        ));
+    }
+    Ok(json!({"attempts": count}))
 }
 
 async fn http(payload: Value) -> Result<Value, Diagnostic> {
