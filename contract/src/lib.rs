@@ -17,6 +17,7 @@
 //! | orchestrator resume event | api | api, ops (`dlq redrive`) | [`resume`] |
 //! | Step Functions task payload | stacks (ASL `Parameters`) | step | [`task`] |
 //! | template parameters and stack outputs | stacks | deploy, ops, e2e, local | [`template`] |
+//! | timestamps in saga records and log lines (RFC 3339, UTC) | functions | ops, local | [`time`] |
 //!
 //! The crate depends on serde only, so that the synthesis path stays small.
 
@@ -27,6 +28,7 @@ pub mod pattern;
 pub mod resume;
 pub mod task;
 pub mod template;
+pub mod time;
 
 pub use function::FunctionRole;
 pub use pattern::{Pattern, UnknownPattern};

@@ -243,7 +243,7 @@ fn put32(out: &mut Vec<u8>, value: u32) {
 }
 
 /// CRC-32 (IEEE 802.3, as zip uses) of the uncompressed bytes.
-pub(crate) fn crc32(data: &[u8]) -> u32 {
+pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = flate2::Crc::new();
     crc.update(data);
     crc.sum()

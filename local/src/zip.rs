@@ -186,12 +186,7 @@ pub fn single_stored_entry(name: &str, data: &[u8]) -> Vec<u8> {
     zip
 }
 
-/// CRC-32 (IEEE 802.3, as zip uses).
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = flate2::Crc::new();
-    crc.update(data);
-    crc.sum()
-}
+use sagaform_deploy::artifact::crc32;
 
 #[cfg(test)]
 mod tests {
