@@ -98,11 +98,6 @@ mod tests {
         );
         assert_eq!(millis_from_rfc3339("2024-02-29 23:59:59"), None);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn what_the_writer_formats_the_reader_parses_back() {
