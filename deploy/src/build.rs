@@ -17,8 +17,6 @@ use crate::{Artifact, DeployError, Progress, Workspace};
 
 /// Profile for real environments: small, fast-starting binaries (see the workspace Cargo.toml).
 pub const RELEASE_PROFILE: &str = "lambda-aws";
-/// Profile for local deploys: no fat LTO, so a rebuild stays quick on two cores.
-pub const LOCAL_PROFILE: &str = "lambda-local";
 
 /// The Rust target of a Lambda architecture.
 pub fn target_triple(architecture: Architecture) -> &'static str {
@@ -137,6 +135,33 @@ pub fn build_functions(
     if request.functions.is_empty() {
         return Ok(Vec::new());
     }
+    progress.line(format!(
+        "build: {} for {} ({triple}, profile {}) with cargo-lambda",
+        request.functions.join(", "),
+        architecture_name(request.architecture),
+        request.profile
+    ));
+    let started = Instant::now();
+    run_cargo_lambda(workspace, tools, request)?;
+    let built = request
+        .functions
+        .iter()
+        .map(|function| package_for_lambda(workspace, function, request.architecture, progress))
+        .collect::<Result<Vec<_>, _>>()?;
+    progress.line(format!(
+        "build: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(built)
+}
+
+/// One `cargo lambda build` of every function of `request`; the compiler's output goes to the
+/// terminal.
+fn run_cargo_lambda(
+    workspace: &Workspace,
+    tools: &Tools,
+    request: &BuildRequest,
+) -> Result<(), DeployError> {
     let path = std::env::join_paths(
         std::iter::once(tools.bin_dir()).chain(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
@@ -153,7 +178,7 @@ pub fn build_functions(
             "--profile",
             &request.profile,
             "--target",
-            triple,
+            target_triple(request.architecture),
         ])
         // The workspace profiles define every optimisation; cargo-lambda's own defaults would
         // override them through environment variables.
@@ -168,13 +193,6 @@ pub fn build_functions(
         // `sagaform-api`.
         command.args(["--bin", function]);
     }
-    progress.line(format!(
-        "build: {} for {} ({triple}, profile {}) with cargo-lambda",
-        request.functions.join(", "),
-        architecture_name(request.architecture),
-        request.profile
-    ));
-    let started = Instant::now();
     let status = command.stdin(Stdio::null()).status().map_err(|e| {
         DeployError::Build(format!(
             "cannot run {}: {e}",
@@ -186,64 +204,67 @@ pub fn build_functions(
             "cargo lambda build failed ({status}); the compiler output is above"
         )));
     }
-    let mut built = Vec::new();
-    for function in &request.functions {
-        let binary = workspace.lambda_binary(function);
-        let bytes = std::fs::read(&binary).map_err(DeployError::io("read", &binary))?;
-        let report = elf::inspect(&bytes).map_err(|reason| DeployError::Incompatible {
-            binary: binary.clone(),
-            reason,
-        })?;
-        let expected = match request.architecture {
-            Architecture::Arm64 => Machine::Aarch64,
-            Architecture::X86_64 => Machine::X86_64,
-        };
-        if report.machine != expected {
-            return Err(DeployError::Incompatible {
-                binary,
-                reason: format!(
-                    "built for {:?}, expected {}",
-                    report.machine,
-                    architecture_name(request.architecture)
-                ),
-            });
-        }
-        if let Some(reason) = report.al2023_problem() {
-            return Err(DeployError::Incompatible { binary, reason });
-        }
-        let artifact = Artifact::from_bootstrap(function, &bytes)?;
-        let zip = workspace.lambda_zip(function);
-        std::fs::write(&zip, artifact.zip()).map_err(DeployError::io("write", &zip))?;
-        progress.line(format!(
-            "build: {function}: {} zipped to {}, sha256 {}, {}",
-            crate::bootstrap::human_bytes(bytes.len()),
-            crate::bootstrap::human_bytes(artifact.zip().len()),
-            &artifact.sha256()[..12],
-            if report.is_static {
-                "static".to_owned()
-            } else {
-                format!(
-                    "needs {} (Amazon Linux 2023 has {})",
-                    report
-                        .max_glibc
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "no glibc".to_owned()),
-                    elf::AL2023_GLIBC
-                )
-            }
-        ));
-        built.push(BuiltFunction {
-            artifact,
+    Ok(())
+}
+
+/// Checks that the binary cargo-lambda built for `function` runs on Lambda (`architecture`,
+/// Amazon Linux 2023's glibc) and writes its deterministic zip.
+fn package_for_lambda(
+    workspace: &Workspace,
+    function: &str,
+    architecture: Architecture,
+    progress: &Progress,
+) -> Result<BuiltFunction, DeployError> {
+    let binary = workspace.lambda_binary(function);
+    let bytes = std::fs::read(&binary).map_err(DeployError::io("read", &binary))?;
+    let report = elf::inspect(&bytes).map_err(|reason| DeployError::Incompatible {
+        binary: binary.clone(),
+        reason,
+    })?;
+    let expected = match architecture {
+        Architecture::Arm64 => Machine::Aarch64,
+        Architecture::X86_64 => Machine::X86_64,
+    };
+    if report.machine != expected {
+        return Err(DeployError::Incompatible {
             binary,
-            zip,
-            report,
+            reason: format!(
+                "built for {:?}, expected {}",
+                report.machine,
+                architecture_name(architecture)
+            ),
         });
     }
+    if let Some(reason) = report.al2023_problem() {
+        return Err(DeployError::Incompatible { binary, reason });
+    }
+    let artifact = Artifact::from_bootstrap(function, &bytes)?;
+    let zip = workspace.package_zip(function, false);
+    std::fs::write(&zip, artifact.zip()).map_err(DeployError::io("write", &zip))?;
+    let glibc = if report.is_static {
+        "static".to_owned()
+    } else {
+        format!(
+            "needs {} (Amazon Linux 2023 has {})",
+            report
+                .max_glibc
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "no glibc".to_owned()),
+            elf::AL2023_GLIBC
+        )
+    };
     progress.line(format!(
-        "build: done in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "build: {function}: {} zipped to {}, sha256 {}, {glibc}",
+        crate::bootstrap::human_bytes(bytes.len()),
+        crate::bootstrap::human_bytes(artifact.zip().len()),
+        &artifact.sha256()[..12],
     ));
-    Ok(built)
+    Ok(BuiltFunction {
+        artifact,
+        binary,
+        zip,
+        report,
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod elf;
 mod error;
+pub mod host_build;
 pub mod lock;
 pub mod progress;
 pub mod session;

@@ -12,12 +12,13 @@ use sagaform_stacks::config::{Architecture, EnvConfig, FunctionRole};
 use sagaform_tools::Tools;
 use serde::Serialize;
 
-use crate::build::{self, BuildRequest, LOCAL_PROFILE, RELEASE_PROFILE};
+use crate::build::{self, BuildRequest, RELEASE_PROFILE};
 use crate::confirm::Confirm;
 use crate::deploy::{
     DeployOptions, DeployOutcome, DeployResult, committed_template, deploy_pattern,
 };
 use crate::destroy::{DestroyOptions, DestroyOutcome, DestroyResult, destroy_pattern};
+use crate::host_build;
 use crate::{Artifact, ConnectOptions, DeployError, PatternEnv, Progress, Session, Workspace};
 
 /// What runs a local env's stacks besides the stack itself: the emulator never runs function
@@ -54,7 +55,8 @@ pub trait LocalRuntime {
 pub struct BuildChoice {
     /// Instruction set; default: the env's (the host's for `local`).
     pub architecture: Option<Architecture>,
-    /// Cargo profile; default: `lambda-local` for the local env, `lambda-aws` otherwise.
+    /// Cargo profile for a cargo-lambda build; default: none for the local env (a host build in
+    /// the dev profile), `lambda-aws` otherwise.
     pub profile: Option<String>,
 }
 
@@ -105,13 +107,26 @@ pub fn deploy_command(
         pattern,
     } = target;
     committed_template(workspace, pattern, &env.name)?;
-    let artifacts = match &request.packages {
-        Packages::Build(choice) => build_packages(workspace, env, Some(pattern), choice, progress)?,
-        Packages::LastBuilt => last_built(
-            workspace,
-            &build::functions_for(workspace, pattern, &env.name)?,
-        )?,
-    };
+    let artifacts = std::thread::scope(|scope| {
+        // The local emulator is one of the pinned tools: on a first run, installing them (mostly
+        // waiting on the package index) overlaps with compiling the functions. The emulator
+        // start takes the install lock and so waits for this to finish; its errors are its own.
+        if env.is_local() && request.endpoint_url.is_none() {
+            scope.spawn(|| {
+                let _ = Tools::ensure();
+            });
+        }
+        match &request.packages {
+            Packages::Build(choice) => {
+                build_packages(workspace, env, Some(pattern), choice, progress)
+            }
+            Packages::LastBuilt => last_built(
+                workspace,
+                env,
+                &build::functions_for(workspace, pattern, &env.name)?,
+            ),
+        }
+    })?;
     let (outcome, endpoint_url) = runtime()?.block_on(async {
         let session = connect(env, request.endpoint_url.clone(), local, progress).await?;
         let outcome = deploy_pattern(
@@ -186,8 +201,9 @@ pub async fn connect(
     Ok(session)
 }
 
-/// Builds what `pattern` (or every pattern) needs in `env` with the pinned cargo-lambda and
-/// returns the packages.
+/// Builds what `pattern` (or every pattern) needs in `env` and returns the packages: for the
+/// local env a plain host build in the dev profile ([`host_build`]), unless a profile or a
+/// foreign architecture is asked for; for AWS envs the pinned cargo-lambda.
 pub fn build_packages(
     workspace: &Workspace,
     env: &EnvConfig,
@@ -205,14 +221,16 @@ pub fn build_packages(
     let architecture = choice
         .architecture
         .unwrap_or_else(|| default_architecture(env, progress));
-    let profile = choice.profile.clone().unwrap_or_else(|| {
-        if env.is_local() {
-            LOCAL_PROFILE
-        } else {
-            RELEASE_PROFILE
-        }
-        .to_owned()
-    });
+    let on_host = env.is_local()
+        && choice.profile.is_none()
+        && Some(architecture) == build::host_architecture();
+    if on_host {
+        return host_build::build_local_functions(workspace, &functions, progress);
+    }
+    let profile = choice
+        .profile
+        .clone()
+        .unwrap_or_else(|| RELEASE_PROFILE.to_owned());
     progress.status("build: installing pinned cargo-lambda (first run only)");
     let tools = Tools::ensure().map_err(DeployError::Tools)?;
     progress.clear_status();
@@ -246,16 +264,18 @@ fn default_architecture(env: &EnvConfig, progress: &Progress) -> Architecture {
 /// The packages of the last `cargo xtask build` (for `deploy --no-build`).
 pub fn last_built(
     workspace: &Workspace,
+    env: &EnvConfig,
     functions: &[String],
 ) -> Result<Vec<Artifact>, DeployError> {
     functions
         .iter()
         .map(|function| {
-            let zip = workspace.lambda_zip(function);
+            let zip = workspace.package_zip(function, env.is_local());
             Artifact::from_zip_file(function, &zip).map_err(|e| {
                 DeployError::Config(format!(
-                    "no package of {function} at {}: run `cargo xtask build` first: {e}",
-                    zip.display()
+                    "no package of {function} at {}: run `cargo xtask build --env {}` first: {e}",
+                    zip.display(),
+                    env.name
                 ))
             })
         })

@@ -70,13 +70,24 @@ impl Workspace {
             .join("bootstrap")
     }
 
-    /// Where `cargo xtask build` writes the deterministic zip of a function.
-    pub fn lambda_zip(&self, function: &str) -> PathBuf {
+    /// Where `cargo xtask build` writes the deterministic zip of a function: next to
+    /// cargo-lambda's binary for AWS envs, in a folder of its own for the local env's host builds
+    /// (`local`), so that a debug build is never deployed to AWS by `deploy --no-build`.
+    pub fn package_zip(&self, function: &str, local: bool) -> PathBuf {
+        let folder = if local { "local-packages" } else { "lambda" };
         self.root
             .join("target")
-            .join("lambda")
+            .join(folder)
             .join(function)
             .join("bootstrap.zip")
+    }
+
+    /// Cargo's target folder for this workspace (`CARGO_TARGET_DIR` when set, as cargo itself
+    /// reads it).
+    pub fn cargo_target_dir(&self) -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join("target"))
     }
 }
 

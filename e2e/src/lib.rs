@@ -1,6 +1,6 @@
 //! End-to-end harness of sagaform: one pattern deployed exactly as `cargo xtask deploy --env
-//! local` deploys it — the synthesized template, the real function packages built by
-//! cargo-lambda, CloudFormation on the emulator — then run as the local environment runs it: the
+//! local` deploys it — the synthesized template, the real function packages (a host build in
+//! the dev profile), CloudFormation on the emulator — then run as the local environment runs it: the
 //! `sagaform-local` supervisor executing the bootstrap binaries, the fake SaaS they call, and
 //! the HTTP API on a loopback port. Everything is private to one [`LocalDeployment`] (its own moto,
 //! fake SaaS port, scratch copy of `env/` and `templates/`, database), so stacks run side by
@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sagaform_contract::template::outputs;
-use sagaform_deploy::build::{self, BuildRequest, LOCAL_PROFILE, host_architecture};
 use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, deploy_pattern};
 use sagaform_deploy::{Artifact, ConnectOptions, PatternEnv, Progress, Session, Workspace};
+use sagaform_deploy::{build, host_build};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_local::services;
 use sagaform_local::{LocalDatabase, LocalEnv, LocalEnvironment};
@@ -28,7 +28,6 @@ use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{self, EnvConfig, FunctionRole, StoreKind};
 use sagaform_stacks::synth::{self, Selection};
-use sagaform_tools::Tools;
 use serde_json::{Value, json};
 
 /// The SaaS address of the checkout's `env/local.toml`, replaced by each stack's own fake.
@@ -54,23 +53,18 @@ pub enum E2eError {
     Timeout(String),
 }
 
-/// Builds the three function packages (api, worker, step) once, with cargo-lambda, for this
-/// machine's architecture and the local profile — what `cargo xtask deploy --env local` deploys.
+/// Builds the three function packages (api, worker, step) once, as `cargo xtask deploy --env
+/// local` builds them: a host build in the dev profile, which reuses what the tests compiled.
 pub fn build_functions(progress: &Progress) -> Result<Vec<Artifact>, E2eError> {
-    let workspace = Workspace::current();
-    let tools = Tools::ensure().map_err(|e| E2eError::Setup(format!("pinned tools: {e}")))?;
-    let architecture = host_architecture()
-        .ok_or_else(|| E2eError::Setup("the host is neither x86_64 nor aarch64".to_owned()))?;
-    let request = BuildRequest {
-        functions: FunctionRole::ALL
-            .iter()
-            .map(|r| r.name().to_owned())
-            .collect(),
-        architecture,
-        profile: LOCAL_PROFILE.to_owned(),
-    };
-    let built = build::build_functions(&workspace, &tools, &request, progress)?;
-    Ok(built.into_iter().map(|b| b.artifact).collect())
+    let functions: Vec<String> = FunctionRole::ALL
+        .iter()
+        .map(|r| r.name().to_owned())
+        .collect();
+    Ok(host_build::build_local_functions(
+        &Workspace::current(),
+        &functions,
+        progress,
+    )?)
 }
 
 /// An HTTP answer: status, headers (lower-case names) and the JSON body (`Null` when empty or

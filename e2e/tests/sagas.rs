@@ -1,5 +1,5 @@
 //! Sagas end to end over HTTP, for every pattern and store: each test deploys its pattern to its
-//! own emulator with the real function binaries (built once per run with cargo-lambda), runs it
+//! own emulator with the real function binaries (built once per run, as the local env builds them), runs it
 //! under the local supervisor against its own fake SaaS, and plays the acceptance scenarios in
 //! order on that stack — happy path, permanent failure at the last step, transient faults and
 //! 429, a lost response, a compensation that fails for good, duplicate submissions — plus, for
@@ -27,7 +27,7 @@ fn packages() -> &'static [Artifact] {
     static BUILT: OnceLock<Vec<Artifact>> = OnceLock::new();
     BUILT.get_or_init(|| {
         sagaform_e2e::build_functions(&Progress::plain())
-            .unwrap_or_else(|e| panic!("building the functions with cargo-lambda: {e}"))
+            .unwrap_or_else(|e| panic!("building the functions: {e}"))
     })
 }
 

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sagaform_contract::template::outputs::API_URL;
-use sagaform_deploy::{DeployError, Progress, Workspace};
+use sagaform_deploy::{DeployError, Progress, Workspace, host_build};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
 use serde::{Deserialize, Serialize};
@@ -71,38 +71,12 @@ pub fn build_binaries(
     progress: &Progress,
 ) -> Result<LocalBinaries, LocalError> {
     progress.status("local services: building sagaform-local and fake-saas");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(workspace.root())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "sagaform-local",
-            "-p",
-            "sagaform-fake-saas",
-            "--bin",
-            "sagaform-local",
-            "--bin",
-            "fake-saas",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| DeployError::Build(format!("cannot run cargo build: {e}")))?;
+    let built = host_build::cargo_build_bins(workspace, &["sagaform-local", "fake-saas"], progress);
     progress.clear_status();
-    if !output.status.success() {
-        return Err(DeployError::Build(format!(
-            "cargo build -p sagaform-local -p sagaform-fake-saas failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-        .into());
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.root().join("target"));
+    let [supervisor, fake_saas] = <[PathBuf; 2]>::try_from(built?).expect("two binaries asked");
     Ok(LocalBinaries {
-        supervisor: target.join("debug").join("sagaform-local"),
-        fake_saas: target.join("debug").join("fake-saas"),
+        supervisor,
+        fake_saas,
     })
 }
 

@@ -74,7 +74,7 @@ struct Outcome {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let patterns: Vec<Pattern> = args.pattern.map_or(Pattern::ALL.to_vec(), |p| vec![p]);
     let progress = Progress::stderr();
-    progress.line("soak: building the functions (cargo-lambda, local profile)");
+    progress.line("soak: building the functions (host build, dev profile)");
     let packages = sagaform_e2e::build_functions(&progress)?;
     let runtime = runtime()?;
     for pattern in patterns {

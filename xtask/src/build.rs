@@ -1,5 +1,6 @@
-//! `cargo xtask build`: builds the Lambda functions with the pinned cargo-lambda and writes their
-//! deterministic zips to `target/lambda/<function>/bootstrap.zip`.
+//! `cargo xtask build`: builds the Lambda functions and writes their deterministic zips: with the
+//! pinned cargo-lambda to `target/lambda/<function>/bootstrap.zip` for AWS envs, with a host
+//! `cargo build` to `target/local-packages/<function>/bootstrap.zip` for the local env.
 
 use sagaform_deploy::Progress;
 use sagaform_deploy::workflow::{BuildChoice, build_packages};
@@ -34,7 +35,8 @@ pub struct BuildOptions {
     /// whose functions run on this machine).
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
-    /// Cargo profile; default: `lambda-local` for the local env, `lambda-aws` otherwise.
+    /// Cargo profile of a cargo-lambda build; default: `lambda-aws`, and for the local env a
+    /// host build in the dev profile.
     #[arg(long)]
     pub profile: Option<String>,
 }
@@ -79,7 +81,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "{}  {}",
             artifact.sha256(),
-            workspace.lambda_zip(artifact.function()).display()
+            workspace
+                .package_zip(artifact.function(), env.is_local())
+                .display()
         );
     }
     Ok(())

@@ -37,7 +37,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // itself never builds.
     let artifacts: Vec<Artifact> = build::functions_for(workspace, stack.pattern, &stack.env.name)?
         .iter()
-        .filter_map(|f| Artifact::from_zip_file(f, &workspace.lambda_zip(f)).ok())
+        .filter_map(|f| {
+            Artifact::from_zip_file(f, &workspace.package_zip(f, stack.env.is_local())).ok()
+        })
         .collect();
     let report = runtime()?.block_on(async {
         let local = LocalEnv::new(workspace.clone());

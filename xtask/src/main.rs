@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Write templates/<pattern>/<env>.yaml and their runbooks from env/ and the saga definition.
     Synth(synth::Args),
-    /// Build the Lambda functions (cargo-lambda) into deterministic zips.
+    /// Build the Lambda functions (cargo-lambda for AWS envs, a host build for local) into zips.
     Build(build::Args),
     /// Deploy a pattern to an env: build, upload, change set, approval, execute, outputs.
     #[command(after_help = deploy::EXIT_CODES)]

@@ -5,7 +5,7 @@
 //! deploy's own build (`sagaform_deploy::build::build_functions`: pinned cargo-lambda, profile
 //! `lambda-aws`, host architecture, the AL2023 glibc check, the deterministic deflate zip), unless
 //! `SAGAFORM_BENCH_SKIP_BUILD=1` (then it measures the `target/lambda/<function>/bootstrap`
-//! already there, which a later `lambda-local` build may have replaced);
+//! already there, as the last cargo-lambda build left it);
 //! `SAGAFORM_BENCH_PROFILE` picks another profile.
 //!
 //! Cold start: each `bootstrap` is started with `AWS_LAMBDA_RUNTIME_API` pointing at a listener

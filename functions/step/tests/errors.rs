@@ -19,25 +19,18 @@ async fn errors_are_typed_retryable_or_permanent() {
     let task = |operation: &str, step: &str| json!({"operation": operation, "step": step, "transaction_id": id, "request": purchase()});
     let invoke = |payload| pattern.handler.handle(event(payload, INVOCATION_TIME));
 
-    pattern
-        .fake
-        .faults()
-        .add(FaultRule::new("inventory", "reserve", Fault::Unavailable).times(1))
-        .unwrap();
+    let faults = pattern.fake.faults();
+    let unavailable_once = FaultRule::new("inventory", "reserve", Fault::Unavailable).times(1);
+    faults.add(unavailable_once).unwrap();
     let transient = invoke(task("execute", "stock")).await.unwrap_err();
     assert_eq!(transient.error_type, "Retryable", "{transient:?}");
 
-    pattern
-        .fake
-        .faults()
-        .add(FaultRule::new(
-            "inventory",
-            "reserve",
-            Fault::Reject {
-                status: 422,
-                reason: "sold out".into(),
-            },
-        ))
+    let sold_out = Fault::Reject {
+        status: 422,
+        reason: "sold out".into(),
+    };
+    faults
+        .add(FaultRule::new("inventory", "reserve", sold_out))
         .unwrap();
     let rejected = invoke(task("execute", "stock")).await.unwrap_err();
     assert_eq!(rejected.error_type, "Permanent");

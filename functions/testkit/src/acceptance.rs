@@ -579,6 +579,22 @@ pub async fn a_lost_response_is_retried_with_the_same_key_and_applied_once<D: Pa
     assert_steps(driver, &id, [StepStatus::Succeeded; 3]).await;
 }
 
+/// Each action of the purchase saga `transaction_id` took effect exactly once at the fake SaaS.
+pub fn assert_every_effect_once(fake: &FakeSaas, transaction_id: &str, backend: Backend) {
+    let ledger = fake.ledger().transaction(transaction_id);
+    for (service, action) in [
+        ("inventory", "reserve"),
+        ("payments", "charge"),
+        ("entitlements", "grant"),
+    ] {
+        assert_eq!(
+            ledger.service(service).actions_applied,
+            [action],
+            "{backend:?}: {service} applied once"
+        );
+    }
+}
+
 /// A saga recovered after a kill ended COMPLETED, as the store and the API show it, with each
 /// effect applied once downstream and nothing left waiting.
 async fn assert_recovered_once<D: PatternDriver>(driver: &D, transaction_id: &str) {
@@ -593,18 +609,7 @@ async fn assert_recovered_once<D: PatternDriver>(driver: &D, transaction_id: &st
         "{backend:?}: {:#}",
         shown.body
     );
-    let ledger = driver.fake().ledger().transaction(transaction_id);
-    for (service, action) in [
-        ("inventory", "reserve"),
-        ("payments", "charge"),
-        ("entitlements", "grant"),
-    ] {
-        assert_eq!(
-            ledger.service(service).actions_applied,
-            [action],
-            "{backend:?}: {service} applied once"
-        );
-    }
+    assert_every_effect_once(driver.fake(), transaction_id, backend);
     assert_eq!(driver.waiting_handovers().await, 0, "{backend:?}");
     assert_eq!(driver.store().all_sagas().await.len(), 1, "{backend:?}");
 }

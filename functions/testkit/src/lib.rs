@@ -422,6 +422,13 @@ impl Reply {
         self.header("idempotent-replayed") == Some("true")
     }
 
+    /// The status, the JSON body and the `Idempotent-Replayed` header, for tests that
+    /// destructure an answer.
+    pub fn into_parts(self) -> (i64, Value, Option<String>) {
+        let replayed = self.header("idempotent-replayed").map(str::to_owned);
+        (self.status, self.body, replayed)
+    }
+
     /// The saga the answer is about; panics when it names none.
     pub fn transaction_id(&self) -> &str {
         self.body["transaction_id"]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::SqsPattern;
 use sagaform_fake_saas::{Fault, FaultRule};
 use sagaform_runtime::SagaStatus;
+use sagaform_testkit::acceptance::assert_every_effect_once;
 use sagaform_testkit::{Backend, QueuePair, event, post_transactions, purchase, sqs_event};
 use sagaform_worker::{Failure, Outcome};
 
@@ -84,18 +85,7 @@ async fn die_mid_saga_then_recover(backend: Backend) {
         Outcome::Done(SagaStatus::Completed),
         "{backend:?}"
     );
-    let ledger = pattern.fake.ledger().transaction(&id);
-    for (service, action) in [
-        ("inventory", "reserve"),
-        ("payments", "charge"),
-        ("entitlements", "grant"),
-    ] {
-        assert_eq!(
-            ledger.service(service).actions_applied,
-            [action],
-            "{backend:?}: {service} applied once"
-        );
-    }
+    assert_every_effect_once(&pattern.fake, &id, backend);
 }
 
 #[tokio::test]

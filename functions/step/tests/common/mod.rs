@@ -27,7 +27,7 @@ use sagaform_stacks::asl::{Definition, State};
 use sagaform_step::StepHandler;
 use sagaform_testkit::acceptance::{Kill, until_called};
 use sagaform_testkit::{
-    Backend, TestStore, create_state_machine, event, fake_saas, response_json, sfn_client,
+    Backend, Reply, TestStore, create_state_machine, event, fake_saas, sfn_client,
 };
 use serde_json::{Value, json};
 
@@ -148,13 +148,7 @@ impl StepFunctionsPattern {
 }
 
 pub async fn call(api: &Api, request: ApiGatewayV2httpRequest) -> (i64, Value, Option<String>) {
-    let response = api.handle(event(request, INVOCATION_TIME)).await;
-    let replayed = response
-        .headers
-        .get("idempotent-replayed")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    (response.status_code, response_json(&response), replayed)
+    Reply::new(api.handle(event(request, INVOCATION_TIME)).await).into_parts()
 }
 
 /// How an execution ended.

@@ -15,7 +15,7 @@ use sagaform_api::{Api, Dispatch};
 use sagaform_fake_saas::FakeSaas;
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::{
-    Backend, QueuePair, TestStore, event, fake_saas, response_json, sqs_client, sqs_event,
+    Backend, QueuePair, Reply, TestStore, event, fake_saas, sqs_client, sqs_event,
 };
 use sagaform_worker::{WorkQueue, Worker, WorkerSettings};
 use serde_json::Value;
@@ -127,13 +127,7 @@ impl SqsPattern {
 }
 
 pub async fn call(api: &Api, request: ApiGatewayV2httpRequest) -> (i64, Value, Option<String>) {
-    let response = api.handle(event(request, INVOCATION_TIME)).await;
-    let replayed = response
-        .headers
-        .get("idempotent-replayed")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    (response.status_code, response_json(&response), replayed)
+    Reply::new(api.handle(event(request, INVOCATION_TIME)).await).into_parts()
 }
 
 /// What the driver saw.
