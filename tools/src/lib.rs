@@ -143,6 +143,14 @@ impl Tools {
     }
 }
 
+/// The pinned requirements (`name==version` lines of `tools/requirements.txt`).
+pub fn pinned() -> impl Iterator<Item = &'static str> {
+    REQUIREMENTS
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
 fn find_python() -> Result<PathBuf, ToolsError> {
     let mut last_error = String::from("no python3 on PATH");
     for candidate in ["python3", "python"] {
@@ -185,4 +193,19 @@ fn tail(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_pinned_tool_names_an_exact_version() {
+        let pinned: Vec<&str> = super::pinned().collect();
+        assert_eq!(pinned.len(), 3, "{pinned:?}");
+        for requirement in pinned {
+            let (name, version) = requirement
+                .split_once("==")
+                .unwrap_or_else(|| panic!("{requirement} is not pinned with =="));
+            assert!(!name.is_empty() && version.chars().next().is_some_and(|c| c.is_ascii_digit()));
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod local;
 mod saga;
 mod stack_args;
 mod synth;
+mod tools;
 mod workspace;
 
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ enum Command {
     Dlq(dlq::Args),
     /// Measure and print how long things take (no pass/fail).
     Bench(bench::Args),
+    /// Install the pinned tools (moto, cfn-lint, cargo-lambda) into .tools/venv now.
+    Tools(tools::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Saga(args) => saga::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Tools(args) => tools::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
