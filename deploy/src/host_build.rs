@@ -99,9 +99,9 @@ fn package(function: &str, binary: &Path, zip: &Path) -> Result<Artifact, Deploy
     Ok(artifact)
 }
 
-/// What identifies a build of `binary` for the reuse of its zip: its path, length and
-/// modification time (cargo rewrites the file on every link).
-fn binary_stamp(binary: &Path) -> Result<String, DeployError> {
+/// What identifies a build of `binary` (for the reuse of its zip, or of a process started from
+/// it): its path, length and modification time (cargo rewrites the file on every link).
+pub fn binary_stamp(binary: &Path) -> Result<String, DeployError> {
     let metadata = std::fs::metadata(binary).map_err(DeployError::io("read", binary))?;
     let modified = metadata
         .modified()

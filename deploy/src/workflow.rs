@@ -21,6 +21,17 @@ use crate::destroy::{DestroyOptions, DestroyOutcome, DestroyResult, destroy_patt
 use crate::host_build;
 use crate::{Artifact, ConnectOptions, DeployError, PatternEnv, Progress, Session, Workspace};
 
+/// What a deploy did to a local stack, for what serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackChange {
+    /// The stack was created.
+    Created,
+    /// The stack was updated (new function code or configuration).
+    Updated,
+    /// The change set was empty.
+    Unchanged,
+}
+
 /// What runs a local env's stacks besides the stack itself: the emulator never runs function
 /// code, so the functions, the HTTP API and the fake SaaS they call run on this machine.
 pub trait LocalRuntime {
@@ -28,14 +39,15 @@ pub trait LocalRuntime {
     fn start_emulator(&self, progress: &Progress) -> Result<String, DeployError>;
 
     /// Starts what the stack of `pattern`, just deployed to the emulator at
-    /// `emulator_endpoint`, needs to serve; returns its HTTP API URL. `new_stack`: the stack was
-    /// just created, so state left by an earlier stack of the same name is cleared.
+    /// `emulator_endpoint`, needs to serve; returns its HTTP API URL. `change` says what the
+    /// deploy did: a new stack clears state left by an earlier stack of the same name, and an
+    /// unchanged one keeps what already serves it when nothing it runs was rebuilt.
     fn bring_up(
         &self,
         env: &EnvConfig,
         pattern: Pattern,
         emulator_endpoint: &str,
-        new_stack: bool,
+        change: StackChange,
         progress: &Progress,
     ) -> Result<String, DeployError>;
 
@@ -142,8 +154,12 @@ pub fn deploy_command(
     })?;
     let local_api_url = match endpoint_url {
         Some(endpoint) if env.is_local() && outcome.result != DeployResult::ChangeSetCreated => {
-            let new_stack = outcome.result == DeployResult::Created;
-            Some(local.bring_up(env, pattern, &endpoint, new_stack, progress)?)
+            let change = match outcome.result {
+                DeployResult::Created => StackChange::Created,
+                DeployResult::NoChanges => StackChange::Unchanged,
+                _ => StackChange::Updated,
+            };
+            Some(local.bring_up(env, pattern, &endpoint, change, progress)?)
         }
         _ => None,
     };

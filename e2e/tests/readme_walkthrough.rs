@@ -186,6 +186,8 @@ struct Walk<'a> {
     expected_statuses: Vec<&'static str>,
     transaction_id: Option<String>,
     last_status: Option<String>,
+    /// Deploys run so far.
+    deploys: u32,
 }
 
 impl Walk<'_> {
@@ -211,6 +213,17 @@ impl Walk<'_> {
                 "the deploy does not print the API URL:\n{}",
                 ran.output()
             );
+            self.deploys += 1;
+            if self.deploys > 1 {
+                // "Deploying again with nothing changed is a no-op ... the functions already
+                // running are kept."
+                assert!(
+                    ran.stderr.contains("no changes, nothing to deploy")
+                        && ran.stderr.contains("functions already running"),
+                    "the second deploy changed something:\n{}",
+                    ran.output()
+                );
+            }
         } else if command.starts_with("cargo xtask local status") {
             let ran = run(&command, self.scratch);
             let printed = format!("{}{}", ran.expect_success().stdout, ran.stderr);
@@ -416,6 +429,7 @@ fn the_readme_walkthrough_works_as_written_for_every_pattern() {
             expected_statuses,
             transaction_id: None,
             last_status: None,
+            deploys: 0,
         };
         for command in &commands {
             walk.step(command);

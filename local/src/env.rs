@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sagaform_deploy::workflow::LocalRuntime;
+use sagaform_deploy::workflow::{LocalRuntime, StackChange};
 use sagaform_deploy::{DeployError, Progress, Workspace};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
@@ -320,10 +320,21 @@ impl LocalRuntime for LocalEnv {
         env: &EnvConfig,
         pattern: Pattern,
         emulator_endpoint: &str,
-        new_stack: bool,
+        change: StackChange,
         progress: &Progress,
     ) -> Result<String, DeployError> {
         let binaries = services::build_binaries(&self.workspace, progress)?;
+        if change == StackChange::Unchanged
+            && let Some(running) =
+                services::running_supervisor(&self.workspace, pattern, &binaries, emulator_endpoint)
+        {
+            progress.line(format!(
+                "local services: {pattern} functions already running the deployed code under sagaform-local (pid {})",
+                running.pid
+            ));
+            return Ok(running.api_url);
+        }
+        let new_stack = change == StackChange::Created;
         Ok(self.start_stack(
             env,
             pattern,

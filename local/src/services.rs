@@ -271,6 +271,9 @@ pub fn restart_supervisor(
     );
     progress.clear_status();
     let state = state?;
+    let stamp_path = state_dir.join(SUPERVISOR_BINARY);
+    let stamp = host_build::binary_stamp(&binaries.supervisor)?;
+    std::fs::write(&stamp_path, stamp).map_err(LocalError::io("write", &stamp_path))?;
     let api_url = state.api_url.clone().unwrap_or_else(|| api_url(pattern));
     progress.line(format!(
         "local services: {pattern} functions running under sagaform-local (pid {}, {:.1} s), logs: cargo xtask local logs --pattern {pattern}",
@@ -283,6 +286,31 @@ pub fn restart_supervisor(
         state_dir,
     })
 }
+
+/// The supervisor of `pattern` when it runs, serves the stack on the emulator at
+/// `moto_endpoint` and was started from the `sagaform-local` binary built now (so keeping it
+/// serves what a restart would).
+pub fn running_supervisor(
+    workspace: &Workspace,
+    pattern: Pattern,
+    binaries: &LocalBinaries,
+    moto_endpoint: &str,
+) -> Option<RunningSupervisor> {
+    let state_dir = supervisor_dir(workspace, pattern);
+    let state = LocalState::read(&state_dir).ok().flatten()?;
+    let started_from = std::fs::read_to_string(state_dir.join(SUPERVISOR_BINARY)).ok()?;
+    let same_binary = host_build::binary_stamp(&binaries.supervisor).ok()? == started_from;
+    (state.is_running() && state.moto_endpoint == moto_endpoint && same_binary).then(|| {
+        RunningSupervisor {
+            pid: state.pid,
+            api_url: state.api_url.clone().unwrap_or_else(|| api_url(pattern)),
+            state_dir,
+        }
+    })
+}
+
+/// The file of a supervisor's state folder naming the build it was started from.
+const SUPERVISOR_BINARY: &str = "supervisor.binary";
 
 /// Stops the supervisor of `pattern` (and the function processes it left) by PID; returns its
 /// PID when one was running.

@@ -1,7 +1,7 @@
-//! `cargo xtask bench synth | deploy | soak`. `synth` prints how long synthesis takes,
+//! `cargo xtask bench synth | deploy | soak | loop`. `synth` prints how long synthesis takes,
 //! in-process and as a whole `cargo xtask synth --check` process, so regressions are visible
 //! without a timed test (targets from the issue: under 50 ms in-process for every template,
-//! under 300 ms per process); `deploy` and `soak` live in their own modules.
+//! under 300 ms per process); `deploy`, `soak` and `loop` live in their own modules.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,6 +32,8 @@ enum What {
     Deploy(crate::bench_deploy::Args),
     /// Many sagas with faults and duplicates through each pattern's local environment.
     Soak(crate::bench_soak::Args),
+    /// The edit-to-running loop: first deploy, redeploys, watch and synthesis in one table.
+    Loop(crate::bench_loop::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,6 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Synth { runs } => bench_synth(runs.max(1)),
         What::Deploy(args) => crate::bench_deploy::run(args),
         What::Soak(args) => crate::bench_soak::run(args),
+        What::Loop(args) => crate::bench_loop::run(args),
     }
 }
 
@@ -88,7 +91,7 @@ fn bench_synth(runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn time_runs(
+pub(crate) fn time_runs(
     runs: usize,
     mut body: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Duration>> {
@@ -101,7 +104,11 @@ fn time_runs(
     Ok(times)
 }
 
-fn time_process(runs: usize, root: &Path, command: &mut Command) -> anyhow::Result<Vec<Duration>> {
+pub(crate) fn time_process(
+    runs: usize,
+    root: &Path,
+    command: &mut Command,
+) -> anyhow::Result<Vec<Duration>> {
     command
         .current_dir(root)
         .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_deploy;
+mod bench_loop;
 mod bench_soak;
 mod build;
 mod deploy;
@@ -14,6 +15,7 @@ mod saga;
 mod stack_args;
 mod synth;
 mod tools;
+mod watch;
 mod workspace;
 
 use std::process::ExitCode;
@@ -53,6 +55,8 @@ enum Command {
     Bench(bench::Args),
     /// Install the pinned tools (moto, cfn-lint, cargo-lambda) into .tools/venv now.
     Tools(tools::Args),
+    /// Keep a pattern's local stack on the working tree: rebuild and redeploy on every change.
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => dlq::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Tools(args) => tools::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
