@@ -1,84 +1,65 @@
-//! `cargo xtask`: the command line of sagaform. This file only dispatches; every command lives in
-//! its own module and the logic in library crates.
+//! `cargo xtask`: runs `synth` and `tools` itself and hands every other command (and `--help`)
+//! to `sagaform-cli` through `cargo run`, so that the synthesis path compiles and checks only
+//! the synthesis crates, while deploy, diff, destroy and the rest bring the AWS SDK.
 
-mod bench;
-mod bench_deploy;
-mod bench_loop;
-mod bench_soak;
-mod build;
-mod deploy;
-mod destroy;
-mod diff;
-mod dlq;
-mod local;
-mod saga;
-mod stack_args;
-mod synth;
-mod tools;
-mod watch;
-mod workspace;
-
-use std::process::ExitCode;
+use std::ffi::OsString;
+use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
-/// sagaform: one typed saga definition, three AWS patterns, per-environment CloudFormation.
+/// The commands this binary runs itself.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version)]
-struct Cli {
+#[command(name = "cargo xtask")]
+struct Quick {
     #[command(subcommand)]
-    command: Command,
+    command: QuickCommand,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum QuickCommand {
     /// Write templates/<pattern>/<env>.yaml and their runbooks from env/ and the saga definition.
-    Synth(synth::Args),
-    /// Build the Lambda functions (cargo-lambda for AWS envs, a host build for local) into zips.
-    Build(build::Args),
-    /// Deploy a pattern to an env: build, upload, change set, approval, execute, outputs.
-    #[command(after_help = deploy::EXIT_CODES)]
-    Deploy(deploy::Args),
-    /// Show what a deploy would change: template diff and change set.
-    #[command(after_help = deploy::EXIT_CODES)]
-    Diff(diff::Args),
-    /// Delete a pattern's stack in an env (data kept by Retain policies survives).
-    #[command(after_help = deploy::EXIT_CODES)]
-    Destroy(destroy::Args),
-    /// Start, stop or inspect the local emulator behind `--env local`.
-    Local(local::Args),
-    /// Show one saga of a deployed stack: state, steps, logs, execution history.
-    Saga(saga::Args),
-    /// List, redrive or purge the dead-letter queue of a deployed stack.
-    Dlq(dlq::Args),
-    /// Measure and print how long things take (no pass/fail).
-    Bench(bench::Args),
+    Synth(xtask::synth::Args),
     /// Install the pinned tools (moto, cfn-lint, cargo-lambda) into .tools/venv now.
-    Tools(tools::Args),
-    /// Keep a pattern's local stack on the working tree: rebuild and redeploy on every change.
-    Watch(watch::Args),
+    Tools(xtask::tools::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Synth(args) => synth::run(args),
-        Command::Build(args) => build::run(args),
-        Command::Deploy(args) => deploy::run(args),
-        Command::Diff(args) => diff::run(args),
-        Command::Destroy(args) => destroy::run(args),
-        Command::Local(args) => local::run(args),
-        Command::Saga(args) => saga::run(args),
-        Command::Dlq(args) => dlq::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Tools(args) => tools::run(args),
-        Command::Watch(args) => watch::run(args),
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let quick = matches!(
+        args.first().and_then(|a| a.to_str()),
+        Some("synth" | "tools")
+    );
+    if !quick {
+        return run_cli(&args);
+    }
+    let result = match Quick::parse().command {
+        QuickCommand::Synth(args) => xtask::synth::run(args),
+        QuickCommand::Tools(args) => xtask::tools::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(dlq::exit_code(&error).unwrap_or_else(|| deploy::exit_code(&error)))
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `sagaform-cli` with `args` and exits as it did.
+fn run_cli(args: &[OsString]) -> ExitCode {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["run", "--quiet", "--package", "sagaform-cli", "--"])
+        .args(args)
+        .status();
+    match status {
+        Ok(status) => status
+            .code()
+            .and_then(|code| u8::try_from(code).ok())
+            .map_or(ExitCode::FAILURE, ExitCode::from),
+        Err(error) => {
+            eprintln!("error: cannot run cargo for sagaform-cli: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -5,7 +5,7 @@ use anyhow::bail;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::synth::{self, Selection};
 
-use crate::workspace;
+use crate::checkout;
 
 /// Arguments of `cargo xtask synth`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = workspace::root()?;
+    let root = checkout::root()?;
     let selection = Selection {
         pattern: args.pattern,
         env: args.env,

@@ -71,7 +71,7 @@ fn bench_synth(runs: usize) -> anyhow::Result<()> {
     }
 
     // The built binary run directly: process start, config, synthesis and comparing with disk.
-    let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
+    let exe = xtask_binary()?;
     let direct = time_process(runs, &root, Command::new(&exe).args(["synth", "--check"]))?;
     println!(
         "process `{} synth --check`, {runs} runs:",
@@ -89,6 +89,21 @@ fn bench_synth(runs: usize) -> anyhow::Result<()> {
     println!("process `cargo xtask synth --check` (warm build), {runs} runs:");
     report(&via_cargo, Duration::from_millis(300));
     Ok(())
+}
+
+/// The `xtask` binary `cargo xtask synth` runs (next to this one in the target folder), built
+/// first so that the measurement does not include its compilation.
+pub(crate) fn xtask_binary() -> anyhow::Result<std::path::PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--package", "xtask"])
+        .status()
+        .context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build --package xtask failed ({status})");
+    }
+    let this = std::env::current_exe().context("cannot locate this binary")?;
+    Ok(this.with_file_name("xtask"))
 }
 
 pub(crate) fn time_runs(

@@ -27,7 +27,7 @@ use anyhow::{Context, bail};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::synth::{self, Selection};
 
-use crate::bench::{time_process, time_runs};
+use crate::bench::{time_process, time_runs, xtask_binary};
 use crate::workspace;
 
 /// Arguments of `cargo xtask bench loop`.
@@ -134,7 +134,7 @@ fn synthesis_rows(root: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
         std::hint::black_box(synth::generate(root, &all)?);
         Ok(())
     })?;
-    let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
+    let exe = xtask_binary()?;
     let binary = time_process(runs, root, Command::new(&exe).args(["synth", "--check"]))?;
     let via_cargo = time_process(
         runs,
@@ -230,7 +230,7 @@ fn watch_latency(
     runs: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     // This very binary, not `cargo xtask`: killing cargo would leave its child watching.
-    let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
+    let exe = std::env::current_exe().context("cannot locate the sagaform binary")?;
     let mut watch = Command::new(exe)
         .current_dir(root)
         .args(["watch", "--pattern", pattern.name()])

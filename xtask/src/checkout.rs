@@ -1,10 +1,8 @@
-//! Finding the workspace root, so every command works from any folder of the checkout.
+//! Finding the checkout to work on, so every command works from any folder of it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use sagaform_deploy::Workspace;
-use sagaform_stacks::config::{self, EnvConfig};
 
 /// The sagaform checkout to work on: the nearest ancestor of the current folder holding both a
 /// `Cargo.toml` and `env/defaults.toml`, else the checkout this binary was built from.
@@ -27,13 +25,6 @@ pub fn root() -> anyhow::Result<PathBuf> {
         "no sagaform checkout found above {} (looked for Cargo.toml next to env/defaults.toml)",
         cwd.display()
     )
-}
-
-/// The checkout this command runs in ([`root`]) and the validated config of env `name` in it.
-pub fn load_env(name: &str) -> anyhow::Result<(Workspace, EnvConfig)> {
-    let root = root()?;
-    let env = config::load_env(&root, name)?;
-    Ok((Workspace::new(root), env))
 }
 
 fn is_root(dir: &Path) -> bool {
