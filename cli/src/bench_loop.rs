@@ -123,6 +123,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     deploy(&root, pattern)?;
 
     print_table(&rows);
+    // Growth, not a target: linear when the time per saga-step stays flat.
+    println!("synthesis growth with generated sagas (every pattern for env staging, median of 5):");
+    for point in crate::bench::synthesis_curve(&root)? {
+        println!("  {point}");
+    }
     Ok(())
 }
 

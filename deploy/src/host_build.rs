@@ -90,7 +90,8 @@ fn package(function: &str, binary: &Path, zip: &Path) -> Result<Artifact, Deploy
     {
         return Ok(artifact);
     }
-    let artifact = Artifact::from_bootstrap_file(function, binary)?;
+    let bytes = std::fs::read(binary).map_err(DeployError::io("read", binary))?;
+    let artifact = Artifact::from_local_bootstrap(function, &bytes)?;
     if let Some(dir) = zip.parent() {
         std::fs::create_dir_all(dir).map_err(DeployError::io("create", dir))?;
     }
@@ -140,7 +141,7 @@ mod tests {
         std::fs::write(&binary, b"\x7fELF second build".repeat(100)).unwrap();
         let rebuilt = package("api", &binary, &zip).unwrap();
         let expected =
-            Artifact::from_bootstrap("api", &b"\x7fELF second build".repeat(100)).unwrap();
+            Artifact::from_local_bootstrap("api", &b"\x7fELF second build".repeat(100)).unwrap();
         assert_eq!(rebuilt.sha256(), expected.sha256());
         assert_ne!(rebuilt.sha256(), first.sha256());
         std::fs::remove_dir_all(&dir).unwrap();

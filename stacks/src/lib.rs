@@ -14,6 +14,6 @@ pub mod policy;
 pub mod runbook;
 pub mod synth;
 
-pub use patterns::{SynthError, Synthesized, synthesize};
+pub use patterns::{SynthError, Synthesized, synthesize, synthesize_saga};
 pub use policy::{PolicyViolation, check_policies};
 pub use sagaform_contract::{FunctionRole, Pattern, UnknownPattern};

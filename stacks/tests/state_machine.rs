@@ -50,3 +50,29 @@ fn state_machine_role_invokes_only_the_step_function() {
         |r| r.is_get_att_of("StepFunction", "Arn") || *r == Expr::sub("${StepFunction.Arn}:*")
     ));
 }
+
+#[test]
+fn another_saga_definition_gets_its_own_states() {
+    let shipping = sagaform_saga::Step {
+        name: "shipping",
+        ..sagaform_saga::PURCHASE.steps[0]
+    };
+    let saga = sagaform_saga::Saga {
+        name: "delivery",
+        steps: Box::leak(Box::new([shipping])),
+    };
+    let synthesized =
+        sagaform_stacks::synthesize_saga(Pattern::StepFunctions, &example_env("staging"), &saga)
+            .unwrap();
+    let Properties::StateMachine(machine) =
+        &synthesized.template.resources["StateMachine"].properties
+    else {
+        panic!()
+    };
+    let Expr::SubWith(definition, _) = &machine.definition_string else {
+        panic!("definition is not a !Sub with variables")
+    };
+    let json: serde_json::Value = serde_json::from_str(definition).unwrap();
+    assert_eq!(json["StartAt"], "Execute shipping");
+    assert!(json["States"].get("Execute stock").is_none(), "{json:#}");
+}

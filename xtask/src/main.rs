@@ -45,13 +45,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the CLI binary exists already (then cargo only checks it is fresh, quietly).
+fn cli_built() -> bool {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| xtask::checkout::root().ok().map(|root| root.join("target")));
+    target.is_some_and(|dir| dir.join("debug").join("sagaform").is_file())
+}
+
 /// Runs `sagaform-cli` with `args` and exits as it did.
 fn run_cli(args: &[OsString]) -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["run", "--quiet", "--package", "sagaform-cli", "--"])
-        .args(args)
-        .status();
+    let mut command = Command::new(cargo);
+    command.args(["run", "--package", "sagaform-cli"]);
+    if cli_built() {
+        command.arg("--quiet");
+    } else {
+        // The first build is minutes of compiling: cargo's progress says where they go.
+        eprintln!(
+            "cargo xtask: building sagaform-cli, the commands behind cargo xtask (the first build compiles the AWS SDK: a few minutes on 2 cores)"
+        );
+    }
+    let status = command.arg("--").args(args).status();
     match status {
         Ok(status) => status
             .code()

@@ -10,7 +10,7 @@
 use indexmap::IndexMap;
 use sagaform_contract::env::{self as vars, SaasSetting, saas_variable};
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
-use sagaform_saga::PURCHASE;
+use sagaform_saga::Saga;
 
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::iam::{Action, InlinePolicy, PolicyDocument, Role, Statement, actions};
@@ -88,7 +88,7 @@ impl Capability<'_> {
         }
     }
 
-    fn grants(&self, env: &EnvConfig) -> Grants {
+    fn grants(&self, env: &EnvConfig, saga: &Saga) -> Grants {
         match *self {
             Capability::SendsToQueue(queues) => {
                 Grants::work_queue(queues, "SendToWorkQueue", vec![actions::SQS_SEND_MESSAGE])
@@ -123,7 +123,7 @@ impl Capability<'_> {
             },
             Capability::CallsSaas => Grants {
                 statements: Vec::new(),
-                variables: PURCHASE
+                variables: saga
                     .services()
                     .into_iter()
                     .flat_map(|service| {
@@ -157,7 +157,7 @@ pub(super) fn add_function(
 ) -> Result<FunctionRef, CfnError> {
     let ids = FunctionIds::of(role);
     add_log_group(stack, role, &ids.log_group)?;
-    let grants = capability_grants(stack.env, capabilities);
+    let grants = capability_grants(stack.env, stack.saga, capabilities);
     let statements = role_statements(&ids.log_group, store, &grants);
     add_role(stack, role, &ids.role, statements)?;
     let variables = function_variables(stack, store, grants);
@@ -205,10 +205,10 @@ fn add_log_group(
 }
 
 /// The grants of `capabilities`, in their fixed order.
-fn capability_grants(env: &EnvConfig, capabilities: &[Capability<'_>]) -> Vec<Grants> {
+fn capability_grants(env: &EnvConfig, saga: &Saga, capabilities: &[Capability<'_>]) -> Vec<Grants> {
     let mut capabilities = capabilities.to_vec();
     capabilities.sort_by_key(Capability::rank);
-    capabilities.iter().map(|c| c.grants(env)).collect()
+    capabilities.iter().map(|c| c.grants(env, saga)).collect()
 }
 
 /// The statements of the function's role: writing its own logs, reaching the store, what its

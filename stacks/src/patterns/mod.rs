@@ -22,6 +22,8 @@ use std::time::Duration;
 use sagaform_contract::template::outputs;
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 
+use sagaform_saga::{PURCHASE, Saga};
+
 use crate::Pattern;
 use crate::cfn::{self, CfnError, Expr, Output, Parameter, Resource, Tags, Template};
 use crate::config::{EnvConfig, FunctionRole, StoreKind};
@@ -97,12 +99,23 @@ pub fn runbook_path(pattern: Pattern, env_name: &str) -> String {
 
 /// Builds the stack of `pattern` for `env`, checks it against the policies and renders it.
 pub fn synthesize(pattern: Pattern, env: &EnvConfig) -> Result<Synthesized, SynthError> {
+    synthesize_saga(pattern, env, &PURCHASE)
+}
+
+/// [`synthesize`] for another saga definition than the example's: what the synthesis benchmark
+/// uses to measure how synthesis grows with the number of sagas and steps. The saga's services
+/// must be the env's `[saas.*]` services.
+pub fn synthesize_saga(
+    pattern: Pattern,
+    env: &EnvConfig,
+    saga: &Saga,
+) -> Result<Synthesized, SynthError> {
     let template_error = |source| SynthError::Template {
         pattern,
         env: env.name.clone(),
         source,
     };
-    let (template, sections) = build(pattern, env)?;
+    let (template, sections) = build_saga(pattern, env, saga)?;
 
     let violations = policy::check_policies(&template, env);
     if !violations.is_empty() {
@@ -133,7 +146,15 @@ pub fn build(
     pattern: Pattern,
     env: &EnvConfig,
 ) -> Result<(Template, Vec<RunbookSection>), SynthError> {
-    let mut stack = StackBuilder::new(pattern, env);
+    build_saga(pattern, env, &PURCHASE)
+}
+
+fn build_saga(
+    pattern: Pattern,
+    env: &EnvConfig,
+    saga: &Saga,
+) -> Result<(Template, Vec<RunbookSection>), SynthError> {
+    let mut stack = StackBuilder::new(pattern, env, saga);
     let result = match pattern {
         Pattern::Orchestrator => build_orchestrator(&mut stack),
         Pattern::Sqs => build_sqs(&mut stack),
@@ -240,13 +261,15 @@ pub(crate) struct StoreAccess {
 pub(crate) struct StackBuilder<'a> {
     pub pattern: Pattern,
     pub env: &'a EnvConfig,
+    /// The saga the stack runs.
+    pub saga: &'a Saga,
     pub template: Template,
     pub tags: Tags,
     pub sections: Vec<RunbookSection>,
 }
 
 impl<'a> StackBuilder<'a> {
-    fn new(pattern: Pattern, env: &'a EnvConfig) -> StackBuilder<'a> {
+    fn new(pattern: Pattern, env: &'a EnvConfig, saga: &'a Saga) -> StackBuilder<'a> {
         let description = format!(
             "sagaform {} pattern, env {}: {} State store: {}.",
             pattern.name(),
@@ -272,6 +295,7 @@ impl<'a> StackBuilder<'a> {
         StackBuilder {
             pattern,
             env,
+            saga,
             template: Template::new(description),
             tags: Tags(tags),
             sections: Vec::new(),

@@ -2,7 +2,6 @@
 //! role, its execution log group and its alarms.
 
 use sagaform_contract::template::outputs;
-use sagaform_saga::PURCHASE;
 
 use crate::asl::{Definition, STEP_FUNCTION_ARN_VARIABLE};
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
@@ -112,7 +111,7 @@ fn add_machine(
     step: &FunctionRef,
 ) -> Result<(), CfnError> {
     let definition = Definition::for_saga(
-        &PURCHASE,
+        stack.saga,
         stack.env.functions.by_role[&FunctionRole::Step].timeout,
     );
     stack.add(
