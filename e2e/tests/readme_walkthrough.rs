@@ -2,8 +2,9 @@
 //! goes through `bash` from the checkout's root, with `sqs` and `9302` replaced by the pattern
 //! and its port as the README says, and `<transaction_id>` by the id of the last submission.
 //! What the README promises in its prose (202 and a status URL, COMPLETED, each effect once,
-//! COMPENSATED with nothing left, the message in the DLQ within seconds, a redrive to
-//! COMPLETED, nothing left running after the tear-down) is checked on what the commands print.
+//! COMPENSATED with nothing left, also when a SaaS stays down, COMPENSATION_FAILED and its
+//! message in the DLQ within seconds, the DLQ purged, nothing left running after the tear-down)
+//! is checked on what the commands print.
 //!
 //! The walkthrough deploys the local env on its fixed ports (emulator 4566, fake SaaS 9320, APIs
 //! 9301 to 9303), so this test fails at once, saying so, when a local env already runs on this
@@ -245,6 +246,9 @@ impl Walk<'_> {
                     Some("COMPENSATED") => {
                         status == 422 && body["error_code"] == "saga_compensated"
                     }
+                    Some("COMPENSATION_FAILED") => {
+                        status == 500 && body["error_code"] == "saga_compensation_failed"
+                    }
                     _ => false,
                 };
                 assert!(
@@ -334,7 +338,7 @@ impl Walk<'_> {
             if self.pattern == "stepfunctions" {
                 expect_no_dead_letter_queue(run(&command, self.scratch));
             } else if is_sqs {
-                // "List the DLQ after a few seconds": three deliveries, a second apart.
+                // "Its message then goes to the dead-letter queue within seconds."
                 let id = self.transaction_id.clone().unwrap_or_default();
                 let started = Instant::now();
                 loop {
@@ -352,16 +356,29 @@ impl Walk<'_> {
                 let saga = json(
                     run(&format!("curl -s {api}/transactions/{id}"), self.scratch).expect_success(),
                 );
-                assert_eq!(saga["status"], "RUNNING", "the saga waits: {saga:#}");
+                assert_eq!(
+                    saga["status"], "COMPENSATION_FAILED",
+                    "the saga needs a human: {saga:#}"
+                );
             } else {
                 run(&command, self.scratch).expect_success();
             }
-        } else if command.starts_with("cargo xtask dlq redrive") {
+        } else if command.starts_with("cargo xtask dlq purge") {
             let ran = run(&command, self.scratch);
             if self.pattern == "stepfunctions" {
                 expect_no_dead_letter_queue(ran);
             } else {
                 ran.expect_success();
+                let list = command
+                    .replace("dlq purge", "dlq list")
+                    .replace(" --yes", "");
+                let listed = run(&list, self.scratch);
+                let id = self.transaction_id.clone().unwrap_or_default();
+                assert!(
+                    !listed.expect_success().stdout.contains(&id),
+                    "the purged message is still listed:\n{}",
+                    listed.output()
+                );
             }
         } else if command.starts_with("cargo xtask destroy")
             || command.starts_with("cargo xtask local stop")
@@ -409,17 +426,32 @@ fn the_readme_walkthrough_works_as_written_for_every_pattern() {
         (
             "sqs",
             9302,
-            vec!["COMPLETED", "COMPENSATED", "RUNNING", "COMPLETED"],
+            vec![
+                "COMPLETED",
+                "COMPENSATED",
+                "COMPENSATED",
+                "COMPENSATION_FAILED",
+            ],
         ),
         (
             "stepfunctions",
             9303,
-            vec!["COMPLETED", "COMPENSATED", "COMPENSATED", "COMPENSATED"],
+            vec![
+                "COMPLETED",
+                "COMPENSATED",
+                "COMPENSATED",
+                "COMPENSATION_FAILED",
+            ],
         ),
         (
             "orchestrator",
             9301,
-            vec!["COMPLETED", "COMPENSATED", "COMPENSATED", "COMPENSATED"],
+            vec![
+                "COMPLETED",
+                "COMPENSATED",
+                "COMPENSATED",
+                "COMPENSATION_FAILED",
+            ],
         ),
     ] {
         let mut walk = Walk {

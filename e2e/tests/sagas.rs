@@ -2,8 +2,9 @@
 //! own emulator with the real function binaries (built once per run, as the local env builds them), runs it
 //! under the local supervisor against its own fake SaaS, and plays the acceptance scenarios in
 //! order on that stack — happy path, permanent failure at the last step, transient faults and
-//! 429, a lost response, a compensation that fails for good, duplicate submissions — plus, for
-//! sqs, the dead-letter queue after maxReceiveCount and a redrive to completion.
+//! 429, each step's own retries, a SaaS down past a step's retries, a lost response, a
+//! compensation that fails for good, duplicate submissions — plus, for sqs, the dead-letter
+//! queue that a saga needing a human ends in.
 //!
 //! Verdicts come from the API's status endpoint and the fake SaaS ledger only. Fault rules are
 //! global to a fake, which is why the scenarios of one stack run one after the other.
@@ -14,7 +15,7 @@ use std::time::Duration;
 use sagaform_contract::template::outputs;
 use sagaform_deploy::{Artifact, Progress};
 use sagaform_e2e::{LocalDeployment, purchase};
-use sagaform_ops::dlq::{Dlq, RedriveMethod, RedriveOptions};
+use sagaform_ops::dlq::Dlq;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::StoreKind;
 use serde_json::{Value, json};
@@ -112,10 +113,38 @@ fn assert_nothing_outstanding(ledger: &Value) {
     assert_eq!(outstanding, 0, "{ledger}");
 }
 
-async fn happy_path(stack: &LocalDeployment) {
-    let id = submit(stack, 1, None).await;
+/// One purchase (`n` picks its body) under `faults`, played to its end: the faults are cleared
+/// after it, and it must end `status`. Returns its id and the fake SaaS ledger of it.
+async fn purchase_under_faults(
+    stack: &LocalDeployment,
+    n: u64,
+    faults: &[Value],
+    status: &str,
+) -> (String, Value) {
+    for fault in faults {
+        stack.add_fault(fault.clone()).await.unwrap();
+    }
+    let id = submit(stack, n, None).await;
     let view = finish(stack, &id).await;
-    assert_eq!(view["status"], "COMPLETED", "{view}");
+    stack.clear_faults().await.unwrap();
+    assert_eq!(view["status"], status, "{view}");
+    let ledger = stack.ledger(&id).await.unwrap();
+    (id, ledger)
+}
+
+/// A fault rule of the fake SaaS: `fault` on `service`'s `action`, with `extra` fields
+/// (`times`, `retry_after_secs`).
+fn fault(service: &str, action: &str, fault: &str, extra: Value) -> Value {
+    let mut rule = json!({"service": service, "action": action, "fault": fault});
+    if let (Some(rule), Value::Object(extra)) = (rule.as_object_mut(), extra) {
+        rule.extend(extra);
+    }
+    rule
+}
+
+async fn happy_path(stack: &LocalDeployment) {
+    let (id, ledger) = purchase_under_faults(stack, 1, &[], "COMPLETED").await;
+    let view = stack.status(&id).await.unwrap().body;
     assert!(
         view["steps"]
             .as_array()
@@ -124,21 +153,12 @@ async fn happy_path(stack: &LocalDeployment) {
             .all(|s| s["status"] == "SUCCEEDED"),
         "{view}"
     );
-    assert_each_effect_once(&stack.ledger(&id).await.unwrap());
+    assert_each_effect_once(&ledger);
 }
 
 async fn permanent_failure_at_the_last_step_compensates(stack: &LocalDeployment) {
-    stack
-        .add_fault(
-            json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
-        )
-        .await
-        .unwrap();
-    let id = submit(stack, 2, None).await;
-    let view = finish(stack, &id).await;
-    stack.clear_faults().await.unwrap();
-    assert_eq!(view["status"], "COMPENSATED", "{view}");
-    let ledger = stack.ledger(&id).await.unwrap();
+    let refused = fault("entitlements", "grant", "reject", json!({"times": 1}));
+    let (_, ledger) = purchase_under_faults(stack, 2, &[refused], "COMPENSATED").await;
     assert_nothing_outstanding(&ledger);
     assert!(strings(&service(&ledger, "entitlements")["actions_applied"]).is_empty());
     assert_eq!(
@@ -161,44 +181,70 @@ async fn permanent_failure_at_the_last_step_compensates(stack: &LocalDeployment)
 }
 
 async fn transient_faults_and_rate_limits_still_complete(stack: &LocalDeployment) {
-    // Two retryable failures in all: the sqs pattern retries by redelivery, and its queue
-    // sends a message to the DLQ on the fourth receive.
-    stack
-        .add_fault(json!({"service": "inventory", "action": "reserve", "fault": "unavailable", "times": 1}))
-        .await
-        .unwrap();
-    stack
-        .add_fault(json!({"service": "payments", "action": "charge", "fault": "rate_limited", "retry_after_secs": 1, "times": 1}))
-        .await
-        .unwrap();
-    let id = submit(stack, 3, None).await;
-    let view = finish(stack, &id).await;
-    stack.clear_faults().await.unwrap();
-    assert_eq!(view["status"], "COMPLETED", "{view}");
-    let ledger = stack.ledger(&id).await.unwrap();
+    let faults = [
+        fault("inventory", "reserve", "unavailable", json!({"times": 1})),
+        fault(
+            "payments",
+            "charge",
+            "rate_limited",
+            json!({"retry_after_secs": 1, "times": 1}),
+        ),
+    ];
+    let (_, ledger) = purchase_under_faults(stack, 3, &faults, "COMPLETED").await;
+    assert_each_effect_once(&ledger);
+    for name in ["inventory", "payments"] {
+        assert_eq!(service(&ledger, name)["faults_injected"], 1, "{ledger}");
+    }
+}
+
+/// The stock's three retries used up, then one transient payment failure: the payment has its
+/// own retries, whichever pattern runs it (the sqs worker once counted the message's receives,
+/// which span the whole saga, and cancelled this purchase).
+async fn each_step_gets_its_own_retries(stack: &LocalDeployment) {
+    let faults = [
+        fault("inventory", "reserve", "unavailable", json!({"times": 3})),
+        fault("payments", "charge", "unavailable", json!({"times": 1})),
+    ];
+    let (_, ledger) = purchase_under_faults(stack, 9, &faults, "COMPLETED").await;
     assert_each_effect_once(&ledger);
     assert_eq!(
-        service(&ledger, "inventory")["faults_injected"],
-        1,
+        service(&ledger, "inventory")["calls"]["reserve"],
+        4,
         "{ledger}"
     );
     assert_eq!(
-        service(&ledger, "payments")["faults_injected"],
-        1,
+        service(&ledger, "payments")["calls"]["charge"],
+        2,
         "{ledger}"
     );
 }
 
+/// A payment provider down for longer than the charge's retries: the purchase is compensated
+/// after the charge's own attempts (one and three retries), in every pattern; the sqs message
+/// does not wait in the dead-letter queue.
+async fn a_saas_down_past_a_steps_retries_compensates(stack: &LocalDeployment) {
+    let down = fault("payments", "charge", "unavailable", json!({}));
+    let (id, ledger) = purchase_under_faults(stack, 8, &[down], "COMPENSATED").await;
+    assert_nothing_outstanding(&ledger);
+    assert_eq!(
+        service(&ledger, "payments")["calls"]["charge"],
+        4,
+        "{ledger}"
+    );
+    if stack.pattern == Pattern::Sqs {
+        let dlq = dead_letter_queue(stack).list(None).await.unwrap();
+        assert!(
+            dlq.messages
+                .iter()
+                .all(|m| m.transaction_id.as_deref() != Some(id.as_str())),
+            "{dlq:?}"
+        );
+    }
+}
+
 async fn a_lost_response_does_not_double_the_effect(stack: &LocalDeployment) {
-    stack
-        .add_fault(json!({"service": "payments", "action": "charge", "fault": "response_lost", "times": 1}))
-        .await
-        .unwrap();
-    let id = submit(stack, 4, None).await;
-    let view = finish(stack, &id).await;
-    stack.clear_faults().await.unwrap();
-    assert_eq!(view["status"], "COMPLETED", "{view}");
-    let ledger = stack.ledger(&id).await.unwrap();
+    let lost = fault("payments", "charge", "response_lost", json!({"times": 1}));
+    let (_, ledger) = purchase_under_faults(stack, 4, &[lost], "COMPLETED").await;
     assert_each_effect_once(&ledger);
     let payments = service(&ledger, "payments");
     assert!(
@@ -209,23 +255,19 @@ async fn a_lost_response_does_not_double_the_effect(stack: &LocalDeployment) {
 }
 
 async fn a_compensation_failing_for_good_needs_a_human(stack: &LocalDeployment) -> String {
-    stack
-        .add_fault(
-            json!({"service": "entitlements", "action": "grant", "fault": "reject", "times": 1}),
-        )
-        .await
-        .unwrap();
-    stack
-        .add_fault(json!({"service": "payments", "action": "refund", "fault": "reject"}))
-        .await
-        .unwrap();
-    let id = submit(stack, 5, None).await;
-    let view = finish(stack, &id).await;
-    stack.clear_faults().await.unwrap();
-    assert_eq!(view["status"], "COMPENSATION_FAILED", "{view}");
-    // The charge could not be refunded, so it stands; the release was never reached or ran.
-    let ledger = stack.ledger(&id).await.unwrap();
+    let faults = [
+        fault("entitlements", "grant", "reject", json!({"times": 1})),
+        fault("payments", "refund", "reject", json!({})),
+    ];
+    let (id, ledger) = purchase_under_faults(stack, 5, &faults, "COMPENSATION_FAILED").await;
+    // The charge could not be refunded, so it stands; the stock was still released.
     assert_eq!(service(&ledger, "payments")["outstanding"], 1, "{ledger}");
+    assert_eq!(service(&ledger, "inventory")["outstanding"], 0, "{ledger}");
+    assert_eq!(
+        strings(&service(&ledger, "inventory")["compensations_applied"]),
+        ["release"],
+        "{ledger}"
+    );
     assert!(strings(&service(&ledger, "entitlements")["actions_applied"]).is_empty());
     id
 }
@@ -255,6 +297,8 @@ async fn every_scenario(stack: &LocalDeployment) -> String {
     happy_path(stack).await;
     permanent_failure_at_the_last_step_compensates(stack).await;
     transient_faults_and_rate_limits_still_complete(stack).await;
+    each_step_gets_its_own_retries(stack).await;
+    a_saas_down_past_a_steps_retries_compensates(stack).await;
     a_lost_response_does_not_double_the_effect(stack).await;
     let needs_human = a_compensation_failing_for_good_needs_a_human(stack).await;
     duplicate_submissions_get_one_saga_and_the_same_answer(stack).await;
@@ -297,77 +341,6 @@ async fn a_saga_needing_a_human_ends_in_the_dead_letter_queue(stack: &LocalDeplo
         .unwrap();
 }
 
-/// Number of messages in a queue (visible and in flight), as SQS reports it.
-async fn messages_in(stack: &LocalDeployment, queue_url: &str) -> u64 {
-    let attributes = aws_sdk_sqs::Client::new(stack.sdk())
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let count = |name| {
-        attributes
-            .attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-}
-
-/// sqs: a SaaS down for longer than the queue's maxReceiveCount deliveries leaves the saga
-/// unfinished and its message in the DLQ; once the SaaS is back, a redrive finishes it.
-async fn dead_letter_queue_then_redrive_to_completion(stack: &LocalDeployment) {
-    let dlq_url = stack
-        .output(outputs::DEAD_LETTER_QUEUE_URL)
-        .unwrap()
-        .to_owned();
-    stack
-        .add_fault(json!({"service": "payments", "action": "charge", "fault": "unavailable"}))
-        .await
-        .unwrap();
-    let id = submit(stack, 8, None).await;
-    let started = std::time::Instant::now();
-    while messages_in(stack, &dlq_url).await == 0 {
-        assert!(
-            started.elapsed() < SAGA_LIMIT,
-            "the message never reached the DLQ; saga: {}",
-            stack.status(&id).await.unwrap().body
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let stuck = stack.status(&id).await.unwrap().body;
-    assert!(
-        !sagaform_e2e::TERMINAL.contains(&stuck["status"].as_str().unwrap_or_default()),
-        "{stuck}"
-    );
-    let ledger = stack.ledger(&id).await.unwrap();
-    assert_eq!(
-        service(&ledger, "payments")["calls"]["charge"],
-        3,
-        "one charge attempt per receive, maxReceiveCount 3: {ledger}"
-    );
-
-    stack.clear_faults().await.unwrap();
-    let report = dead_letter_queue(stack)
-        .redrive(
-            &RedriveOptions {
-                method: RedriveMethod::ClientSide,
-                ..RedriveOptions::default()
-            },
-            &|_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(report.moved, 1, "{report:?}");
-    let view = finish(stack, &id).await;
-    assert_eq!(view["status"], "COMPLETED", "{view}");
-    assert_each_effect_once(&stack.ledger(&id).await.unwrap());
-    assert_eq!(messages_in(stack, &dlq_url).await, 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_on_aurora_runs_every_scenario() {
     let stack = start("orch-aurora", Pattern::Orchestrator, StoreKind::Aurora).await;
@@ -383,11 +356,10 @@ async fn orchestrator_on_dynamodb_runs_every_scenario() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_on_dynamodb_runs_every_scenario_and_redrives_its_dead_letter_queue() {
+async fn sqs_on_dynamodb_runs_every_scenario() {
     let stack = start("sqs-dynamodb", Pattern::Sqs, StoreKind::DynamoDb).await;
     let needs_human = every_scenario(&stack).await;
     a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
-    dead_letter_queue_then_redrive_to_completion(&stack).await;
     stack.shutdown().await.unwrap();
 }
 
@@ -399,11 +371,10 @@ async fn stepfunctions_on_dynamodb_runs_every_scenario() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_on_aurora_runs_every_scenario_and_redrives_its_dead_letter_queue() {
+async fn sqs_on_aurora_runs_every_scenario() {
     let stack = start("sqs-aurora", Pattern::Sqs, StoreKind::Aurora).await;
     let needs_human = every_scenario(&stack).await;
     a_saga_needing_a_human_ends_in_the_dead_letter_queue(&stack, &needs_human).await;
-    dead_letter_queue_then_redrive_to_completion(&stack).await;
     stack.shutdown().await.unwrap();
 }
 

@@ -513,12 +513,21 @@ fn render_state(saga: &SagaRecord, line: &mut impl FnMut(String)) {
     let width = saga.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for step in &saga.steps {
         let mut text = format!(
-            "  {:<width$}  {:<19}  attempts {}  updated {}",
+            "  {:<width$}  {:<19}  attempts {}",
             step.name,
             step.status.as_str(),
             step.attempts,
-            step.updated_at.as_deref().unwrap_or("-")
         );
+        if step.compensation_attempts > 0 {
+            text.push_str(&format!(
+                "  compensation attempts {}",
+                step.compensation_attempts
+            ));
+        }
+        text.push_str(&format!(
+            "  updated {}",
+            step.updated_at.as_deref().unwrap_or("-")
+        ));
         if let Some(error) = &step.error {
             text.push_str(&format!("  error: {error}"));
         }

@@ -5,9 +5,12 @@
 //! Shape, per step `s` in order: a Task `Execute s` with Retry on retryable errors only and a
 //! Catch of `States.ALL` into `Compensate s` with `ResultPath: $.error` (never `$`, which would
 //! drop the transaction id and request). The step that failed is compensated too, since it may
-//! have partly succeeded; compensations run in reverse order, are retried harder, and one that
-//! fails for good is caught into a `mark_failed` Task and a terminal Fail state. Every Task has
-//! `TimeoutSeconds`, and the execution as a whole a timeout no legitimate run can exceed.
+//! have partly succeeded; compensations run in reverse order and are retried harder. One that
+//! fails for good is caught into a `mark_failed` Task (its result at
+//! `$.compensation_failures.<step>`), and the earlier steps are still undone: compensations are
+//! independent. After the last one a Choice ends in `CompensationFailed` when any compensation
+//! failed, else in `Compensated`. Every Task has `TimeoutSeconds`, and the execution as a whole
+//! a timeout no legitimate run can exceed.
 
 pub use sagaform_contract::task::{ERROR_PATH, Operation, TaskPayloadTemplate};
 use std::time::Duration;
@@ -60,6 +63,11 @@ pub const COMPLETED_STATE: &str = "Completed";
 pub const COMPENSATED_STATE: &str = "Compensated";
 /// Name of the Fail state reached when a compensation failed for good.
 pub const COMPENSATION_FAILED_STATE: &str = "CompensationFailed";
+/// Name of the Choice state after the last compensation.
+pub const COMPENSATIONS_SETTLED_STATE: &str = "Compensations settled";
+/// Where a compensation that failed for good leaves its `mark_failed` result in the execution
+/// state, one key per step; the Choice after the last compensation tests its presence.
+pub const COMPENSATION_FAILURES_PATH: &str = "$.compensation_failures";
 
 /// A state machine definition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,6 +95,32 @@ pub enum State {
     Succeed(Succeed),
     /// Ends the execution as failed.
     Fail(Fail),
+    /// Goes on by the first rule that holds.
+    Choice(Choice),
+}
+
+/// A Choice state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Choice {
+    /// What it decides.
+    pub comment: String,
+    /// Rules in order.
+    pub choices: Vec<ChoiceRule>,
+    /// Where to go when no rule holds.
+    pub default: String,
+}
+
+/// A Choice rule testing whether a path is present in the state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChoiceRule {
+    /// The path tested.
+    pub variable: String,
+    /// Whether the rule holds when the path is present (`true`) or absent (`false`).
+    pub is_present: bool,
+    /// Where to go when it holds.
+    pub next: String,
 }
 
 /// A Task invoking the `step` function through the optimized Lambda integration.
@@ -233,9 +267,13 @@ impl Definition {
             let task = compensate_task(steps, index, task_timeout_seconds);
             states.insert(compensate_state(step), State::Task(task));
         }
+        states.insert(
+            COMPENSATIONS_SETTLED_STATE.to_owned(),
+            compensations_settled_state(),
+        );
         states.insert(COMPENSATED_STATE.to_owned(), compensated_state());
-        for step in steps.iter().rev() {
-            let task = mark_failed_task(step, task_timeout_seconds);
+        for (index, step) in steps.iter().enumerate().rev() {
+            let task = mark_failed_task(steps, index, task_timeout_seconds);
             states.insert(mark_failed_state(step), State::Task(task));
         }
         states.insert(
@@ -323,15 +361,22 @@ fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
     }
 }
 
+/// What follows the compensation of step `index` of `steps`, whether it succeeded or was marked
+/// failed: the previous step's compensation, or after the first step's the Choice that settles
+/// the saga.
+fn after_compensation(steps: &[Step], index: usize) -> String {
+    match index.checked_sub(1) {
+        Some(previous) => compensate_state(&steps[previous]),
+        None => COMPENSATIONS_SETTLED_STATE.to_owned(),
+    }
+}
+
 /// The Task undoing step `index` of `steps`: on success it goes to the previous step's
-/// compensation (or `Compensated`), on a failure that retries did not cure to marking the saga
-/// COMPENSATION_FAILED.
+/// compensation (or the settling Choice), on a failure that retries did not cure to marking the
+/// step's compensation failed.
 fn compensate_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
     let step = &steps[index];
-    let next = match index.checked_sub(1) {
-        Some(previous) => compensate_state(&steps[previous]),
-        None => COMPENSATED_STATE.to_owned(),
-    };
+    let next = after_compensation(steps, index);
     Task {
         comment: format!(
             "{} on {}: undoes {}",
@@ -348,27 +393,46 @@ fn compensate_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
     }
 }
 
-/// The Task recording COMPENSATION_FAILED after `step`'s compensation failed for good; it ends
-/// in `CompensationFailed` whether the record succeeds or not.
-fn mark_failed_task(step: &Step, timeout_seconds: u64) -> Task {
+/// The Task recording that step `index`'s compensation failed for good; whether the record
+/// succeeds or not, its result lands under [`COMPENSATION_FAILURES_PATH`] and the earlier steps
+/// are still undone.
+fn mark_failed_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
+    let step = &steps[index];
+    let result_path = format!("{COMPENSATION_FAILURES_PATH}.{}", step.name);
+    let next = after_compensation(steps, index);
     Task {
         comment: format!(
-            "records COMPENSATION_FAILED after {} could not be undone",
+            "records that {} could not be undone; the earlier steps are still undone",
             step.name
         ),
         resource: "arn:aws:states:::lambda:invoke".to_owned(),
         parameters: parameters(Operation::MarkFailed, step),
         result_selector: result_selector(),
-        result_path: "$.mark_failed".to_owned(),
+        result_path: result_path.clone(),
         timeout_seconds,
         retry: retriers(&step.compensation_retry),
         catch: vec![Catcher {
             error_equals: vec!["States.ALL".to_owned()],
-            result_path: "$.mark_failed_error".to_owned(),
+            result_path,
+            next: next.clone(),
+        }],
+        next,
+    }
+}
+
+/// The Choice after the last compensation: `CompensationFailed` when a compensation failed for
+/// good, else `Compensated`.
+fn compensations_settled_state() -> State {
+    State::Choice(Choice {
+        comment: "Every compensation has run: a human is needed when one failed for good."
+            .to_owned(),
+        choices: vec![ChoiceRule {
+            variable: COMPENSATION_FAILURES_PATH.to_owned(),
+            is_present: true,
             next: COMPENSATION_FAILED_STATE.to_owned(),
         }],
-        next: COMPENSATION_FAILED_STATE.to_owned(),
-    }
+        default: COMPENSATED_STATE.to_owned(),
+    })
 }
 
 /// The Fail state of a saga whose failed step and earlier steps were all undone.
@@ -386,7 +450,8 @@ fn compensation_failed_state() -> State {
     State::Fail(Fail {
         comment: "A compensation failed for good: a human must finish the saga.".to_owned(),
         error: "CompensationFailed".to_owned(),
-        cause: "a compensation failed after all its retries; see the runbook".to_owned(),
+        cause: "a compensation failed after all its retries (the others ran); see the runbook"
+            .to_owned(),
     })
 }
 

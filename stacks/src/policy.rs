@@ -15,6 +15,9 @@ use crate::cfn::iam::PolicyDocument;
 use crate::cfn::{DeletionPolicy, Expr, Properties, Resource, Template};
 use crate::config::EnvConfig;
 
+/// The largest `maxReceiveCount` SQS accepts in a redrive policy.
+const SQS_MAX_RECEIVE_COUNT: u32 = 1000;
+
 /// One broken rule, naming the resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyViolation {
@@ -22,6 +25,11 @@ pub enum PolicyViolation {
     QueueWithoutDlq { queue: String },
     /// A DLQ nobody is alerted about.
     DlqWithoutAlarm { queue: String },
+    /// A redrive policy's `maxReceiveCount` above what SQS accepts (1000).
+    MaxReceiveCountTooHigh {
+        queue: String,
+        max_receive_count: u32,
+    },
     /// A function without an explicit log group of the stack.
     FunctionWithoutLogGroup { function: String },
     /// A log group that keeps events forever.
@@ -55,6 +63,13 @@ pub enum PolicyViolation {
 impl fmt::Display for PolicyViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PolicyViolation::MaxReceiveCountTooHigh {
+                queue,
+                max_receive_count,
+            } => write!(
+                f,
+                "queue `{queue}` would need maxReceiveCount {max_receive_count} (the saga's redelivery budget plus `[queue] max_receive_count`), above the SQS limit of {SQS_MAX_RECEIVE_COUNT}: lower `max_receive_count` or the saga's retries"
+            ),
             PolicyViolation::QueueWithoutDlq { queue } => write!(
                 f,
                 "queue `{queue}` has no RedrivePolicy to a dead-letter queue"
@@ -203,6 +218,14 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
         .map(|(id, _)| id)
         .collect();
     for (id, _, queue) in &queues {
+        if let Some(policy) = &queue.redrive_policy
+            && policy.max_receive_count > SQS_MAX_RECEIVE_COUNT
+        {
+            violations.push(PolicyViolation::MaxReceiveCountTooHigh {
+                queue: (*id).to_owned(),
+                max_receive_count: policy.max_receive_count,
+            });
+        }
         if dead_letter_queues.contains(id) {
             if !has_alarm_on(
                 template,

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use sagaform_saga::{Action, PURCHASE, RetryPolicy, Saga, Step};
 use sagaform_stacks::asl::{
-    COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPLETED_STATE, Definition, INVOKE_MARGIN,
-    LAMBDA_ERROR_RETRY, LAMBDA_SERVICE_ERRORS, Operation, RETRYABLE_ERRORS,
-    STEP_FUNCTION_ARN_VARIABLE, State, Task, compensate_state, execute_state, mark_failed_state,
+    COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPENSATION_FAILURES_PATH,
+    COMPENSATIONS_SETTLED_STATE, COMPLETED_STATE, Definition, INVOKE_MARGIN, LAMBDA_ERROR_RETRY,
+    LAMBDA_SERVICE_ERRORS, Operation, RETRYABLE_ERRORS, STEP_FUNCTION_ARN_VARIABLE, State, Task,
+    compensate_state, execute_state, mark_failed_state,
 };
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,14 +79,14 @@ fn a_failure_compensates_the_failing_step_then_earlier_ones_in_reverse() {
             "Compensate stock"
         ]
     );
-    // After compensating payment: stock, then the terminal Fail.
+    // After compensating payment: stock, then the Choice that ends the execution.
     assert_eq!(
         task(&definition, "Compensate payment").next,
         "Compensate stock"
     );
     assert_eq!(
         task(&definition, "Compensate stock").next,
-        COMPENSATED_STATE
+        COMPENSATIONS_SETTLED_STATE
     );
     // A failure at the last step undoes every step, last first.
     let last = PURCHASE.steps.last().unwrap();
@@ -215,9 +216,9 @@ fn compensations_are_retried_harder_than_actions() {
 }
 
 #[test]
-fn a_failed_compensation_is_marked_then_fails_the_execution() {
+fn a_failed_compensation_is_marked_and_the_earlier_steps_are_still_undone() {
     let definition = purchase();
-    for step in PURCHASE.steps {
+    for (index, step) in PURCHASE.steps.iter().enumerate() {
         let mark = mark_failed_state(step);
         assert_eq!(
             task(&definition, &compensate_state(step)).catch[0].next,
@@ -229,18 +230,43 @@ fn a_failed_compensation_is_marked_then_fails_the_execution() {
             Operation::MarkFailed
         );
         assert_eq!(mark_task.parameters.payload.step, step.name);
-        assert_eq!(mark_task.next, COMPENSATION_FAILED_STATE);
-        assert_eq!(mark_task.catch[0].next, COMPENSATION_FAILED_STATE);
+        // Marked or not (the record may fail), the previous step is undone next.
+        let after = match index.checked_sub(1) {
+            Some(previous) => compensate_state(&PURCHASE.steps[previous]),
+            None => COMPENSATIONS_SETTLED_STATE.to_owned(),
+        };
+        assert_eq!(mark_task.next, after);
+        assert_eq!(mark_task.catch[0].next, after);
+        let failure = format!("{COMPENSATION_FAILURES_PATH}.{}", step.name);
+        assert_eq!(mark_task.result_path, failure);
+        assert_eq!(mark_task.catch[0].result_path, failure);
     }
+    // The Choice fails the execution as CompensationFailed once any compensation failed.
+    let State::Choice(settled) = &definition.states[COMPENSATIONS_SETTLED_STATE] else {
+        panic!("{COMPENSATIONS_SETTLED_STATE} is not a Choice");
+    };
+    assert_eq!(settled.choices.len(), 1);
+    assert_eq!(settled.choices[0].variable, COMPENSATION_FAILURES_PATH);
+    assert!(settled.choices[0].is_present);
+    assert_eq!(settled.choices[0].next, COMPENSATION_FAILED_STATE);
+    assert_eq!(settled.default, COMPENSATED_STATE);
     assert!(matches!(
         definition.states[COMPENSATION_FAILED_STATE],
         State::Fail(_)
     ));
-    // Every failure path ends in a Fail state.
-    for step in PURCHASE.steps {
+    // Every failure path, with every compensation failing, reaches the Choice having visited
+    // every compensation of the failed step and the earlier ones.
+    for (index, step) in PURCHASE.steps.iter().enumerate() {
         let path = failure_path(&definition, &execute_state(step));
-        let end = path.last().unwrap();
-        assert!(matches!(definition.states[end], State::Fail(_)), "{path:?}");
+        assert_eq!(
+            path.last().unwrap(),
+            COMPENSATIONS_SETTLED_STATE,
+            "{path:?}"
+        );
+        for earlier in &PURCHASE.steps[..=index] {
+            assert!(path.contains(&compensate_state(earlier)), "{path:?}");
+            assert!(path.contains(&mark_failed_state(earlier)), "{path:?}");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{self, EnvConfig, FunctionRole};
 use sagaform_stacks::synth::{self, Selection};
@@ -206,9 +207,12 @@ fn sqs_prod_dead_letter_queue_keeps_messages_14_days_and_takes_only_the_work_que
     let t = generate(Pattern::Sqs, "prod");
     let work = &t.resource("WorkQueue")["Properties"];
     let redrive = &work["RedrivePolicy"];
+    // The poison bound on top of every retry of every step (the worker counts those itself).
     assert_eq!(
         redrive["maxReceiveCount"].as_u64(),
-        Some(u64::from(t.env.queue.max_receive_count))
+        Some(u64::from(
+            t.env.queue.max_receive_count + PURCHASE.redelivery_budget()
+        ))
     );
     let (tag, target) = intrinsic(&redrive["deadLetterTargetArn"]).expect("DLQ ARN is a GetAtt");
     assert_eq!(

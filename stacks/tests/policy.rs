@@ -53,6 +53,24 @@ fn queue_without_dlq_is_reported() {
 }
 
 #[test]
+fn a_receive_count_above_the_sqs_limit_is_reported() {
+    let env = example_env("staging");
+    let mut template = built(Pattern::Sqs, &env);
+    let Properties::Queue(queue) = properties(&mut template, "WorkQueue") else {
+        panic!()
+    };
+    queue.redrive_policy.as_mut().unwrap().max_receive_count = 1001;
+    let violations = check_policies(&template, &env);
+    assert!(
+        violations.contains(&PolicyViolation::MaxReceiveCountTooHigh {
+            queue: "WorkQueue".into(),
+            max_receive_count: 1001
+        }),
+        "{violations:?}"
+    );
+}
+
+#[test]
 fn dlq_without_alarm_is_reported() {
     let env = example_env("staging");
     let mut template = built(Pattern::Sqs, &env);

@@ -2,6 +2,7 @@
 
 mod common;
 
+use sagaform_saga::PURCHASE;
 use sagaform_stacks::Pattern;
 use sagaform_stacks::cfn::{Expr, Properties};
 use sagaform_stacks::fixtures::example_env;
@@ -38,7 +39,17 @@ fn sqs_has_work_queue_dlq_and_a_partial_batch_mapping() {
             .dead_letter_target_arn
             .is_get_att_of("DeadLetterQueue", "Arn")
     );
-    assert_eq!(redrive.max_receive_count, env.queue.max_receive_count);
+    // Each step's retries are redeliveries the worker counts on the step: the queue lets
+    // all of them through, then `max_receive_count` more before a message is poison.
+    assert_eq!(
+        redrive.max_receive_count,
+        PURCHASE.max_receive_count(env.queue.max_receive_count)
+    );
+    assert_eq!(
+        redrive.max_receive_count,
+        env.queue.max_receive_count + 24,
+        "three steps of three action and five compensation retries"
+    );
     let Properties::EventSourceMapping(mapping) =
         &template.resources["WorkerEventSourceMapping"].properties
     else {

@@ -70,6 +70,15 @@ impl Dispatch {
         }
     }
 
+    /// What the saga is handed to, in words: `work queue`, `state machine`, or `API itself`.
+    pub fn target(&self) -> &'static str {
+        match self {
+            Self::InRequest(_) => "API itself",
+            Self::Queue { .. } => "work queue",
+            Self::StateMachine { .. } => "state machine",
+        }
+    }
+
     /// Hands `record` to the queue or the state machine; nothing to do for the orchestrator.
     pub async fn hand_over(&self, record: &SagaRecord) -> Result<(), DispatchError> {
         let transaction_id = record.transaction_id.as_str();

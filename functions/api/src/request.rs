@@ -1,9 +1,11 @@
 //! What `POST /transactions` accepts: the body (decoded, bounded, parsed and validated field by
-//! field) and the optional `Idempotency-Key` header.
+//! field), the optional `Idempotency-Key` header, and who sent it (the caller API Gateway
+//! authenticated, to whom the key belongs).
 //!
 //! Validation happens before anything is written, so bad input is answered with a 400 naming the
 //! field and the reason and leaves no trace in the stores.
 
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::http::HeaderMap;
 use base64::Engine as _;
 use serde::Serialize;
@@ -200,6 +202,36 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, FieldError
     Ok(Some(key.to_owned()))
 }
 
+/// The caller API Gateway authenticated, to whom an idempotency key belongs: the JWT's issuer
+/// and subject, or the IAM principal (for an assumed role, the role: its session names change
+/// with every credential refresh, and a retry must find its first attempt). `None` when the
+/// route has no authorizer, as on the local env.
+pub fn caller(request: &ApiGatewayV2httpRequest) -> Option<String> {
+    let authorizer = request.request_context.authorizer.as_ref()?;
+    if let Some(jwt) = &authorizer.jwt
+        && let Some(subject) = jwt.claims.get("sub")
+    {
+        let issuer = jwt.claims.get("iss").map_or("", String::as_str);
+        return Some(format!("jwt:{issuer}:{subject}"));
+    }
+    let iam = authorizer.iam.as_ref()?;
+    let principal = iam.user_arn.as_deref().or(iam.caller_id.as_deref())?;
+    Some(format!("iam:{}", iam_principal(principal)))
+}
+
+/// The principal of an IAM caller: an assumed role's session ARN
+/// (`arn:aws:sts::1:assumed-role/Role/session`) becomes the role's (`...assumed-role/Role`);
+/// anything else stays as it is.
+fn iam_principal(arn: &str) -> &str {
+    match arn.split_once(":assumed-role/") {
+        Some((_, role_and_session)) => match role_and_session.split_once('/') {
+            Some((role, _session)) => &arn[..arn.len() - role_and_session.len() + role.len()],
+            None => arn,
+        },
+        None => arn,
+    }
+}
+
 fn collect<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
     result.map_err(|e| errors.push(e)).ok()
 }
@@ -392,6 +424,42 @@ mod tests {
                 .reason
                 .starts_with("required")
         );
+    }
+
+    fn request_with_authorizer(authorizer: Value) -> ApiGatewayV2httpRequest {
+        let mut request = ApiGatewayV2httpRequest::default();
+        request.request_context.authorizer =
+            Some(serde_json::from_value(authorizer).expect("an authorizer description"));
+        request
+    }
+
+    #[test]
+    fn the_caller_is_the_jwt_subject_or_the_iam_principal_and_none_without_authorizer() {
+        let jwt = request_with_authorizer(serde_json::json!({
+            "jwt": {"claims": {"sub": "player-7", "iss": "https://auth.example.com/"}, "scopes": null}
+        }));
+        assert_eq!(
+            caller(&jwt).as_deref(),
+            Some("jwt:https://auth.example.com/:player-7")
+        );
+        let user = request_with_authorizer(serde_json::json!({
+            "iam": {"userArn": "arn:aws:iam::123456789012:user/checkout", "callerId": "AIDA1"}
+        }));
+        assert_eq!(
+            caller(&user).as_deref(),
+            Some("iam:arn:aws:iam::123456789012:user/checkout")
+        );
+        for session in ["s-1", "s-2"] {
+            let role = request_with_authorizer(serde_json::json!({
+                "iam": {"userArn": format!("arn:aws:sts::123456789012:assumed-role/checkout-svc/{session}")}
+            }));
+            assert_eq!(
+                caller(&role).as_deref(),
+                Some("iam:arn:aws:sts::123456789012:assumed-role/checkout-svc"),
+                "one role, whatever its session"
+            );
+        }
+        assert_eq!(caller(&ApiGatewayV2httpRequest::default()), None);
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub fn status_url(path_prefix: &str, transaction_id: &str) -> String {
 }
 
 /// A saga as `GET /transactions/{id}` shows it: status, error, and each step's status, attempts
-/// and time of its last change. The request itself is not echoed.
+/// of its action and of its compensation, and time of its last change. The request itself is not echoed.
 pub fn saga_view(record: &SagaRecord, status_url: &str) -> Value {
     let steps: Vec<Value> = record
         .steps
@@ -152,6 +152,7 @@ pub fn saga_view(record: &SagaRecord, status_url: &str) -> Value {
                 "name": step.name,
                 "status": step.status.as_str(),
                 "attempts": step.attempts,
+                "compensation_attempts": step.compensation_attempts,
                 "error": step.error,
                 "updated_at": step.updated_at,
             })

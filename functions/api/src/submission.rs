@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::Context;
 use sagaform_runtime::errors::{IdempotencyError, StoreError};
-use sagaform_runtime::model::{epoch_millis, new_transaction_id};
+use sagaform_runtime::idempotency::caller_scoped_key;
+use sagaform_runtime::model::{epoch_millis, new_transaction_id, now_rfc3339};
 use sagaform_runtime::store::{ClaimOutcome, IdempotencyCompletion};
 use sagaform_runtime::{IdempotencyStore, SagaRecord, SagaStatus, SagaStore};
 use sagaform_saga::PURCHASE;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use tracing::{Span, error, info, warn};
 
 use crate::dispatch::Dispatch;
-use crate::request::{decode_body, idempotency_key, parse_purchase};
+use crate::request::{caller, decode_body, idempotency_key, parse_purchase};
 use crate::response::HttpResponse;
 use crate::response::{REPLAYED_HEADER, accepted, error, finished_saga, status_url};
 use crate::{Api, KEY_PREFIX, in_progress, refuse, store_failure};
@@ -52,6 +53,10 @@ impl KeyRecord {
     }
 }
 
+/// Hand-overs tried before a saga is abandoned, and the pause before the second (then twice it).
+const HAND_OVER_ATTEMPTS: u32 = 3;
+const HAND_OVER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Api {
     /// `POST /transactions`.
     pub(crate) async fn create(
@@ -86,33 +91,36 @@ impl Api {
                     .await
             }
             Some(key) => {
-                self.start_idempotent(&key, payload, deadline, respond_by, prefix)
+                // The key is the caller's own: another caller's same key is another request.
+                let stored_key = caller_scoped_key(KEY_PREFIX, caller(request).as_deref(), &key);
+                self.start_idempotent(&stored_key, payload, deadline, respond_by, prefix)
                     .await
             }
         }
     }
 
-    /// Claims the client's key, then starts a saga, replays the first answer, or refuses.
+    /// Claims the client's key (as stored: scoped to its caller), then starts a saga, replays
+    /// the first answer, or refuses.
     pub(crate) async fn start_idempotent(
         &self,
-        key: &str,
+        stored_key: &str,
         payload: Value,
         deadline: SystemTime,
         respond_by: Instant,
         prefix: &str,
     ) -> HttpResponse {
-        let stored_key = format!("{KEY_PREFIX}{key}");
         match self
             .idempotency()
-            .claim(&stored_key, &payload, deadline)
+            .claim(stored_key, &payload, deadline)
             .await
         {
             Ok(ClaimOutcome::Claimed) => {
-                self.start(payload, Some(&stored_key), deadline, respond_by, prefix)
+                self.start(payload, Some(stored_key), deadline, respond_by, prefix)
                     .await
             }
             Ok(ClaimOutcome::Completed(stored)) => {
-                self.replay(&stored, deadline, respond_by, prefix).await
+                self.replay(stored_key, &stored, deadline, respond_by, prefix)
+                    .await
             }
             Err(IdempotencyError::InProgress(_)) => {
                 info!("a request with this Idempotency-Key is in progress");
@@ -140,7 +148,7 @@ impl Api {
         respond_by: Instant,
         prefix: &str,
     ) -> HttpResponse {
-        let record = SagaRecord::new(&PURCHASE, new_transaction_id(), payload);
+        let mut record = SagaRecord::new(&PURCHASE, new_transaction_id(), payload);
         let transaction_id = record.transaction_id.clone();
         Span::current().record("transaction_id", transaction_id.as_str());
         let url = status_url(prefix, &transaction_id);
@@ -150,16 +158,20 @@ impl Api {
                 Some(accepted(&transaction_id, &url))
             }
         };
-        let created = match key {
-            Some(key) => {
-                let pointer = KeyRecord {
-                    transaction_id: transaction_id.clone(),
-                    owner_deadline_ms: epoch_millis(deadline),
-                    answer: answer.clone(),
-                };
+        // What the key will point at: this saga, and the answer to replay.
+        let pointer = key.map(|key| {
+            let pointer = KeyRecord {
+                transaction_id: transaction_id.clone(),
+                owner_deadline_ms: epoch_millis(deadline),
+                answer: answer.clone(),
+            };
+            (key, pointer.to_value())
+        });
+        let created = match &pointer {
+            Some((key, pointer)) => {
                 let completion = IdempotencyCompletion {
                     key,
-                    response: &pointer.to_value(),
+                    response: pointer,
                     expiration: self.idempotency().expiration(),
                 };
                 self.store
@@ -168,6 +180,9 @@ impl Api {
             }
             None => self.store.create(&record).await,
         };
+        if let Ok(version) = created {
+            record.version = version;
+        }
         if let Err(e) = created {
             if let (Some(key), false) = (key, matches!(e, StoreError::IdempotencyNotInProgress(_)))
             {
@@ -190,36 +205,101 @@ impl Api {
                 self.answer_or_resume_later(outcome, &transaction_id, &url)
                     .await
             }
-            (_, Some(answer)) => self.hand_over(&record, answer).await,
+            (_, Some(answer)) => {
+                let key = pointer.as_ref().map(|(key, pointer)| (*key, pointer));
+                self.hand_over(&record, answer, key).await
+            }
             // Only the orchestrator has no answer before running.
             (_, None) => error(500, "internal_error", "no answer for a handed-over saga"),
         }
     }
 
     /// Hands a recorded saga to the queue or state machine and answers `answer` (202).
+    ///
+    /// A hand-over that keeps failing is tried [`HAND_OVER_ATTEMPTS`] times; then the saga is
+    /// abandoned (see [`Api::abandon`]) rather than left PENDING with nothing to run it, and the
+    /// client is told to try again (503). `key` is the client's key with what it points at: it
+    /// is forgotten with the abandoned saga, so a retry with it starts afresh.
     pub(crate) async fn hand_over(
         &self,
         record: &SagaRecord,
         answer: HttpResponse,
+        key: Option<(&str, &Value)>,
     ) -> HttpResponse {
-        match self.dispatch.hand_over(record).await {
-            Ok(()) => answer,
+        let mut attempt = 1;
+        let failure = loop {
+            match self.dispatch.hand_over(record).await {
+                Ok(()) => return answer,
+                Err(e) if attempt >= HAND_OVER_ATTEMPTS => break e,
+                Err(e) => {
+                    warn!(error = %e, attempt, "the saga could not be handed over; trying again");
+                    tokio::time::sleep(HAND_OVER_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+            }
+        };
+        let url = answer.header("location").unwrap_or_default().to_owned();
+        match self.abandon(record, &failure.to_string(), key).await {
+            Ok(true) => {
+                error!(error = %failure, "the saga could not be handed over: abandoned before anything ran");
+            }
+            // Another writer moved the saga on: the hand-over landed after all (its answer was
+            // lost), and the saga runs.
+            Ok(false) => {
+                warn!(error = %failure, "the hand-over failed but the saga runs: it landed after all");
+                return answer;
+            }
             Err(e) => {
-                error!(error = %e, "saga recorded but not handed over; it stays PENDING until a retry with the same Idempotency-Key");
-                let url = answer.header("location").unwrap_or_default().to_owned();
-                let mut failed = error(503, "dispatch_failed", e.to_string())
-                    .with_header("retry-after", "1")
-                    .with_header("location", url.clone());
-                failed.body["transaction_id"] = json!(record.transaction_id);
-                failed.body["status_url"] = json!(url);
-                failed
+                error!(error = %failure, abandon_error = %e, "the saga could not be handed over nor abandoned; it stays PENDING until a retry with the same Idempotency-Key");
             }
         }
+        let mut failed = error(503, "dispatch_failed", failure.to_string())
+            .with_header("retry-after", "1")
+            .with_header("location", url.clone());
+        failed.body["transaction_id"] = json!(record.transaction_id);
+        failed.body["status_url"] = json!(url);
+        failed
+    }
+
+    /// Ends a saga that could not be handed over before anything ran: it becomes COMPENSATED
+    /// (nothing to undo) with an error saying so, in a conditional write on the version the API
+    /// created, and its key (when it had one) is forgotten, so a retry with it starts a new
+    /// saga. Returns `false` when the saga had moved on: the hand-over landed after all. A
+    /// message or execution of the abandoned saga that arrives late finds it finished and runs
+    /// nothing.
+    async fn abandon(
+        &self,
+        record: &SagaRecord,
+        reason: &str,
+        key: Option<(&str, &Value)>,
+    ) -> Result<bool, StoreError> {
+        let mut abandoned = record.clone();
+        abandoned.status = SagaStatus::Compensated;
+        abandoned.error = Some(format!(
+            "not started: the saga could not be handed to the {} ({reason}); nothing ran",
+            self.dispatch.target()
+        ));
+        abandoned.updated_at = now_rfc3339();
+        match self.store.transition(&abandoned).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Some((key, pointer)) = key {
+            let completion = IdempotencyCompletion {
+                key,
+                response: pointer,
+                expiration: self.idempotency().expiration(),
+            };
+            self.store.forget(&completion).await?;
+        }
+        Ok(true)
     }
 
     /// Answers a repeat of a request whose saga is recorded.
     pub(crate) async fn replay(
         &self,
+        stored_key: &str,
         stored: &Value,
         deadline: SystemTime,
         respond_by: Instant,
@@ -265,7 +345,9 @@ impl Api {
                 if record.status == SagaStatus::Pending {
                     // The first attempt may have died before handing the saga over; handing it
                     // over again is harmless (see the dispatch module).
-                    let handed = self.hand_over(&record, answer).await;
+                    let handed = self
+                        .hand_over(&record, answer, Some((stored_key, stored)))
+                        .await;
                     if handed.status < 500 {
                         handed.with_header(REPLAYED_HEADER, "true")
                     } else {

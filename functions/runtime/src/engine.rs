@@ -7,13 +7,17 @@
 //! `{transaction_id}:{step}:{action}`, which the downstream service applies once. So a crash at
 //! any point neither skips nor repeats a step's effect. The decision to compensate is stored
 //! (COMPENSATING) before the first compensation runs, so a resumed saga never goes forward again
-//! after compensating started.
+//! after compensating started. Compensations are independent of each other: one that fails for
+//! good is recorded and the earlier steps are still undone; the saga then ends
+//! COMPENSATION_FAILED naming every step a human must settle.
 //!
 //! Three ways to drive it, one per pattern:
 //! - [`Engine::run`] (orchestrator): the whole saga in-process, retrying each call under its
 //!   step's [`RetryPolicy`](sagaform_saga::RetryPolicy) until a deadline;
 //! - [`Engine::advance`] (SQS worker): as far as it gets with one call per step and invocation;
-//!   a retryable failure is returned so the queue redelivers;
+//!   a retryable failure is stored on its step and returned so the queue redelivers, and the
+//!   stored attempts of that call (not the message's receive count, which spans the whole saga)
+//!   say when its retries are used up;
 //! - [`Engine::execute_step`], [`Engine::compensate_step`], [`Engine::mark_failed`] (Step
 //!   Functions): one step operation per task, retries and branching left to the state machine.
 //!
@@ -34,7 +38,9 @@ use serde_json::Value;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::errors::{EngineError, StoreError};
-use crate::model::{SagaRecord, SagaStatus, StepStatus, new_transaction_id, now_rfc3339};
+use crate::model::{
+    SagaRecord, SagaStatus, StepRecord, StepStatus, new_transaction_id, now_rfc3339,
+};
 use crate::store::SagaStore;
 
 /// One downstream call of a step's action or compensation; [`SaasClient`] in production, a
@@ -83,9 +89,34 @@ impl<C: StepCaller> StepCaller for std::sync::Arc<C> {
 enum Retries {
     /// The engine, in-process, under the step's policy (orchestrator).
     InProcess,
-    /// The queue, by redelivering; `delivery` is the 1-based receive count. Once it exceeds
-    /// the step's retries, a retryable failure counts as exhausted.
-    Redelivery { delivery: u32 },
+    /// The queue, by redelivering the saga's message. Each failed attempt is stored on its step,
+    /// and a retryable failure counts as exhausted once the stored attempts of that call exceed
+    /// its policy's retries.
+    Redelivery,
+}
+
+/// Which of a step's two calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Action,
+    Compensation,
+}
+
+impl CallKind {
+    /// The stored attempts of this call on `step`.
+    fn attempts(self, step: &StepRecord) -> u32 {
+        match self {
+            CallKind::Action => step.attempts,
+            CallKind::Compensation => step.compensation_attempts,
+        }
+    }
+
+    fn attempts_mut(self, step: &mut StepRecord) -> &mut u32 {
+        match self {
+            CallKind::Action => &mut step.attempts,
+            CallKind::Compensation => &mut step.compensation_attempts,
+        }
+    }
 }
 
 /// What became of a call, once retries are settled.
@@ -101,8 +132,9 @@ enum Called {
 struct GivenUp {
     step_status: StepStatus,
     step_error: String,
-    saga_status: SagaStatus,
-    saga_error: String,
+    /// What the saga becomes, with its error; `None` when the compensations settle it
+    /// ([`settle_compensation`]).
+    saga: Option<(SagaStatus, String)>,
     consequence: &'static str,
 }
 
@@ -112,24 +144,22 @@ impl GivenUp {
         GivenUp {
             step_status: StepStatus::Failed,
             step_error: error.to_string(),
-            saga_status: SagaStatus::Compensating,
-            saga_error: format!("step {} {} failed: {error}", step.name, step.action.name),
+            saga: Some((
+                SagaStatus::Compensating,
+                format!("step {} {} failed: {error}", step.name, step.action.name),
+            )),
             consequence: "step failed for good; compensating",
         }
     }
 
-    /// The compensation of `step` failed for good: the saga is COMPENSATION_FAILED and needs a
-    /// human.
-    fn compensation(step: &Step, error: &SaasError) -> Self {
+    /// The compensation of a step failed for good: the step needs a human, and the earlier
+    /// steps are still undone before the saga ends COMPENSATION_FAILED.
+    fn compensation(error: &SaasError) -> Self {
         GivenUp {
             step_status: StepStatus::CompensationFailed,
             step_error: format!("compensation: {error}"),
-            saga_status: SagaStatus::CompensationFailed,
-            saga_error: format!(
-                "compensation {} of step {} failed: {error}",
-                step.compensation.name, step.name
-            ),
-            consequence: "saga needs a human: compensation failed",
+            saga: None,
+            consequence: "compensation failed for good: the step needs a human; the earlier steps are still undone",
         }
     }
 }
@@ -145,6 +175,8 @@ enum Next {
     /// Nothing left to call; only the status is behind (a record written by an older engine or
     /// by hand).
     Settle(SagaStatus),
+    /// Every compensation has ended; only the status is behind, as for `Settle`.
+    SettleCompensation,
 }
 
 /// Runs one saga definition against a state store and a downstream caller.
@@ -214,17 +246,17 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
             .await
     }
 
-    /// SQS worker: advances the saga as far as it goes with one call per step, for the
-    /// `delivery`-th receive of its message (1-based). A retryable failure is returned (the
-    /// message comes back) until the step's retries are used up, then it counts as permanent and
-    /// the saga compensates. Returns the record once it is finished.
+    /// SQS worker: advances the saga as far as it goes with one call per step. A retryable
+    /// failure is stored on its step and returned (the message comes back) until that call's
+    /// stored attempts use up its retries; then it counts as failed for good: an action's
+    /// failure compensates, a compensation's leaves the step to a human. Returns the record
+    /// once it is finished.
     pub async fn advance(
         &self,
         transaction_id: &str,
         deadline: Instant,
-        delivery: u32,
     ) -> Result<SagaRecord, EngineError> {
-        self.drive(transaction_id, Retries::Redelivery { delivery }, deadline)
+        self.drive(transaction_id, Retries::Redelivery, deadline)
             .instrument(self.span(transaction_id, "advance"))
             .await
     }
@@ -286,6 +318,12 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         async {
             let (mut record, index) = self.load_step(transaction_id, step).await?;
             if already(&record, index, StepStatus::Compensated) {
+                return Ok(record);
+            }
+            if record.status == SagaStatus::Compensated {
+                // Nothing of it stands (a saga abandoned before it was handed over, whose
+                // execution started after all): the compensations that follow undo nothing.
+                info!(step, "the saga is already compensated; nothing to undo");
                 return Ok(record);
             }
             self.enter_compensation(&mut record, index, error).await?;
@@ -355,14 +393,17 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 Err(EngineError::Step {
                     step: call.step.name,
                     action: call.action.name,
+                    attempt: 1,
                     source: error,
                 })
             }
         }
     }
 
-    /// Step Functions `mark_failed`: a compensation of `step` failed for good; the saga becomes
-    /// COMPENSATION_FAILED and needs a human. Repeating it changes nothing.
+    /// Step Functions `mark_failed`: the compensation of `step` failed for good. The step needs
+    /// a human; the saga stays COMPENSATING while earlier steps are still to be undone (the
+    /// state machine goes on with them) and ends COMPENSATION_FAILED after the last. Repeating
+    /// it changes nothing.
     pub async fn mark_failed(
         &self,
         transaction_id: &str,
@@ -371,32 +412,33 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
     ) -> Result<SagaRecord, EngineError> {
         async {
             let (mut record, index) = self.load_step(transaction_id, step).await?;
-            match record.status {
-                SagaStatus::CompensationFailed => return Ok(record),
-                SagaStatus::Completed | SagaStatus::Compensated => {
-                    return Err(invalid(
-                        &record,
-                        format!(
-                            "cannot mark step {step} failed: the saga is {}",
-                            record.status
-                        ),
-                    ));
-                }
-                SagaStatus::Pending | SagaStatus::Running | SagaStatus::Compensating => {}
+            if record.steps[index].status == StepStatus::CompensationFailed {
+                return Ok(record);
+            }
+            if matches!(
+                record.status,
+                SagaStatus::Completed | SagaStatus::Compensated
+            ) {
+                return Err(invalid(
+                    &record,
+                    format!(
+                        "cannot mark step {step} failed: the saga is {}",
+                        record.status
+                    ),
+                ));
             }
             let reason = error.unwrap_or_else(|| format!("compensation of step {step} failed"));
-            let now = now_rfc3339();
             let failed = &mut record.steps[index];
             failed.status = StepStatus::CompensationFailed;
-            failed.error = Some(reason.clone());
-            failed.updated_at = Some(now);
-            record.status = SagaStatus::CompensationFailed;
-            record.error = Some(reason);
+            failed.error = Some(format!("compensation: {reason}"));
+            failed.updated_at = Some(now_rfc3339());
+            self.settle_compensation(&mut record);
             self.save(&mut record).await?;
             warn!(
                 step,
-                error = record.error.as_deref().unwrap_or_default(),
-                "saga needs a human: compensation failed"
+                error = reason,
+                status = %record.status,
+                "compensation failed for good: the step needs a human; the earlier steps are still undone"
             );
             Ok(record)
         }
@@ -478,20 +520,24 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         Ok(())
     }
 
-    /// Stores a failed attempt of step `index`'s action that is to be retried by a later
-    /// invocation (the sqs pattern's redelivery), so the saga's status shows the attempts made
-    /// and the last error while it waits; the step stays PENDING.
+    /// Stores a failed attempt of step `index`'s `kind` of call that a later invocation retries
+    /// (the sqs pattern's redelivery): the count decides when its retries are used up, and the
+    /// saga's status shows it and the last error while it waits. The step's status is kept.
     async fn record_attempt_failure(
         &self,
         record: &mut SagaRecord,
         index: usize,
+        kind: CallKind,
         error: &SaasError,
     ) -> Result<(), EngineError> {
         let step = &mut record.steps[index];
-        step.attempts += 1;
-        step.error = Some(error.to_string());
+        *kind.attempts_mut(step) += 1;
+        let attempts = kind.attempts(step);
+        step.error = Some(match kind {
+            CallKind::Action => error.to_string(),
+            CallKind::Compensation => format!("compensation: {error}"),
+        });
         step.updated_at = Some(now_rfc3339());
-        let attempts = step.attempts;
         self.save(record).await?;
         info!(
             step = self.saga.steps[index].name,
@@ -508,11 +554,9 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
     ) -> Result<(), EngineError> {
         let step = &mut record.steps[index];
         step.status = StepStatus::Compensated;
-        step.attempts = attempts;
+        step.compensation_attempts = attempts;
         step.updated_at = Some(now_rfc3339());
-        if !record.steps.iter().any(|s| s.status.needs_compensation()) {
-            record.status = SagaStatus::Compensated;
-        }
+        self.settle_compensation(record);
         self.save(record).await?;
         info!(step = self.saga.steps[index].name, attempts, status = %record.status, "step compensated");
         Ok(())
@@ -520,22 +564,28 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
 
     /// Records that a call of step `index` failed for good after `attempts` calls, as `given_up`
     /// says: an action's failure is stored before any compensation runs, so a resumed saga never
-    /// goes forward again; a compensation's leaves the saga to a human.
+    /// goes forward again; a compensation's leaves the step to a human.
     async fn record_given_up(
         &self,
         record: &mut SagaRecord,
         index: usize,
+        kind: CallKind,
         attempts: u32,
         error: &SaasError,
         given_up: GivenUp,
     ) -> Result<(), EngineError> {
         let failed = &mut record.steps[index];
         failed.status = given_up.step_status;
-        failed.attempts = attempts;
+        *kind.attempts_mut(failed) = attempts;
         failed.error = Some(given_up.step_error);
         failed.updated_at = Some(now_rfc3339());
-        record.status = given_up.saga_status;
-        record.error = Some(given_up.saga_error);
+        match given_up.saga {
+            Some((status, error)) => {
+                record.status = status;
+                record.error = Some(error);
+            }
+            None => self.settle_compensation(record),
+        }
         self.save(record).await?;
         let step = self.saga.steps[index].name;
         warn!(step, attempts, error = %error, "{}", given_up.consequence);
@@ -570,7 +620,41 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 .steps
                 .iter()
                 .rposition(|s| s.status.needs_compensation())
-                .map_or(Next::Settle(SagaStatus::Compensated), Next::Compensate)),
+                .map_or(Next::SettleCompensation, Next::Compensate)),
+        }
+    }
+
+    /// Where a compensating saga stands after the compensation of a step ended: COMPENSATING
+    /// while a step is still to be undone (compensations are independent, so one that failed
+    /// for good does not stop the others), then COMPENSATED, or COMPENSATION_FAILED with an
+    /// error naming every step whose compensation failed.
+    fn settle_compensation(&self, record: &mut SagaRecord) {
+        if record.steps.iter().any(|s| s.status.needs_compensation()) {
+            record.status = SagaStatus::Compensating;
+            return;
+        }
+        let failures: Vec<String> = record
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::CompensationFailed)
+            .map(|s| {
+                let compensation = self
+                    .saga
+                    .step(&s.name)
+                    .map_or("compensation", |step| step.compensation.name);
+                let error = s.error.as_deref().unwrap_or("compensation failed");
+                let error = error.strip_prefix("compensation: ").unwrap_or(error);
+                format!(
+                    "compensation {compensation} of step {} failed: {error}",
+                    s.name
+                )
+            })
+            .collect();
+        if failures.is_empty() {
+            record.status = SagaStatus::Compensated;
+        } else {
+            record.status = SagaStatus::CompensationFailed;
+            record.error = Some(failures.join("; "));
         }
     }
 
@@ -600,85 +684,90 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                     record.status = status;
                     self.save(&mut record).await?;
                 }
+                Next::SettleCompensation => {
+                    self.settle_compensation(&mut record);
+                    self.save(&mut record).await?;
+                }
                 Next::Execute(index) => {
-                    self.drive_action(&mut record, index, retries, deadline)
+                    self.drive_call(&mut record, index, CallKind::Action, retries, deadline)
                         .await?
                 }
                 Next::Compensate(index) => {
-                    self.drive_compensation(&mut record, index, retries, deadline)
-                        .await?
+                    self.drive_call(
+                        &mut record,
+                        index,
+                        CallKind::Compensation,
+                        retries,
+                        deadline,
+                    )
+                    .await?
                 }
             }
         }
     }
 
-    /// Calls the action of step `index` under the retry regime and records what became of it:
-    /// a success, a failure for good (which turns the saga to compensating), or with
-    /// redelivery a failed attempt the next delivery retries (returned as the error).
-    async fn drive_action(
+    /// Calls step `index`'s action or compensation under the retry regime and records what
+    /// became of it: a success; a failure for good (an action's turns the saga to
+    /// compensating, a compensation's leaves the step to a human); or, with redelivery, a failed
+    /// attempt the next delivery retries (stored, and returned as the error).
+    async fn drive_call(
         &self,
         record: &mut SagaRecord,
         index: usize,
+        kind: CallKind,
         retries: Retries,
         deadline: Instant,
     ) -> Result<(), EngineError> {
         let step = &self.saga.steps[index];
-        let call = StepCall::action(step, &record.transaction_id, &record.request);
-        let called = self
-            .call_settled(&call, &step.retry, retries, deadline)
-            .await;
-        // Attempts of earlier invocations that failed and were retried later (by
-        // redelivery) are stored on the step; these add to them.
-        let earlier = record.steps[index].attempts;
-        match called {
+        let (call, policy) = match kind {
+            CallKind::Action => (
+                StepCall::action(step, &record.transaction_id, &record.request),
+                &step.retry,
+            ),
+            CallKind::Compensation => (
+                StepCall::compensation(step, &record.transaction_id, &record.request),
+                &step.compensation_retry,
+            ),
+        };
+        // Attempts of earlier invocations that failed and were retried later (by redelivery)
+        // are stored on the step; these add to them.
+        let earlier = kind.attempts(&record.steps[index]);
+        match self
+            .call_settled(&call, policy, retries, earlier, deadline)
+            .await
+        {
             Err(EngineError::Step {
                 step: name,
                 action,
+                attempt,
                 source,
-            }) if matches!(retries, Retries::Redelivery { .. }) => {
-                self.record_attempt_failure(record, index, &source).await?;
+            }) if retries == Retries::Redelivery => {
+                self.record_attempt_failure(record, index, kind, &source)
+                    .await?;
                 Err(EngineError::Step {
                     step: name,
                     action,
+                    attempt,
                     source,
                 })
             }
             Err(e) => Err(e),
-            Ok(Called::Succeeded { attempts }) => {
-                let attempts = earlier + attempts;
-                self.record_step_success(record, index, attempts).await
-            }
+            Ok(Called::Succeeded { attempts }) => match kind {
+                CallKind::Action => {
+                    self.record_step_success(record, index, earlier + attempts)
+                        .await
+                }
+                CallKind::Compensation => {
+                    self.record_compensation_success(record, index, earlier + attempts)
+                        .await
+                }
+            },
             Ok(Called::Failed { attempts, error }) => {
-                let attempts = earlier + attempts;
-                let given_up = GivenUp::action(step, &error);
-                self.record_given_up(record, index, attempts, &error, given_up)
-                    .await
-            }
-        }
-    }
-
-    /// Calls the compensation of step `index` under the retry regime and records its success,
-    /// or its failure for good, which leaves the saga to a human.
-    async fn drive_compensation(
-        &self,
-        record: &mut SagaRecord,
-        index: usize,
-        retries: Retries,
-        deadline: Instant,
-    ) -> Result<(), EngineError> {
-        let step = &self.saga.steps[index];
-        let call = StepCall::compensation(step, &record.transaction_id, &record.request);
-        match self
-            .call_settled(&call, &step.compensation_retry, retries, deadline)
-            .await?
-        {
-            Called::Succeeded { attempts } => {
-                self.record_compensation_success(record, index, attempts)
-                    .await
-            }
-            Called::Failed { attempts, error } => {
-                let given_up = GivenUp::compensation(step, &error);
-                self.record_given_up(record, index, attempts, &error, given_up)
+                let given_up = match kind {
+                    CallKind::Action => GivenUp::action(step, &error),
+                    CallKind::Compensation => GivenUp::compensation(&error),
+                };
+                self.record_given_up(record, index, kind, earlier + attempts, &error, given_up)
                     .await
             }
         }
@@ -686,11 +775,13 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
 
     /// Makes `call` under the retry regime and says whether it succeeded or failed for good;
     /// returns an error when the call should be tried again later (deadline, redelivery).
+    /// `earlier` is the number of attempts of this call already stored.
     async fn call_settled(
         &self,
         call: &StepCall<'_>,
         policy: &RetryPolicy,
         retries: Retries,
+        earlier: u32,
         deadline: Instant,
     ) -> Result<Called, EngineError> {
         self.check_time_left(call.step, call.action, deadline)?;
@@ -715,26 +806,31 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                         Err(EngineError::Step {
                             step: call.step.name,
                             action: call.action.name,
+                            attempt: earlier + attempts,
                             source: error,
                         })
                     }
                 }
             }
-            Retries::Redelivery { delivery } => match self.caller.call(call, deadline).await {
-                Ok(_) => Ok(Called::Succeeded { attempts: 1 }),
-                Err(error) if !error.is_retryable() || delivery > policy.max_retries => {
-                    Ok(Called::Failed { attempts: 1, error })
+            Retries::Redelivery => {
+                let attempt = earlier + 1;
+                match self.caller.call(call, deadline).await {
+                    Ok(_) => Ok(Called::Succeeded { attempts: 1 }),
+                    Err(error) if !error.is_retryable() || attempt > policy.max_retries => {
+                        Ok(Called::Failed { attempts: 1, error })
+                    }
+                    Err(error) => {
+                        warn!(step = call.step.name, action = call.action.name, attempt, error = %error,
+                              "retryable failure; the message will be redelivered");
+                        Err(EngineError::Step {
+                            step: call.step.name,
+                            action: call.action.name,
+                            attempt,
+                            source: error,
+                        })
+                    }
                 }
-                Err(error) => {
-                    warn!(step = call.step.name, action = call.action.name, delivery, error = %error,
-                          "retryable failure; the message will be redelivered");
-                    Err(EngineError::Step {
-                        step: call.step.name,
-                        action: call.action.name,
-                        source: error,
-                    })
-                }
-            },
+            }
         }
     }
 

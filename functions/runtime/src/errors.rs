@@ -140,6 +140,9 @@ pub enum EngineError {
         step: &'static str,
         /// The action or compensation.
         action: &'static str,
+        /// Which attempt of this call failed (1 for the first), counted over every invocation
+        /// where the engine records them (sqs); 1 where the caller counts (Step Functions).
+        attempt: u32,
         /// What the downstream client reported.
         source: SaasError,
     },
@@ -237,6 +240,7 @@ mod tests {
         let permanent: lambda_runtime::Diagnostic = EngineError::Step {
             step: "payment",
             action: "charge",
+            attempt: 1,
             source: SaasError::Rejected {
                 service: "payments",
                 action: "charge",

@@ -26,6 +26,22 @@ pub fn payload_hash(payload: &Value) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The stored form of a client's idempotency `key`, under `prefix` and scoped to the `caller`
+/// that sent it (the authenticated principal), so two callers using the same key neither
+/// collide nor get each other's answer. The caller is stored as a fingerprint (the first 16
+/// bytes of its SHA-256, in hex), which keeps the stored key short whatever the principal's
+/// name; a request without an authenticated caller (the local env) keeps the key as sent.
+pub fn caller_scoped_key(prefix: &str, caller: Option<&str>, key: &str) -> String {
+    match caller {
+        Some(caller) => {
+            let digest = Sha256::digest(caller.as_bytes());
+            let fingerprint: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{prefix}{fingerprint}:{key}")
+        }
+        None => format!("{prefix}{key}"),
+    }
+}
+
 /// JSON with object keys sorted at every level and no white space.
 ///
 /// Written out rather than relying on `serde_json`'s map order, which follows insertion order
@@ -191,6 +207,23 @@ impl<S: IdempotencyStore> Idempotency<S> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_key_is_scoped_to_its_caller_and_kept_as_sent_without_one() {
+        let alice = caller_scoped_key("api:", Some("jwt:https://issuer/:alice"), "k-1");
+        let bob = caller_scoped_key("api:", Some("jwt:https://issuer/:bob"), "k-1");
+        assert_ne!(alice, bob);
+        assert_eq!(
+            alice,
+            caller_scoped_key("api:", Some("jwt:https://issuer/:alice"), "k-1")
+        );
+        assert!(
+            alice.starts_with("api:") && alice.ends_with(":k-1"),
+            "{alice}"
+        );
+        assert_eq!(alice.len(), "api:".len() + 32 + ":k-1".len());
+        assert_eq!(caller_scoped_key("api:", None, "k-1"), "api:k-1");
+    }
 
     #[test]
     fn key_order_and_white_space_do_not_change_the_payload_hash() {

@@ -147,9 +147,15 @@ pub struct StepRecord {
     pub name: String,
     /// Where it is.
     pub status: StepStatus,
-    /// Calls made by the invocation that recorded the latest result (action or compensation);
-    /// attempts of invocations that recorded nothing are not counted, to keep writes minimal.
+    /// Calls of the action recorded so far, over every invocation: the sqs pattern stores each
+    /// failed attempt it leaves to a redelivery, so the step's retries are counted per step and
+    /// not per message. An invocation that ended before recording its call (a crash) is not
+    /// counted; the queue's receive limit bounds those.
     pub attempts: u32,
+    /// Calls of the compensation recorded so far, counted as `attempts` is; zero until the step
+    /// is compensated. Records written before it existed read as zero.
+    #[serde(default)]
+    pub compensation_attempts: u32,
     /// Why the action or the compensation failed, when it did.
     pub error: Option<String>,
     /// When the status last changed (RFC 3339, UTC); `None` while never changed.
@@ -194,6 +200,7 @@ impl SagaRecord {
                     name: step.name.to_owned(),
                     status: StepStatus::Pending,
                     attempts: 0,
+                    compensation_attempts: 0,
                     error: None,
                     updated_at: None,
                 })

@@ -356,13 +356,16 @@ async fn a_compensation_failing_transiently_is_retried_and_succeeds(backend: Bac
     world.fail(tx, "payments", "refund", Fault::Unavailable, Some(2));
     let finished = world.engine().run(tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::Compensated);
-    assert_eq!(finished.steps[1].attempts, 3);
+    assert_eq!(finished.steps[1].attempts, 1, "one charge");
+    assert_eq!(finished.steps[1].compensation_attempts, 3, "three refunds");
     let ledger = world.ledger(tx);
     assert_third_step_failure_fully_compensated(&ledger);
     assert_eq!(ledger.service("payments").calls["refund"], 3);
 }
 
-async fn a_compensation_failing_for_good_leaves_the_saga_compensation_failed(backend: Backend) {
+async fn a_compensation_failing_for_good_still_undoes_the_earlier_steps_then_needs_a_human(
+    backend: Backend,
+) {
     let world = World::new(backend).await;
     let record = world.start().await;
     let tx = &record.transaction_id;
@@ -379,16 +382,26 @@ async fn a_compensation_failing_for_good_leaves_the_saga_compensation_failed(bac
     );
     let finished = world.engine().run(tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::CompensationFailed);
+    // The refund failing for good does not keep the stock reserved: compensations are
+    // independent, so the release still runs.
     assert_eq!(
         step_statuses(&finished),
         [
-            StepStatus::Succeeded,
+            StepStatus::Compensated,
             StepStatus::CompensationFailed,
             StepStatus::Compensated
         ]
     );
+    assert_eq!(
+        world.ledger(tx).service("inventory").compensations_applied,
+        ["release"]
+    );
     assert!(
-        finished.error.as_deref().unwrap().contains("refund"),
+        finished
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("compensation refund of step payment failed"),
         "{finished:?}"
     );
     // Nothing more happens to a saga that needs a human, however often it is resumed.
@@ -406,10 +419,10 @@ async fn the_sqs_worker_leaves_retryable_failures_to_redelivery_until_retries_ru
     let tx = &record.transaction_id;
     world.fail(tx, "payments", "charge", Fault::Unavailable, None);
     let max_deliveries = PURCHASE.step("payment").unwrap().retry.max_retries;
-    for delivery in 1..=max_deliveries {
+    for _ in 1..=max_deliveries {
         let error = world
             .engine()
-            .advance(tx, generous_deadline(), delivery)
+            .advance(tx, generous_deadline())
             .await
             .unwrap_err();
         assert_eq!(error.class(), ErrorClass::Retryable, "{error}");
@@ -426,7 +439,7 @@ async fn the_sqs_worker_leaves_retryable_failures_to_redelivery_until_retries_ru
     }
     let finished = world
         .engine()
-        .advance(tx, generous_deadline(), max_deliveries + 1)
+        .advance(tx, generous_deadline())
         .await
         .unwrap();
     assert_eq!(finished.status, SagaStatus::Compensated);
@@ -442,7 +455,7 @@ async fn the_sqs_worker_leaves_retryable_failures_to_redelivery_until_retries_ru
     let calls = ledger.total_calls();
     let duplicate = world
         .engine()
-        .advance(tx, generous_deadline(), 1)
+        .advance(tx, generous_deadline())
         .await
         .unwrap();
     assert_eq!(duplicate, finished);
@@ -457,13 +470,13 @@ async fn the_sqs_worker_completes_a_saga_once_the_failure_passes(backend: Backen
     assert!(
         world
             .engine()
-            .advance(tx, generous_deadline(), 1)
+            .advance(tx, generous_deadline())
             .await
             .is_err()
     );
     let finished = world
         .engine()
-        .advance(tx, generous_deadline(), 2)
+        .advance(tx, generous_deadline())
         .await
         .unwrap();
     assert_eq!(finished.status, SagaStatus::Completed);
@@ -586,11 +599,100 @@ async fn step_functions_mark_failed_records_a_compensation_that_failed_for_good(
         .mark_failed(tx, "payment", Some("refund refused".into()))
         .await
         .unwrap();
-    assert_eq!(failed.status, SagaStatus::CompensationFailed);
+    // The stock is still to be released: the saga keeps compensating.
+    assert_eq!(failed.status, SagaStatus::Compensating);
     assert_eq!(failed.steps[1].status, StepStatus::CompensationFailed);
     // A retried mark_failed task changes nothing.
     let again = engine.mark_failed(tx, "payment", None).await.unwrap();
     assert_eq!(again, failed);
+    let settled = engine
+        .compensate_step(tx, "stock", None, generous_deadline())
+        .await
+        .unwrap();
+    assert_eq!(settled.status, SagaStatus::CompensationFailed);
+    assert_eq!(
+        step_statuses(&settled),
+        [
+            StepStatus::Compensated,
+            StepStatus::CompensationFailed,
+            StepStatus::Pending
+        ]
+    );
+    assert!(
+        settled
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("compensation refund of step payment failed: refund refused"),
+        "{settled:?}"
+    );
+}
+
+/// Delivers the saga's message until the worker finishes it, as the queue would; returns the
+/// finished record and the number of deliveries.
+async fn deliver_until_finished(world: &World, tx: &str) -> (SagaRecord, u32) {
+    for delivery in 1..=100 {
+        if let Ok(finished) = world.engine().advance(tx, generous_deadline()).await {
+            return (finished, delivery);
+        }
+    }
+    panic!(
+        "the saga {tx} did not finish in 100 deliveries: {:?}",
+        world.stored(tx).await
+    );
+}
+
+async fn the_sqs_worker_gives_each_step_its_own_retries(backend: Backend) {
+    let world = World::new(backend).await;
+    let record = world.start().await;
+    let tx = &record.transaction_id;
+    // Three transient stock failures use up the stock's retries but not the payment's: the
+    // message's fourth receive, where the charge fails, is the charge's first attempt.
+    world.fail(tx, "inventory", "reserve", Fault::Unavailable, Some(3));
+    world.fail(tx, "payments", "charge", Fault::Unavailable, Some(1));
+    let (finished, deliveries) = deliver_until_finished(&world, tx).await;
+    assert_eq!(finished.status, SagaStatus::Completed, "{finished:?}");
+    assert_eq!(deliveries, 5);
+    assert_eq!(
+        finished
+            .steps
+            .iter()
+            .map(|s| s.attempts)
+            .collect::<Vec<_>>(),
+        [4, 2, 1]
+    );
+    assert_each_action_applied_once(&world.ledger(tx));
+}
+
+async fn the_sqs_worker_ends_compensation_failed_when_a_compensation_keeps_failing_transiently(
+    backend: Backend,
+) {
+    let world = World::new(backend).await;
+    let record = world.start().await;
+    let tx = &record.transaction_id;
+    world.fail(tx, "entitlements", "grant", declined(), None);
+    world.fail(tx, "payments", "refund", Fault::Unavailable, None);
+    let (finished, _) = deliver_until_finished(&world, tx).await;
+    assert_eq!(
+        finished.status,
+        SagaStatus::CompensationFailed,
+        "{finished:?}"
+    );
+    let refund = PURCHASE.step("payment").unwrap().compensation_retry;
+    assert_eq!(
+        finished.steps[1].compensation_attempts,
+        refund.max_retries + 1
+    );
+    let ledger = world.ledger(tx);
+    assert_eq!(
+        ledger.service("payments").calls["refund"],
+        u64::from(refund.max_retries) + 1
+    );
+    // The release ran although the refund never went through.
+    assert_eq!(
+        ledger.service("inventory").compensations_applied,
+        ["release"]
+    );
 }
 
 async fn a_deadline_too_close_leaves_the_saga_untouched_and_resumable(backend: Backend) {
@@ -644,8 +746,10 @@ for_each_store!(
     a_crash_during_compensation_resumes_without_repeating_or_skipping_an_undo,
     a_saga_never_goes_forward_again_once_compensation_started,
     a_compensation_failing_transiently_is_retried_and_succeeds,
-    a_compensation_failing_for_good_leaves_the_saga_compensation_failed,
+    a_compensation_failing_for_good_still_undoes_the_earlier_steps_then_needs_a_human,
     the_sqs_worker_leaves_retryable_failures_to_redelivery_until_retries_run_out,
+    the_sqs_worker_gives_each_step_its_own_retries,
+    the_sqs_worker_ends_compensation_failed_when_a_compensation_keeps_failing_transiently,
     the_sqs_worker_completes_a_saga_once_the_failure_passes,
     step_functions_tasks_execute_and_compensate_one_step_each,
     step_functions_mark_failed_records_a_compensation_that_failed_for_good,

@@ -116,6 +116,27 @@ impl Saga {
         services
     }
 
+    /// The deliveries a message of this saga may fail for its own retries in the sqs pattern,
+    /// where each retry of an action or of a compensation is one redelivery: every step's
+    /// action and compensation retries together, more than any run can use.
+    pub fn redelivery_budget(&self) -> u32 {
+        self.steps
+            .iter()
+            .map(|s| s.retry.max_retries + s.compensation_retry.max_retries)
+            .sum()
+    }
+
+    /// The work queue's `maxReceiveCount` for this saga: its [`redelivery budget`] on top of
+    /// `poison_receives`, the deliveries a message may fail for other reasons (malformed, a
+    /// crashed or timed-out worker, the state store unavailable) before it goes to the
+    /// dead-letter queue. So the receive count, which spans every step of the saga, never cuts
+    /// a step's own retries short.
+    ///
+    /// [`redelivery budget`]: Saga::redelivery_budget
+    pub fn max_receive_count(&self, poison_receives: u32) -> u32 {
+        poison_receives.saturating_add(self.redelivery_budget())
+    }
+
     /// The longest time the whole saga can take when run in one process (the orchestrator
     /// pattern): every action and, after a failure at the last step, every compensation, each with
     /// all its retries.
@@ -216,6 +237,13 @@ mod tests {
         assert_eq!(p.delay_before(3), Duration::from_millis(800));
         assert_eq!(p.delay_before(10), Duration::from_secs(2));
         assert_eq!(p.worst_case_wait(), Duration::from_millis(1400));
+    }
+
+    #[test]
+    fn the_queue_leaves_room_for_every_retry_of_every_step_on_top_of_the_poison_bound() {
+        // Three steps, three action retries and five compensation retries each.
+        assert_eq!(PURCHASE.redelivery_budget(), 24);
+        assert_eq!(PURCHASE.max_receive_count(5), 29);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 pub use sagaform_fake_saas::FakeSaas;
 use sagaform_fake_saas::{Effect, Fault, FaultRule};
 use sagaform_runtime::{SagaStatus, StepStatus};
+use sagaform_saga::PURCHASE;
 use serde_json::{Value, json};
 
 use crate::{
@@ -191,9 +192,11 @@ macro_rules! acceptance_suite {
                 the_same_key_with_another_body_is_refused_with_422,
                 a_permanent_failure_at_step_three_compensates_three_two_one_and_leaves_nothing,
                 transient_failures_and_rate_limits_are_retried_and_each_effect_lands_once,
+                each_step_gets_its_own_retries_however_often_the_saga_was_retried_before,
                 a_lost_response_is_retried_with_the_same_key_and_applied_once,
                 a_compensation_failing_transiently_is_retried_and_the_saga_compensated,
-                a_compensation_failing_for_good_ends_compensation_failed,
+                a_compensation_failing_for_good_still_undoes_the_earlier_steps_then_needs_a_human,
+                a_compensation_failing_transiently_past_its_retries_needs_a_human,
                 an_instance_killed_while_a_call_is_in_flight_is_taken_over_and_charges_once,
                 an_answer_lost_after_the_work_is_redelivered_without_a_second_effect,
                 every_log_line_carries_its_request_id_and_the_transaction_id,
@@ -537,8 +540,6 @@ pub async fn transient_failures_and_rate_limits_are_retried_and_each_effect_land
 >(
     driver: &D,
 ) {
-    // Three failed calls in all: the sqs worker's retries of a saga end with the third
-    // redelivery of its message.
     inject(driver, "inventory", "reserve", Fault::Unavailable, Some(2));
     let rate_limited = Fault::RateLimited {
         retry_after_secs: 1,
@@ -552,6 +553,42 @@ pub async fn transient_failures_and_rate_limits_are_retried_and_each_effect_land
     let attempts: Vec<u32> = saga.steps.iter().map(|s| s.attempts).collect();
     let expected = if D::COUNTS_ATTEMPTS {
         [3, 2, 1]
+    } else {
+        [1, 1, 1]
+    };
+    assert_eq!(attempts, expected, "{:?}", backend(driver));
+}
+
+/// The stock's retries all used, then one transient payment failure: the payment has retries
+/// of its own. (The sqs worker once counted the message's deliveries, which span the whole
+/// saga, and so cancelled this purchase.)
+pub async fn each_step_gets_its_own_retries_however_often_the_saga_was_retried_before<
+    D: PatternDriver,
+>(
+    driver: &D,
+) {
+    let stock_retries = PURCHASE
+        .step("stock")
+        .expect("a stock step")
+        .retry
+        .max_retries;
+    inject(
+        driver,
+        "inventory",
+        "reserve",
+        Fault::Unavailable,
+        Some(stock_retries),
+    );
+    inject(driver, "payments", "charge", Fault::Unavailable, Some(1));
+    let failed_calls = stock_retries as usize + 1;
+    let id = run_purchase(driver, None, Course::Completed { failed_calls }).await;
+
+    let calls = u64::from(stock_retries) + 1;
+    assert_each_action_applied_once(driver, &id, [calls, 2, 1]);
+    let saga = driver.store().saga(&id).await;
+    let attempts: Vec<u32> = saga.steps.iter().map(|s| s.attempts).collect();
+    let expected = if D::COUNTS_ATTEMPTS {
+        [stock_retries + 1, 2, 1]
     } else {
         [1, 1, 1]
     };
@@ -656,25 +693,59 @@ pub async fn a_compensation_failing_transiently_is_retried_and_the_saga_compensa
     driver: &D,
 ) {
     let backend = backend(driver);
-    inject(
-        driver,
-        "entitlements",
-        "grant",
-        reject(422, "region locked"),
-        None,
-    );
-    inject(driver, "payments", "refund", Fault::Unavailable, Some(2));
-    let id = run_purchase(driver, None, Course::Compensated { failed_calls: 2 }).await;
+    let course = Course::Compensated { failed_calls: 2 };
+    let id = refund_after_a_refused_grant(driver, Fault::Unavailable, Some(2), course).await;
 
     let ledger = driver.fake().ledger().transaction(&id);
     assert_eq!(ledger.service("payments").calls["refund"], 3, "{backend:?}");
     assert_eq!(ledger.outstanding(), 0, "{backend:?}");
 }
 
-pub async fn a_compensation_failing_for_good_ends_compensation_failed<D: PatternDriver>(
+pub async fn a_compensation_failing_for_good_still_undoes_the_earlier_steps_then_needs_a_human<
+    D: PatternDriver,
+>(
     driver: &D,
 ) {
     let backend = backend(driver);
+    let refused = reject(400, "refund window closed");
+    let id = refund_after_a_refused_grant(driver, refused, None, Course::CompensationFailed).await;
+
+    assert_compensation_failed_at_the_refund(driver, &id, "refund window closed").await;
+    // The compensation was tried once: a refusal is not retried, and nothing calls the SaaS
+    // for a saga needing a human.
+    assert_eq!(refunds(driver, &id), 1, "{backend:?}");
+}
+
+/// A refund that fails transiently on every attempt ends COMPENSATION_FAILED after its own
+/// retries, in every pattern. (The sqs worker once decided from the message's receive count,
+/// so the message reached the dead-letter queue with the saga still COMPENSATING.)
+pub async fn a_compensation_failing_transiently_past_its_retries_needs_a_human<D: PatternDriver>(
+    driver: &D,
+) {
+    let backend = backend(driver);
+    let course = Course::CompensationFailed;
+    let id = refund_after_a_refused_grant(driver, Fault::Unavailable, None, course).await;
+
+    assert_compensation_failed_at_the_refund(driver, &id, "503").await;
+    let refund = PURCHASE
+        .step("payment")
+        .expect("a payment step")
+        .compensation_retry;
+    assert_eq!(
+        refunds(driver, &id),
+        u64::from(refund.max_retries) + 1,
+        "{backend:?}"
+    );
+}
+
+/// A purchase whose grant is refused for good and whose refund then meets `refund` (`times`
+/// times, or always), run to the end `course` says.
+async fn refund_after_a_refused_grant<D: PatternDriver>(
+    driver: &D,
+    refund: Fault,
+    times: Option<u32>,
+    course: Course,
+) -> String {
     inject(
         driver,
         "entitlements",
@@ -682,40 +753,57 @@ pub async fn a_compensation_failing_for_good_ends_compensation_failed<D: Pattern
         reject(422, "region locked"),
         None,
     );
-    inject(
-        driver,
-        "payments",
-        "refund",
-        reject(400, "refund window closed"),
-        None,
-    );
-    let id = run_purchase(driver, None, Course::CompensationFailed).await;
+    inject(driver, "payments", "refund", refund, times);
+    run_purchase(driver, None, course).await
+}
 
+/// Refund calls the fake SaaS received for the saga.
+fn refunds<D: PatternDriver>(driver: &D, transaction_id: &str) -> u64 {
+    driver
+        .fake()
+        .ledger()
+        .transaction(transaction_id)
+        .service("payments")
+        .calls["refund"]
+}
+
+/// The saga ended COMPENSATION_FAILED at the refund (its error says `reason`), and the other
+/// compensations still ran: the stock was released and the grant's failure undone, so only the
+/// charge stands.
+async fn assert_compensation_failed_at_the_refund<D: PatternDriver>(
+    driver: &D,
+    transaction_id: &str,
+    reason: &str,
+) {
+    let backend = backend(driver);
     assert_steps(
         driver,
-        &id,
+        transaction_id,
         [
-            StepStatus::Succeeded,
+            StepStatus::Compensated,
             StepStatus::CompensationFailed,
             StepStatus::Compensated,
         ],
     )
     .await;
-    let saga = driver.store().saga(&id).await;
+    let saga = driver.store().saga(transaction_id).await;
     assert!(
         saga.error
             .as_deref()
-            .is_some_and(|e| e.contains("refund window closed")),
+            .is_some_and(|e| e.contains("step payment") && e.contains(reason)),
         "{backend:?}: {saga:#?}"
     );
-    // The compensation was tried once: nothing calls the SaaS for a saga needing a human.
-    let refunds = driver
-        .fake()
-        .ledger()
-        .transaction(&id)
-        .service("payments")
-        .calls["refund"];
-    assert_eq!(refunds, 1, "{backend:?}");
+    let ledger = driver.fake().ledger().transaction(transaction_id);
+    assert_eq!(
+        ledger.service("inventory").compensations_applied,
+        ["release"],
+        "{backend:?}: the release ran after the refund failed"
+    );
+    assert_eq!(
+        ledger.outstanding(),
+        1,
+        "{backend:?}: only the charge stands"
+    );
 }
 
 /// Every line carries the saga's id, and a request id of an invocation the test made: each

@@ -10,6 +10,8 @@
 //! - Lambda events with a context whose deadline the test chooses ([`event`]), API Gateway
 //!   requests, SQS events built from received messages;
 //! - capture of the functions' JSON log lines ([`LogCapture`]);
+//! - a proxy in front of moto that loses the answers of chosen calls after they took effect
+//!   ([`LostResponses`]), and a store whose DynamoDB calls go through it;
 //! - the acceptance suite the three patterns share ([`acceptance`]), run through each pattern's
 //!   driver.
 //!
@@ -19,6 +21,9 @@
 //! Nothing here is a double of the code under test: only inputs and backends.
 
 pub mod acceptance;
+pub mod lost_responses;
+
+pub use lost_responses::LostResponses;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -107,24 +112,7 @@ impl TestStore {
     pub async fn new(backend: Backend) -> TestStore {
         keep_callsites_enabled();
         match backend {
-            Backend::DynamoDb => {
-                let suffix = uuid::Uuid::now_v7().simple().to_string();
-                let store = DynamoStore::new(
-                    aws_sdk_dynamodb::Client::new(&aws_config()),
-                    format!("sagas-{suffix}"),
-                    format!("idempotency-{suffix}"),
-                    Duration::from_secs(3600),
-                );
-                store
-                    .create_tables()
-                    .await
-                    .expect("create the DynamoDB tables on moto");
-                TestStore {
-                    store: ConfiguredStore::DynamoDb(store),
-                    backend,
-                    database: None,
-                }
-            }
+            Backend::DynamoDb => TestStore::dynamodb(aws_config()).await,
             Backend::Postgres => {
                 let admin = admin_client()
                     .await
@@ -143,6 +131,36 @@ impl TestStore {
                     database: Some(database),
                 }
             }
+        }
+    }
+
+    /// Fresh DynamoDB tables on moto, reached through `proxy`: the store's calls lose the
+    /// answers the proxy is told to lose.
+    pub async fn dynamodb_through(proxy: &LostResponses) -> TestStore {
+        keep_callsites_enabled();
+        let config = aws_config()
+            .into_builder()
+            .endpoint_url(proxy.endpoint())
+            .build();
+        TestStore::dynamodb(config).await
+    }
+
+    async fn dynamodb(config: SdkConfig) -> TestStore {
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            format!("sagas-{suffix}"),
+            format!("idempotency-{suffix}"),
+            Duration::from_secs(3600),
+        );
+        store
+            .create_tables()
+            .await
+            .expect("create the DynamoDB tables on moto");
+        TestStore {
+            store: ConfiguredStore::DynamoDb(store),
+            backend: Backend::DynamoDb,
+            database: None,
         }
     }
 

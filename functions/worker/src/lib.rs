@@ -393,11 +393,7 @@ impl Worker {
             return verdict;
         }
         let run_until = instant_before(deadline, self.inner.settings.deadline_margin);
-        let advanced = self
-            .inner
-            .engine
-            .advance(transaction_id, run_until, delivery)
-            .await;
+        let advanced = self.inner.engine.advance(transaction_id, run_until).await;
         self.settle(advanced, &idempotency, &key, delivery).await
     }
 

@@ -53,17 +53,19 @@ impl Redelivery {
 }
 
 /// When a message whose saga failed with `error` on its `delivery`-th receive comes back: a
-/// step's retryable failure after the step's backoff; a saga that ran out of time, or that no
-/// delivery can advance, at once (the latter reaches the DLQ in seconds).
+/// step's retryable failure after the backoff of that call's attempt (its stored attempts, not
+/// the receive count, which spans every step of the saga); a saga that ran out of time, or that
+/// no delivery can advance, at once (the latter reaches the DLQ in seconds).
 pub(crate) fn engine_redelivery(error: &EngineError, delivery: u32) -> Redelivery {
     match error {
         EngineError::Step {
             step,
             action,
+            attempt,
             source,
         } if source.is_retryable() => match PURCHASE.retry_policy(step, action) {
-            Some(policy) => Redelivery::backoff(policy, delivery, source.retry_after()),
-            None => Redelivery::backoff(&STORE_RETRY, delivery, source.retry_after()),
+            Some(policy) => Redelivery::backoff(policy, *attempt, source.retry_after()),
+            None => Redelivery::backoff(&STORE_RETRY, *attempt, source.retry_after()),
         },
         EngineError::DeadlineReached { .. } => Redelivery::NOW,
         EngineError::Store(e) => store_redelivery(e.class() == ErrorClass::Retryable, delivery),
@@ -188,6 +190,7 @@ mod tests {
         let unavailable = |step, action| EngineError::Step {
             step,
             action,
+            attempt: 1,
             source: sagaform_saas_client::SaasError::Unavailable {
                 service: "payments",
                 action,

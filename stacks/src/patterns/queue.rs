@@ -1,9 +1,11 @@
 //! Pattern `sqs`: the work queue, its dead-letter queue and the worker's event source mapping.
 //!
 //! The work queue's visibility timeout covers six worker timeouts plus the batching window (the
-//! AWS recommendation, checked again by the policies); messages move to the DLQ after
-//! `max_receive_count` receives, the DLQ keeps them 14 days (the SQS maximum) and accepts only
-//! this work queue as its source. The worker reports partial batch failures so one bad message
+//! AWS recommendation, checked again by the policies). The worker retries each step by
+//! redelivery and counts the attempts on the step, so the queue's `maxReceiveCount` is the
+//! saga's whole redelivery budget plus `max_receive_count`, the deliveries a message may fail
+//! for other reasons ([`Saga::max_receive_count`](sagaform_saga::Saga::max_receive_count)); the
+//! DLQ keeps messages 14 days (the SQS maximum) and accepts only this work queue as its source. The worker reports partial batch failures so one bad message
 //! does not send its whole batch back.
 
 use sagaform_contract::template::outputs;
@@ -92,7 +94,9 @@ fn add_dead_letter_queue_alarm(
             anchor: "dlq-not-empty".to_owned(),
             title: "DLQ not empty".to_owned(),
             meaning: format!(
-                "At least one purchase failed {} times in the worker and was moved to the dead-letter queue; its saga is stuck until someone redrives or settles it.",
+                "At least one purchase was received {} times without the worker finishing it ({} deliveries for its steps' own retries, {} more for other failures: a malformed message, a crashed worker, the state store unavailable, or a saga ended COMPENSATION_FAILED) and was moved to the dead-letter queue; its saga is stuck until someone redrives or settles it.",
+                stack.saga.max_receive_count(stack.env.queue.max_receive_count),
+                stack.saga.redelivery_budget(),
                 stack.env.queue.max_receive_count
             ),
             watched: Watched::Metric {
@@ -124,8 +128,8 @@ fn add_dead_letter_queue_alarm(
     )
 }
 
-/// The work queue, under its fixed name, sending a message to the dead-letter queue after
-/// `max_receive_count` receives.
+/// The work queue, under its fixed name, sending a message to the dead-letter queue after the
+/// saga's redelivery budget plus `max_receive_count` receives.
 fn add_work_queue(
     stack: &mut StackBuilder<'_>,
     queues: &Queues,
@@ -143,7 +147,7 @@ fn add_work_queue(
             message_retention_period: seconds(env.queue.message_retention),
             redrive_policy: Some(RedrivePolicy {
                 dead_letter_target_arn: Expr::get_att(queues.dead_letter_queue, "Arn"),
-                max_receive_count: env.queue.max_receive_count,
+                max_receive_count: stack.saga.max_receive_count(env.queue.max_receive_count),
             }),
             redrive_allow_policy: None,
             tags: stack.tags.list(),

@@ -161,7 +161,7 @@ fn execution_alarms(stack: &StackBuilder<'_>, step_logs: &str) -> [ExecutionAlar
             metric: "ExecutionsFailed",
             anchor: "executions-failed",
             title: "executions failed",
-            meaning: "A saga execution ended in a Fail state: `SagaCompensated` (a step failed for good and every step done was undone; the purchase was refused) or `CompensationFailed` (a compensation failed after all its retries: money or stock may be out of balance and a human must settle it).",
+            meaning: "A saga execution ended in a Fail state: `SagaCompensated` (a step failed for good and every step done was undone; the purchase was refused) or `CompensationFailed` (a compensation failed after all its retries, the others still ran: money or stock may be out of balance and a human must settle it).",
             status: "FAILED",
             redrivable: false,
             look_at: vec![

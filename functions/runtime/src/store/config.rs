@@ -261,6 +261,10 @@ impl IdempotencyStore for ConfiguredStore {
         delegate!(self, store => store.release(key).await)
     }
 
+    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        delegate!(self, store => store.forget(completion).await)
+    }
+
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         delegate!(self, store => store.get_idempotency(key).await)
     }

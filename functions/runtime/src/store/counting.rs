@@ -126,6 +126,11 @@ impl<S: IdempotencyStore> IdempotencyStore for CountingStore<S> {
         self.inner.release(key).await
     }
 
+    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        Self::count(&self.idempotency_writes);
+        self.inner.forget(completion).await
+    }
+
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.get_idempotency(key).await
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
@@ -236,6 +237,43 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Whether the stored saga is `record` as written at `version`: the write a failed
+    /// condition was about landed (its answer was lost and the SDK retried it).
+    async fn holds_write(&self, record: &SagaRecord, version: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .get(&record.transaction_id)
+            .await?
+            .is_some_and(|stored| is_write_of(&stored, record, version)))
+    }
+
+    /// Whether the idempotency record is completed with this completion's response.
+    async fn holds_completion(
+        &self,
+        completion: &IdempotencyCompletion<'_>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .get_idempotency(completion.key)
+            .await?
+            .is_some_and(|stored| {
+                stored.status == IdempotencyStatus::Completed
+                    && stored.response.as_ref() == Some(completion.response)
+            }))
+    }
+}
+
+/// Whether `stored` is `record` written at `version`, field for field: the transaction id is
+/// unique and the record carries the write's own time, so no other write looks the same.
+fn is_write_of(stored: &SagaRecord, record: &SagaRecord, version: u64) -> bool {
+    stored.version == version
+        && stored.status == record.status
+        && stored.steps == record.steps
+        && stored.error == record.error
+        && stored.updated_at == record.updated_at
+        && stored.created_at == record.created_at
+        && stored.request == record.request
+}
+
 impl SagaStore for DynamoStore {
     async fn create(&self, record: &SagaRecord) -> Result<u64, StoreError> {
         let result = self
@@ -252,6 +290,11 @@ impl SagaStore for DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
+                // The SDK retries a write whose answer it did not get; the retry then finds the
+                // first one's item. That is this write, not another saga.
+                if self.holds_write(record, 1).await? {
+                    return Ok(1);
+                }
                 Err(StoreError::AlreadyExists(record.transaction_id.clone()))
             }
             Err(e) => Err(backend_error(e)),
@@ -269,6 +312,9 @@ impl SagaStore for DynamoStore {
         let result = self
             .client
             .transact_write_items()
+            // DynamoDB applies a transaction retried with the same token once (for ten minutes);
+            // the transaction id, unique per saga, is that token.
+            .client_request_token(&record.transaction_id)
             .transact_items(
                 TransactWriteItem::builder()
                     .put(self.saga_put(record)?)
@@ -296,6 +342,11 @@ impl SagaStore for DynamoStore {
                 .is_some_and(|code| code == "ConditionalCheckFailed")
         };
         if failed(0) {
+            // A retry whose first attempt landed (where the token was not honoured) finds the
+            // saga and the completed key both as it wrote them.
+            if self.holds_write(record, 1).await? && self.holds_completion(completion).await? {
+                return Ok(1);
+            }
             Err(StoreError::AlreadyExists(record.transaction_id.clone()))
         } else if failed(1) {
             Err(StoreError::IdempotencyNotInProgress(
@@ -337,10 +388,12 @@ impl SagaStore for DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                // A missing item fails the same condition; one read tells the two apart (only on
-                // this rare path).
+                // A missing item fails the same condition, and so does the SDK's retry of this
+                // very write when its answer was lost; one read tells them apart (only on this
+                // rare path).
                 match self.get(&record.transaction_id).await? {
                     None => Err(StoreError::NotFound(record.transaction_id.clone())),
+                    Some(stored) if is_write_of(&stored, record, next_version) => Ok(next_version),
                     Some(_) => Err(StoreError::Conflict {
                         transaction_id: record.transaction_id.clone(),
                         expected: record.version,
@@ -386,6 +439,9 @@ impl SagaStore for DynamoStore {
 impl IdempotencyStore for DynamoStore {
     async fn claim(&self, claim: &IdempotencyClaim<'_>) -> Result<ClaimOutcome, IdempotencyError> {
         let now = SystemTime::now();
+        // Names this claim, so that the SDK's retry of a put whose answer was lost recognises
+        // the claim it finds as its own, and another claimer's as not.
+        let token = uuid::Uuid::now_v7().to_string();
         for _ in 0..CLAIM_ATTEMPTS {
             let result = self
                 .client
@@ -399,6 +455,7 @@ impl IdempotencyStore for DynamoStore {
                     "in_progress_expiration",
                     n(epoch_millis(claim.in_progress_until)),
                 )
+                .item("claim_token", s(&token))
                 .condition_expression(
                     "attribute_not_exists(id) OR expiration < :now \
                      OR (#status = :in_progress AND in_progress_expiration < :now_ms)",
@@ -419,6 +476,11 @@ impl IdempotencyStore for DynamoStore {
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
                 {
                     if let Some(existing) = self.get_idempotency(claim.key).await? {
+                        if existing.status == IdempotencyStatus::InProgress
+                            && existing.claim_token.as_deref() == Some(token.as_str())
+                        {
+                            return Ok(ClaimOutcome::Claimed);
+                        }
                         return existing_claim_outcome(existing, claim);
                     }
                     // Released between the failed write and the read: claim again.
@@ -439,6 +501,10 @@ impl IdempotencyStore for DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
+                // The SDK's retry of this completion, after its answer was lost, finds it done.
+                if self.holds_completion(completion).await? {
+                    return Ok(());
+                }
                 Err(StoreError::IdempotencyNotInProgress(
                     completion.key.to_owned(),
                 ))
@@ -448,7 +514,7 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let result = self
+        let delete = self
             .client
             .delete_item()
             .table_name(&self.idempotency_table)
@@ -458,17 +524,25 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":in_progress", s(IdempotencyStatus::InProgress.as_str()))
             .send()
             .await;
-        match result {
-            // Nothing in progress to release (gone, or completed meanwhile): nothing to do.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend_error(e)),
-            Ok(_) => Ok(()),
-        }
+        // Nothing in progress to release (gone, or completed meanwhile): nothing to do.
+        deleted_if_there(delete)
+    }
+
+    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.idempotency_table)
+            .key("id", s(completion.key))
+            .condition_expression("#status = :completed AND #data = :data")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
+            .expression_attribute_values(":data", s(&completion.response.to_string()))
+            .send()
+            .await;
+        // Gone already, or pointing at something else: nothing of ours to forget.
+        deleted_if_there(delete)
     }
 
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -493,7 +567,25 @@ impl IdempotencyStore for DynamoStore {
             expiration: number(item, "expiration", id)?,
             in_progress_expiry: optional_number(item, "in_progress_expiration", id)?,
             response,
+            claim_token: optional_string(item, "claim_token", id)?,
         }))
+    }
+}
+
+/// The outcome of a conditional delete whose condition names what may be deleted: a failed
+/// condition means there is nothing of the caller's to delete, which is done too.
+fn deleted_if_there<R>(
+    result: Result<R, SdkError<DeleteItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(backend_error(e)),
     }
 }
 
@@ -528,6 +620,10 @@ fn step_value(step: &StepRecord) -> AttributeValue {
         ("name".to_owned(), s(&step.name)),
         ("status".to_owned(), s(step.status.as_str())),
         ("attempts".to_owned(), n(step.attempts)),
+        (
+            "compensation_attempts".to_owned(),
+            n(step.compensation_attempts),
+        ),
     ]);
     if let Some(error) = &step.error {
         map.insert("error".to_owned(), s(error));
@@ -554,6 +650,11 @@ fn saga_from_item(item: &HashMap<String, AttributeValue>) -> Result<SagaRecord, 
                         .map_err(|e| StoreError::corrupt(id, e))?,
                     attempts: u32::try_from(number(map, "attempts", id)?)
                         .map_err(|e| StoreError::corrupt(id, format!("attempts: {e}")))?,
+                    // Absent from records written before compensations counted their attempts.
+                    compensation_attempts: u32::try_from(
+                        optional_number(map, "compensation_attempts", id)?.unwrap_or(0),
+                    )
+                    .map_err(|e| StoreError::corrupt(id, format!("compensation_attempts: {e}")))?,
                     error: optional_string(map, "error", id)?,
                     updated_at: optional_string(map, "updated_at", id)?,
                 }),

@@ -116,6 +116,9 @@ pub struct IdempotencyRecord {
     pub in_progress_expiry: Option<i64>,
     /// The response to replay, once COMPLETED.
     pub response: Option<Value>,
+    /// Who wrote the claim, where the store keeps it (DynamoDB): a claim whose answer was lost
+    /// and which the SDK's retry then finds is recognised as the retrying caller's own.
+    pub claim_token: Option<String>,
 }
 
 /// What a claim asks for.
@@ -172,6 +175,14 @@ pub trait IdempotencyStore: Send + Sync {
     /// Forgets an INPROGRESS claim after the work failed, so a retry can run it; a COMPLETED
     /// record is kept.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets a COMPLETED record whose response is exactly `completion.response`, so the next
+    /// request with the key starts afresh: for a saga abandoned before anything ran (it could
+    /// not be handed over). A record with another response, or none, is left alone.
+    fn forget(
+        &self,
+        completion: &IdempotencyCompletion<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The record of `key`, for inspection.
     fn get_idempotency(
@@ -266,6 +277,12 @@ macro_rules! forward_stores {
             }
             fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
                 (**self).release(key)
+            }
+            fn forget(
+                &self,
+                completion: &IdempotencyCompletion<'_>,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).forget(completion)
             }
             fn get_idempotency(
                 &self,

@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "operations_views",
         sql: include_str!("../../migrations/0002_operations_views.sql"),
     },
+    Migration {
+        version: 3,
+        name: "compensation_attempts",
+        sql: include_str!("../../migrations/0003_compensation_attempts.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serialises migrations of processes starting at once.
@@ -201,7 +206,7 @@ impl PostgresStore {
                     to_char(s.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}),
                     coalesce((SELECT json_agg(json_build_object(
                                   'name', st.step_name, 'status', st.status, 'attempts', st.attempts,
-                                  'error', st.error,
+                                  'compensation_attempts', st.compensation_attempts, 'error', st.error,
                                   'updated_at', to_char(st.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}))
                                   ORDER BY st.step_index)
                               FROM saga_steps st WHERE st.transaction_id = s.transaction_id), '[]')::text
@@ -346,6 +351,7 @@ struct StepColumns {
     names: Vec<String>,
     statuses: Vec<String>,
     attempts: Vec<i32>,
+    compensation_attempts: Vec<i32>,
     errors: Vec<Option<String>>,
     updated_at: Vec<Option<String>>,
 }
@@ -365,19 +371,25 @@ impl StepColumns {
                 .iter()
                 .map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX))
                 .collect(),
+            compensation_attempts: record
+                .steps
+                .iter()
+                .map(|s| i32::try_from(s.compensation_attempts).unwrap_or(i32::MAX))
+                .collect(),
             errors: record.steps.iter().map(|s| s.error.clone()).collect(),
             updated_at: record.steps.iter().map(|s| s.updated_at.clone()).collect(),
         }
     }
 
     /// The parameters of a statement that writes a saga with its steps: `saga` (the saga's
-    /// own), then the six step columns.
+    /// own), then the seven step columns.
     fn after<'a>(&'a self, saga: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
-        let steps: [&'a (dyn ToSql + Sync); 6] = [
+        let steps: [&'a (dyn ToSql + Sync); 7] = [
             &self.indexes,
             &self.names,
             &self.statuses,
             &self.attempts,
+            &self.compensation_attempts,
             &self.errors,
             &self.updated_at,
         ];
@@ -387,7 +399,7 @@ impl StepColumns {
 
 /// Inserts the saga at version 1 with its steps, unless the id exists; returns the number of
 /// sagas inserted (0 or 1). Parameters: $1 id, $2 status, $3 request, $4 error, $5 created_at,
-/// $6 updated_at, $7..$12 step columns.
+/// $6 updated_at, $7..$13 step columns.
 const INSERT_SAGA: &str = "
     WITH saga AS (
         INSERT INTO sagas (transaction_id, status, version, request, error, created_at, updated_at)
@@ -395,17 +407,19 @@ const INSERT_SAGA: &str = "
         ON CONFLICT (transaction_id) DO NOTHING
         RETURNING transaction_id
     ), steps AS (
-        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts, error, updated_at)
-        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts, s.error,
-               s.updated_at::timestamptz
-        FROM saga, unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[])
-             AS s (step_index, step_name, status, attempts, error, updated_at)
+        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts,
+                                compensation_attempts, error, updated_at)
+        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts,
+               s.compensation_attempts, s.error, s.updated_at::timestamptz
+        FROM saga, unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::text[],
+                          $13::text[])
+             AS s (step_index, step_name, status, attempts, compensation_attempts, error, updated_at)
     )
     SELECT count(*) FROM saga";
 
 /// Updates the saga and its steps if the stored version is $2; returns the new version, or no
 /// row for a stale writer. Parameters: $1 id, $2 expected version, $3 status, $4 error,
-/// $5 updated_at, $6..$11 step columns.
+/// $5 updated_at, $6..$12 step columns.
 const TRANSITION_SAGA: &str = "
     WITH saga AS (
         UPDATE sagas
@@ -413,13 +427,16 @@ const TRANSITION_SAGA: &str = "
         WHERE transaction_id = $1 AND version = $2
         RETURNING transaction_id, version
     ), steps AS (
-        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts, error, updated_at)
-        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts, s.error,
-               s.updated_at::timestamptz
-        FROM saga, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[])
-             AS s (step_index, step_name, status, attempts, error, updated_at)
+        INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts,
+                                compensation_attempts, error, updated_at)
+        SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts,
+               s.compensation_attempts, s.error, s.updated_at::timestamptz
+        FROM saga, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::int[], $11::text[],
+                          $12::text[])
+             AS s (step_index, step_name, status, attempts, compensation_attempts, error, updated_at)
         ON CONFLICT (transaction_id, step_name) DO UPDATE
-        SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+        SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+            compensation_attempts = EXCLUDED.compensation_attempts, error = EXCLUDED.error,
             updated_at = EXCLUDED.updated_at
     )
     SELECT version FROM saga";
@@ -637,6 +654,19 @@ impl IdempotencyStore for PostgresStore {
         Ok(())
     }
 
+    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM idempotency_records
+                 WHERE id = $1 AND status = 'COMPLETED' AND response = $2::text::jsonb",
+                &[&completion.key, &completion.response.to_string()],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let client = self.client().await?;
         let row = client
@@ -658,6 +688,7 @@ impl IdempotencyStore for PostgresStore {
             expiration: row.get(2),
             in_progress_expiry: row.get(3),
             response,
+            claim_token: None,
         }))
     }
 }

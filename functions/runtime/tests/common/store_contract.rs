@@ -25,6 +25,8 @@ pub async fn a_created_saga_reads_back_field_for_field(t: &TestStore) {
     let mut record = new_saga();
     record.steps[0].error = Some("an error with 'quotes' and \"double quotes\"".into());
     record.steps[0].updated_at = Some(now_rfc3339());
+    record.steps[0].attempts = 4;
+    record.steps[0].compensation_attempts = 2;
     let version = t.store().create(&record).await.unwrap();
     assert_eq!(version, 1);
     let stored = t
@@ -73,6 +75,8 @@ pub async fn a_stale_writer_loses_the_version_race_and_changes_nothing(t: &TestS
 
     winner.status = SagaStatus::Running;
     winner.steps[0].status = StepStatus::Succeeded;
+    winner.steps[0].attempts = 2;
+    winner.steps[1].compensation_attempts = 3;
     assert_eq!(t.store().transition(&winner).await.unwrap(), 2);
 
     loser.status = SagaStatus::Compensating;
@@ -93,6 +97,14 @@ pub async fn a_stale_writer_loses_the_version_race_and_changes_nothing(t: &TestS
     assert_eq!(stored.version, 2);
     assert_eq!(stored.status, SagaStatus::Running);
     assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
+    assert_eq!(
+        (
+            stored.steps[0].attempts,
+            stored.steps[1].compensation_attempts
+        ),
+        (2, 3),
+        "a transition writes both attempt counts"
+    );
     assert_eq!(stored.error, None);
 }
 

@@ -246,6 +246,14 @@ pub async fn run(
                     data,
                 };
             }
+            State::Choice(choice) => {
+                current = choice
+                    .choices
+                    .iter()
+                    .find(|rule| get(&data, &rule.variable).is_some() == rule.is_present)
+                    .map_or_else(|| choice.default.clone(), |rule| rule.next.clone());
+                continue;
+            }
             State::Task(task) => task,
         };
         let parameters =
