@@ -223,12 +223,10 @@ pub fn caller(request: &ApiGatewayV2httpRequest) -> Option<String> {
 /// (`arn:aws:sts::1:assumed-role/Role/session`) becomes the role's (`...assumed-role/Role`);
 /// anything else stays as it is.
 fn iam_principal(arn: &str) -> &str {
-    match arn.split_once(":assumed-role/") {
-        Some((_, role_and_session)) => match role_and_session.split_once('/') {
-            Some((role, _session)) => &arn[..arn.len() - role_and_session.len() + role.len()],
-            None => arn,
-        },
-        None => arn,
+    match arn.rsplit_once('/') {
+        // Role names and session names hold no `/`: the last part is the session.
+        Some((role, _session)) if role.contains(":assumed-role/") => role,
+        _ => arn,
     }
 }
 

@@ -2,7 +2,7 @@
 //! write of the saga with the key's pointer to it, handing it over per pattern, and replaying the
 //! first answer to a repeat of the same request.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::Context;
@@ -11,7 +11,7 @@ use sagaform_runtime::idempotency::caller_scoped_key;
 use sagaform_runtime::model::{epoch_millis, new_transaction_id, now_rfc3339};
 use sagaform_runtime::store::{ClaimOutcome, IdempotencyCompletion};
 use sagaform_runtime::{IdempotencyStore, SagaRecord, SagaStatus, SagaStore};
-use sagaform_saga::PURCHASE;
+use sagaform_saga::{PURCHASE, RetryPolicy};
 use serde_json::{Value, json};
 use tracing::{Span, error, info, warn};
 
@@ -53,9 +53,14 @@ impl KeyRecord {
     }
 }
 
-/// Hand-overs tried before a saga is abandoned, and the pause before the second (then twice it).
-const HAND_OVER_ATTEMPTS: u32 = 3;
-const HAND_OVER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// How a failed hand-over is tried again before the saga is abandoned: twice, 100 then 200 ms
+/// later (a short outage of the queue or Step Functions, well inside the API's answer budget).
+const HAND_OVER_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    initial_delay: Duration::from_millis(100),
+    backoff_rate: 2,
+    max_delay: Duration::from_millis(200),
+};
 
 impl Api {
     /// `POST /transactions`.
@@ -180,23 +185,9 @@ impl Api {
             }
             None => self.store.create(&record).await,
         };
-        if let Ok(version) = created {
-            record.version = version;
-        }
-        if let Err(e) = created {
-            if let (Some(key), false) = (key, matches!(e, StoreError::IdempotencyNotInProgress(_)))
-            {
-                // Nothing was recorded (or, if the write landed after all, the key is completed and
-                // the release leaves it alone): free the key for the client's retry.
-                if let Err(release_error) = self.store.release(key).await {
-                    warn!(error = %release_error, "could not release the idempotency key");
-                }
-            }
-            return match e {
-                // The claim expired and another request took the key over: that one owns it now.
-                StoreError::IdempotencyNotInProgress(_) => in_progress(None, prefix),
-                other => store_failure(&other),
-            };
+        match created {
+            Ok(version) => record.version = version,
+            Err(e) => return self.not_recorded(e, key, prefix).await,
         }
         info!(pattern = %self.pattern(), "saga recorded");
         match (&self.dispatch, answer) {
@@ -214,9 +205,24 @@ impl Api {
         }
     }
 
+    /// The answer when the saga could not be recorded: its claimed key is freed for the
+    /// client's retry (when the write landed after all the key is completed, and the release
+    /// leaves it alone), unless the claim expired and another request took the key over.
+    async fn not_recorded(&self, e: StoreError, key: Option<&str>, prefix: &str) -> HttpResponse {
+        if let StoreError::IdempotencyNotInProgress(_) = e {
+            return in_progress(None, prefix);
+        }
+        if let Some(key) = key
+            && let Err(release_error) = self.store.release(key).await
+        {
+            warn!(error = %release_error, "could not release the idempotency key");
+        }
+        store_failure(&e)
+    }
+
     /// Hands a recorded saga to the queue or state machine and answers `answer` (202).
     ///
-    /// A hand-over that keeps failing is tried [`HAND_OVER_ATTEMPTS`] times; then the saga is
+    /// A hand-over that keeps failing is retried under [`HAND_OVER_RETRY`]; then the saga is
     /// abandoned (see [`Api::abandon`]) rather than left PENDING with nothing to run it, and the
     /// client is told to try again (503). `key` is the client's key with what it points at: it
     /// is forgotten with the abandoned saga, so a retry with it starts afresh.
@@ -226,15 +232,15 @@ impl Api {
         answer: HttpResponse,
         key: Option<(&str, &Value)>,
     ) -> HttpResponse {
-        let mut attempt = 1;
+        let mut retry = 0;
         let failure = loop {
             match self.dispatch.hand_over(record).await {
                 Ok(()) => return answer,
-                Err(e) if attempt >= HAND_OVER_ATTEMPTS => break e,
+                Err(e) if retry >= HAND_OVER_RETRY.max_retries => break e,
                 Err(e) => {
-                    warn!(error = %e, attempt, "the saga could not be handed over; trying again");
-                    tokio::time::sleep(HAND_OVER_BACKOFF * attempt).await;
-                    attempt += 1;
+                    retry += 1;
+                    warn!(error = %e, retry, "the saga could not be handed over; trying again");
+                    tokio::time::sleep(HAND_OVER_RETRY.delay_before(retry)).await;
                 }
             }
         };
@@ -286,12 +292,7 @@ impl Api {
             Err(e) => return Err(e),
         }
         if let Some((key, pointer)) = key {
-            let completion = IdempotencyCompletion {
-                key,
-                response: pointer,
-                expiration: self.idempotency().expiration(),
-            };
-            self.store.forget(&completion).await?;
+            self.store.forget(key, pointer).await?;
         }
         Ok(true)
     }

@@ -261,8 +261,8 @@ impl IdempotencyStore for ConfiguredStore {
         delegate!(self, store => store.release(key).await)
     }
 
-    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
-        delegate!(self, store => store.forget(completion).await)
+    async fn forget(&self, key: &str, response: &Value) -> Result<(), StoreError> {
+        delegate!(self, store => store.forget(key, response).await)
     }
 
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -126,9 +126,9 @@ impl<S: IdempotencyStore> IdempotencyStore for CountingStore<S> {
         self.inner.release(key).await
     }
 
-    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+    async fn forget(&self, key: &str, response: &serde_json::Value) -> Result<(), StoreError> {
         Self::count(&self.idempotency_writes);
-        self.inner.forget(completion).await
+        self.inner.forget(key, response).await
     }
 
     async fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -262,16 +262,16 @@ impl DynamoStore {
     }
 }
 
-/// Whether `stored` is `record` written at `version`, field for field: the transaction id is
-/// unique and the record carries the write's own time, so no other write looks the same.
+/// Whether `stored` is `record` written at `version`, field for field (a saga reads back as
+/// written): the transaction id is unique and the record carries the write's own time, so no
+/// other write looks the same.
 fn is_write_of(stored: &SagaRecord, record: &SagaRecord, version: u64) -> bool {
     stored.version == version
-        && stored.status == record.status
-        && stored.steps == record.steps
-        && stored.error == record.error
-        && stored.updated_at == record.updated_at
-        && stored.created_at == record.created_at
-        && stored.request == record.request
+        && *stored
+            == SagaRecord {
+                version,
+                ..record.clone()
+            }
 }
 
 impl SagaStore for DynamoStore {
@@ -528,17 +528,17 @@ impl IdempotencyStore for DynamoStore {
         deleted_if_there(delete)
     }
 
-    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+    async fn forget(&self, key: &str, response: &serde_json::Value) -> Result<(), StoreError> {
         let delete = self
             .client
             .delete_item()
             .table_name(&self.idempotency_table)
-            .key("id", s(completion.key))
+            .key("id", s(key))
             .condition_expression("#status = :completed AND #data = :data")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#data", "data")
             .expression_attribute_values(":completed", s(IdempotencyStatus::Completed.as_str()))
-            .expression_attribute_values(":data", s(&completion.response.to_string()))
+            .expression_attribute_values(":data", s(&response.to_string()))
             .send()
             .await;
         // Gone already, or pointing at something else: nothing of ours to forget.

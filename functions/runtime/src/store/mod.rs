@@ -176,12 +176,13 @@ pub trait IdempotencyStore: Send + Sync {
     /// record is kept.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Forgets a COMPLETED record whose response is exactly `completion.response`, so the next
+    /// Forgets the COMPLETED record of `key` whose response is exactly `response`, so the next
     /// request with the key starts afresh: for a saga abandoned before anything ran (it could
     /// not be handed over). A record with another response, or none, is left alone.
     fn forget(
         &self,
-        completion: &IdempotencyCompletion<'_>,
+        key: &str,
+        response: &Value,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The record of `key`, for inspection.
@@ -280,9 +281,10 @@ macro_rules! forward_stores {
             }
             fn forget(
                 &self,
-                completion: &IdempotencyCompletion<'_>,
+                key: &str,
+                response: &Value,
             ) -> impl Future<Output = Result<(), StoreError>> + Send {
-                (**self).forget(completion)
+                (**self).forget(key, response)
             }
             fn get_idempotency(
                 &self,

@@ -654,13 +654,13 @@ impl IdempotencyStore for PostgresStore {
         Ok(())
     }
 
-    async fn forget(&self, completion: &IdempotencyCompletion<'_>) -> Result<(), StoreError> {
+    async fn forget(&self, key: &str, response: &serde_json::Value) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
                 "DELETE FROM idempotency_records
                  WHERE id = $1 AND status = 'COMPLETED' AND response = $2::text::jsonb",
-                &[&completion.key, &completion.response.to_string()],
+                &[&key, &response.to_string()],
             )
             .await
             .map_err(|e| self.failed(e))?;
