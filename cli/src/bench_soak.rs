@@ -8,8 +8,11 @@
 //! starts, the emulated AWS calls and the fake's latency, and never touch a running local
 //! environment. The fake SaaS draws its faults with a fixed seed: 10% of stock reservations
 //! answer 503 and 10% of charges 429 (about 20% of sagas meet a transient fault, retried), 5% of
-//! entitlement grants are refused for good (the saga compensates); 10% of submissions are sent
-//! twice with the same `Idempotency-Key`, and must get the same transaction back.
+//! entitlement grants are refused for good (the saga compensates), and half of the charges get no
+//! answer while their effect lands after the client gave up ([`LATE_CHARGE`]: most are cured by a
+//! retry with the same key, a few sagas see every attempt time out); 10% of submissions are sent
+//! twice with the same `Idempotency-Key`, and must get the same transaction back. The ledgers
+//! are checked once the last late effect can have landed.
 //!
 //! With sqs, each step is retried on its own budget whatever its message's receive count, so a
 //! saga only parks in the dead-letter queue when its message fails `max_receive_count` (3
@@ -53,6 +56,10 @@ const SAGA_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long a saga parked in the DLQ may take to finish once redriven.
 const REDRIVEN_LIMIT: Duration = Duration::from_secs(120);
+
+/// When a charge's late effect lands, after the call arrived: past the payments service's
+/// request timeout (5 s), so the client has given up.
+const LATE_CHARGE: Duration = Duration::from_millis(6_000);
 
 /// The status given to a saga found parked in the dead-letter queue.
 const PARKED: &str = "parked in the DLQ";
@@ -112,6 +119,9 @@ async fn soak_pattern(
     }
     let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
     let redriven = settle_parked(&stack, &mut outcomes).await?;
+    // A charge that timed out at the end of the run lands up to LATE_CHARGE later; the ledgers
+    // are read once it has.
+    tokio::time::sleep(LATE_CHARGE + Duration::from_secs(1)).await;
     let (mismatches, faults_injected) = check_ledgers(&stack, &outcomes).await?;
     let store = match stack.store {
         StoreKind::Aurora => "aurora",
@@ -148,6 +158,8 @@ async fn start_with_faults(
         json!({"service": "inventory", "action": "reserve", "fault": "unavailable", "rate": 0.10}),
         json!({"service": "payments", "action": "charge", "fault": "rate_limited", "retry_after_secs": 1, "rate": 0.10}),
         json!({"service": "entitlements", "action": "grant", "fault": "reject", "rate": 0.05}),
+        json!({"service": "payments", "action": "charge", "fault": "late_effect",
+               "effect_after_ms": LATE_CHARGE.as_millis() as u64, "rate": 0.5}),
     ] {
         stack.add_fault(rule).await?;
     }

@@ -41,8 +41,9 @@ pub enum Fault {
     },
     /// Apply the effect (once per key, as usual), then answer 500 as if the answer were lost.
     ResponseLost,
-    /// Sleep past the client's timeout, then answer normally (the effect lands late, as with a
-    /// real overloaded provider).
+    /// Sleep past the client's timeout, then answer normally. A client that gave up first
+    /// drops the connection, which drops the handler: the effect then never lands (use
+    /// `late_effect` for one that does).
     Hang {
         /// Milliseconds to sleep.
         #[serde(default = "default_hang_ms")]
@@ -50,6 +51,19 @@ pub enum Fault {
     },
     /// 200 with a body that is not JSON (a misbehaving gateway), no effect.
     InvalidBody,
+    /// The effect lands after the caller gave up: the call is accepted, the answer never comes
+    /// (the connection is held for `hang_ms`, past any client timeout), and `effect_after_ms`
+    /// after the call arrived the effect is applied anyway, whether or not the client is still
+    /// waiting, as a provider does when its queue drains after the gateway timed out. Applied
+    /// once per key like any effect: a retry with the same key that lands first wins, and the
+    /// late one then changes nothing.
+    LateEffect {
+        /// Milliseconds from the call to its effect.
+        effect_after_ms: u64,
+        /// Milliseconds the connection is held without an answer.
+        #[serde(default = "default_hang_ms")]
+        hang_ms: u64,
+    },
 }
 
 fn default_reject_status() -> u16 {
@@ -164,6 +178,16 @@ impl FaultRule {
             && !(400..=499).contains(&status)
         {
             return invalid(format!("status: {status} is not a 4xx status"));
+        }
+        if let Fault::LateEffect {
+            effect_after_ms,
+            hang_ms,
+        } = self.fault
+            && effect_after_ms > hang_ms
+        {
+            return invalid(format!(
+                "effect_after_ms: {effect_after_ms} is longer than hang_ms {hang_ms}; the answer would come first"
+            ));
         }
         Ok(())
     }

@@ -261,7 +261,7 @@ async fn handle_call(
         .pick(step.service, action.name, &call.transaction_id);
     if let Some(fault) = &fault {
         info!(transaction_id = %call.transaction_id, service = step.service, action = action.name, fault = ?fault, "injecting fault");
-        if let Some(response) = inject_fault(&app, &id, fault).await {
+        if let Some(response) = inject_fault(&app, &id, &call, fault).await {
             return response;
         }
     }
@@ -271,7 +271,12 @@ async fn handle_call(
 /// Acts out a fault that happens before the effect: the refusals answer at once (recorded as
 /// faults, with no effect), the delays sleep and then let the call go on. `None` lets the call
 /// be applied.
-async fn inject_fault(app: &AppState, id: &CallId<'_>, fault: &Fault) -> Option<Response> {
+async fn inject_fault(
+    app: &AppState,
+    id: &CallId<'_>,
+    call: &CallBody,
+    fault: &Fault,
+) -> Option<Response> {
     match fault {
         Fault::Unavailable => {
             app.ledger.record_fault(id);
@@ -301,8 +306,63 @@ async fn inject_fault(app: &AppState, id: &CallId<'_>, fault: &Fault) -> Option<
             let waited_in_full = sleep_unless_stopped(app, Duration::from_millis(*wait_ms)).await;
             (!waited_in_full).then(|| error(StatusCode::SERVICE_UNAVAILABLE, "server stopping"))
         }
+        Fault::LateEffect {
+            effect_after_ms,
+            hang_ms,
+        } => {
+            app.ledger.record_fault(id);
+            land_late(app, id, call, Duration::from_millis(*effect_after_ms));
+            // The answer never comes: the client times out (or the connection is dropped when
+            // it gives up, which ends this handler but not the effect already on its way).
+            sleep_unless_stopped(app, Duration::from_millis(*hang_ms)).await;
+            Some(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "no answer in time (injected, the effect landed late)",
+            ))
+        }
         Fault::ResponseLost => None,
     }
+}
+
+/// Applies the call's effect `after` from now in a task of its own, which outlives the
+/// request's handler (axum drops the handler when the client disconnects) but not the server.
+fn land_late(app: &AppState, id: &CallId<'_>, call: &CallBody, after: Duration) {
+    let app = app.clone();
+    let (transaction_id, service, step, action) = (
+        id.transaction_id.to_owned(),
+        id.service.to_owned(),
+        id.step.to_owned(),
+        id.action.to_owned(),
+    );
+    let idempotency_key = id.idempotency_key.to_owned();
+    let compensates_key = id.compensates_key.map(str::to_owned);
+    let request = call.request.clone();
+    tokio::spawn(async move {
+        if !sleep_unless_stopped(&app, after).await {
+            return;
+        }
+        let id = CallId {
+            transaction_id: &transaction_id,
+            service: &service,
+            step: &step,
+            action: &action,
+            idempotency_key: &idempotency_key,
+            compensates_key: compensates_key.as_deref(),
+        };
+        match app.ledger.apply(&id, &request) {
+            Ok(outcome) => info!(
+                transaction_id = %transaction_id,
+                service = %service,
+                action = %action,
+                idempotency_key = %idempotency_key,
+                replayed = outcome.replayed,
+                "late effect landed"
+            ),
+            Err(reused) => {
+                warn!(transaction_id = %transaction_id, error = %reused, "late effect refused")
+            }
+        }
+    });
 }
 
 /// Applies the call's effect (once per idempotency key; a repeat replays the first answer) and

@@ -288,6 +288,68 @@ async fn a_hang_outlasts_the_client_and_ends_when_the_server_stops() {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
+#[tokio::test]
+async fn a_late_effect_lands_after_the_client_gave_up_and_once_per_key() {
+    let fake = FakeSaas::start("127.0.0.1:0").await.unwrap();
+    fake.faults()
+        .add(
+            FaultRule::new(
+                "payments",
+                "charge",
+                Fault::LateEffect {
+                    effect_after_ms: 600,
+                    hang_ms: 60_000,
+                },
+            )
+            .times(2),
+        )
+        .unwrap();
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = post_call_result(&impatient, &fake).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let charged = |fake: &FakeSaas| fake.ledger().transaction("tx-hang").outstanding();
+    assert_eq!(charged(&fake), 0, "no effect while the client waits");
+
+    // The client has gone; the effect lands anyway, and a second late call with the same key
+    // (a retry that also timed out) adds nothing.
+    let err = post_call_result(&impatient, &fake).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let ledger = fake.ledger().transaction("tx-hang");
+    assert_eq!(ledger.outstanding(), 1, "{ledger:?}");
+    assert_eq!(ledger.service("payments").faults_injected, 2, "{ledger:?}");
+
+    // Asked again with the same key once the fault is gone, the provider answers what landed.
+    let answer = post_call_result(&Client::new(), &fake).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    assert_eq!(charged(&fake), 1);
+}
+
+#[tokio::test]
+async fn a_late_effect_due_after_its_answer_is_refused() {
+    let rule = FaultRule::new(
+        "payments",
+        "charge",
+        Fault::LateEffect {
+            effect_after_ms: 5_000,
+            hang_ms: 1_000,
+        },
+    );
+    let fake = FakeSaas::start("127.0.0.1:0").await.unwrap();
+    let err = fake.faults().add(rule).unwrap_err();
+    assert!(err.reason.contains("effect_after_ms: 5000"), "{err}");
+}
+
 async fn post_call_result(http: &Client, fake: &FakeSaas) -> reqwest::Result<reqwest::Response> {
     http.post(format!("{}/charge", fake.service_url("payments")))
         .header("X-Correlation-Id", "tx-hang")
