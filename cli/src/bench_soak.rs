@@ -14,6 +14,11 @@
 //! twice with the same `Idempotency-Key`, and must get the same transaction back. The ledgers
 //! are checked once the last late effect can have landed.
 //!
+//! A saga whose every charge attempt timed out is never compensated blind: it parks IN_DOUBT.
+//! Once the late charges have landed, the soak does what the in-doubt runbook says: clears the
+//! faults and asks each such saga again with `saga retry` (the same idempotency key, so the
+//! charge that landed is answered, not repeated), then checks its ledger like the others.
+//!
 //! With sqs, each step is retried on its own budget whatever its message's receive count, so a
 //! saga only parks in the dead-letter queue when its message fails `max_receive_count` (3
 //! locally) deliveries beyond that budget, for reasons the faults here do not cause (a crashed
@@ -58,8 +63,12 @@ const SAGA_LIMIT: Duration = Duration::from_secs(300);
 const REDRIVEN_LIMIT: Duration = Duration::from_secs(120);
 
 /// When a charge's late effect lands, after the call arrived: past the payments service's
-/// request timeout (5 s), so the client has given up.
-const LATE_CHARGE: Duration = Duration::from_millis(6_000);
+/// request timeout (5 s) and past the charge's whole retry sequence (four attempts, about 25 s),
+/// so a saga whose every attempt timed out has already been given up when it lands.
+const LATE_CHARGE: Duration = Duration::from_millis(30_000);
+
+/// The status of a saga parked for an operator because a call's outcome is unknown.
+const IN_DOUBT: &str = "IN_DOUBT";
 
 /// The status given to a saga found parked in the dead-letter queue.
 const PARKED: &str = "parked in the DLQ";
@@ -72,8 +81,9 @@ type Parked = Arc<Mutex<HashSet<String>>>;
 struct Outcome {
     transaction_id: String,
     status: String,
-    /// For a parked saga: its status after the redrive.
-    after_redrive: Option<String>,
+    /// For a saga parked in the DLQ or IN_DOUBT: its status once settled as an operator would
+    /// (the DLQ redriven, or `saga retry`).
+    after_operator: Option<String>,
     seconds: f64,
     duplicate_mismatch: bool,
     /// Submissions answered 503 and sent again.
@@ -119,9 +129,10 @@ async fn soak_pattern(
     }
     let stack = Arc::into_inner(stack).context("soak tasks still hold the stack")?;
     let redriven = settle_parked(&stack, &mut outcomes).await?;
-    // A charge that timed out at the end of the run lands up to LATE_CHARGE later; the ledgers
-    // are read once it has.
+    // A charge that timed out at the end of the run lands up to LATE_CHARGE later; the sagas in
+    // doubt are asked again, and the ledgers read, once it has.
     tokio::time::sleep(LATE_CHARGE + Duration::from_secs(1)).await;
+    let retried = settle_in_doubt(&stack, &mut outcomes).await?;
     let (mismatches, faults_injected) = check_ledgers(&stack, &outcomes).await?;
     let store = match stack.store {
         StoreKind::Aurora => "aurora",
@@ -136,6 +147,7 @@ async fn soak_pattern(
         outcomes,
         errors,
         redriven,
+        retried,
         mismatches,
         faults_injected,
     };
@@ -214,7 +226,7 @@ async fn check_ledgers(
                     .unwrap_or(0)
             })
             .sum::<u64>();
-        let status = outcome.after_redrive.as_ref().unwrap_or(&outcome.status);
+        let status = outcome.after_operator.as_ref().unwrap_or(&outcome.status);
         if let Some(problem) = ledger_problem(status, &ledger) {
             mismatches.push(format!("{} {status}: {problem}", outcome.transaction_id));
         }
@@ -232,11 +244,24 @@ struct SoakReport<'a> {
     errors: Vec<String>,
     /// Messages redriven from the DLQ, when sagas were parked there.
     redriven: Option<u64>,
+    /// Sagas in doubt asked again with `saga retry`, when there were any.
+    retried: Option<u64>,
     mismatches: Vec<String>,
     faults_injected: u64,
 }
 
 impl SoakReport<'_> {
+    /// How many sagas first ended in `status`, and what settling them as an operator ended in.
+    fn settled(&self, status: &str) -> (usize, String) {
+        let mut after: BTreeMap<&str, u64> = BTreeMap::new();
+        for outcome in self.outcomes.iter().filter(|o| o.status == status) {
+            let settled = outcome.after_operator.as_deref().unwrap_or("not settled");
+            *after.entry(settled).or_default() += 1;
+        }
+        let counts: Vec<String> = after.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        (after.values().sum::<u64>() as usize, counts.join(", "))
+    }
+
     /// The size of the run, throughput, time to a terminal status and the statuses reached.
     fn print_timing(&self) {
         let outcomes = &self.outcomes;
@@ -274,18 +299,15 @@ impl SoakReport<'_> {
     fn print_verdict(&self) {
         let outcomes = &self.outcomes;
         if let Some(moved) = self.redriven {
-            let mut after_redrive: BTreeMap<&str, u64> = BTreeMap::new();
-            for status in outcomes.iter().filter_map(|o| o.after_redrive.as_deref()) {
-                *after_redrive.entry(status).or_default() += 1;
-            }
-            let counts: Vec<String> = after_redrive
-                .iter()
-                .map(|(s, n)| format!("{s} {n}"))
-                .collect();
+            let (parked, counts) = self.settled(PARKED);
             println!(
-                "  parked in the DLQ (failed deliveries beyond the saga's retries): {}; faults cleared, {moved} message(s) redriven: {}",
-                after_redrive.values().sum::<u64>(),
-                counts.join(", ")
+                "  parked in the DLQ (failed deliveries beyond the saga's retries): {parked}; faults cleared, {moved} message(s) redriven: {counts}"
+            );
+        }
+        if let Some(retried) = self.retried {
+            let (in_doubt, counts) = self.settled(IN_DOUBT);
+            println!(
+                "  in doubt (every charge attempt timed out): {in_doubt}; once the late charges landed, faults cleared and {retried} asked again with saga retry: {counts}"
             );
         }
         println!(
@@ -363,7 +385,7 @@ async fn settle_parked(
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     for outcome in outcomes.iter_mut().filter(|o| o.status == PARKED) {
-        outcome.after_redrive = Some(
+        outcome.after_operator = Some(
             match stack
                 .wait_terminal(&outcome.transaction_id, REDRIVEN_LIMIT)
                 .await
@@ -374,6 +396,40 @@ async fn settle_parked(
         );
     }
     Ok(Some(moved))
+}
+
+/// Does what the in-doubt runbook says, once the late charges have landed: clears the faults
+/// (the provider answers again) and asks each saga IN_DOUBT again with `saga retry`, following
+/// it to its end; the number of sagas asked again, or `None` when none was in doubt.
+async fn settle_in_doubt(
+    stack: &LocalDeployment,
+    outcomes: &mut [Outcome],
+) -> anyhow::Result<Option<u64>> {
+    if !outcomes.iter().any(|o| o.status == IN_DOUBT) {
+        return Ok(None);
+    }
+    stack.clear_faults().await?;
+    let deployed = stack.deployed().await?;
+    let options = sagaform_ops::ShowOptions::default();
+    let mut retried = 0;
+    for outcome in outcomes.iter_mut().filter(|o| o.status == IN_DOUBT) {
+        let settled =
+            match sagaform_ops::retry::retry(&deployed, &outcome.transaction_id, &options).await {
+                Ok(_) => {
+                    retried += 1;
+                    match stack
+                        .wait_terminal(&outcome.transaction_id, REDRIVEN_LIMIT)
+                        .await
+                    {
+                        Ok(view) => view["status"].as_str().unwrap_or_default().to_owned(),
+                        Err(_) => "not terminal".to_owned(),
+                    }
+                }
+                Err(error) => format!("not retried ({error})"),
+            };
+        outcome.after_operator = Some(settled);
+    }
+    Ok(Some(retried))
 }
 
 /// Submits saga `n` (twice for one in ten, same key and body) and follows it to a terminal
@@ -406,7 +462,7 @@ async fn one_saga(stack: &LocalDeployment, n: u64, parked: &Parked) -> Result<Ou
     Ok(Outcome {
         transaction_id,
         status,
-        after_redrive: None,
+        after_operator: None,
         seconds: started.elapsed().as_secs_f64(),
         duplicate_mismatch,
         retries,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sagaform_deploy::confirm::Confirm;
 use sagaform_deploy::{PatternEnv, Workspace};
+use sagaform_ops::{Deployed, OpenOptions, OpsError};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::EnvConfig;
 
@@ -38,6 +39,19 @@ impl StackArgs {
             env,
             pattern: self.pattern,
         })
+    }
+
+    /// The deployed stack: the env's AWS, or the emulator after the account check.
+    pub async fn open(&self, stack: &LoadedStack) -> Result<Deployed, OpsError> {
+        Deployed::open(
+            &stack.workspace,
+            &stack.env,
+            stack.pattern,
+            &OpenOptions {
+                endpoint_url: self.endpoint_url.clone(),
+            },
+        )
+        .await
     }
 }
 

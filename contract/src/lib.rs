@@ -17,12 +17,14 @@
 //! | orchestrator resume event | api | api, ops (`dlq redrive`) | [`resume`] |
 //! | Step Functions task payload | stacks (ASL `Parameters`) | step | [`task`] |
 //! | template parameters and stack outputs | stacks | deploy, ops, e2e, local | [`template`] |
+//! | log lines that alarms count (`outcome`) and their metric | functions | stacks (metric filters) | [`log`] |
 //! | timestamps in saga records and log lines (RFC 3339, UTC) | functions | ops, local | [`time`] |
 //!
 //! The crate depends on serde only, so that the synthesis path stays small.
 
 pub mod env;
 pub mod function;
+pub mod log;
 pub mod message;
 pub mod pattern;
 pub mod resume;

@@ -17,6 +17,14 @@ pub const TRANSACTION_ID_PATH: &str = "$.transaction_id";
 /// JSONPath of the request in the execution input.
 pub const REQUEST_PATH: &str = "$.request";
 
+/// The name of the execution (and, on a FIFO queue, the deduplication id of the message) that
+/// hands a saga over again after an operator reopened it at `version`: the first hand-over's
+/// name, the transaction id, stays taken. At most 36 + 7 + 20 characters, within Step
+/// Functions' 80.
+pub fn retry_execution_name(transaction_id: &str, version: u64) -> String {
+    format!("{transaction_id}-retry-{version}")
+}
+
 /// One saga handed over: `{"transaction_id": ..., "request": ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkMessage {

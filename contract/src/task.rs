@@ -4,7 +4,7 @@
 //! Functions resolves the paths; the step function reads the result as a [`TaskPayload`]:
 //!
 //! ```json
-//! {"operation": "execute" | "compensate" | "mark_failed", "step": "payment",
+//! {"operation": "execute" | "compensate" | "mark_failed" | "give_up", "step": "payment",
 //!  "transaction_id": "...", "request": {...}, "error": {"Error": "...", "Cause": "..."}}
 //! ```
 
@@ -16,6 +16,22 @@ use crate::message::{REQUEST_PATH, TRANSACTION_ID_PATH};
 /// Where a Catch puts the error that led to a compensation or to `mark_failed` in the state.
 pub const ERROR_PATH: &str = "$.error";
 
+/// Where the `give_up` Task leaves its result; the Choice after it reads the saga's status there.
+pub const GIVEN_UP_PATH: &str = "$.given_up";
+
+/// The `errorType`s the step function returns, which the state machine's Retry and Catch match.
+pub mod error_types {
+    /// A failure that retrying may cure, with nothing done at the provider (a refused
+    /// connection, a 429, a lost state-store race).
+    pub const RETRYABLE: &str = "Retryable";
+    /// A failure whose effect is unknown (a timeout, a broken connection, a 5xx): asked again
+    /// with the same idempotency key like a retryable one, but never compensated blind when the
+    /// retries end.
+    pub const IN_DOUBT: &str = "InDoubt";
+    /// A definite refusal that no retry can cure.
+    pub const PERMANENT: &str = "Permanent";
+}
+
 /// What a Task asks of the step function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,6 +42,10 @@ pub enum Operation {
     Compensate,
     /// Record that the step's compensation failed for good (status COMPENSATION_FAILED).
     MarkFailed,
+    /// The step's action failed past its retries: decide from the caught error and the stored
+    /// attempts whether it failed (the saga compensates) or is in doubt (the saga parks
+    /// IN_DOUBT), or finds it succeeded after all.
+    GiveUp,
 }
 
 impl Operation {
@@ -35,6 +55,7 @@ impl Operation {
             Self::Execute => "execute",
             Self::Compensate => "compensate",
             Self::MarkFailed => "mark_failed",
+            Self::GiveUp => "give_up",
         }
     }
 }
@@ -86,7 +107,9 @@ impl TaskPayloadTemplate {
             request_path: REQUEST_PATH.to_owned(),
             error_path: match operation {
                 Operation::Execute => None,
-                Operation::Compensate | Operation::MarkFailed => Some(ERROR_PATH.to_owned()),
+                Operation::Compensate | Operation::MarkFailed | Operation::GiveUp => {
+                    Some(ERROR_PATH.to_owned())
+                }
             },
         }
     }

@@ -102,8 +102,14 @@ pub fn purchase(n: u64) -> Value {
     })
 }
 
-/// The terminal saga statuses.
-pub const TERMINAL: [&str; 3] = ["COMPLETED", "COMPENSATED", "COMPENSATION_FAILED"];
+/// The saga statuses nothing changes without a human: the finished ones, and IN_DOUBT (parked
+/// until an operator asks the in-doubt call again).
+pub const TERMINAL: [&str; 4] = [
+    "COMPLETED",
+    "COMPENSATED",
+    "COMPENSATION_FAILED",
+    "IN_DOUBT",
+];
 
 /// One pattern deployed on its own emulator and served locally.
 pub struct LocalDeployment {
@@ -123,6 +129,7 @@ pub struct LocalDeployment {
     environment: Option<LocalEnvironment>,
     fake_saas: Option<FakeSaas>,
     database: Option<LocalDatabase>,
+    env: EnvConfig,
     scratch: PathBuf,
     // Declared last: its emulator outlives everything that talks to it.
     local: LocalEnv,
@@ -155,6 +162,7 @@ impl LocalDeployment {
             std::env::temp_dir().join(format!("sagaform-e2e-{name}-{}", std::process::id()));
         let workspace = scratch_workspace(&scratch)?;
         let env = scratch_env(&workspace, name, pattern, store, &fake_saas_url)?;
+        let kept_env = env.clone();
         let store = env.store(pattern);
 
         let local = tokio::task::spawn_blocking(move || LocalEnv::with_private_emulator(workspace))
@@ -189,9 +197,24 @@ impl LocalDeployment {
             environment: Some(environment),
             fake_saas: Some(fake_saas),
             database,
+            env: kept_env,
             scratch,
             local,
         })
+    }
+
+    /// The stack as the operations commands (`saga show`, `saga retry`, `dlq ...`) reach it.
+    pub async fn deployed(&self) -> Result<sagaform_ops::Deployed, E2eError> {
+        sagaform_ops::Deployed::open(
+            self.local.workspace(),
+            &self.env,
+            self.pattern,
+            &sagaform_ops::OpenOptions {
+                endpoint_url: Some(self.moto_endpoint.clone()),
+            },
+        )
+        .await
+        .map_err(|e| E2eError::Setup(format!("reaching the stack: {e}")))
     }
 
     /// The emulator's AWS configuration (for the dead-letter queue and the queue settings).

@@ -2,7 +2,8 @@
 //! goes through `bash` from the checkout's root, with `sqs` and `9302` replaced by the pattern
 //! and its port as the README says, and `<transaction_id>` by the id of the last submission.
 //! What the README promises in its prose (202 and a status URL, COMPLETED, each effect once,
-//! COMPENSATED with nothing left, also when a SaaS stays down, COMPENSATION_FAILED and its
+//! COMPENSATED with nothing left, a SaaS that stays down parking the saga IN_DOUBT and `saga
+//! retry` completing it with each effect once, COMPENSATION_FAILED and its
 //! message in the DLQ within seconds, the DLQ purged, nothing left running after the tear-down)
 //! is checked on what the commands print.
 //!
@@ -249,6 +250,7 @@ impl Walk<'_> {
                     Some("COMPENSATION_FAILED") => {
                         status == 500 && body["error_code"] == "saga_compensation_failed"
                     }
+                    Some("IN_DOUBT") => status == 202 && body["error_code"] == "saga_in_doubt",
                     _ => false,
                 };
                 assert!(
@@ -276,8 +278,14 @@ impl Walk<'_> {
                 let view = json(run(&command, self.scratch).expect_success());
                 let status = view["status"].as_str().unwrap_or_default();
                 if status == expected
-                    || ["COMPLETED", "COMPENSATED", "COMPENSATION_FAILED", "FAILED"]
-                        .contains(&status)
+                    || [
+                        "COMPLETED",
+                        "COMPENSATED",
+                        "COMPENSATION_FAILED",
+                        "IN_DOUBT",
+                        "FAILED",
+                    ]
+                    .contains(&status)
                     || started.elapsed() > SAGA_LIMIT
                 {
                     break view;
@@ -322,6 +330,17 @@ impl Walk<'_> {
             assert!(
                 !ran.expect_success().stdout.contains("error"),
                 "the fake SaaS refused the fault:\n{}",
+                ran.output()
+            );
+        } else if command.starts_with("cargo xtask saga retry") {
+            // "Once the provider answers again, `saga retry` asks the charge again": only a saga
+            // seen IN_DOUBT is asked again, and the command names it.
+            assert_eq!(self.last_status.as_deref(), Some("IN_DOUBT"));
+            let ran = run(&command, self.scratch);
+            let id = self.transaction_id.as_deref().unwrap_or_default();
+            assert!(
+                ran.expect_success().stdout.contains(id),
+                "saga retry does not name the saga:\n{}",
                 ran.output()
             );
         } else if command.starts_with("cargo xtask local logs")
@@ -429,7 +448,8 @@ fn the_readme_walkthrough_works_as_written_for_every_pattern() {
             vec![
                 "COMPLETED",
                 "COMPENSATED",
-                "COMPENSATED",
+                "IN_DOUBT",
+                "COMPLETED",
                 "COMPENSATION_FAILED",
             ],
         ),
@@ -439,7 +459,8 @@ fn the_readme_walkthrough_works_as_written_for_every_pattern() {
             vec![
                 "COMPLETED",
                 "COMPENSATED",
-                "COMPENSATED",
+                "IN_DOUBT",
+                "COMPLETED",
                 "COMPENSATION_FAILED",
             ],
         ),
@@ -449,7 +470,8 @@ fn the_readme_walkthrough_works_as_written_for_every_pattern() {
             vec![
                 "COMPLETED",
                 "COMPENSATED",
-                "COMPENSATED",
+                "IN_DOUBT",
+                "COMPLETED",
                 "COMPENSATION_FAILED",
             ],
         ),

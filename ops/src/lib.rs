@@ -4,6 +4,7 @@
 //! - [`deployed`]: reaching a stack — the env's AWS or the emulator after the account check,
 //!   its outputs and parameters, clients bound to the same endpoint;
 //! - [`saga`]: one saga's state, steps, log pointers and Step Functions execution history;
+//! - [`retry`]: asks the call of a saga IN_DOUBT again, through its pattern;
 //! - [`dlq`]: the dead-letter queues — list without consuming, redrive without ever losing a
 //!   message, purge behind a confirmation.
 //!
@@ -12,6 +13,7 @@
 pub mod deployed;
 pub mod dlq;
 mod error;
+pub mod retry;
 pub mod saga;
 pub mod time;
 

@@ -2,17 +2,23 @@
 //! from a [`Saga`] as typed structs serialized by `serde_json`, so it is deterministic and a step
 //! added to the saga becomes a Task (with its compensation) here without touching this file.
 //!
-//! Shape, per step `s` in order: a Task `Execute s` with Retry on retryable errors only and a
-//! Catch of `States.ALL` into `Compensate s` with `ResultPath: $.error` (never `$`, which would
-//! drop the transaction id and request). The step that failed is compensated too, since it may
-//! have partly succeeded; compensations run in reverse order and are retried harder. One that
+//! Shape, per step `s` in order: a Task `Execute s` with Retry on retryable and in-doubt errors
+//! (the call is asked again with the same idempotency key) and a Catch of `States.ALL` into
+//! `Give up s` with `ResultPath: $.error` (never `$`, which would drop the transaction id and
+//! request). `Give up s` decides from the caught error and the stored attempts whether the step
+//! failed or is in doubt (a timeout, a 5xx, a Lambda failure: the charge may still land), and
+//! the Choice `s given up` ends an in-doubt saga in `InDoubt`, without compensating anything,
+//! goes on when the step turns out to have succeeded, and otherwise compensates. The step that
+//! failed is compensated too, since it may have partly succeeded; compensations run in reverse
+//! order and are retried harder. One that
 //! fails for good is caught into a `mark_failed` Task (its result at
 //! `$.compensation_failures.<step>`), and the earlier steps are still undone: compensations are
 //! independent. After the last one a Choice ends in `CompensationFailed` when any compensation
 //! failed, else in `Compensated`. Every Task has `TimeoutSeconds`, and the execution as a whole
 //! a timeout no legitimate run can exceed.
 
-pub use sagaform_contract::task::{ERROR_PATH, Operation, TaskPayloadTemplate};
+use sagaform_contract::task::error_types::{IN_DOUBT, RETRYABLE};
+pub use sagaform_contract::task::{ERROR_PATH, GIVEN_UP_PATH, Operation, TaskPayloadTemplate};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -22,9 +28,10 @@ use serde::Serialize;
 /// The `!Sub` variable the definition uses for the ARN of the `step` function.
 pub const STEP_FUNCTION_ARN_VARIABLE: &str = "StepFunctionArn";
 
-/// The handler's `errorType` for a failure that retrying may cure: retried under the step's
-/// own retry policy.
-pub const RETRYABLE_ERRORS: [&str; 1] = ["Retryable"];
+/// The handler's `errorType`s for a failure that asking again may cure: retried under the
+/// step's own retry policy. An in-doubt failure is asked again with the same idempotency key,
+/// and the provider's answer settles it.
+pub const RETRYABLE_ERRORS: [&str; 2] = [RETRYABLE, IN_DOUBT];
 
 /// Lambda's errors for an invocation that gave no answer of the handler: the Lambda service
 /// failed or throttled, or the function's instance died (a timeout, running out of memory:
@@ -63,6 +70,9 @@ pub const COMPLETED_STATE: &str = "Completed";
 pub const COMPENSATED_STATE: &str = "Compensated";
 /// Name of the Fail state reached when a compensation failed for good.
 pub const COMPENSATION_FAILED_STATE: &str = "CompensationFailed";
+/// Name of the Fail state reached when a step's outcome is unknown after its retries: nothing
+/// was compensated, an operator asks again.
+pub const IN_DOUBT_STATE: &str = "InDoubt";
 /// Name of the Choice state after the last compensation.
 pub const COMPENSATIONS_SETTLED_STATE: &str = "Compensations settled";
 /// Where a compensation that failed for good leaves its `mark_failed` result in the execution
@@ -111,16 +121,34 @@ pub struct Choice {
     pub default: String,
 }
 
-/// A Choice rule testing whether a path is present in the state.
+/// A Choice rule testing a path of the state: whether it is present, or whether it holds a
+/// given string (one test per rule).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChoiceRule {
     /// The path tested.
     pub variable: String,
-    /// Whether the rule holds when the path is present (`true`) or absent (`false`).
-    pub is_present: bool,
+    /// Holds when the path is present (`true`) or absent (`false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_present: Option<bool>,
+    /// Holds when the path holds this string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub string_equals: Option<String>,
     /// Where to go when it holds.
     pub next: String,
+}
+
+impl ChoiceRule {
+    /// Whether the rule holds for `value`, the value at its variable (`None` when absent).
+    pub fn holds(&self, value: Option<&serde_json::Value>) -> bool {
+        if let Some(present) = self.is_present {
+            return value.is_some() == present;
+        }
+        match &self.string_equals {
+            Some(expected) => value.and_then(|v| v.as_str()) == Some(expected.as_str()),
+            None => false,
+        }
+    }
 }
 
 /// A Task invoking the `step` function through the optimized Lambda integration.
@@ -240,6 +268,16 @@ pub fn compensate_state(step: &Step) -> String {
     format!("Compensate {}", step.name)
 }
 
+/// State name of the task deciding whether a step that failed past its retries is in doubt.
+pub fn give_up_state(step: &Step) -> String {
+    format!("Give up {}", step.name)
+}
+
+/// State name of the Choice after [`give_up_state`].
+pub fn given_up_state(step: &Step) -> String {
+    format!("{} given up", step.name)
+}
+
 /// State name of the task recording that a step's compensation failed for good.
 pub fn mark_failed_state(step: &Step) -> String {
     format!("Mark {} compensation failed", step.name)
@@ -263,6 +301,12 @@ impl Definition {
                 comment: "Every step succeeded.".to_owned(),
             }),
         );
+        for (index, step) in steps.iter().enumerate() {
+            let task = give_up_task(steps, index, task_timeout_seconds);
+            states.insert(give_up_state(step), State::Task(task));
+            states.insert(given_up_state(step), given_up_choice(steps, index));
+        }
+        states.insert(IN_DOUBT_STATE.to_owned(), in_doubt_state());
         for (index, step) in steps.iter().enumerate().rev() {
             let task = compensate_task(steps, index, task_timeout_seconds);
             states.insert(compensate_state(step), State::Task(task));
@@ -334,14 +378,19 @@ impl Definition {
     }
 }
 
-/// The Task running step `index` of `steps`: on success it goes to the next step (or
-/// `Completed`), on a failure that retries did not cure to the step's own compensation.
-fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
-    let step = &steps[index];
-    let next = match steps.get(index + 1) {
+/// What follows step `index` of `steps` once it succeeded: the next step, or `Completed`.
+fn after_step(steps: &[Step], index: usize) -> String {
+    match steps.get(index + 1) {
         Some(following) => execute_state(following),
         None => COMPLETED_STATE.to_owned(),
-    };
+    }
+}
+
+/// The Task running step `index` of `steps`: on success it goes to the next step (or
+/// `Completed`), on a failure that retries did not cure to giving it up.
+fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
+    let step = &steps[index];
+    let next = after_step(steps, index);
     Task {
         comment: format!(
             "{} on {} ({} of {})",
@@ -356,9 +405,70 @@ fn execute_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
         result_path: format!("$.results.{}", step.name),
         timeout_seconds,
         retry: retriers(&step.retry),
-        catch: vec![catch_into(compensate_state(step))],
+        catch: vec![catch_into(give_up_state(step))],
         next,
     }
+}
+
+/// The Task deciding, after step `index` failed past its retries, whether it failed (the saga
+/// compensates) or is in doubt (the saga parks). Retried like a compensation (it only writes the
+/// state); if even that fails for good, the execution ends in `InDoubt` without compensating:
+/// the saga record still says RUNNING, which the stuck-saga view shows.
+fn give_up_task(steps: &[Step], index: usize, timeout_seconds: u64) -> Task {
+    let step = &steps[index];
+    Task {
+        comment: format!(
+            "{} failed past its retries: failed for good (compensate) or in doubt (park, nothing compensated)",
+            step.action.name
+        ),
+        resource: "arn:aws:states:::lambda:invoke".to_owned(),
+        parameters: parameters(Operation::GiveUp, step),
+        result_selector: result_selector(),
+        result_path: GIVEN_UP_PATH.to_owned(),
+        timeout_seconds,
+        retry: retriers(&step.compensation_retry),
+        catch: vec![Catcher {
+            error_equals: vec!["States.ALL".to_owned()],
+            result_path: format!("{GIVEN_UP_PATH}_error"),
+            next: IN_DOUBT_STATE.to_owned(),
+        }],
+        next: given_up_state(step),
+    }
+}
+
+/// The Choice after `Give up s`: `InDoubt` when the saga parked, the next step when the step
+/// turned out to have succeeded (its answer to the state machine was lost), else the step's
+/// compensation.
+fn given_up_choice(steps: &[Step], index: usize) -> State {
+    let step = &steps[index];
+    let result = |field: &str| format!("{GIVEN_UP_PATH}.Payload.{field}");
+    State::Choice(Choice {
+        comment: format!("What giving up {} decided.", step.name),
+        choices: vec![
+            ChoiceRule {
+                variable: result("saga_status"),
+                is_present: None,
+                string_equals: Some("IN_DOUBT".to_owned()),
+                next: IN_DOUBT_STATE.to_owned(),
+            },
+            ChoiceRule {
+                variable: result("step_status"),
+                is_present: None,
+                string_equals: Some("SUCCEEDED".to_owned()),
+                next: after_step(steps, index),
+            },
+        ],
+        default: compensate_state(step),
+    })
+}
+
+/// The Fail state of a saga whose step's outcome is unknown.
+fn in_doubt_state() -> State {
+    State::Fail(Fail {
+        comment: "A step's outcome is unknown after its retries: nothing was compensated; an operator asks again (saga retry).".to_owned(),
+        error: "SagaInDoubt".to_owned(),
+        cause: "a step got no definite answer after all its retries and may still take effect; see the runbook".to_owned(),
+    })
 }
 
 /// What follows the compensation of step `index` of `steps`, whether it succeeded or was marked
@@ -428,7 +538,8 @@ fn compensations_settled_state() -> State {
             .to_owned(),
         choices: vec![ChoiceRule {
             variable: COMPENSATION_FAILURES_PATH.to_owned(),
-            is_present: true,
+            is_present: Some(true),
+            string_equals: None,
             next: COMPENSATION_FAILED_STATE.to_owned(),
         }],
         default: COMPENSATED_STATE.to_owned(),

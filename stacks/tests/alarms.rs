@@ -3,6 +3,7 @@
 
 mod common;
 
+use sagaform_contract::log;
 use sagaform_stacks::cfn::{Expr, Properties};
 use sagaform_stacks::fixtures::example_env;
 use sagaform_stacks::runbook::heading_anchor;
@@ -79,6 +80,69 @@ fn every_failure_path_has_its_alarm() {
         ]
         .concat(),
     );
+}
+
+/// A saga parked IN_DOUBT is counted from the line the engine writes (the contract's `outcome`
+/// field) by a metric filter on the log group of the function that calls the SaaS, and the alarm
+/// on that metric goes off at the first one, with a runbook section giving `saga retry`.
+#[test]
+fn a_saga_in_doubt_raises_the_alarm_at_the_first_one_in_every_pattern() {
+    for (pattern, env) in all_examples() {
+        let synthesized = synthesize(pattern, &env).unwrap();
+        let template = &synthesized.template;
+        let at = format!("{pattern} {}", env.name);
+        let saas_caller = match pattern {
+            Pattern::Orchestrator => "ApiFunction",
+            Pattern::Sqs => "WorkerFunction",
+            Pattern::StepFunctions => "StepFunction",
+        };
+        let filters = picked(template, |p| match p {
+            Properties::MetricFilter(filter) => Some(filter),
+            _ => None,
+        });
+        assert_eq!(filters.len(), 1, "{at}");
+        let filter = filters[0];
+        assert_eq!(
+            filter.log_group_name,
+            Expr::reference(format!("{saas_caller}LogGroup")),
+            "{at}"
+        );
+        assert_eq!(
+            filter.filter_pattern,
+            log::outcome_filter_pattern(log::SAGA_IN_DOUBT),
+            "{at}"
+        );
+        let counted = &filter.metric_transformations[0];
+        let Properties::Alarm(alarm) = &template.resources["SagaInDoubtAlarm"].properties else {
+            panic!("{at}: no SagaInDoubtAlarm")
+        };
+        assert_eq!(
+            alarm.namespace.as_deref(),
+            Some(counted.metric_namespace.as_str()),
+            "{at}"
+        );
+        assert_eq!(
+            alarm.metric_name.as_deref(),
+            Some(counted.metric_name.as_str()),
+            "{at}"
+        );
+        assert_eq!(counted.metric_value, "1", "{at}");
+        assert_eq!(alarm.threshold, 1.0, "{at}");
+        assert_eq!(alarm.datapoints_to_alarm, Some(1), "{at}");
+        assert!(
+            alarm.alarm_description.ends_with("#saga-in-doubt"),
+            "{at}: {}",
+            alarm.alarm_description
+        );
+        assert_runbook_section_contains(
+            &synthesized.runbook_markdown,
+            "saga in doubt",
+            &[&format!(
+                "cargo xtask saga retry --pattern {pattern} --env {} <transaction_id>",
+                env.name
+            )],
+        );
+    }
 }
 
 #[test]
@@ -213,8 +277,9 @@ fn table_throttle_alarms_count_the_status_index_too() {
 }
 
 /// Commands a runbook may give: sagaform's own (built or planned) and the AWS CLI.
-const RUNBOOK_COMMAND_PREFIXES: [&str; 10] = [
+const RUNBOOK_COMMAND_PREFIXES: [&str; 11] = [
     "cargo xtask saga show ",
+    "cargo xtask saga retry ",
     "cargo xtask dlq list ",
     "cargo xtask dlq redrive ",
     "cargo xtask dlq purge ",

@@ -6,9 +6,10 @@ use std::time::Duration;
 use sagaform_saga::{Action, PURCHASE, RetryPolicy, Saga, Step};
 use sagaform_stacks::asl::{
     COMPENSATED_STATE, COMPENSATION_FAILED_STATE, COMPENSATION_FAILURES_PATH,
-    COMPENSATIONS_SETTLED_STATE, COMPLETED_STATE, Definition, INVOKE_MARGIN, LAMBDA_ERROR_RETRY,
-    LAMBDA_SERVICE_ERRORS, Operation, RETRYABLE_ERRORS, STEP_FUNCTION_ARN_VARIABLE, State, Task,
-    compensate_state, execute_state, mark_failed_state,
+    COMPENSATIONS_SETTLED_STATE, COMPLETED_STATE, Definition, IN_DOUBT_STATE, INVOKE_MARGIN,
+    LAMBDA_ERROR_RETRY, LAMBDA_SERVICE_ERRORS, Operation, RETRYABLE_ERRORS,
+    STEP_FUNCTION_ARN_VARIABLE, State, Task, compensate_state, execute_state, give_up_state,
+    given_up_state, mark_failed_state,
 };
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,15 +25,25 @@ fn task<'d>(definition: &'d Definition, name: &str) -> &'d Task {
     }
 }
 
-/// The states visited from `start` when every Task takes its Catch.
+/// The states visited from `start` when every action and compensation Task takes its Catch and
+/// giving up finds the step failed for good (a definite refusal: compensate), up to the Choice
+/// that settles the compensations.
 fn failure_path(definition: &Definition, start: &str) -> Vec<String> {
     let mut path = vec![start.to_owned()];
     let mut current = start.to_owned();
-    while let Some(State::Task(task)) = definition.states.get(&current) {
-        current = task.catch[0].next.clone();
+    loop {
+        current = match definition.states.get(&current) {
+            Some(State::Task(task)) if task.parameters.payload.operation == Operation::GiveUp => {
+                task.next.clone()
+            }
+            Some(State::Task(task)) => task.catch[0].next.clone(),
+            Some(State::Choice(choice)) if current != COMPENSATIONS_SETTLED_STATE => {
+                choice.default.clone()
+            }
+            _ => return path,
+        };
         path.push(current.clone());
     }
-    path
 }
 
 /// The states visited from `start` when every Task succeeds.
@@ -69,7 +80,16 @@ fn steps_run_in_definition_order_and_end_completed() {
 fn a_failure_compensates_the_failing_step_then_earlier_ones_in_reverse() {
     let definition = purchase();
     let execute_payment = task(&definition, "Execute payment");
-    assert_eq!(execute_payment.catch[0].next, "Compensate payment");
+    assert_eq!(execute_payment.catch[0].next, "Give up payment");
+    assert_eq!(
+        failure_path(&definition, "Execute payment")[..4],
+        [
+            "Execute payment",
+            "Give up payment",
+            "payment given up",
+            "Compensate payment"
+        ]
+    );
     let compensations: Vec<String> = PURCHASE.steps.iter().rev().map(compensate_state).collect();
     assert_eq!(
         compensations,
@@ -94,8 +114,12 @@ fn a_failure_compensates_the_failing_step_then_earlier_ones_in_reverse() {
     expected.extend(compensations.iter().cloned());
     assert_eq!(
         task(&definition, &execute_state(last)).catch[0].next,
-        compensate_state(last)
+        give_up_state(last)
     );
+    let State::Choice(given_up) = &definition.states[&given_up_state(last)] else {
+        panic!("{} is not a Choice", given_up_state(last));
+    };
+    assert_eq!(given_up.default, compensate_state(last));
     let mut undo = vec![execute_state(last)];
     let mut current = compensate_state(last);
     while let Some(State::Task(t)) = definition.states.get(&current) {
@@ -247,7 +271,7 @@ fn a_failed_compensation_is_marked_and_the_earlier_steps_are_still_undone() {
     };
     assert_eq!(settled.choices.len(), 1);
     assert_eq!(settled.choices[0].variable, COMPENSATION_FAILURES_PATH);
-    assert!(settled.choices[0].is_present);
+    assert_eq!(settled.choices[0].is_present, Some(true));
     assert_eq!(settled.choices[0].next, COMPENSATION_FAILED_STATE);
     assert_eq!(settled.default, COMPENSATED_STATE);
     assert!(matches!(
@@ -270,11 +294,53 @@ fn a_failed_compensation_is_marked_and_the_earlier_steps_are_still_undone() {
     }
 }
 
+/// Past its retries a step is given up, and what the give-up task recorded decides: a saga in
+/// doubt ends the execution in `InDoubt` with nothing compensated, a step that turned out to
+/// have succeeded goes on to the next one, and a step that failed for good is compensated. A
+/// give-up that cannot be recorded compensates nothing either.
+#[test]
+fn a_step_given_up_in_doubt_parks_the_saga_without_compensating() {
+    let definition = purchase();
+    for (index, step) in PURCHASE.steps.iter().enumerate() {
+        let give_up = task(&definition, &give_up_state(step));
+        assert_eq!(give_up.parameters.payload.operation, Operation::GiveUp);
+        assert_eq!(give_up.parameters.payload.step, step.name);
+        assert_eq!(give_up.next, given_up_state(step));
+        assert_eq!(give_up.catch[0].error_equals, ["States.ALL"]);
+        assert_eq!(give_up.catch[0].next, IN_DOUBT_STATE);
+        let State::Choice(decided) = &definition.states[&given_up_state(step)] else {
+            panic!("{} is not a Choice", given_up_state(step));
+        };
+        let rule = |status: &str| {
+            decided
+                .choices
+                .iter()
+                .find(|rule| rule.string_equals.as_deref() == Some(status))
+                .unwrap_or_else(|| panic!("no rule for {status}"))
+        };
+        assert_eq!(rule("IN_DOUBT").next, IN_DOUBT_STATE);
+        assert!(rule("IN_DOUBT").variable.ends_with(".saga_status"));
+        let after = PURCHASE
+            .steps
+            .get(index + 1)
+            .map(execute_state)
+            .unwrap_or_else(|| COMPLETED_STATE.to_owned());
+        assert_eq!(rule("SUCCEEDED").next, after);
+        assert!(rule("SUCCEEDED").variable.ends_with(".step_status"));
+        assert_eq!(decided.default, compensate_state(step));
+    }
+    let State::Fail(in_doubt) = &definition.states[IN_DOUBT_STATE] else {
+        panic!("{IN_DOUBT_STATE} is not a Fail state");
+    };
+    assert_eq!(in_doubt.error, "SagaInDoubt");
+}
+
 #[test]
 fn every_task_has_a_timeout_and_the_execution_a_bound() {
     let definition = purchase();
     let tasks: Vec<_> = definition.tasks().collect();
-    assert_eq!(tasks.len(), 3 * PURCHASE.steps.len());
+    // Execute, give up, compensate and mark failed, per step.
+    assert_eq!(tasks.len(), 4 * PURCHASE.steps.len());
     for (name, task) in &tasks {
         assert_eq!(
             task.timeout_seconds,

@@ -45,7 +45,7 @@ fn outputs_are_exported_under_the_stack_name() {
 }
 
 /// Resource types CloudFormation cannot tag.
-const UNTAGGABLE: [&str; 11] = [
+const UNTAGGABLE: [&str; 12] = [
     "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Route",
@@ -55,6 +55,7 @@ const UNTAGGABLE: [&str; 11] = [
     "AWS::EC2::VPCGatewayAttachment",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::Permission",
+    "AWS::Logs::MetricFilter",
     "AWS::RDS::DBProxyTargetGroup",
     "AWS::SNS::Subscription",
 ];

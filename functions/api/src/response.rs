@@ -182,6 +182,12 @@ pub fn finished_saga(record: &SagaRecord, status_url: &str) -> HttpResponse {
             body["error_code"] = json!("saga_compensation_failed");
             500
         }
+        // Accepted and not finished: a step's outcome is unknown and an operator settles it.
+        // Not an error to retry with a new key, which would start a second saga.
+        SagaStatus::InDoubt => {
+            body["error_code"] = json!("saga_in_doubt");
+            202
+        }
         SagaStatus::Pending | SagaStatus::Running | SagaStatus::Compensating => {
             body["error_code"] = json!("saga_not_finished");
             503
@@ -228,6 +234,12 @@ mod tests {
         );
         record.status = SagaStatus::CompensationFailed;
         assert_eq!(finished_saga(&record, "/t").status, 500);
+        record.status = SagaStatus::InDoubt;
+        let in_doubt = finished_saga(&record, "/t");
+        assert_eq!(
+            (in_doubt.status, in_doubt.body["error_code"].as_str()),
+            (202, Some("saga_in_doubt"))
+        );
         record.status = SagaStatus::Running;
         assert_eq!(
             finished_saga(&record, "/t").header("retry-after"),

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{INVOCATION_TIME, Reply, send, send_with};
-use sagaform_api::resume::SendFuture;
+use sagaform_api::resume::{SendFuture, resume_event};
 use sagaform_api::{Api, ApiSettings, ResumeError, Resumer};
 use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
+use sagaform_runtime::engine::reopen_in_doubt;
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::acceptance::{
     ApiGatewayV2httpRequest, Course, KILLED_INVOCATION, Kill, PatternDriver, until_called,
@@ -75,6 +76,7 @@ impl PatternDriver for Orchestrator {
             Course::CompensationFailed => {
                 (500, "COMPENSATION_FAILED", Some("saga_compensation_failed"))
             }
+            Course::InDoubt => (202, "IN_DOUBT", Some("saga_in_doubt")),
         };
         let body = &answer.body;
         assert_eq!(
@@ -86,6 +88,20 @@ impl PatternDriver for Orchestrator {
             expected,
             "{course:?}: {body:#}"
         );
+    }
+
+    /// The operator's retry sends the function its resume event, as `saga retry` does with an
+    /// asynchronous invoke.
+    async fn retry(&self, transaction_id: &str) {
+        reopen_in_doubt(self.store.store(), transaction_id)
+            .await
+            .expect("reopen the saga in doubt");
+        let resumed = self
+            .api
+            .handle_event(event(resume_event(transaction_id), INVOCATION_TIME))
+            .await
+            .expect("the resume event runs the saga");
+        assert_eq!(resumed["status"], "COMPLETED", "{resumed}");
     }
 
     /// The API runs the saga in the request, so the request's own invocation is killed; the

@@ -11,6 +11,16 @@
 //! good is recorded and the earlier steps are still undone; the saga then ends
 //! COMPENSATION_FAILED naming every step a human must settle.
 //!
+//! An action whose attempts ended without a definite answer (a timeout, a lost connection, a
+//! 5xx: [`SaasError::is_in_doubt`]) may have taken effect, or may still: compensating it would
+//! run the refund before a charge that then lands. So the rule is: an in-doubt call is asked
+//! again with the same idempotency key under the step's retry policy, and the provider's first
+//! definite answer (success, or a refusal for the key) settles it; when the retries end and the
+//! doubt has not been settled, the step is IN_DOUBT and the saga parks IN_DOUBT (an alarm, the
+//! runbook's "saga in doubt" section) until an operator asks again ([`Engine::reopen`], `cargo
+//! xtask saga retry`). A refused connection or a 429 after an in-doubt attempt says nothing of
+//! it, so the doubt is stored on the step where invocations retry ([`StepRecord::in_doubt`]).
+//!
 //! Three ways to drive it, one per pattern:
 //! - [`Engine::run`] (orchestrator): the whole saga in-process, retrying each call under its
 //!   step's [`RetryPolicy`](sagaform_saga::RetryPolicy) until a deadline;
@@ -29,9 +39,10 @@
 //! the FIFO message group, the Step Functions execution name.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
+use sagaform_contract::log::SAGA_IN_DOUBT;
 use sagaform_saas_client::{SaasClient, SaasError, StepCall, retry_until};
 use sagaform_saga::{Action, RetryPolicy, Saga, Step};
 use serde_json::Value;
@@ -123,8 +134,20 @@ impl CallKind {
 enum Called {
     /// It succeeded after this many attempts.
     Succeeded { attempts: u32 },
-    /// It failed for good (permanently, or retryable with no retries left).
-    Failed { attempts: u32, error: SaasError },
+    /// It failed for good (permanently, or retryable with no retries left); `in_doubt` when
+    /// the effect is still unknown.
+    Failed {
+        attempts: u32,
+        error: SaasError,
+        in_doubt: bool,
+    },
+    /// It failed with retries left that a later invocation uses (redelivery, or the deadline
+    /// came first); `attempt` is the stored count of this one.
+    Later {
+        attempt: u32,
+        error: SaasError,
+        in_doubt: bool,
+    },
 }
 
 /// What a call that failed for good leaves on its step and on the saga, and what that means
@@ -136,6 +159,8 @@ struct GivenUp {
     /// ([`settle_compensation`]).
     saga: Option<(SagaStatus, String)>,
     consequence: &'static str,
+    /// The `outcome` field of the log line, for lines an alarm counts ([`sagaform_contract::log`]).
+    outcome: Option<&'static str>,
 }
 
 impl GivenUp {
@@ -149,6 +174,22 @@ impl GivenUp {
                 format!("step {} {} failed: {error}", step.name, step.action.name),
             )),
             consequence: "step failed for good; compensating",
+            outcome: None,
+        }
+    }
+
+    /// The action of `step` ended its retries in doubt: the saga parks IN_DOUBT, nothing is
+    /// compensated blind.
+    fn in_doubt(step: &Step, attempts: u32, error: &SaasError) -> Self {
+        GivenUp {
+            step_status: StepStatus::InDoubt,
+            step_error: error.to_string(),
+            saga: Some((
+                SagaStatus::InDoubt,
+                in_doubt_reason(step, &format!("{attempts} attempt(s)"), &error.to_string()),
+            )),
+            consequence: "saga in doubt: the step's effect is unknown after all its retries; parked for an operator (saga retry)",
+            outcome: Some(SAGA_IN_DOUBT),
         }
     }
 
@@ -160,6 +201,7 @@ impl GivenUp {
             step_error: format!("compensation: {error}"),
             saga: None,
             consequence: "compensation failed for good: the step needs a human; the earlier steps are still undone",
+            outcome: None,
         }
     }
 }
@@ -296,7 +338,12 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 ));
             }
             let call = StepCall::action(definition, &record.transaction_id, &record.request);
-            self.call_once(&call, deadline, "step failed").await?;
+            if let Err(failure) = self.call_once(&call, deadline, "step failed").await {
+                if let EngineError::Step { source, .. } = &failure {
+                    self.record_doubt(&mut record, index, source).await?;
+                }
+                return Err(failure);
+            }
             self.record_step_success(&mut record, index, 1).await?;
             Ok(record)
         }
@@ -398,6 +445,93 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 })
             }
         }
+    }
+
+    /// Stores whether the action of step `index` is in doubt after `error` (a Step Functions
+    /// attempt, whose retries are the state machine's), when that changed: the `give_up` that
+    /// follows the last attempt reads it.
+    async fn record_doubt(
+        &self,
+        record: &mut SagaRecord,
+        index: usize,
+        error: &SaasError,
+    ) -> Result<(), EngineError> {
+        let in_doubt = error.leaves_in_doubt(record.steps[index].in_doubt);
+        if in_doubt != record.steps[index].in_doubt {
+            record.steps[index].in_doubt = in_doubt;
+            self.save(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Step Functions `give_up`: the action of `step` failed and the state machine's retries for
+    /// it are over; `caught` is the error the Catch caught (its `Error` name, its description).
+    /// Decides what that means, from the error and the stored doubt:
+    /// - the step succeeded after all (its result was recorded, the answer to the state machine
+    ///   lost): nothing changes, the state machine goes on with the next step;
+    /// - a definite failure (`Permanent`, or `Retryable` with no in-doubt attempt stored): the
+    ///   step is FAILED and the saga COMPENSATING, the state machine compensates;
+    /// - otherwise (`InDoubt`, `States.Timeout`, a Lambda failure, `Retryable` after an
+    ///   in-doubt attempt): the call may have landed, the step and the saga are IN_DOUBT and the
+    ///   execution ends there.
+    ///
+    /// Repeating it changes nothing.
+    pub async fn give_up_step(
+        &self,
+        transaction_id: &str,
+        step: &str,
+        caught: &str,
+        description: Option<String>,
+    ) -> Result<SagaRecord, EngineError> {
+        use sagaform_contract::task::error_types::{PERMANENT, RETRYABLE};
+        async {
+            let (mut record, index) = self.load_step(transaction_id, step).await?;
+            let stored = &record.steps[index];
+            if stored.status != StepStatus::Pending
+                || !matches!(record.status, SagaStatus::Pending | SagaStatus::Running)
+            {
+                info!(step, step_status = %stored.status, status = %record.status, "already decided");
+                return Ok(record);
+            }
+            let definition = &self.saga.steps[index];
+            let description = description.unwrap_or_else(|| caught.to_owned());
+            let in_doubt = match caught {
+                PERMANENT => false,
+                RETRYABLE => stored.in_doubt,
+                _ => true,
+            };
+            let attempts = stored.attempts.max(1);
+            let stored = &mut record.steps[index];
+            stored.error = Some(description.clone());
+            stored.updated_at = Some(now_rfc3339());
+            if in_doubt {
+                stored.status = StepStatus::InDoubt;
+                stored.in_doubt = true;
+                record.status = SagaStatus::InDoubt;
+                record.error = Some(in_doubt_reason(definition, "its retries", &description));
+                self.save(&mut record).await?;
+                warn!(step, attempts, error = %description, outcome = SAGA_IN_DOUBT, "saga in doubt: the step's effect is unknown after all its retries; parked for an operator (saga retry)");
+            } else {
+                stored.status = StepStatus::Failed;
+                record.status = SagaStatus::Compensating;
+                record.error = Some(format!(
+                    "step {} {} failed: {description}",
+                    definition.name, definition.action.name
+                ));
+                self.save(&mut record).await?;
+                warn!(step, error = %description, "step failed for good; compensating");
+            }
+            Ok(record)
+        }
+        .instrument(self.span(transaction_id, "give_up"))
+        .await
+    }
+
+    /// Operator's `saga retry` of a saga IN_DOUBT: see [`reopen_in_doubt`].
+    pub async fn reopen(&self, transaction_id: &str) -> Result<SagaRecord, EngineError> {
+        reopen_in_doubt(&self.store, transaction_id)
+            .instrument(self.span(transaction_id, "reopen"))
+            .await
     }
 
     /// Step Functions `mark_failed`: the compensation of `step` failed for good. The step needs
@@ -506,6 +640,7 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         let step = &mut record.steps[index];
         step.status = StepStatus::Succeeded;
         step.attempts = attempts;
+        step.in_doubt = false;
         step.error = None;
         step.updated_at = Some(now_rfc3339());
         // RUNNING is written with the first step's result and COMPLETED with the last one's:
@@ -529,9 +664,13 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         index: usize,
         kind: CallKind,
         error: &SaasError,
+        in_doubt: bool,
     ) -> Result<(), EngineError> {
         let step = &mut record.steps[index];
         *kind.attempts_mut(step) += 1;
+        if kind == CallKind::Action {
+            step.in_doubt = in_doubt;
+        }
         let attempts = kind.attempts(step);
         step.error = Some(match kind {
             CallKind::Action => error.to_string(),
@@ -576,6 +715,9 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
     ) -> Result<(), EngineError> {
         let failed = &mut record.steps[index];
         failed.status = given_up.step_status;
+        if given_up.step_status == StepStatus::InDoubt {
+            failed.in_doubt = true;
+        }
         *kind.attempts_mut(failed) = attempts;
         failed.error = Some(given_up.step_error);
         failed.updated_at = Some(now_rfc3339());
@@ -588,15 +730,16 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         }
         self.save(record).await?;
         let step = self.saga.steps[index].name;
-        warn!(step, attempts, error = %error, "{}", given_up.consequence);
+        warn!(step, attempts, error = %error, outcome = given_up.outcome, "{}", given_up.consequence);
         Ok(())
     }
 
     fn next(&self, record: &SagaRecord) -> Result<Next, EngineError> {
         match record.status {
-            SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::CompensationFailed => {
-                Ok(Next::Finished)
-            }
+            SagaStatus::Completed
+            | SagaStatus::Compensated
+            | SagaStatus::CompensationFailed
+            | SagaStatus::InDoubt => Ok(Next::Finished),
             SagaStatus::Pending | SagaStatus::Running => {
                 match record
                     .steps
@@ -732,27 +875,41 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         // Attempts of earlier invocations that failed and were retried later (by redelivery)
         // are stored on the step; these add to them.
         let earlier = kind.attempts(&record.steps[index]);
-        match self
-            .call_settled(&call, policy, retries, earlier, deadline)
-            .await
-        {
-            Err(EngineError::Step {
-                step: name,
-                action,
+        // Only an action's doubt matters: a compensation that ends in doubt already waits for a
+        // human (COMPENSATION_FAILED).
+        let was_in_doubt = kind == CallKind::Action && record.steps[index].in_doubt;
+        let action = call.action.name;
+        let called = self
+            .call_settled(&call, policy, retries, earlier, was_in_doubt, deadline)
+            .await?;
+        match called {
+            Called::Later {
                 attempt,
-                source,
-            }) if retries == Retries::Redelivery => {
-                self.record_attempt_failure(record, index, kind, &source)
-                    .await?;
+                error,
+                in_doubt,
+            } => {
+                match retries {
+                    Retries::Redelivery => {
+                        self.record_attempt_failure(record, index, kind, &error, in_doubt)
+                            .await?
+                    }
+                    // The attempts of this invocation are not stored, but their doubt is: the
+                    // invocation that resumes must not take a refused connection for a clean
+                    // failure.
+                    Retries::InProcess if in_doubt != was_in_doubt => {
+                        record.steps[index].in_doubt = in_doubt;
+                        self.save(record).await?;
+                    }
+                    Retries::InProcess => {}
+                }
                 Err(EngineError::Step {
-                    step: name,
+                    step: step.name,
                     action,
                     attempt,
-                    source,
+                    source: error,
                 })
             }
-            Err(e) => Err(e),
-            Ok(Called::Succeeded { attempts }) => match kind {
+            Called::Succeeded { attempts } => match kind {
                 CallKind::Action => {
                     self.record_step_success(record, index, earlier + attempts)
                         .await
@@ -762,8 +919,15 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                         .await
                 }
             },
-            Ok(Called::Failed { attempts, error }) => {
+            Called::Failed {
+                attempts,
+                error,
+                in_doubt,
+            } => {
                 let given_up = match kind {
+                    CallKind::Action if in_doubt => {
+                        GivenUp::in_doubt(step, earlier + attempts, &error)
+                    }
                     CallKind::Action => GivenUp::action(step, &error),
                     CallKind::Compensation => GivenUp::compensation(&error),
                 };
@@ -782,32 +946,43 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
         policy: &RetryPolicy,
         retries: Retries,
         earlier: u32,
+        was_in_doubt: bool,
         deadline: Instant,
     ) -> Result<Called, EngineError> {
         self.check_time_left(call.step, call.action, deadline)?;
         match retries {
             Retries::InProcess => {
                 let attempts = AtomicU32::new(0);
-                let result = retry_until(policy, deadline, || {
+                let in_doubt = AtomicBool::new(was_in_doubt);
+                let result = retry_until(policy, deadline, || async {
                     attempts.fetch_add(1, Ordering::Relaxed);
-                    self.caller.call(call, deadline)
+                    let result = self.caller.call(call, deadline).await;
+                    if let Err(error) = &result {
+                        let doubt = error.leaves_in_doubt(in_doubt.load(Ordering::Relaxed));
+                        in_doubt.store(doubt, Ordering::Relaxed);
+                    }
+                    result
                 })
                 .await;
                 let attempts = attempts.load(Ordering::Relaxed);
+                let in_doubt = in_doubt.load(Ordering::Relaxed);
                 match result {
                     Ok(_) => Ok(Called::Succeeded { attempts }),
                     Err(error) if !error.is_retryable() || attempts > policy.max_retries => {
-                        Ok(Called::Failed { attempts, error })
+                        Ok(Called::Failed {
+                            attempts,
+                            error,
+                            in_doubt,
+                        })
                     }
                     // Retries are left, but not the time to use them: resume later.
                     Err(error) => {
-                        warn!(step = call.step.name, action = call.action.name, attempts, error = %error,
+                        warn!(step = call.step.name, action = call.action.name, attempts, in_doubt, error = %error,
                               "deadline reached while retrying; the saga resumes later");
-                        Err(EngineError::Step {
-                            step: call.step.name,
-                            action: call.action.name,
+                        Ok(Called::Later {
                             attempt: earlier + attempts,
-                            source: error,
+                            error,
+                            in_doubt,
                         })
                     }
                 }
@@ -816,17 +991,21 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
                 let attempt = earlier + 1;
                 match self.caller.call(call, deadline).await {
                     Ok(_) => Ok(Called::Succeeded { attempts: 1 }),
-                    Err(error) if !error.is_retryable() || attempt > policy.max_retries => {
-                        Ok(Called::Failed { attempts: 1, error })
-                    }
                     Err(error) => {
-                        warn!(step = call.step.name, action = call.action.name, attempt, error = %error,
+                        let in_doubt = error.leaves_in_doubt(was_in_doubt);
+                        if !error.is_retryable() || attempt > policy.max_retries {
+                            return Ok(Called::Failed {
+                                attempts: 1,
+                                error,
+                                in_doubt,
+                            });
+                        }
+                        warn!(step = call.step.name, action = call.action.name, attempt, in_doubt, error = %error,
                               "retryable failure; the message will be redelivered");
-                        Err(EngineError::Step {
-                            step: call.step.name,
-                            action: call.action.name,
+                        Ok(Called::Later {
                             attempt,
-                            source: error,
+                            error,
+                            in_doubt,
                         })
                     }
                 }
@@ -870,6 +1049,62 @@ fn already(record: &SagaRecord, index: usize, done: StepStatus) -> bool {
     let status = done.as_str().to_lowercase();
     info!(step = step.name, "step already {status}; not called again");
     true
+}
+
+/// Operator's `saga retry` of a saga IN_DOUBT: the in-doubt step goes back to PENDING with
+/// fresh retries (its doubt kept, so only a definite answer settles it) and the saga to
+/// RUNNING, ready to be handed to its pattern again (the orchestrator's resume, a work message,
+/// a new execution), which asks the call again with the same idempotency key: the provider's
+/// answer settles it, forward or into compensation. Needs only the store, so the operator's
+/// tool runs it without calling any SaaS. Returns the record as stored; a saga that is not
+/// IN_DOUBT is refused, so asking twice reopens once.
+pub async fn reopen_in_doubt<S: SagaStore>(
+    store: &S,
+    transaction_id: &str,
+) -> Result<SagaRecord, EngineError> {
+    let mut record = store
+        .get(transaction_id)
+        .await?
+        .ok_or_else(|| EngineError::Store(StoreError::NotFound(transaction_id.to_owned())))?;
+    if record.status != SagaStatus::InDoubt {
+        return Err(invalid(
+            &record,
+            format!(
+                "only a saga IN_DOUBT is asked again; this one is {}",
+                record.status
+            ),
+        ));
+    }
+    let Some(index) = record
+        .steps
+        .iter()
+        .position(|s| s.status == StepStatus::InDoubt)
+    else {
+        return Err(invalid(&record, "no step is IN_DOUBT".to_owned()));
+    };
+    let now = now_rfc3339();
+    let step = &mut record.steps[index];
+    step.status = StepStatus::Pending;
+    step.attempts = 0;
+    step.in_doubt = true;
+    step.updated_at = Some(now.clone());
+    record.status = SagaStatus::Running;
+    record.error = None;
+    record.updated_at = now;
+    record.version = store.transition(&record).await?;
+    info!(
+        step = record.steps[index].name,
+        "saga in doubt asked again by an operator: the step's call is repeated with the same idempotency key"
+    );
+    Ok(record)
+}
+
+/// The saga's error while it is IN_DOUBT: which call, after what, and what to do.
+fn in_doubt_reason(step: &Step, after: &str, error: &str) -> String {
+    format!(
+        "step {} {} in doubt after {after}: {error}; the effect may have landed, so nothing was compensated: ask again with `cargo xtask saga retry`",
+        step.name, step.action.name
+    )
 }
 
 fn invalid(record: &SagaRecord, reason: String) -> EngineError {

@@ -22,9 +22,10 @@ impl ErrorClass {
     /// The Lambda `errorType` the Step Functions Retry and Catch match: `Retryable` or
     /// `Permanent`.
     pub fn error_type(self) -> &'static str {
+        use sagaform_contract::task::error_types::{PERMANENT, RETRYABLE};
         match self {
-            Self::Retryable => "Retryable",
-            Self::Permanent => "Permanent",
+            Self::Retryable => RETRYABLE,
+            Self::Permanent => PERMANENT,
         }
     }
 }
@@ -182,6 +183,17 @@ impl EngineError {
             Self::InvalidOperation { .. } => ErrorClass::Permanent,
         }
     }
+
+    /// The Lambda `errorType` the state machine matches: `InDoubt` for a call whose effect is
+    /// unknown (retried like a retryable one, never compensated blind), else the class's.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Step { source, .. } if source.is_in_doubt() => {
+                sagaform_contract::task::error_types::IN_DOUBT
+            }
+            _ => self.class().error_type(),
+        }
+    }
 }
 
 /// The Lambda error a handler returns: `errorType` is the classification (`Retryable` or
@@ -196,7 +208,10 @@ pub fn diagnostic(class: ErrorClass, error: &dyn std::error::Error) -> lambda_ru
 
 impl From<EngineError> for lambda_runtime::Diagnostic {
     fn from(error: EngineError) -> Self {
-        diagnostic(error.class(), &error)
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: error.to_string(),
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use serde_json::Value;
 /// Where a saga is in its life.
 ///
 /// `PENDING -> RUNNING -> COMPLETED`, or after a failure `-> COMPENSATING -> COMPENSATED`, or
-/// `COMPENSATION_FAILED` when a compensation failed for good and a human has to step in.
+/// `COMPENSATION_FAILED` when a compensation failed for good and a human has to step in. A step
+/// whose action never got a definite answer parks the saga `IN_DOUBT` instead of compensating
+/// it blind; `cargo xtask saga retry` asks the call again, which takes it back to `RUNNING`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SagaStatus {
@@ -30,17 +32,22 @@ pub enum SagaStatus {
     Compensated,
     /// A compensation failed for good: the saga needs a human.
     CompensationFailed,
+    /// A step's action ended its retries without a definite answer (timeouts, lost connections,
+    /// 5xx): it may have taken effect, or may still. Nothing runs the saga until an operator
+    /// asks the call again (`saga retry`), which settles it either way.
+    InDoubt,
 }
 
 impl SagaStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [SagaStatus; 6] = [
+    pub const ALL: [SagaStatus; 7] = [
         Self::Pending,
         Self::Running,
         Self::Completed,
         Self::Compensating,
         Self::Compensated,
         Self::CompensationFailed,
+        Self::InDoubt,
     ];
 
     /// The statuses a saga is still moving out of; a saga that stays in one too long is stuck.
@@ -55,6 +62,7 @@ impl SagaStatus {
             Self::Compensating => "COMPENSATING",
             Self::Compensated => "COMPENSATED",
             Self::CompensationFailed => "COMPENSATION_FAILED",
+            Self::InDoubt => "IN_DOUBT",
         }
     }
 
@@ -62,8 +70,13 @@ impl SagaStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Compensated | Self::CompensationFailed
+            Self::Completed | Self::Compensated | Self::CompensationFailed | Self::InDoubt
         )
+    }
+
+    /// Whether the saga waits for a human: it must stay visible (no expiry) and alarmed.
+    pub fn needs_a_human(self) -> bool {
+        matches!(self, Self::CompensationFailed | Self::InDoubt)
     }
 }
 
@@ -82,16 +95,20 @@ pub enum StepStatus {
     Compensated,
     /// The compensation failed for good.
     CompensationFailed,
+    /// Every attempt of the action ended without a definite answer: it may have taken effect.
+    /// Neither compensated nor run forward until asked again.
+    InDoubt,
 }
 
 impl StepStatus {
     /// Every status.
-    pub const ALL: [StepStatus; 5] = [
+    pub const ALL: [StepStatus; 6] = [
         Self::Pending,
         Self::Succeeded,
         Self::Failed,
         Self::Compensated,
         Self::CompensationFailed,
+        Self::InDoubt,
     ];
 
     /// The name stored and shown.
@@ -102,6 +119,7 @@ impl StepStatus {
             Self::Failed => "FAILED",
             Self::Compensated => "COMPENSATED",
             Self::CompensationFailed => "COMPENSATION_FAILED",
+            Self::InDoubt => "IN_DOUBT",
         }
     }
 
@@ -156,6 +174,13 @@ pub struct StepRecord {
     /// is compensated. Records written before it existed read as zero.
     #[serde(default)]
     pub compensation_attempts: u32,
+    /// Whether an attempt of the action ended without a definite answer (a timeout, a lost
+    /// connection, a 5xx) and no later attempt got one: the effect may have landed. Stored with
+    /// each failed attempt where invocations retry (sqs, Step Functions), so that a retry which
+    /// only meets a refused connection or a 429 does not make the step look cleanly failed.
+    /// Records written before it existed read as `false`.
+    #[serde(default)]
+    pub in_doubt: bool,
     /// Why the action or the compensation failed, when it did.
     pub error: Option<String>,
     /// When the status last changed (RFC 3339, UTC); `None` while never changed.
@@ -201,6 +226,7 @@ impl SagaRecord {
                     status: StepStatus::Pending,
                     attempts: 0,
                     compensation_attempts: 0,
+                    in_doubt: false,
                     error: None,
                     updated_at: None,
                 })

@@ -81,6 +81,23 @@ fn declined() -> Fault {
     }
 }
 
+/// A retryable failure that says the call was not applied (429): retried, and compensated
+/// once the retries are used up.
+fn busy() -> Fault {
+    Fault::RateLimited {
+        retry_after_secs: 0,
+    }
+}
+
+/// Every attempt of a call times out and its effect lands afterwards (past the test client's
+/// 2 s request timeout).
+fn late() -> Fault {
+    Fault::LateEffect {
+        effect_after_ms: 2_300,
+        hang_ms: 30_000,
+    }
+}
+
 fn step_statuses(record: &SagaRecord) -> Vec<StepStatus> {
     record.steps.iter().map(|s| s.status).collect()
 }
@@ -325,27 +342,21 @@ async fn a_saga_never_goes_forward_again_once_compensation_started(backend: Back
     let world = World::new(backend).await;
     let record = world.start().await;
     let tx = &record.transaction_id;
-    // Every attempt of the grant takes effect downstream but loses its answer, until retries run
-    // out; the step counts as failed and is compensated (its revoke undoes the grant). The
-    // process dies right after that revoke. On resume the grant would now answer success (the
-    // fault is spent): going forward would complete a saga whose entitlement was revoked.
-    let attempts = PURCHASE.step("entitlement").unwrap().retry.max_retries + 1;
-    world.fail(
-        tx,
-        "entitlements",
-        "grant",
-        Fault::ResponseLost,
-        Some(attempts),
-    );
-    let revoke_call = 2 + attempts as usize + 1;
+    // The grant is refused once; the step counts as failed and is compensated. The process
+    // dies right after the grant's revoke. On resume the grant would now answer success (the
+    // fault is spent): going forward would complete a saga whose purchase was being undone.
+    world.fail(tx, "entitlements", "grant", declined(), Some(1));
+    let revoke_call = 2 + 1 + 1;
     let finished = crash_then_resume(&world, tx, CrashPoint::AfterCall(revoke_call)).await;
     assert_eq!(finished.status, SagaStatus::Compensated);
     let ledger = world.ledger(tx);
     assert_eq!(ledger.outstanding(), 0, "{ledger:?}");
     assert_eq!(
-        ledger.service("entitlements").compensations_applied,
-        ["revoke"]
+        ledger.service("entitlements").calls["grant"],
+        1,
+        "{ledger:?}"
     );
+    assert_eq!(ledger.service("payments").compensations_applied, ["refund"]);
 }
 
 async fn a_compensation_failing_transiently_is_retried_and_succeeds(backend: Backend) {
@@ -417,7 +428,7 @@ async fn the_sqs_worker_leaves_retryable_failures_to_redelivery_until_retries_ru
     let world = World::new(backend).await;
     let record = world.start().await;
     let tx = &record.transaction_id;
-    world.fail(tx, "payments", "charge", Fault::Unavailable, None);
+    world.fail(tx, "payments", "charge", busy(), None);
     let max_deliveries = PURCHASE.step("payment").unwrap().retry.max_retries;
     for _ in 1..=max_deliveries {
         let error = world
@@ -715,6 +726,190 @@ async fn a_deadline_too_close_leaves_the_saga_untouched_and_resumable(backend: B
     assert_eq!(finished.status, SagaStatus::Completed);
 }
 
+/// The charge gets no definite answer on any attempt while its effect lands late: the saga
+/// parks IN_DOUBT with nothing compensated (the old engine refunded, ended COMPENSATED, and then
+/// the charge landed: charged with nothing to show for it). Asked again, the provider answers
+/// with the charge that landed and the saga completes, each effect once.
+async fn an_action_in_doubt_parks_the_saga_and_asked_again_completes(backend: Backend) {
+    let world = World::new(backend).await;
+    let record = world.start().await;
+    let tx = &record.transaction_id;
+    world.fail(tx, "payments", "charge", late(), None);
+    let parked = world.engine().run(tx, generous_deadline()).await.unwrap();
+    assert_eq!(parked.status, SagaStatus::InDoubt, "{parked:#?}");
+    assert_eq!(
+        step_statuses(&parked),
+        [
+            StepStatus::Succeeded,
+            StepStatus::InDoubt,
+            StepStatus::Pending
+        ]
+    );
+    assert!(parked.steps[1].in_doubt);
+    let error = parked.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("step payment charge in doubt") && error.contains("saga retry"),
+        "{error}"
+    );
+    let ledger = world.ledger(tx);
+    assert!(
+        !ledger.service("payments").calls.contains_key("refund"),
+        "{ledger:?}"
+    );
+    assert!(ledger.service("inventory").compensations_applied.is_empty());
+    // Parked means parked: running it again calls nothing.
+    let calls = world.ledger(tx).total_calls();
+    assert_eq!(
+        world.engine().run(tx, generous_deadline()).await.unwrap(),
+        parked
+    );
+    assert_eq!(world.ledger(tx).total_calls(), calls);
+
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        world.ledger(tx).service("payments").outstanding,
+        1,
+        "the charge landed"
+    );
+    world.fake.faults().clear();
+    let reopened = world.engine().reopen(tx).await.unwrap();
+    assert_eq!(reopened.status, SagaStatus::Running);
+    assert_eq!(reopened.steps[1].status, StepStatus::Pending);
+    let refused = world.engine().reopen(tx).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("this one is RUNNING"),
+        "{refused}"
+    );
+    let finished = world.engine().run(tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::Completed);
+    assert_each_action_applied_once(&world.ledger(tx));
+    assert!(!finished.steps[1].in_doubt);
+}
+
+/// A timeout then refused connections' kin (429s) until the retries end: the 429s say nothing
+/// of the first attempt, so the step stays in doubt; a definite refusal after a timeout settles
+/// it and the saga compensates.
+async fn only_a_definite_answer_ends_a_doubt(backend: Backend) {
+    let world = World::new(backend).await;
+    let doubtful = world.start().await;
+    let tx = &doubtful.transaction_id;
+    world.fail(tx, "payments", "charge", Fault::Unavailable, Some(1));
+    world.fail(tx, "payments", "charge", busy(), None);
+    let parked = world.engine().run(tx, generous_deadline()).await.unwrap();
+    assert_eq!(parked.status, SagaStatus::InDoubt, "{parked:#?}");
+
+    let refused = world.start().await;
+    let tx = &refused.transaction_id;
+    world.fail(tx, "payments", "charge", Fault::Unavailable, Some(1));
+    world.fail(tx, "payments", "charge", declined(), None);
+    let compensated = world.engine().run(tx, generous_deadline()).await.unwrap();
+    assert_eq!(
+        compensated.status,
+        SagaStatus::Compensated,
+        "{compensated:#?}"
+    );
+}
+
+/// The sqs worker: the doubt is stored with each failed attempt, so a redelivery that meets a
+/// 429 does not make the charge look cleanly failed; the saga parks IN_DOUBT.
+async fn the_sqs_worker_parks_a_saga_in_doubt_across_deliveries(backend: Backend) {
+    let world = World::new(backend).await;
+    let record = world.start().await;
+    let tx = &record.transaction_id;
+    world.fail(tx, "payments", "charge", Fault::Unavailable, Some(1));
+    world.fail(tx, "payments", "charge", busy(), None);
+    let (parked, deliveries) = deliver_until_finished(&world, tx).await;
+    assert_eq!(parked.status, SagaStatus::InDoubt, "{parked:#?}");
+    let retries = PURCHASE.step("payment").unwrap().retry.max_retries;
+    assert_eq!(
+        deliveries,
+        retries + 1,
+        "one delivery per charge attempt (the first also reserves the stock)"
+    );
+    assert_eq!(parked.steps[1].attempts, retries + 1);
+    assert!(
+        !world
+            .ledger(tx)
+            .service("payments")
+            .calls
+            .contains_key("refund")
+    );
+}
+
+/// Step Functions: each in-doubt attempt is stored, and `give_up` decides from the caught error
+/// and that: `InDoubt` and Lambda-level failures park, `Retryable` parks after an in-doubt
+/// attempt, `Permanent` compensates, and a step found succeeded is left as it is.
+async fn step_functions_give_up_parks_what_is_in_doubt_and_compensates_what_failed(
+    backend: Backend,
+) {
+    let world = World::new(backend).await;
+    let engine = world.engine();
+    let give_up = |tx: String, caught: &'static str| {
+        let engine = world.engine();
+        async move {
+            engine
+                .give_up_step(&tx, "stock", caught, Some(format!("{caught}: boom")))
+                .await
+                .unwrap()
+        }
+    };
+    for caught in [
+        "InDoubt",
+        "States.Timeout",
+        "Lambda.Unknown",
+        "States.TaskFailed",
+    ] {
+        let tx = world.start().await.transaction_id;
+        let parked = give_up(tx.clone(), caught).await;
+        assert_eq!(
+            (parked.status, parked.steps[0].status),
+            (SagaStatus::InDoubt, StepStatus::InDoubt),
+            "{caught}"
+        );
+        // Repeated (a retried Task), it changes nothing.
+        assert_eq!(give_up(tx, caught).await, parked);
+    }
+
+    let tx = world.start().await.transaction_id;
+    let failed = give_up(tx.clone(), "Permanent").await;
+    assert_eq!(
+        (failed.status, failed.steps[0].status),
+        (SagaStatus::Compensating, StepStatus::Failed)
+    );
+    let tx = world.start().await.transaction_id;
+    let failed = give_up(tx, "Retryable").await;
+    assert_eq!(failed.status, SagaStatus::Compensating);
+
+    // A 503 is stored as a doubt; the 429s of the next attempts keep it.
+    let tx = world.start().await.transaction_id;
+    world.fail(&tx, "inventory", "reserve", Fault::Unavailable, Some(1));
+    world.fail(&tx, "inventory", "reserve", busy(), None);
+    let first = engine
+        .execute_step(&tx, "stock", generous_deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(first.error_type(), "InDoubt");
+    let second = engine
+        .execute_step(&tx, "stock", generous_deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(second.error_type(), "Retryable");
+    assert!(world.stored(&tx).await.steps[0].in_doubt);
+    assert_eq!(give_up(tx, "Retryable").await.status, SagaStatus::InDoubt);
+
+    // The step succeeded but the Task's answer was lost: giving up leaves it as it is.
+    let tx = world.start().await.transaction_id;
+    engine
+        .execute_step(&tx, "stock", generous_deadline())
+        .await
+        .unwrap();
+    let found = give_up(tx, "States.Timeout").await;
+    assert_eq!(
+        (found.status, found.steps[0].status),
+        (SagaStatus::Running, StepStatus::Succeeded)
+    );
+}
+
 /// Runs each behaviour against both stores, one test per store and behaviour.
 macro_rules! for_each_store {
     ($($behaviour:ident),* $(,)?) => {
@@ -754,4 +949,8 @@ for_each_store!(
     step_functions_tasks_execute_and_compensate_one_step_each,
     step_functions_mark_failed_records_a_compensation_that_failed_for_good,
     a_deadline_too_close_leaves_the_saga_untouched_and_resumable,
+    an_action_in_doubt_parks_the_saga_and_asked_again_completes,
+    only_a_definite_answer_ends_a_doubt,
+    the_sqs_worker_parks_a_saga_in_doubt_across_deliveries,
+    step_functions_give_up_parks_what_is_in_doubt_and_compensates_what_failed,
 );

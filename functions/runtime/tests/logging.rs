@@ -7,6 +7,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use common::generous_deadline;
+use sagaform_contract::log;
 use sagaform_fake_saas::{Fault, FaultRule};
 use sagaform_runtime::engine::Engine;
 use sagaform_runtime::model::SagaStatus;
@@ -127,5 +128,40 @@ async fn every_log_line_of_a_saga_carries_its_transaction_id() {
             tx.as_str(),
             "line without the saga's transaction_id: {line}"
         );
+        assert!(
+            line.get(log::OUTCOME_FIELD).is_none(),
+            "a compensated saga is not counted as in doubt: {line}"
+        );
     }
+}
+
+// The in-doubt alarm counts the lines its metric filter matches: a saga parked IN_DOUBT must
+// write exactly one line with the contract's outcome field and value.
+#[tokio::test(flavor = "current_thread")]
+async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::Postgres).await;
+    let (fake, client) = fake_saas().await;
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let engine = Engine::new(PURCHASE, store.store(), &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    // Every attempt of the charge ends in a 5xx: its effect is unknown.
+    fake.faults()
+        .add(FaultRule::new("payments", "charge", Fault::Unavailable).for_transaction(&tx))
+        .unwrap();
+    let finished = engine.run(&tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::InDoubt);
+
+    let counted: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|line| line.get(log::OUTCOME_FIELD).is_some())
+        .collect();
+    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+    assert_eq!(counted[0][log::OUTCOME_FIELD], log::SAGA_IN_DOUBT);
+    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+    assert_eq!(counted[0]["step"], "payment");
 }

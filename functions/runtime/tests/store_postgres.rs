@@ -79,7 +79,7 @@ async fn processes_starting_at_once_apply_each_migration_exactly_once() {
                 .expect("every concurrent start succeeds"),
         );
     }
-    assert_eq!(stores[0].applied_migrations().await.unwrap(), [1, 2, 3]);
+    assert_eq!(stores[0].applied_migrations().await.unwrap(), [1, 2, 3, 4]);
     let rows = admin
         .query(
             &format!("SELECT count(*) FROM {schema}.schema_migrations"),
@@ -87,7 +87,7 @@ async fn processes_starting_at_once_apply_each_migration_exactly_once() {
         )
         .await
         .unwrap();
-    assert_eq!(rows[0].get::<_, i64>(0), 3);
+    assert_eq!(rows[0].get::<_, i64>(0), 4);
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

@@ -146,13 +146,52 @@ impl SaasError {
         }
     }
 
-    /// The error type that Step Functions' `Retry` and `Catch` match on: `Retryable` or
-    /// `Permanent`.
+    /// Whether the call may have taken effect although no success came back: the request may
+    /// have reached the provider and been applied while the answer was lost (a timeout, a
+    /// connection broken mid-call, a 5xx, 408 or 409, a 2xx or 5xx whose body is not what the
+    /// contract promises). Such an outcome is in doubt: asked again with the same idempotency
+    /// key it settles, but it must never be compensated blind, since the effect could land
+    /// after its compensation.
+    pub fn is_in_doubt(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Transport { .. } | Self::Unavailable { .. } => true,
+            Self::InvalidResponse { status, .. } => !(400..500).contains(status),
+            Self::Connect { .. }
+            | Self::RateLimited { .. }
+            | Self::Rejected { .. }
+            | Self::InvalidRequest { .. }
+            | Self::DeadlineReached { .. }
+            | Self::NotConfigured { .. } => false,
+        }
+    }
+
+    /// Whether the provider answered for the idempotency key with a definite refusal: its
+    /// answer stands for every earlier attempt with the same key, so it ends an earlier doubt.
+    /// A refused connection, a 429 or a call never sent say nothing about earlier attempts.
+    pub fn settles_the_key(&self) -> bool {
+        match self {
+            Self::Rejected { .. } => true,
+            Self::InvalidResponse { status, .. } => (400..500).contains(status),
+            _ => false,
+        }
+    }
+
+    /// Whether the effect of the calls made so far with one idempotency key is still unknown
+    /// after this failure, given whether it was before (`was_in_doubt`).
+    pub fn leaves_in_doubt(&self, was_in_doubt: bool) -> bool {
+        self.is_in_doubt() || (was_in_doubt && !self.settles_the_key())
+    }
+
+    /// The error type that Step Functions' `Retry` and `Catch` match on: `InDoubt`,
+    /// `Retryable` or `Permanent` (see `sagaform_contract::task::error_types`).
     pub fn error_type(&self) -> &'static str {
-        if self.is_retryable() {
-            "Retryable"
+        use sagaform_contract::task::error_types::{IN_DOUBT, PERMANENT, RETRYABLE};
+        if self.is_in_doubt() {
+            IN_DOUBT
+        } else if self.is_retryable() {
+            RETRYABLE
         } else {
-            "Permanent"
+            PERMANENT
         }
     }
 
@@ -179,6 +218,21 @@ mod tests {
 
     #[test]
     fn classification_matches_the_error_type_step_functions_retries() {
+        let timeout = SaasError::Timeout {
+            service: "payments",
+            action: "charge",
+            timeout: Duration::from_secs(5),
+        };
+        assert!(timeout.is_retryable() && timeout.is_in_doubt());
+        assert_eq!(timeout.error_type(), "InDoubt");
+        let garbled = SaasError::InvalidResponse {
+            service: "payments",
+            action: "charge",
+            status: 200,
+            reason: "not JSON".into(),
+        };
+        assert!(!garbled.is_retryable() && garbled.is_in_doubt());
+
         let limited = SaasError::RateLimited {
             service: "payments",
             action: "charge",
@@ -186,6 +240,11 @@ mod tests {
         };
         assert!(limited.is_retryable());
         assert_eq!(limited.error_type(), "Retryable");
+        assert!(!limited.is_in_doubt());
+        assert!(
+            limited.leaves_in_doubt(true),
+            "a 429 says nothing of earlier attempts"
+        );
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
 
         let rejected = SaasError::Rejected {
@@ -196,6 +255,10 @@ mod tests {
         };
         assert!(!rejected.is_retryable());
         assert_eq!(rejected.error_type(), "Permanent");
+        assert!(
+            !rejected.leaves_in_doubt(true),
+            "a refusal answers for the key"
+        );
         assert_eq!(rejected.retry_after(), None);
         assert_eq!(
             rejected.to_string(),

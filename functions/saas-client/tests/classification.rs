@@ -40,7 +40,7 @@ async fn a_successful_call_returns_the_answer_and_carries_correlation_and_idempo
 }
 
 #[tokio::test]
-async fn a_503_is_retryable() {
+async fn a_503_is_retried_and_in_doubt() {
     let (fake, client) = fake_and_client().await;
     fake.faults()
         .add(FaultRule::new("payments", "charge", Fault::Unavailable).times(1))
@@ -54,7 +54,9 @@ async fn a_503_is_retryable() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert_eq!(err.error_type(), "Retryable");
+    // A 5xx says nothing about whether the charge landed: never compensated blind.
+    assert!(err.is_in_doubt());
+    assert_eq!(err.error_type(), "InDoubt");
     assert_eq!(fake.ledger().transaction("tx-503").outstanding(), 0);
 }
 

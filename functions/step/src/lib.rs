@@ -2,14 +2,17 @@
 //! of the generated state machine. The payload (`sagaform_contract::task`) says which operation on which step:
 //!
 //! ```json
-//! {"operation": "execute" | "compensate" | "mark_failed", "step": "payment",
+//! {"operation": "execute" | "compensate" | "mark_failed" | "give_up", "step": "payment",
 //!  "transaction_id": "...", "request": {...}, "error": {"Error": "...", "Cause": "..."}}
 //! ```
 //!
 //! The handler does exactly one call (or, for `mark_failed`, one state write) and leaves retries
-//! and branching to the state machine: an error is returned with `errorType` `Retryable` (the
-//! generated Retry matches it) or `Permanent` (only the Catch, `States.ALL`, matches it), so a
-//! transient SaaS failure is retried and a permanent one goes to the compensations. The saga's
+//! and branching to the state machine: an error is returned with `errorType` `Retryable` or
+//! `InDoubt` (the generated Retry matches both) or `Permanent` (only the Catch, `States.ALL`,
+//! matches it). Whatever the Catch caught goes to `give_up`, which decides from it and from the
+//! stored attempts whether the step failed (the state machine compensates) or is in doubt (the
+//! execution ends with the saga IN_DOUBT): a timeout, a 5xx or a Lambda failure is never
+//! compensated blind. The saga's
 //! statuses are written by the runtime's engine (RUNNING with the first step, COMPLETED with the
 //! last, COMPENSATING with the first compensation, COMPENSATED with the last, COMPENSATION_FAILED
 //! by `mark_failed`), and a Task retried after its work was done (a lost answer) finds it done and
@@ -111,6 +114,17 @@ impl StepHandler {
                     .await
             }
             Operation::MarkFailed => self.engine.mark_failed(transaction_id, step, cause).await,
+            Operation::GiveUp => {
+                let caught = payload
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("Error"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("States.ALL");
+                self.engine
+                    .give_up_step(transaction_id, step, caught, cause)
+                    .await
+            }
         };
         match result {
             Ok(record) => {
@@ -119,7 +133,7 @@ impl StepHandler {
             }
             Err(e) => {
                 let diagnostic = Diagnostic::from(e);
-                if diagnostic.error_type == ErrorClass::Retryable.error_type() {
+                if diagnostic.error_type != ErrorClass::Permanent.error_type() {
                     warn!(error_type = %diagnostic.error_type, error = %diagnostic.error_message, "task failed; the state machine retries it");
                 } else {
                     error!(error_type = %diagnostic.error_type, error = %diagnostic.error_message, "task failed for good");

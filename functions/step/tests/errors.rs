@@ -1,6 +1,6 @@
 //! The step handler's errors carry the `errorType` the generated Retry and Catch match:
-//! `Retryable` for what a retry may fix, `Permanent` for the rest, including payloads the handler
-//! cannot act on.
+//! `InDoubt` for a call whose effect is unknown (a 5xx, a timeout), `Retryable` for a definite
+//! "not now" (a 429), `Permanent` for the rest, including payloads the handler cannot act on.
 
 mod common;
 
@@ -22,6 +22,14 @@ async fn errors_are_typed_retryable_or_permanent() {
     let faults = pattern.fake.faults();
     let unavailable_once = FaultRule::new("inventory", "reserve", Fault::Unavailable).times(1);
     faults.add(unavailable_once).unwrap();
+    let in_doubt = invoke(task("execute", "stock")).await.unwrap_err();
+    assert_eq!(in_doubt.error_type, "InDoubt", "{in_doubt:?}");
+    let busy = Fault::RateLimited {
+        retry_after_secs: 0,
+    };
+    faults
+        .add(FaultRule::new("inventory", "reserve", busy).times(1))
+        .unwrap();
     let transient = invoke(task("execute", "stock")).await.unwrap_err();
     assert_eq!(transient.error_type, "Retryable", "{transient:?}");
 

@@ -12,6 +12,8 @@ mod common;
 
 use common::{Ending, Execution, StepFunctionsPattern};
 use sagaform_api::Api;
+use sagaform_contract::message::{WorkMessage, retry_execution_name};
+use sagaform_runtime::engine::reopen_in_doubt;
 use sagaform_testkit::acceptance::{ApiGatewayV2httpRequest, Course, Kill, PatternDriver};
 use sagaform_testkit::{
     Backend, acceptance_suite, driver_fields_and_call, post_transactions, purchase,
@@ -95,11 +97,29 @@ impl PatternDriver for StepFunctionsPattern {
                 ];
                 assert_eq!(
                     execution.tasks(),
-                    [EXECUTE_STATES, compensations].concat(),
-                    "a permanent error is not retried"
+                    [
+                        &EXECUTE_STATES[..],
+                        &["Give up entitlement"],
+                        &compensations[..]
+                    ]
+                    .concat(),
+                    "a permanent error is not retried, and giving up decides it failed"
                 );
-                assert_eq!(execution.attempts.len(), 6 + failed_calls, "{execution:?}");
+                assert_eq!(execution.attempts.len(), 7 + failed_calls, "{execution:?}");
                 assert_eq!(execution.data["error"]["Error"], "Permanent");
+            }
+            Course::InDoubt => {
+                assert!(failed("SagaInDoubt"), "{execution:?}");
+                assert_eq!(
+                    execution.tasks(),
+                    ["Execute stock", "Execute payment", "Give up payment"],
+                    "nothing compensated"
+                );
+                assert_eq!(execution.data["error"]["Error"], "InDoubt");
+                assert_eq!(
+                    execution.data["given_up"]["Payload"]["saga_status"],
+                    "IN_DOUBT"
+                );
             }
             Course::CompensationFailed => {
                 assert!(failed("CompensationFailed"), "{execution:?}");
@@ -118,6 +138,25 @@ impl PatternDriver for StepFunctionsPattern {
                 assert!(cause.contains("refund"), "{cause}");
             }
         }
+    }
+
+    /// The operator's retry starts a new execution named for the retry, as `saga retry` does,
+    /// which finds the first step done and asks the charge again.
+    async fn retry(&self, transaction_id: &str) {
+        let saga = reopen_in_doubt(self.store.store(), transaction_id)
+            .await
+            .expect("reopen the saga in doubt");
+        let name = retry_execution_name(transaction_id, saga.version);
+        sagaform_testkit::sfn_client()
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(&name)
+            .input(WorkMessage::new(transaction_id, saga.request).to_body())
+            .send()
+            .await
+            .expect("start the retry's execution");
+        let execution = self.run_execution(&name).await;
+        assert_eq!(execution.ending, Ending::Succeeded, "{execution:?}");
     }
 
     /// The API hands the saga over; the execution's first Task invocation that reaches `kill`

@@ -35,6 +35,9 @@ pub enum Course {
     Compensated { failed_calls: usize },
     /// The last step failed for good and the payment's compensation failed for good too.
     CompensationFailed,
+    /// The payment's charge got no definite answer on any attempt: the saga parked IN_DOUBT
+    /// with nothing compensated.
+    InDoubt,
 }
 
 impl Course {
@@ -47,6 +50,7 @@ impl Course {
             Course::Completed { .. } => SagaStatus::Completed,
             Course::Compensated { .. } => SagaStatus::Compensated,
             Course::CompensationFailed => SagaStatus::CompensationFailed,
+            Course::InDoubt => SagaStatus::InDoubt,
         }
     }
 }
@@ -126,6 +130,11 @@ pub trait PatternDriver: Sized {
     /// client's retry with the same key once the dead invocation's deadline passed, the
     /// message's redelivery, the Task's retry) and runs the saga to its end; its transaction id.
     async fn run_killed(&self, request: ApiGatewayV2httpRequest, kill: Kill) -> String;
+    /// The operator's `saga retry` of the saga `transaction_id`, IN_DOUBT, as the pattern
+    /// carries it out: the saga is reopened
+    /// ([`reopen_in_doubt`](sagaform_runtime::engine::reopen_in_doubt)) and handed over again
+    /// (a resume event, a work message, a new execution), then run to its end.
+    async fn retry(&self, transaction_id: &str);
 
     /// Checks the API's first answer to a purchase whose saga goes `course`: 202 Accepted
     /// with the saga PENDING where the saga is handed over.
@@ -197,6 +206,7 @@ macro_rules! acceptance_suite {
                 a_compensation_failing_transiently_is_retried_and_the_saga_compensated,
                 a_compensation_failing_for_good_still_undoes_the_earlier_steps_then_needs_a_human,
                 a_compensation_failing_transiently_past_its_retries_needs_a_human,
+                a_charge_in_doubt_parks_the_saga_and_asked_again_completes_charging_once,
                 an_instance_killed_while_a_call_is_in_flight_is_taken_over_and_charges_once,
                 an_answer_lost_after_the_work_is_redelivered_without_a_second_effect,
                 every_log_line_carries_its_request_id_and_the_transaction_id,
@@ -615,6 +625,76 @@ pub async fn a_lost_response_is_retried_with_the_same_key_and_applied_once<D: Pa
     );
     assert_steps(driver, &id, [StepStatus::Succeeded; 3]).await;
 }
+
+/// Every charge times out and its effect lands after the client gave up (a provider whose
+/// gateway answers late): the saga parks IN_DOUBT and nothing is compensated — no refund races
+/// the late charge, the stock stays reserved. Once the provider answers again, the operator's
+/// `saga retry` asks with the same key, gets the charge that landed, and the saga completes with
+/// each effect once. (Before, the saga was compensated blind: refunded with nothing to refund,
+/// COMPENSATED, and then charged.)
+pub async fn a_charge_in_doubt_parks_the_saga_and_asked_again_completes_charging_once<
+    D: PatternDriver,
+>(
+    driver: &D,
+) {
+    let backend = backend(driver);
+    let late = Fault::LateEffect {
+        effect_after_ms: LATE_EFFECT_MS,
+        hang_ms: 30_000,
+    };
+    inject(driver, "payments", "charge", late, None);
+    let id = run_purchase(driver, None, Course::InDoubt).await;
+
+    assert_steps(
+        driver,
+        &id,
+        [
+            StepStatus::Succeeded,
+            StepStatus::InDoubt,
+            StepStatus::Pending,
+        ],
+    )
+    .await;
+    let saga = driver.store().saga(&id).await;
+    assert!(
+        saga.error
+            .as_deref()
+            .is_some_and(|e| e.contains("step payment charge in doubt")),
+        "{backend:?}: {saga:#?}"
+    );
+    let ledger = driver.fake().ledger().transaction(&id);
+    assert!(
+        !ledger.service("payments").calls.contains_key("refund"),
+        "{backend:?}: nothing refunded blind: {ledger:?}"
+    );
+    assert!(
+        ledger.service("inventory").compensations_applied.is_empty(),
+        "{backend:?}: the stock stays reserved: {ledger:?}"
+    );
+
+    // The charge lands after the client gave up.
+    tokio::time::sleep(std::time::Duration::from_millis(LATE_EFFECT_MS + 300)).await;
+    let charged = driver.fake().ledger().transaction(&id).service("payments");
+    assert_eq!(charged.actions_applied, ["charge"], "{backend:?}");
+
+    driver.fake().faults().clear();
+    driver.retry(&id).await;
+    assert_eq!(
+        driver.store().saga(&id).await.status,
+        SagaStatus::Completed,
+        "{backend:?}"
+    );
+    assert_every_effect_once(driver.fake(), &id, backend);
+    let payments = driver.fake().ledger().transaction(&id).service("payments");
+    assert!(
+        payments.replays >= 1,
+        "{backend:?}: the retry was answered with the charge that landed: {payments:?}"
+    );
+}
+
+/// When the in-doubt scenario's late charge lands after its call: past the test client's 2 s
+/// request timeout.
+const LATE_EFFECT_MS: u64 = 2_300;
 
 /// Each action of the purchase saga `transaction_id` took effect exactly once at the fake SaaS.
 pub fn assert_every_effect_once(fake: &FakeSaas, transaction_id: &str, backend: Backend) {

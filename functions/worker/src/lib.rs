@@ -6,8 +6,8 @@
 //! A record fails (and so comes back, and after `maxReceiveCount` receives lands in the DLQ)
 //! when its body is malformed, when a step failed in a way a later delivery may fix, when another
 //! delivery of the same saga is in progress, when the invocation is about to run out of time, or
-//! when its saga ended COMPENSATION_FAILED (it needs a human, and the DLQ is where operations
-//! look). It succeeds (and is deleted) once its saga is COMPLETED or COMPENSATED.
+//! when its saga ended COMPENSATION_FAILED or IN_DOUBT (it needs a human, and the DLQ is where
+//! operations look). It succeeds (and is deleted) once its saga is COMPLETED or COMPENSATED.
 //!
 //! A failed record comes back when its retry is due, not after the queue's whole visibility
 //! timeout (which must cover six worker timeouts, minutes): the worker sets each failed
@@ -147,8 +147,8 @@ pub enum Failure {
         /// The classification.
         retryable: bool,
     },
-    /// The saga is COMPENSATION_FAILED: it needs a human.
-    NeedsHuman,
+    /// The saga is COMPENSATION_FAILED or IN_DOUBT: it needs a human.
+    NeedsHuman(SagaStatus),
 }
 
 /// What became of one record.
@@ -427,8 +427,11 @@ impl Worker {
             }
             Ok(saga) => {
                 release(store, key).await;
-                if saga.status == SagaStatus::CompensationFailed {
-                    (Outcome::Failed(Failure::NeedsHuman), Redelivery::NOW)
+                if saga.status.needs_a_human() {
+                    (
+                        Outcome::Failed(Failure::NeedsHuman(saga.status)),
+                        Redelivery::NOW,
+                    )
                 } else {
                     (
                         Outcome::Failed(Failure::Saga {
@@ -572,9 +575,10 @@ fn log_outcome(outcome: &Outcome, redelivery: Redelivery) {
         }) => {
             error!(reason = %reason, "saga cannot advance: the message goes to the dead-letter queue after its last receive");
         }
-        Outcome::Failed(Failure::NeedsHuman) => {
+        Outcome::Failed(Failure::NeedsHuman(status)) => {
             error!(
-                "saga COMPENSATION_FAILED: needs a human; the message goes to the dead-letter queue"
+                status = %status,
+                "saga {status}: needs a human; the message goes to the dead-letter queue"
             );
         }
     }

@@ -11,7 +11,9 @@ mod common;
 
 use common::{Drained, SqsPattern, call, make_visible, peek};
 use sagaform_api::Api;
+use sagaform_contract::message::WorkMessage;
 use sagaform_runtime::SagaStatus;
+use sagaform_runtime::engine::reopen_in_doubt;
 use sagaform_saga::PURCHASE;
 use sagaform_testkit::acceptance::{
     ApiGatewayV2httpRequest, Course, KILLED_INVOCATION, Kill, PatternDriver, until_called,
@@ -90,7 +92,7 @@ impl PatternDriver for SqsPattern {
                 );
                 assert!(dead.is_empty(), "{course:?}: {dead:?}");
             }
-            Course::CompensationFailed => {
+            Course::CompensationFailed | Course::InDoubt => {
                 assert_eq!(
                     (drained.invocations, drained.deleted),
                     (max_receive_count() as usize, 0),
@@ -105,6 +107,23 @@ impl PatternDriver for SqsPattern {
                 );
             }
         }
+    }
+
+    /// The operator's retry sends a new work message for the saga, as `saga retry` does, and
+    /// the worker runs it.
+    async fn retry(&self, transaction_id: &str) {
+        let saga = reopen_in_doubt(self.store.store(), transaction_id)
+            .await
+            .expect("reopen the saga in doubt");
+        sagaform_testkit::sqs_client()
+            .send_message()
+            .queue_url(&self.queues.url)
+            .message_body(WorkMessage::new(transaction_id, saga.request).to_body())
+            .send()
+            .await
+            .expect("send the work message");
+        let drained = self.drain(max_rounds()).await;
+        assert_eq!(drained.deleted, 1, "{drained:?}");
     }
 
     /// The API hands the saga over; the worker invocation of its message is killed, deleting

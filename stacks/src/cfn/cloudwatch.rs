@@ -30,6 +30,9 @@ pub struct Alarm {
     pub metrics: Vec<MetricDataQuery>,
     /// Periods evaluated.
     pub evaluation_periods: u32,
+    /// How many of the evaluated periods must breach; unset, all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datapoints_to_alarm: Option<u32>,
     /// Threshold.
     pub threshold: f64,
     /// How the value compares to the threshold.

@@ -371,6 +371,8 @@ properties! {
     EventInvokeConfig(lambda::EventInvokeConfig) => "AWS::Lambda::EventInvokeConfig",
     /// `AWS::Logs::LogGroup`.
     LogGroup(logs::LogGroup) => "AWS::Logs::LogGroup",
+    /// `AWS::Logs::MetricFilter`.
+    MetricFilter(logs::MetricFilter) => "AWS::Logs::MetricFilter",
     /// `AWS::RDS::DBCluster`.
     DbCluster(rds::DbCluster) => "AWS::RDS::DBCluster",
     /// `AWS::RDS::DBInstance`.

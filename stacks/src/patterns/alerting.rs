@@ -44,14 +44,14 @@ pub(super) fn add_alarm_topic(stack: &mut StackBuilder<'_>) -> Result<(), CfnErr
 pub(super) enum Watched {
     /// One metric.
     Metric {
-        namespace: &'static str,
+        namespace: String,
         name: &'static str,
         dimensions: Vec<Dimension>,
         statistic: Statistic,
     },
     /// Several metrics summed by metric math (`SUM(METRICS())`).
     SumOf {
-        namespace: &'static str,
+        namespace: String,
         metrics: Vec<(String, Vec<Dimension>)>,
         statistic: Statistic,
         label: String,
@@ -82,8 +82,28 @@ pub(super) struct AlarmSpec {
 
 /// Adds the alarm and its runbook section.
 pub(super) fn add_alarm(stack: &mut StackBuilder<'_>, spec: AlarmSpec) -> Result<(), CfnError> {
+    add_alarm_needing(stack, spec, None)
+}
+
+/// Adds the alarm and its runbook section, the alarm going off on the first breaching period
+/// among those it evaluates: for events of which one is already too many, and which a quiet
+/// period after would otherwise hide.
+pub(super) fn add_first_event_alarm(
+    stack: &mut StackBuilder<'_>,
+    spec: AlarmSpec,
+) -> Result<(), CfnError> {
+    add_alarm_needing(stack, spec, Some(1))
+}
+
+/// Adds the alarm, `datapoints_to_alarm` of its evaluated periods breaching (unset: all).
+fn add_alarm_needing(
+    stack: &mut StackBuilder<'_>,
+    spec: AlarmSpec,
+    datapoints_to_alarm: Option<u32>,
+) -> Result<(), CfnError> {
     let period = u32::try_from(stack.env.alarms.period.as_secs()).unwrap_or(u32::MAX);
     let mut alarm = alarm_notifying_topic(stack, &spec);
+    alarm.datapoints_to_alarm = datapoints_to_alarm;
     spec.watched.watch_in(&mut alarm, period);
     stack.add(&spec.logical_id, alarm)?;
     stack.sections.push(RunbookSection {
@@ -116,6 +136,7 @@ fn alarm_notifying_topic(stack: &StackBuilder<'_>, spec: &AlarmSpec) -> Alarm {
         period: None,
         metrics: Vec::new(),
         evaluation_periods: stack.env.alarms.evaluation_periods,
+        datapoints_to_alarm: None,
         threshold: spec.threshold,
         comparison_operator: spec.comparison,
         // No traffic is not a failure: an idle stack must stay OK.
@@ -137,7 +158,7 @@ impl Watched {
                 dimensions,
                 statistic,
             } => {
-                alarm.namespace = Some(namespace.to_owned());
+                alarm.namespace = Some(namespace);
                 alarm.metric_name = Some(name.to_owned());
                 alarm.dimensions = dimensions;
                 alarm.statistic = Some(statistic);
@@ -148,7 +169,7 @@ impl Watched {
                 metrics,
                 statistic,
                 label,
-            } => alarm.metrics = sum_queries(namespace, metrics, statistic, label, period),
+            } => alarm.metrics = sum_queries(&namespace, metrics, statistic, label, period),
         }
     }
 }

@@ -207,7 +207,7 @@ fn add_5xx_alarm(stack: &mut StackBuilder<'_>, function: &FunctionRef) -> Result
                 function.role.name()
             ),
             watched: Watched::Metric {
-                namespace: "AWS/ApiGateway",
+                namespace: "AWS/ApiGateway".to_owned(),
                 name: "5xx",
                 dimensions: vec![
                     dimension("ApiId", Expr::reference(HTTP_API)),

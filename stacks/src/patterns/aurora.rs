@@ -567,7 +567,7 @@ fn database_look_at() -> Vec<String> {
 /// A metric of the cluster, as `statistic` over the period.
 fn cluster_metric(name: &'static str, statistic: Statistic) -> Watched {
     Watched::Metric {
-        namespace: "AWS/RDS",
+        namespace: "AWS/RDS".to_owned(),
         name,
         dimensions: vec![dimension("DBClusterIdentifier", Expr::reference(CLUSTER))],
         statistic,

@@ -208,7 +208,7 @@ fn add_table_alarms(
 /// The total over the period of DynamoDB `metrics` (name and dimensions), shown as `label`.
 fn dynamodb_sum(metrics: Vec<(String, Vec<Dimension>)>, label: String) -> Watched {
     Watched::SumOf {
-        namespace: "AWS/DynamoDB",
+        namespace: "AWS/DynamoDB".to_owned(),
         metrics,
         statistic: Statistic::Sum,
         label,

@@ -9,6 +9,7 @@
 
 use indexmap::IndexMap;
 use sagaform_contract::env::{self as vars, SaasSetting, saas_variable};
+use sagaform_contract::log;
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 use sagaform_saga::Saga;
 
@@ -17,11 +18,11 @@ use crate::cfn::iam::{Action, InlinePolicy, PolicyDocument, Role, Statement, act
 use crate::cfn::lambda::{
     Architecture, Code, Environment, Function, LogFormat, LoggingConfig, Runtime,
 };
-use crate::cfn::logs::LogGroup;
+use crate::cfn::logs::{LogGroup, MetricFilter, MetricTransformation};
 use crate::cfn::{CfnError, Expr};
 use crate::config::{self, EnvConfig, FunctionRole};
 
-use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::alerting::{AlarmSpec, Watched, add_alarm, add_first_event_alarm, dimension};
 use super::queue::Queues;
 use super::resume::{RESPONSE_BUDGET_MILLIS, ResumeQueue};
 use super::state_machine::Machine;
@@ -164,6 +165,12 @@ pub(super) fn add_function(
     let function = function(stack, role, &ids, description, store, variables);
     stack.add(&ids.function, function)?;
     add_function_alarms(stack, role, &ids.function)?;
+    if capabilities
+        .iter()
+        .any(|capability| matches!(capability, Capability::CallsSaas))
+    {
+        add_in_doubt_alarm(stack, role, &ids.log_group)?;
+    }
     Ok(FunctionRef {
         role,
         logical_id: ids.function,
@@ -354,6 +361,66 @@ fn add_function_alarms(
     add_throttles_alarm(stack, role, function_id, &function_name, logs.command)
 }
 
+/// The metric filter counting the sagas that `role` parks IN_DOUBT (from the line the engine
+/// writes with the contract's `outcome` field), and the alarm on the first one: a saga in doubt
+/// may have charged a customer without anything to show for it, so one is already too many.
+fn add_in_doubt_alarm(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    log_group_id: &str,
+) -> Result<(), CfnError> {
+    let namespace = format!("{}/{}", log::METRIC_NAMESPACE, stack.stack_name());
+    stack.add(
+        &format!("{}SagasInDoubtFilter", role.logical_id()),
+        MetricFilter {
+            log_group_name: Expr::reference(log_group_id),
+            filter_pattern: log::outcome_filter_pattern(log::SAGA_IN_DOUBT),
+            metric_transformations: vec![MetricTransformation {
+                metric_namespace: namespace.clone(),
+                metric_name: log::SAGAS_IN_DOUBT_METRIC.to_owned(),
+                metric_value: "1".to_owned(),
+                default_value: Some(0.0),
+                unit: Some("Count"),
+            }],
+        },
+    )?;
+    let function_name = role.physical_name(&stack.stack_name());
+    let logs = FunctionLogs::of(stack, &function_name);
+    let retry = format!("{} <transaction_id>", stack.xtask_command("saga retry"));
+    add_first_event_alarm(
+        stack,
+        AlarmSpec {
+            logical_id: "SagaInDoubtAlarm".to_owned(),
+            anchor: "saga-in-doubt".to_owned(),
+            title: "saga in doubt".to_owned(),
+            meaning: "A saga is parked IN_DOUBT: every attempt of one of its actions ended without a definite answer (a timeout, a lost connection or a 5xx), so the effect may have landed at the provider. Nothing was compensated blind; the saga waits for an operator.".to_owned(),
+            watched: Watched::Metric {
+                namespace,
+                name: log::SAGAS_IN_DOUBT_METRIC,
+                dimensions: Vec::new(),
+                statistic: Statistic::Sum,
+            },
+            threshold: 1.0,
+            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+            look_at: vec![
+                "The sagas IN_DOUBT (first command below) and, for each, the step in doubt and its last error (`saga show`): the step's status is IN_DOUBT and the saga's error names it.".to_owned(),
+                "Whether the provider answers again (its status page, or the step's latest attempts in the logs), and, at the provider, the request with the idempotency key `<transaction_id>:<step>:<action>`: it tells whether the effect landed.".to_owned(),
+                format!(
+                    "The function's lines for the saga in {}; the one that parked it carries `outcome` = `saga_in_doubt`.",
+                    logs.location
+                ),
+                "Once the provider answers, `saga retry` asks the call again with the same idempotency key: the provider answers for what it already did, so nothing is applied twice. A success goes forward; a definite refusal compensates; another answer in doubt parks the saga again. Retry refuses a saga that is not IN_DOUBT.".to_owned(),
+            ],
+            commands: vec![
+                stack.stuck_sagas_command("IN_DOUBT"),
+                stack.saga_show_command(),
+                logs.command,
+                retry,
+            ],
+        },
+    )
+}
+
 /// Where a deployed function's logs are: for reading in the console, and the command that
 /// filters them.
 struct FunctionLogs {
@@ -374,7 +441,7 @@ impl FunctionLogs {
 /// A Lambda metric of the function, summed over the period.
 fn lambda_metric(name: &'static str, function_id: &str) -> Watched {
     Watched::Metric {
-        namespace: "AWS/Lambda",
+        namespace: "AWS/Lambda".to_owned(),
         name,
         dimensions: vec![dimension("FunctionName", Expr::reference(function_id))],
         statistic: Statistic::Sum,

@@ -100,7 +100,7 @@ fn add_dead_letter_queue_alarm(
                 stack.env.queue.max_receive_count
             ),
             watched: Watched::Metric {
-                namespace: "AWS/SQS",
+                namespace: "AWS/SQS".to_owned(),
                 name: "ApproximateNumberOfMessagesVisible",
                 dimensions: vec![dimension("QueueName", dlq_name)],
                 statistic: Statistic::Maximum,
@@ -173,7 +173,7 @@ fn add_oldest_message_age_alarm(
                 oldest_message_age.as_secs()
             ),
             watched: Watched::Metric {
-                namespace: "AWS/SQS",
+                namespace: "AWS/SQS".to_owned(),
                 name: "ApproximateAgeOfOldestMessage",
                 dimensions: vec![dimension(
                     "QueueName",

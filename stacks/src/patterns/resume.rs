@@ -132,7 +132,7 @@ fn add_resume_failed_alarm(
                 MAXIMUM_EVENT_AGE_SECONDS
             ),
             watched: Watched::Metric {
-                namespace: "AWS/SQS",
+                namespace: "AWS/SQS".to_owned(),
                 name: "ApproximateNumberOfMessagesVisible",
                 dimensions: vec![dimension(
                     "QueueName",

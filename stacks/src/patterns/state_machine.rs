@@ -269,7 +269,7 @@ fn add_execution_alarms(stack: &mut StackBuilder<'_>, machine: &Machine) -> Resu
                 title: alarm.title.to_owned(),
                 meaning: alarm.meaning.to_owned(),
                 watched: Watched::Metric {
-                    namespace: "AWS/States",
+                    namespace: "AWS/States".to_owned(),
                     name: alarm.metric,
                     dimensions: vec![dimension(
                         outputs::STATE_MACHINE_ARN,

@@ -184,8 +184,9 @@ impl DynamoStore {
         if let Some(error) = &record.error {
             item.insert("error".to_owned(), s(error));
         }
-        if record.status.is_terminal() {
-            // Only finished sagas expire: an active one must stay findable as stuck.
+        if record.status.is_terminal() && !record.status.needs_a_human() {
+            // Only finished sagas expire: an active one must stay findable as stuck, and one
+            // waiting for a human stays until it is settled.
             let expires = SystemTime::now() + self.finished_saga_ttl;
             item.insert("expires_at".to_owned(), n(epoch_seconds(expires)));
         }
@@ -625,6 +626,9 @@ fn step_value(step: &StepRecord) -> AttributeValue {
             n(step.compensation_attempts),
         ),
     ]);
+    if step.in_doubt {
+        map.insert("in_doubt".to_owned(), AttributeValue::Bool(true));
+    }
     if let Some(error) = &step.error {
         map.insert("error".to_owned(), s(error));
     }
@@ -655,6 +659,12 @@ fn saga_from_item(item: &HashMap<String, AttributeValue>) -> Result<SagaRecord, 
                         optional_number(map, "compensation_attempts", id)?.unwrap_or(0),
                     )
                     .map_err(|e| StoreError::corrupt(id, format!("compensation_attempts: {e}")))?,
+                    // Written only when true, so records of every age read the same.
+                    in_doubt: match map.get("in_doubt") {
+                        None => false,
+                        Some(AttributeValue::Bool(in_doubt)) => *in_doubt,
+                        Some(_) => return Err(StoreError::corrupt(id, "in_doubt: not a boolean")),
+                    },
                     error: optional_string(map, "error", id)?,
                     updated_at: optional_string(map, "updated_at", id)?,
                 }),

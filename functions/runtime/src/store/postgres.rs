@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compensation_attempts",
         sql: include_str!("../../migrations/0003_compensation_attempts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "in_doubt",
+        sql: include_str!("../../migrations/0004_in_doubt.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serialises migrations of processes starting at once.
@@ -206,7 +211,8 @@ impl PostgresStore {
                     to_char(s.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}),
                     coalesce((SELECT json_agg(json_build_object(
                                   'name', st.step_name, 'status', st.status, 'attempts', st.attempts,
-                                  'compensation_attempts', st.compensation_attempts, 'error', st.error,
+                                  'compensation_attempts', st.compensation_attempts, 'in_doubt', st.in_doubt,
+                                  'error', st.error,
                                   'updated_at', to_char(st.updated_at AT TIME ZONE 'UTC', {TIMESTAMP_FORMAT}))
                                   ORDER BY st.step_index)
                               FROM saga_steps st WHERE st.transaction_id = s.transaction_id), '[]')::text
@@ -352,6 +358,7 @@ struct StepColumns {
     statuses: Vec<String>,
     attempts: Vec<i32>,
     compensation_attempts: Vec<i32>,
+    in_doubt: Vec<bool>,
     errors: Vec<Option<String>>,
     updated_at: Vec<Option<String>>,
 }
@@ -376,20 +383,22 @@ impl StepColumns {
                 .iter()
                 .map(|s| i32::try_from(s.compensation_attempts).unwrap_or(i32::MAX))
                 .collect(),
+            in_doubt: record.steps.iter().map(|s| s.in_doubt).collect(),
             errors: record.steps.iter().map(|s| s.error.clone()).collect(),
             updated_at: record.steps.iter().map(|s| s.updated_at.clone()).collect(),
         }
     }
 
     /// The parameters of a statement that writes a saga with its steps: `saga` (the saga's
-    /// own), then the seven step columns.
+    /// own), then the eight step columns.
     fn after<'a>(&'a self, saga: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
-        let steps: [&'a (dyn ToSql + Sync); 7] = [
+        let steps: [&'a (dyn ToSql + Sync); 8] = [
             &self.indexes,
             &self.names,
             &self.statuses,
             &self.attempts,
             &self.compensation_attempts,
+            &self.in_doubt,
             &self.errors,
             &self.updated_at,
         ];
@@ -399,7 +408,7 @@ impl StepColumns {
 
 /// Inserts the saga at version 1 with its steps, unless the id exists; returns the number of
 /// sagas inserted (0 or 1). Parameters: $1 id, $2 status, $3 request, $4 error, $5 created_at,
-/// $6 updated_at, $7..$13 step columns.
+/// $6 updated_at, $7..$14 step columns.
 const INSERT_SAGA: &str = "
     WITH saga AS (
         INSERT INTO sagas (transaction_id, status, version, request, error, created_at, updated_at)
@@ -408,18 +417,19 @@ const INSERT_SAGA: &str = "
         RETURNING transaction_id
     ), steps AS (
         INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts,
-                                compensation_attempts, error, updated_at)
+                                compensation_attempts, in_doubt, error, updated_at)
         SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts,
-               s.compensation_attempts, s.error, s.updated_at::timestamptz
-        FROM saga, unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::text[],
-                          $13::text[])
-             AS s (step_index, step_name, status, attempts, compensation_attempts, error, updated_at)
+               s.compensation_attempts, s.in_doubt, s.error, s.updated_at::timestamptz
+        FROM saga, unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::bool[],
+                          $13::text[], $14::text[])
+             AS s (step_index, step_name, status, attempts, compensation_attempts, in_doubt, error,
+                   updated_at)
     )
     SELECT count(*) FROM saga";
 
 /// Updates the saga and its steps if the stored version is $2; returns the new version, or no
 /// row for a stale writer. Parameters: $1 id, $2 expected version, $3 status, $4 error,
-/// $5 updated_at, $6..$12 step columns.
+/// $5 updated_at, $6..$13 step columns.
 const TRANSITION_SAGA: &str = "
     WITH saga AS (
         UPDATE sagas
@@ -428,15 +438,17 @@ const TRANSITION_SAGA: &str = "
         RETURNING transaction_id, version
     ), steps AS (
         INSERT INTO saga_steps (transaction_id, step_index, step_name, status, attempts,
-                                compensation_attempts, error, updated_at)
+                                compensation_attempts, in_doubt, error, updated_at)
         SELECT saga.transaction_id, s.step_index, s.step_name, s.status, s.attempts,
-               s.compensation_attempts, s.error, s.updated_at::timestamptz
-        FROM saga, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::int[], $11::text[],
-                          $12::text[])
-             AS s (step_index, step_name, status, attempts, compensation_attempts, error, updated_at)
+               s.compensation_attempts, s.in_doubt, s.error, s.updated_at::timestamptz
+        FROM saga, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::int[], $11::bool[],
+                          $12::text[], $13::text[])
+             AS s (step_index, step_name, status, attempts, compensation_attempts, in_doubt, error,
+                   updated_at)
         ON CONFLICT (transaction_id, step_name) DO UPDATE
         SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-            compensation_attempts = EXCLUDED.compensation_attempts, error = EXCLUDED.error,
+            compensation_attempts = EXCLUDED.compensation_attempts, in_doubt = EXCLUDED.in_doubt,
+            error = EXCLUDED.error,
             updated_at = EXCLUDED.updated_at
     )
     SELECT version FROM saga";

@@ -250,7 +250,7 @@ pub async fn run(
                 current = choice
                     .choices
                     .iter()
-                    .find(|rule| get(&data, &rule.variable).is_some() == rule.is_present)
+                    .find(|rule| rule.holds(get(&data, &rule.variable)))
                     .map_or_else(|| choice.default.clone(), |rule| rule.next.clone());
                 continue;
             }
