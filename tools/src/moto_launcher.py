@@ -24,6 +24,11 @@ serves anything:
    backend, while its CloudFormation handlers still write to the plain one, so StartExecution on
    a state machine of a stack answered StateMachineDoesNotExist.
 
+4. DynamoDB item operations are atomic, as on AWS. moto checks a write's condition and then writes
+   without a lock while its server answers each request on a thread of its own, so two
+   concurrent conditional PutItems could both succeed (an idempotency claim won twice). One lock
+   over the DynamoDB backend's item operations and transactions serialises them.
+
 GET /moto-api/config shows {"sagaform": {"invoke_forwarding": true, "default_endpoint": ...,
 "routes": {"function": URL}}}, so a client can tell this launcher from a plain moto_server.
 
@@ -221,6 +226,35 @@ def _patch_state_machine_resources():
     sfn_models.stepfunctions_backends = _ApiBackends()
 
 
+def _patch_dynamodb_atomicity():
+    from moto.dynamodb.models import DynamoDBBackend
+
+    # Reentrant: a transaction's items go through the same backend methods.
+    lock = threading.RLock()
+
+    def atomic(method):
+        def locked(*args, **kwargs):
+            with lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+    for name in (
+        "put_item",
+        "get_item",
+        "update_item",
+        "delete_item",
+        "query",
+        "scan",
+        "transact_write_items",
+        "transact_get_items",
+        "batch_get_item",
+    ):
+        method = getattr(DynamoDBBackend, name, None)
+        if method is not None:
+            setattr(DynamoDBBackend, name, atomic(method))
+
+
 def main():
     port = int(sys.argv[1])
     exit_with_parent = "--exit-with-parent" in sys.argv[2:]
@@ -228,6 +262,7 @@ def main():
     _patch_invoke()
     _patch_event_source_mappings()
     _patch_state_machine_resources()
+    _patch_dynamodb_atomicity()
 
     from moto.server import ThreadedMotoServer
 

@@ -1,0 +1,167 @@
+//! The JSON logs of a saga, captured from the formatter the Lambda functions install: every line
+//! the runtime (and the SaaS client it drives) writes for a saga carries its `transaction_id`.
+
+use crate::common;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use common::generous_deadline;
+use sagaform_contract::log;
+use sagaform_fake_saas::{Fault, FaultRule};
+use sagaform_runtime::engine::Engine;
+use sagaform_runtime::model::SagaStatus;
+use sagaform_runtime::telemetry::json_subscriber;
+use sagaform_saga::PURCHASE;
+use sagaform_testkit::{Backend, TestStore, fake_saas, purchase};
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"))
+            })
+            .collect()
+    }
+}
+
+// A current-thread runtime, so the subscriber installed for this thread sees every event of the
+// saga (the fake SaaS server runs on the same thread; its lines are the downstream's, not the
+// saga's, and are left out of the check).
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_saga_carries_its_transaction_id() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::Postgres).await;
+    let (fake, client) = fake_saas().await;
+    // Installed after the set-up, whose lines (schema migrations) belong to no saga.
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("debug"), capture.clone()));
+    let engine = Engine::new(PURCHASE, store.store(), &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    // A retry, a permanent failure and compensations, so warnings and retries are logged too.
+    fake.faults()
+        .add(
+            FaultRule::new("payments", "charge", Fault::Unavailable)
+                .for_transaction(&tx)
+                .times(1),
+        )
+        .unwrap();
+    fake.faults()
+        .add(
+            FaultRule::new(
+                "entitlements",
+                "grant",
+                Fault::Reject {
+                    status: 422,
+                    reason: "no".into(),
+                },
+            )
+            .for_transaction(&tx),
+        )
+        .unwrap();
+    let finished = engine.run(&tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::Compensated);
+
+    let saga_lines: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|line| {
+            !line["target"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("sagaform_fake_saas")
+        })
+        .collect();
+    let messages: Vec<&str> = saga_lines
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    for expected in [
+        "saga recorded",
+        "step succeeded",
+        "compensating",
+        "step compensated",
+        "saga finished",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "no `{expected}` line in {messages:?}"
+        );
+    }
+    assert!(
+        saga_lines.iter().any(|l| l["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sagaform_saas_client")),
+        "the SaaS client's lines are part of the saga's log"
+    );
+    for line in &saga_lines {
+        assert_eq!(
+            line["transaction_id"],
+            tx.as_str(),
+            "line without the saga's transaction_id: {line}"
+        );
+        assert!(
+            line.get(log::OUTCOME_FIELD).is_none(),
+            "a compensated saga is not counted as in doubt: {line}"
+        );
+    }
+}
+
+// The in-doubt alarm counts the lines its metric filter matches: a saga parked IN_DOUBT must
+// write exactly one line with the contract's outcome field and value.
+#[tokio::test(flavor = "current_thread")]
+async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::Postgres).await;
+    let (fake, client) = fake_saas().await;
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let engine = Engine::new(PURCHASE, store.store(), &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    // Every attempt of the charge ends in a 5xx: its effect is unknown.
+    fake.faults()
+        .add(FaultRule::new("payments", "charge", Fault::Unavailable).for_transaction(&tx))
+        .unwrap();
+    let finished = engine.run(&tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::InDoubt);
+
+    let counted: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|line| line.get(log::OUTCOME_FIELD).is_some())
+        .collect();
+    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+    assert_eq!(counted[0][log::OUTCOME_FIELD], log::SAGA_IN_DOUBT);
+    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+    assert_eq!(counted[0]["step"], "payment");
+}

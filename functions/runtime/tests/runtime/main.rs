@@ -1,0 +1,12 @@
+//! The saga runtime's integration tests against moto and PostgreSQL, one binary with a module per area.
+//!
+//! Cargo builds every file directly under `tests/` as a binary of its own, each linking the
+//! whole dependency graph again; one binary per crate is linked once and starts its servers once.
+
+mod common;
+
+mod engine;
+mod idempotency;
+mod logging;
+mod store_dynamodb;
+mod store_postgres;

@@ -1,0 +1,66 @@
+//! The DynamoDB state store and what keeps data resources' data.
+
+use crate::common;
+
+use sagaform_stacks::Pattern;
+use sagaform_stacks::cfn::{DeletionPolicy, Properties};
+use sagaform_stacks::fixtures::example_env;
+
+use common::{all_examples, template};
+
+#[test]
+fn dynamodb_tables_follow_the_contract() {
+    let template = template(Pattern::Sqs, &example_env("staging"));
+    let yaml = template.to_yaml().unwrap();
+    let Properties::Table(saga) = &template.resources["SagaTable"].properties else {
+        panic!()
+    };
+    assert_eq!(saga.key_schema[0].attribute_name, "transaction_id");
+    assert_eq!(saga.time_to_live_specification.attribute_name, "expires_at");
+    assert_eq!(saga.global_secondary_indexes[0].index_name, "by-status");
+    assert!(
+        saga.point_in_time_recovery_specification
+            .point_in_time_recovery_enabled
+            && saga.sse_specification.sse_enabled
+    );
+    let Properties::Table(idempotency) = &template.resources["IdempotencyTable"].properties else {
+        panic!()
+    };
+    assert_eq!(idempotency.key_schema[0].attribute_name, "id");
+    assert_eq!(
+        idempotency.time_to_live_specification.attribute_name,
+        "expiration"
+    );
+    assert!(yaml.contains("BillingMode: PAY_PER_REQUEST"));
+}
+
+#[test]
+fn data_resources_keep_their_data_outside_local_only() {
+    for (pattern, env) in all_examples() {
+        let template = template(pattern, &env);
+        for (id, resource) in &template.resources {
+            if matches!(
+                resource.properties,
+                Properties::Table(_) | Properties::DbCluster(_)
+            ) {
+                let expected = if env.is_local() {
+                    DeletionPolicy::Delete
+                } else {
+                    DeletionPolicy::Retain
+                };
+                assert_eq!(
+                    resource.deletion_policy,
+                    Some(expected),
+                    "{pattern} {} {id}",
+                    env.name
+                );
+                assert_eq!(
+                    resource.update_replace_policy,
+                    Some(expected),
+                    "{pattern} {} {id}",
+                    env.name
+                );
+            }
+        }
+    }
+}
