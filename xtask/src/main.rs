@@ -53,11 +53,20 @@ fn cli_built() -> bool {
     target.is_some_and(|dir| dir.join("debug").join("sagaform").is_file())
 }
 
+/// Whether the command runs on the local env, whose emulator and fake SaaS are pinned tools.
+fn uses_local_env(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    matches!(args.first(), Some(&("watch" | "local")))
+        || args.windows(2).any(|pair| pair == ["--env", "local"])
+        || args.contains(&"--env=local")
+}
+
 /// Runs `sagaform-cli` with `args` and exits as it did.
 fn run_cli(args: &[OsString]) -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(["run", "--package", "sagaform-cli"]);
+    let mut install = None;
     if cli_built() {
         command.arg("--quiet");
     } else {
@@ -65,8 +74,19 @@ fn run_cli(args: &[OsString]) -> ExitCode {
         eprintln!(
             "cargo xtask: building sagaform-cli, the commands behind cargo xtask (the first build compiles the AWS SDK: a few minutes on 2 cores)"
         );
+        // A first command on the local env would install the pinned tools once the CLI is
+        // built; installing them now (mostly waiting on the package index) takes that off the
+        // first deploy's critical path. The CLI waits on the install lock if it gets there first.
+        if uses_local_env(args) {
+            install = Some(std::thread::spawn(sagaform_tools::Tools::ensure));
+        }
     }
     let status = command.arg("--").args(args).status();
+    // Ending the process mid-install would leave a venv without its stamp, installed again
+    // next time; the CLI's build takes longer than the install, so this rarely waits.
+    if let Some(Err(error)) = install.and_then(|thread| thread.join().ok()) {
+        eprintln!("cargo xtask: installing the pinned tools failed: {error}");
+    }
     match status {
         Ok(status) => status
             .code()
