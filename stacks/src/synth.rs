@@ -214,7 +214,15 @@ where
 
 /// Prepends the header and normalises line endings so the bytes are the same on every machine.
 fn with_header(header: &str, body: &str) -> String {
-    let body = body.replace("\r\n", "\n");
+    // Most bodies have no carriage return: copying them only to look for one cost a copy of
+    // every template.
+    let normalised;
+    let body = if body.contains('\r') {
+        normalised = body.replace("\r\n", "\n");
+        normalised.as_str()
+    } else {
+        body
+    };
     let body = body.trim_end_matches('\n');
     let mut out = String::with_capacity(header.len() + body.len() + 2);
     out.push_str(header);

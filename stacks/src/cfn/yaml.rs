@@ -243,14 +243,42 @@ fn is_plain_safe(s: &str) -> bool {
     if s.ends_with(' ') || s.ends_with(':') || s.contains(": ") || s.contains(" #") {
         return false;
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || " _./$-{}()@+=,*;:<>^~[]".contains(c);
-    if !s.chars().all(allowed) {
+    // Byte by byte: every allowed character is ASCII, and this runs for every scalar written.
+    let allowed = |b: &u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b' ' | b'_'
+                    | b'.'
+                    | b'/'
+                    | b'$'
+                    | b'-'
+                    | b'{'
+                    | b'}'
+                    | b'('
+                    | b')'
+                    | b'@'
+                    | b'+'
+                    | b'='
+                    | b','
+                    | b'*'
+                    | b';'
+                    | b':'
+                    | b'<'
+                    | b'>'
+                    | b'^'
+                    | b'~'
+                    | b'['
+                    | b']'
+            )
+    };
+    if !s.as_bytes().iter().all(allowed) {
         return false;
     }
     const RESERVED: [&str; 12] = [
         "y", "n", "yes", "no", "true", "false", "on", "off", "null", "nan", "inf", "infinity",
     ];
-    !RESERVED.contains(&s.to_ascii_lowercase().as_str())
+    !RESERVED.iter().any(|word| word.eq_ignore_ascii_case(s))
 }
 
 /// Whether a multi-line string survives a `|-` literal block unchanged.
