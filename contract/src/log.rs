@@ -13,6 +13,13 @@ pub const SAGA_IN_DOUBT: &str = "saga_in_doubt";
 /// The metric counting sagas parked IN_DOUBT, one per parked saga.
 pub const SAGAS_IN_DOUBT_METRIC: &str = "SagasInDoubt";
 
+/// [`OUTCOME_FIELD`]'s value on the line written when a saga ends COMPENSATION_FAILED: a
+/// compensation failed for good and a human must settle the step.
+pub const SAGA_COMPENSATION_FAILED: &str = "saga_compensation_failed";
+
+/// The metric counting sagas that ended COMPENSATION_FAILED, one per saga.
+pub const SAGAS_COMPENSATION_FAILED_METRIC: &str = "SagasCompensationFailed";
+
 /// The CloudWatch namespace of the metrics sagaform derives from its logs.
 pub const METRIC_NAMESPACE: &str = "sagaform";
 

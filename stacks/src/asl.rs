@@ -14,7 +14,7 @@
 //! fails for good is caught into a `mark_failed` Task (its result at
 //! `$.compensation_failures.<step>`), and the earlier steps are still undone: compensations are
 //! independent. After the last one a Choice ends in `CompensationFailed` when any compensation
-//! failed, else in `Compensated`. Every Task has `TimeoutSeconds`, and the execution as a whole
+//! failed, else in the Succeed state `Compensated` (a compensated saga is not a failed execution). Every Task has `TimeoutSeconds`, and the execution as a whole
 //! a timeout no legitimate run can exceed.
 
 use sagaform_contract::task::error_types::{IN_DOUBT, RETRYABLE};
@@ -66,7 +66,8 @@ pub const INVOKE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Name of the Succeed state reached when every step succeeded.
 pub const COMPLETED_STATE: &str = "Completed";
-/// Name of the Fail state reached when every compensation succeeded.
+/// Name of the Succeed state reached when every compensation succeeded: a compensated saga is
+/// not a failed execution.
 pub const COMPENSATED_STATE: &str = "Compensated";
 /// Name of the Fail state reached when a compensation failed for good.
 pub const COMPENSATION_FAILED_STATE: &str = "CompensationFailed";
@@ -546,12 +547,13 @@ fn compensations_settled_state() -> State {
     })
 }
 
-/// The Fail state of a saga whose failed step and earlier steps were all undone.
+/// The Succeed state of a saga whose failed step and earlier steps were all undone: the
+/// execution did what it is for (the purchase was refused and nothing of it stands), so it is
+/// not a failed execution, and the failed-executions alarm is left to the sagas that need a
+/// human.
 fn compensated_state() -> State {
-    State::Fail(Fail {
-        comment: "A step failed and every step already done was undone.".to_owned(),
-        error: "SagaCompensated".to_owned(),
-        cause: "a step failed; its compensation and those of the earlier steps succeeded"
+    State::Succeed(Succeed {
+        comment: "A step failed and every step already done was undone: the saga is COMPENSATED."
             .to_owned(),
     })
 }

@@ -186,8 +186,9 @@ fn has_alarm_on(
         })
 }
 
-fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
-    let queues: Vec<_> = template
+/// The queues of `template` that are queues of its resources: (logical id, queue).
+fn queues(template: &Template) -> Vec<(&str, &crate::cfn::sqs::Queue)> {
+    template
         .resources_of(|p| {
             if let Properties::Queue(q) = p {
                 Some(q)
@@ -195,12 +196,17 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
                 None
             }
         })
-        .collect();
-    // Dead-letter queues: the targets of redrive policies, and the queues Lambda sends failed
-    // asynchronous invocations to.
+        .map(|(id, _, queue)| (id, queue))
+        .collect()
+}
+
+/// Dead-letter queues: the targets of redrive policies, and the queues Lambda sends failed
+/// asynchronous invocations to.
+fn dead_letter_queues(template: &Template) -> Vec<&str> {
+    let queues = queues(template);
     let redrive_targets = queues
         .iter()
-        .filter_map(|(_, _, q)| q.redrive_policy.as_ref())
+        .filter_map(|(_, q)| q.redrive_policy.as_ref())
         .map(|policy| &policy.dead_letter_target_arn);
     let failure_destinations = template
         .resources_of(|p| {
@@ -211,22 +217,26 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
             }
         })
         .map(|(_, _, config)| &config.destination_config.on_failure.destination);
-    let dead_letter_queues: Vec<&str> = redrive_targets
+    redrive_targets
         .chain(failure_destinations)
         .filter_map(|arn| target(template, arn))
         .filter(|(_, r)| matches!(r.properties, Properties::Queue(_)))
         .map(|(id, _)| id)
-        .collect();
-    for (id, _, queue) in &queues {
+        .collect()
+}
+
+fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
+    let dead_letter_queues = dead_letter_queues(template);
+    for (id, queue) in queues(template) {
         if let Some(policy) = &queue.redrive_policy
             && policy.max_receive_count > SQS_MAX_RECEIVE_COUNT
         {
             violations.push(PolicyViolation::MaxReceiveCountTooHigh {
-                queue: (*id).to_owned(),
+                queue: id.to_owned(),
                 max_receive_count: policy.max_receive_count,
             });
         }
-        if dead_letter_queues.contains(id) {
+        if dead_letter_queues.contains(&id) {
             if !has_alarm_on(
                 template,
                 "AWS/SQS",
@@ -235,7 +245,7 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
                 id,
             ) {
                 violations.push(PolicyViolation::DlqWithoutAlarm {
-                    queue: (*id).to_owned(),
+                    queue: id.to_owned(),
                 });
             }
         } else {
@@ -246,7 +256,7 @@ fn check_queues(template: &Template, violations: &mut Vec<PolicyViolation>) {
                 .is_some_and(|(_, r)| matches!(r.properties, Properties::Queue(_)));
             if !has_dlq {
                 violations.push(PolicyViolation::QueueWithoutDlq {
-                    queue: (*id).to_owned(),
+                    queue: id.to_owned(),
                 });
             }
         }
@@ -340,6 +350,7 @@ fn check_encryption(template: &Template, violations: &mut Vec<PolicyViolation>) 
             Properties::Table(table) => table.sse_specification.sse_enabled,
             Properties::Queue(queue) => queue.is_encrypted(),
             Properties::DbCluster(cluster) => cluster.storage_encrypted,
+            Properties::Topic(topic) => topic.kms_master_key_id.is_some(),
             _ => true,
         };
         if !encrypted {
@@ -350,12 +361,17 @@ fn check_encryption(template: &Template, violations: &mut Vec<PolicyViolation>) 
     }
 }
 
+/// Data stores, and the dead-letter queues whose messages are sagas waiting for a human, must
+/// outlive their stack and any replacement.
 fn check_retention(template: &Template, violations: &mut Vec<PolicyViolation>) {
+    let dead_letter_queues = dead_letter_queues(template);
     for (id, resource) in &template.resources {
-        if !matches!(
-            resource.properties,
-            Properties::Table(_) | Properties::DbCluster(_)
-        ) {
+        let holds_data = match resource.properties {
+            Properties::Table(_) | Properties::DbCluster(_) => true,
+            Properties::Queue(_) => dead_letter_queues.contains(&id.as_str()),
+            _ => false,
+        };
+        if !holds_data {
             continue;
         }
         if resource.deletion_policy != Some(DeletionPolicy::Retain) {

@@ -42,11 +42,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
-use sagaform_contract::log::SAGA_IN_DOUBT;
+use sagaform_contract::log::{SAGA_COMPENSATION_FAILED, SAGA_IN_DOUBT};
 use sagaform_saas_client::{SaasClient, SaasError, StepCall, retry_until};
 use sagaform_saga::{Action, RetryPolicy, Saga, Step};
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::errors::{EngineError, StoreError};
 use crate::model::{
@@ -627,6 +627,17 @@ impl<S: SagaStore, C: StepCaller> Engine<S, C> {
     async fn save(&self, record: &mut SagaRecord) -> Result<(), EngineError> {
         record.updated_at = now_rfc3339();
         record.version = self.store.transition(record).await?;
+        if record.status == SagaStatus::CompensationFailed {
+            // Nothing writes a saga once it is COMPENSATION_FAILED, so this is the write that
+            // settled it: the line the stack's metric filter counts for the alarm, whether the
+            // saga ran in an HTTP request, a queue message, a Step Functions Task or the
+            // orchestrator's asynchronous resume.
+            error!(
+                outcome = SAGA_COMPENSATION_FAILED,
+                error = record.error.as_deref().unwrap_or_default(),
+                "saga compensation failed: a step could not be undone; a human must settle it"
+            );
+        }
         Ok(())
     }
 

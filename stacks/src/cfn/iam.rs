@@ -61,9 +61,7 @@ impl PolicyDocument {
         PolicyDocument::new(vec![Statement {
             sid: None,
             effect: Effect::Allow,
-            principal: Some(Principal {
-                service: vec![service.to_owned()],
-            }),
+            principal: Some(Principal::service(service)),
             action: vec![Action::new("sts", "AssumeRole")],
             resource: Vec::new(),
             condition: None,
@@ -124,12 +122,36 @@ pub enum Effect {
     Deny,
 }
 
-/// The principal of a trust policy statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The principal of a trust policy or key policy statement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Principal {
+    /// AWS accounts or roles, by ARN.
+    #[serde(rename = "AWS", skip_serializing_if = "Vec::is_empty")]
+    pub aws: Vec<Expr>,
     /// AWS services, e.g. `lambda.amazonaws.com`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub service: Vec<String>,
+}
+
+impl Principal {
+    /// An AWS service.
+    pub fn service(service: &str) -> Principal {
+        Principal {
+            aws: Vec::new(),
+            service: vec![service.to_owned()],
+        }
+    }
+
+    /// The account the stack is deployed in (its root: the account's IAM policies decide).
+    pub fn this_account() -> Principal {
+        Principal {
+            aws: vec![Expr::sub(
+                "arn:${AWS::Partition}:iam::${AWS::AccountId}:root",
+            )],
+            service: Vec::new(),
+        }
+    }
 }
 
 /// An IAM action, `service:Name`.

@@ -14,6 +14,7 @@ pub mod dynamodb;
 pub mod ec2;
 mod expr;
 pub mod iam;
+pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod rds;
@@ -361,6 +362,8 @@ properties! {
     SecurityGroupIngress(ec2::SecurityGroupIngress) => "AWS::EC2::SecurityGroupIngress",
     /// `AWS::IAM::Role`.
     Role(iam::Role) => "AWS::IAM::Role",
+    /// `AWS::KMS::Key`.
+    KmsKey(kms::Key) => "AWS::KMS::Key",
     /// `AWS::Lambda::Function`.
     Function(lambda::Function) => "AWS::Lambda::Function",
     /// `AWS::Lambda::Permission`.

@@ -10,6 +10,9 @@ use super::{Expr, Tag};
 pub struct Topic {
     /// Display name (the sender name of email notifications).
     pub display_name: String,
+    /// The KMS key encrypting messages at rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_master_key_id: Option<Expr>,
     /// Tags.
     pub tags: Vec<Tag>,
 }

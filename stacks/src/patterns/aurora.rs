@@ -32,7 +32,7 @@ use crate::cfn::rds::{
 use crate::cfn::{CfnError, Expr, Parameter, Resource, Tag};
 use crate::config::{EnvConfig, Network, VpcCidr};
 
-use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::alerting::{AlarmSpec, Watched, add_sustained_alarm, dimension};
 use super::{StackBuilder, StoreAccess};
 
 /// Master user of the cluster; its password lives only in the secret RDS manages.
@@ -577,7 +577,7 @@ fn cluster_metric(name: &'static str, statistic: Statistic) -> Watched {
 /// The alarm on the cluster nearing its maximum capacity.
 fn add_capacity_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     let env = stack.env;
-    add_alarm(
+    add_sustained_alarm(
         stack,
         AlarmSpec {
             logical_id: "DatabaseCapacityAlarm".to_owned(),
@@ -602,7 +602,7 @@ fn add_capacity_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
 /// The alarm on the cluster holding more connections than the proxy should let through.
 fn add_connections_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
     let env = stack.env;
-    add_alarm(
+    add_sustained_alarm(
         stack,
         AlarmSpec {
             logical_id: "DatabaseConnectionsAlarm".to_owned(),

@@ -33,6 +33,11 @@ const SAGA_TABLE_OPERATIONS: [Action; 4] = [
     actions::DYNAMODB_UPDATE_ITEM,
     actions::DYNAMODB_QUERY,
 ];
+/// The operation, beyond the granted ones, that the functions run on both tables: a saga is
+/// created and its idempotency record completed in one transaction. It needs no grant of its
+/// own (IAM checks the Put and Update inside it) but DynamoDB reports its system errors under
+/// its own `Operation` dimension.
+const TRANSACTION_OPERATION: &str = "TransactWriteItems";
 /// The operations the functions run on the idempotency table.
 const IDEMPOTENCY_TABLE_OPERATIONS: [Action; 4] = [
     actions::DYNAMODB_GET_ITEM,
@@ -279,8 +284,8 @@ fn add_throttles_alarm(
     )
 }
 
-/// The alarm on HTTP 500 answers of DynamoDB to any of the `operations` on `table`: an
-/// AWS-side problem that delays sagas.
+/// The alarm on HTTP 500 answers of DynamoDB to any of the `operations` on `table`, or to the
+/// transactions spanning both tables: an AWS-side problem that delays sagas.
 fn add_system_errors_alarm(
     stack: &mut StackBuilder<'_>,
     table: &str,
@@ -289,12 +294,14 @@ fn add_system_errors_alarm(
 ) -> Result<(), CfnError> {
     let metrics = operations
         .iter()
-        .map(|action| {
+        .map(|action| action.name.as_ref())
+        .chain([TRANSACTION_OPERATION])
+        .map(|operation| {
             (
                 "SystemErrors".to_owned(),
                 vec![
                     dimension("TableName", Expr::reference(table)),
-                    dimension("Operation", Expr::str(action.name.as_ref())),
+                    dimension("Operation", Expr::str(operation)),
                 ],
             )
         })

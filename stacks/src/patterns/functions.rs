@@ -22,7 +22,7 @@ use crate::cfn::logs::{LogGroup, MetricFilter, MetricTransformation};
 use crate::cfn::{CfnError, Expr};
 use crate::config::{self, EnvConfig, FunctionRole};
 
-use super::alerting::{AlarmSpec, Watched, add_alarm, add_first_event_alarm, dimension};
+use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
 use super::queue::Queues;
 use super::resume::{RESPONSE_BUDGET_MILLIS, ResumeQueue};
 use super::state_machine::Machine;
@@ -169,7 +169,7 @@ pub(super) fn add_function(
         .iter()
         .any(|capability| matches!(capability, Capability::CallsSaas))
     {
-        add_in_doubt_alarm(stack, role, &ids.log_group)?;
+        add_outcome_alarms(stack, role, &ids.log_group)?;
     }
     Ok(FunctionRef {
         role,
@@ -361,64 +361,124 @@ fn add_function_alarms(
     add_throttles_alarm(stack, role, function_id, &function_name, logs.command)
 }
 
-/// The metric filter counting the sagas that `role` parks IN_DOUBT (from the line the engine
-/// writes with the contract's `outcome` field), and the alarm on the first one: a saga in doubt
-/// may have charged a customer without anything to show for it, so one is already too many.
-fn add_in_doubt_alarm(
-    stack: &mut StackBuilder<'_>,
-    role: FunctionRole,
-    log_group_id: &str,
-) -> Result<(), CfnError> {
-    let namespace = format!("{}/{}", log::METRIC_NAMESPACE, stack.stack_name());
-    stack.add(
-        &format!("{}SagasInDoubtFilter", role.logical_id()),
-        MetricFilter {
-            log_group_name: Expr::reference(log_group_id),
-            filter_pattern: log::outcome_filter_pattern(log::SAGA_IN_DOUBT),
-            metric_transformations: vec![MetricTransformation {
-                metric_namespace: namespace.clone(),
-                metric_name: log::SAGAS_IN_DOUBT_METRIC.to_owned(),
-                metric_value: "1".to_owned(),
-                default_value: Some(0.0),
-                unit: Some("Count"),
-            }],
-        },
-    )?;
+/// A saga outcome that needs a human, counted from the line the engine writes with the
+/// contract's `outcome` field: its metric filter, alarm and runbook section.
+struct OutcomeAlarm {
+    outcome: &'static str,
+    metric: &'static str,
+    filter_suffix: &'static str,
+    logical_id: &'static str,
+    anchor: &'static str,
+    title: &'static str,
+    meaning: &'static str,
+    look_at: Vec<String>,
+    commands: Vec<String>,
+}
+
+/// The outcomes of sagas driven by `role` that alarm at the first one: a saga in doubt may have
+/// charged a customer without anything to show for it, and a compensation failed for good
+/// leaves money or stock out of balance; one of either is already too many.
+fn outcome_alarms(stack: &StackBuilder<'_>, role: FunctionRole) -> [OutcomeAlarm; 2] {
     let function_name = role.physical_name(&stack.stack_name());
     let logs = FunctionLogs::of(stack, &function_name);
     let retry = format!("{} <transaction_id>", stack.xtask_command("saga retry"));
-    add_first_event_alarm(
-        stack,
-        AlarmSpec {
-            logical_id: "SagaInDoubtAlarm".to_owned(),
-            anchor: "saga-in-doubt".to_owned(),
-            title: "saga in doubt".to_owned(),
-            meaning: "A saga is parked IN_DOUBT: every attempt of one of its actions ended without a definite answer (a timeout, a lost connection or a 5xx), so the effect may have landed at the provider. Nothing was compensated blind; the saga waits for an operator.".to_owned(),
-            watched: Watched::Metric {
-                namespace,
-                name: log::SAGAS_IN_DOUBT_METRIC,
-                dimensions: Vec::new(),
-                statistic: Statistic::Sum,
-            },
-            threshold: 1.0,
-            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+    [
+        OutcomeAlarm {
+            outcome: log::SAGA_IN_DOUBT,
+            metric: log::SAGAS_IN_DOUBT_METRIC,
+            filter_suffix: "SagasInDoubtFilter",
+            logical_id: "SagaInDoubtAlarm",
+            anchor: "saga-in-doubt",
+            title: "saga in doubt",
+            meaning: "A saga is parked IN_DOUBT: every attempt of one of its actions ended without a definite answer (a timeout, a lost connection or a 5xx), so the effect may have landed at the provider. Nothing was compensated blind; the saga waits for an operator.",
             look_at: vec![
                 "The sagas IN_DOUBT (first command below) and, for each, the step in doubt and its last error (`saga show`): the step's status is IN_DOUBT and the saga's error names it.".to_owned(),
                 "Whether the provider answers again (its status page, or the step's latest attempts in the logs), and, at the provider, the request with the idempotency key `<transaction_id>:<step>:<action>`: it tells whether the effect landed.".to_owned(),
                 format!(
-                    "The function's lines for the saga in {}; the one that parked it carries `outcome` = `saga_in_doubt`.",
-                    logs.location
+                    "The function's lines for the saga in {}; the one that parked it carries `outcome` = `{}`.",
+                    logs.location,
+                    log::SAGA_IN_DOUBT
                 ),
                 "Once the provider answers, `saga retry` asks the call again with the same idempotency key: the provider answers for what it already did, so nothing is applied twice. A success goes forward; a definite refusal compensates; another answer in doubt parks the saga again. Retry refuses a saga that is not IN_DOUBT.".to_owned(),
             ],
             commands: vec![
                 stack.stuck_sagas_command("IN_DOUBT"),
                 stack.saga_show_command(),
-                logs.command,
+                logs.command.clone(),
                 retry,
             ],
         },
-    )
+        OutcomeAlarm {
+            outcome: log::SAGA_COMPENSATION_FAILED,
+            metric: log::SAGAS_COMPENSATION_FAILED_METRIC,
+            filter_suffix: "SagasCompensationFailedFilter",
+            logical_id: "SagaCompensationFailedAlarm",
+            anchor: "saga-compensation-failed",
+            title: "saga compensation failed",
+            meaning: "A saga ended COMPENSATION_FAILED: a step failed, and the compensation of at least one step it had done failed for good after all its retries (the other compensations still ran). Money or stock may be out of balance until a human settles the step.",
+            look_at: vec![
+                "The sagas COMPENSATION_FAILED (first command below) and, for each, the steps whose status is COMPENSATION_FAILED and their errors (`saga show`): the saga's error names every compensation that failed.".to_owned(),
+                "At the provider, the state of the effect the compensation should have undone (the request with the idempotency key `<transaction_id>:<step>:<action>`), and why it refused the compensation.".to_owned(),
+                format!(
+                    "The function's lines for the saga in {}; the one that settled it carries `outcome` = `{}`.",
+                    logs.location,
+                    log::SAGA_COMPENSATION_FAILED
+                ),
+                "Undo the effect at the provider by hand (or have its support do it), then record what was done in the incident.".to_owned(),
+            ],
+            commands: vec![
+                stack.stuck_sagas_command("COMPENSATION_FAILED"),
+                stack.saga_show_command(),
+                logs.command,
+            ],
+        },
+    ]
+}
+
+/// The metric filters counting the sagas that `role` leaves for a human (from the lines the
+/// engine writes with the contract's `outcome` field), and the alarms on the first one.
+fn add_outcome_alarms(
+    stack: &mut StackBuilder<'_>,
+    role: FunctionRole,
+    log_group_id: &str,
+) -> Result<(), CfnError> {
+    let namespace = format!("{}/{}", log::METRIC_NAMESPACE, stack.stack_name());
+    for alarm in outcome_alarms(stack, role) {
+        stack.add(
+            &format!("{}{}", role.logical_id(), alarm.filter_suffix),
+            MetricFilter {
+                log_group_name: Expr::reference(log_group_id),
+                filter_pattern: log::outcome_filter_pattern(alarm.outcome),
+                metric_transformations: vec![MetricTransformation {
+                    metric_namespace: namespace.clone(),
+                    metric_name: alarm.metric.to_owned(),
+                    metric_value: "1".to_owned(),
+                    default_value: Some(0.0),
+                    unit: Some("Count"),
+                }],
+            },
+        )?;
+        add_alarm(
+            stack,
+            AlarmSpec {
+                logical_id: alarm.logical_id.to_owned(),
+                anchor: alarm.anchor.to_owned(),
+                title: alarm.title.to_owned(),
+                meaning: alarm.meaning.to_owned(),
+                watched: Watched::Metric {
+                    namespace: namespace.clone(),
+                    name: alarm.metric,
+                    dimensions: Vec::new(),
+                    statistic: Statistic::Sum,
+                },
+                threshold: 1.0,
+                comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+                look_at: alarm.look_at,
+                commands: alarm.commands,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Where a deployed function's logs are: for reading in the console, and the command that

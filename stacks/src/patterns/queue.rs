@@ -13,10 +13,10 @@ use sagaform_contract::template::outputs;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::lambda::{EventSourceMapping, FunctionResponseType, ScalingConfig};
 use crate::cfn::sqs::{Queue, RedriveAllowPolicy, RedrivePermission, RedrivePolicy};
-use crate::cfn::{CfnError, Expr};
+use crate::cfn::{CfnError, Expr, Resource};
 
 use super::StackBuilder;
-use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
+use super::alerting::{AlarmSpec, Watched, add_alarm, add_sustained_alarm, dimension};
 use super::functions::FunctionRef;
 
 /// Seconds the DLQ keeps a message: 14 days, the SQS maximum, to leave time to redrive.
@@ -58,9 +58,10 @@ fn add_dead_letter_queue(
     work_queue_name: &str,
 ) -> Result<(), CfnError> {
     let env = stack.env;
+    let data_policy = stack.data_policy();
     stack.add(
         queues.dead_letter_queue,
-        Queue {
+        Resource::new(Queue {
             queue_name: env.queue.fifo.then(|| Expr::sub(format!("${{AWS::StackName}}-dead-letter{suffix}"))),
             fifo_queue: env.queue.fifo,
             sqs_managed_sse_enabled: Some(true),
@@ -75,7 +76,9 @@ fn add_dead_letter_queue(
                 ))],
             }),
             tags: stack.tags.list(),
-        },
+        })
+        // The messages are sagas waiting for a human: they outlive the stack outside `local`.
+        .with_policies(data_policy),
     )
 }
 
@@ -162,7 +165,7 @@ fn add_oldest_message_age_alarm(
     worker_logs: &str,
 ) -> Result<(), CfnError> {
     let oldest_message_age = stack.env.alarms.oldest_message_age;
-    add_alarm(
+    add_sustained_alarm(
         stack,
         AlarmSpec {
             logical_id: "WorkQueueOldestMessageAgeAlarm".to_owned(),

@@ -19,7 +19,7 @@ use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::iam::{Statement, actions};
 use crate::cfn::lambda::{DestinationConfig, EventInvokeConfig, OnFailure};
 use crate::cfn::sqs::Queue;
-use crate::cfn::{CfnError, Expr};
+use crate::cfn::{CfnError, Expr, Resource};
 use crate::config::FunctionRole;
 
 use super::StackBuilder;
@@ -79,9 +79,10 @@ pub(super) fn add_resume_dead_letter_queue(
     let queue = ResumeQueue {
         logical_id: RESUME_DEAD_LETTER_QUEUE,
     };
+    let data_policy = stack.data_policy();
     stack.add(
         queue.logical_id,
-        Queue {
+        Resource::new(Queue {
             queue_name: None,
             fifo_queue: false,
             sqs_managed_sse_enabled: Some(true),
@@ -92,7 +93,9 @@ pub(super) fn add_resume_dead_letter_queue(
             redrive_policy: None,
             redrive_allow_policy: None,
             tags: stack.tags.list(),
-        },
+        })
+        // The messages are sagas waiting for a human: they outlive the stack outside `local`.
+        .with_policies(data_policy),
     )?;
     add_resume_failed_alarm(stack, &queue)?;
     stack.output(

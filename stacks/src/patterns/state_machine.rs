@@ -161,13 +161,13 @@ fn execution_alarms(stack: &StackBuilder<'_>, step_logs: &str) -> [ExecutionAlar
             metric: "ExecutionsFailed",
             anchor: "executions-failed",
             title: "executions failed",
-            meaning: "A saga execution ended in a Fail state: `SagaCompensated` (a step failed for good and every step done was undone; the purchase was refused) or `CompensationFailed` (a compensation failed after all its retries, the others still ran: money or stock may be out of balance and a human must settle it).",
+            meaning: "A saga execution failed: it ended in `CompensationFailed` (a compensation failed after all its retries, the others still ran: money or stock may be out of balance and a human must settle it), in `InDoubt` (a step got no definite answer; see the saga-in-doubt section), or by an error no state caught (a States.* runtime error). A compensated saga is not a failed execution: it ends in the Succeed state `Compensated`.",
             status: "FAILED",
             redrivable: false,
             look_at: vec![
                 "The execution's history (name = `transaction_id`): the failed Task, its error and cause, and which compensations ran.".to_owned(),
                 format!("The step function's logs for that `transaction_id` in {}.", stack.logs_location(step_logs)),
-                "The saga's row in the state store: COMPENSATED needs no action; COMPENSATION_FAILED does.".to_owned(),
+                "The saga's row in the state store: COMPENSATION_FAILED needs a human (see the saga-compensation-failed section), IN_DOUBT an operator's retry; a saga still RUNNING or COMPENSATING after a runtime error needs the cause fixed and a new execution.".to_owned(),
             ],
         },
         ExecutionAlarm {

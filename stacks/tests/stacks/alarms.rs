@@ -82,16 +82,33 @@ fn every_failure_path_has_its_alarm() {
     );
 }
 
-/// A saga parked IN_DOUBT is counted from the line the engine writes (the contract's `outcome`
-/// field) by a metric filter on the log group of the function that calls the SaaS, and the alarm
-/// on that metric goes off at the first one, with a runbook section giving `saga retry`.
+/// A saga parked IN_DOUBT, and one ending COMPENSATION_FAILED, is counted from the line the
+/// engine writes (the contract's `outcome` field) by a metric filter on the log group of the
+/// function that drives sagas (the orchestrator's asynchronous resume included), and the alarm
+/// on that metric goes off at the first one, with a runbook section saying what to do.
 #[test]
-fn a_saga_in_doubt_raises_the_alarm_at_the_first_one_in_every_pattern() {
+fn a_saga_left_for_a_human_raises_its_alarm_at_the_first_one_in_every_pattern() {
+    let outcomes = [
+        (
+            log::SAGA_IN_DOUBT,
+            "SagaInDoubtAlarm",
+            "saga-in-doubt",
+            "saga in doubt",
+            "saga retry",
+        ),
+        (
+            log::SAGA_COMPENSATION_FAILED,
+            "SagaCompensationFailedAlarm",
+            "saga-compensation-failed",
+            "saga compensation failed",
+            "saga show",
+        ),
+    ];
     for (pattern, env) in all_examples() {
         let synthesized = synthesize(pattern, &env).unwrap();
         let template = &synthesized.template;
         let at = format!("{pattern} {}", env.name);
-        let saas_caller = match pattern {
+        let saga_driver = match pattern {
             Pattern::Orchestrator => "ApiFunction",
             Pattern::Sqs => "WorkerFunction",
             Pattern::StepFunctions => "StepFunction",
@@ -100,48 +117,120 @@ fn a_saga_in_doubt_raises_the_alarm_at_the_first_one_in_every_pattern() {
             Properties::MetricFilter(filter) => Some(filter),
             _ => None,
         });
-        assert_eq!(filters.len(), 1, "{at}");
-        let filter = filters[0];
-        assert_eq!(
-            filter.log_group_name,
-            Expr::reference(format!("{saas_caller}LogGroup")),
-            "{at}"
-        );
-        assert_eq!(
-            filter.filter_pattern,
-            log::outcome_filter_pattern(log::SAGA_IN_DOUBT),
-            "{at}"
-        );
-        let counted = &filter.metric_transformations[0];
-        let Properties::Alarm(alarm) = &template.resources["SagaInDoubtAlarm"].properties else {
-            panic!("{at}: no SagaInDoubtAlarm")
+        assert_eq!(filters.len(), outcomes.len(), "{at}");
+        for (outcome, alarm_id, anchor, heading, command) in outcomes {
+            let filter = filters
+                .iter()
+                .find(|f| f.filter_pattern == log::outcome_filter_pattern(outcome))
+                .unwrap_or_else(|| panic!("{at}: no filter counting {outcome}"));
+            assert_eq!(
+                filter.log_group_name,
+                Expr::reference(format!("{saga_driver}LogGroup")),
+                "{at}"
+            );
+            let counted = &filter.metric_transformations[0];
+            let Properties::Alarm(alarm) = &template.resources[alarm_id].properties else {
+                panic!("{at}: no {alarm_id}")
+            };
+            assert_eq!(
+                alarm.namespace.as_deref(),
+                Some(counted.metric_namespace.as_str()),
+                "{at}"
+            );
+            assert_eq!(
+                alarm.metric_name.as_deref(),
+                Some(counted.metric_name.as_str()),
+                "{at}"
+            );
+            assert_eq!(counted.metric_value, "1", "{at}");
+            assert_eq!(alarm.threshold, 1.0, "{at}");
+            assert_eq!(alarm.datapoints_to_alarm, Some(1), "{at}");
+            assert!(
+                alarm.alarm_description.ends_with(&format!("#{anchor}")),
+                "{at}: {}",
+                alarm.alarm_description
+            );
+            assert_runbook_section_contains(
+                &synthesized.runbook_markdown,
+                heading,
+                &[&format!(
+                    "cargo xtask {command} --pattern {pattern} --env {} <transaction_id>",
+                    env.name
+                )],
+            );
+        }
+    }
+}
+
+/// Alarms on levels that matter only when they last: every evaluated period must breach.
+const SUSTAINED_ALARMS: [&str; 3] = [
+    "DatabaseCapacityAlarm",
+    "DatabaseConnectionsAlarm",
+    "WorkQueueOldestMessageAgeAlarm",
+];
+
+/// Every alarm counting events (errors, throttles, 5xx, failed executions, DLQ messages, sagas
+/// left for a human) goes off on the first breaching period in every env, whatever the env's
+/// evaluation periods; its description states the condition CloudWatch evaluates.
+#[test]
+fn every_event_count_alarm_goes_off_on_the_first_event_in_every_env() {
+    for (pattern, env) in all_examples() {
+        let template = template(pattern, &env);
+        let period = env.alarms.period.as_secs();
+        let periods = env.alarms.evaluation_periods;
+        let alarms = picked(&template, |p| match p {
+            Properties::Alarm(alarm) => Some(alarm),
+            _ => None,
+        });
+        let ids: Vec<&String> = template
+            .resources
+            .iter()
+            .filter(|(_, r)| matches!(r.properties, Properties::Alarm(_)))
+            .map(|(id, _)| id)
+            .collect();
+        for (id, alarm) in ids.into_iter().zip(alarms) {
+            let at = format!("{pattern} {} {id}", env.name);
+            let sustained = SUSTAINED_ALARMS.contains(&id.as_str());
+            let expected = if sustained { None } else { Some(1) };
+            assert_eq!(alarm.datapoints_to_alarm, expected, "{at}");
+            assert_eq!(alarm.evaluation_periods, periods, "{at}");
+            let when = match (sustained, periods) {
+                (_, 1) => format!("in a {period} s period."),
+                (false, n) => format!("in any one of the last {n} periods of {period} s."),
+                (true, n) => format!("in each of the last {n} periods of {period} s."),
+            };
+            assert!(
+                alarm.alarm_description.contains(&when),
+                "{at}: {}",
+                alarm.alarm_description
+            );
+            assert!(
+                alarm.alarm_description.len() <= 1024,
+                "{at}: CloudWatch refuses descriptions over 1024 characters"
+            );
+        }
+    }
+}
+
+/// A compensated Step Functions saga is not a failed execution: the failed-executions alarm
+/// says which endings it counts, and none of them is the compensated one.
+#[test]
+fn the_failed_executions_alarm_does_not_count_compensated_sagas() {
+    for env in ["staging", "prod"] {
+        let template = template(Pattern::StepFunctions, &example_env(env));
+        let Properties::Alarm(alarm) =
+            &template.resources["StateMachineExecutionsFailedAlarm"].properties
+        else {
+            panic!("no StateMachineExecutionsFailedAlarm")
         };
-        assert_eq!(
-            alarm.namespace.as_deref(),
-            Some(counted.metric_namespace.as_str()),
-            "{at}"
-        );
-        assert_eq!(
-            alarm.metric_name.as_deref(),
-            Some(counted.metric_name.as_str()),
-            "{at}"
-        );
-        assert_eq!(counted.metric_value, "1", "{at}");
-        assert_eq!(alarm.threshold, 1.0, "{at}");
-        assert_eq!(alarm.datapoints_to_alarm, Some(1), "{at}");
         assert!(
-            alarm.alarm_description.ends_with("#saga-in-doubt"),
-            "{at}: {}",
+            alarm
+                .alarm_description
+                .contains("A compensated saga is not a failed execution"),
+            "{}",
             alarm.alarm_description
         );
-        assert_runbook_section_contains(
-            &synthesized.runbook_markdown,
-            "saga in doubt",
-            &[&format!(
-                "cargo xtask saga retry --pattern {pattern} --env {} <transaction_id>",
-                env.name
-            )],
-        );
+        assert!(!alarm.alarm_description.contains("SagaCompensated"));
     }
 }
 
@@ -228,6 +317,60 @@ fn alarm_emails_subscribe_to_the_one_topic() {
         _ => None,
     });
     assert_eq!(endpoints, ["oncall@example.com", "team@example.com"]);
+}
+
+/// The functions create a saga and complete its idempotency record in one TransactWriteItems;
+/// DynamoDB reports that operation's system errors under its own dimension, on both tables.
+#[test]
+fn table_system_error_alarms_cover_every_operation_the_functions_run() {
+    for (pattern, env) in [(Pattern::Sqs, "staging"), (Pattern::StepFunctions, "prod")] {
+        let template = template(pattern, &example_env(env));
+        for (alarm_id, operations) in [
+            (
+                "SagaTableSystemErrorsAlarm",
+                [
+                    "GetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "Query",
+                    "TransactWriteItems",
+                ],
+            ),
+            (
+                "IdempotencyTableSystemErrorsAlarm",
+                [
+                    "GetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "TransactWriteItems",
+                ],
+            ),
+        ] {
+            let Properties::Alarm(alarm) = &template.resources[alarm_id].properties else {
+                panic!("{pattern}: no {alarm_id}")
+            };
+            let watched: Vec<String> = alarm
+                .metrics
+                .iter()
+                .filter_map(|query| query.metric_stat.as_ref())
+                .map(|stat| {
+                    assert_eq!(stat.metric.metric_name, "SystemErrors");
+                    let operation = stat
+                        .metric
+                        .dimensions
+                        .iter()
+                        .find(|d| d.name == "Operation")
+                        .expect("an Operation dimension");
+                    match &operation.value {
+                        Expr::Str(name) => name.clone(),
+                        other => panic!("{other:?}"),
+                    }
+                })
+                .collect();
+            assert_eq!(watched, operations, "{pattern} {alarm_id}");
+        }
+    }
 }
 
 #[test]

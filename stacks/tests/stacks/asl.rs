@@ -127,8 +127,14 @@ fn a_failure_compensates_the_failing_step_then_earlier_ones_in_reverse() {
         current = t.next.clone();
     }
     assert_eq!(undo, expected);
+    // A compensated saga is not a failed execution: the failed-executions alarm is for the
+    // sagas that need a human.
     assert!(matches!(
         definition.states[COMPENSATED_STATE],
+        State::Succeed(_)
+    ));
+    assert!(matches!(
+        definition.states[COMPENSATION_FAILED_STATE],
         State::Fail(_)
     ));
 }

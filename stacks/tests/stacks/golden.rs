@@ -309,6 +309,80 @@ fn data_is_retained_outside_local_and_deleted_locally() {
     }
 }
 
+/// A dead-letter queue holds sagas waiting for a human: outside `local` it outlives its stack
+/// and any replacement, as the data stores do.
+#[test]
+fn dead_letter_queues_are_retained_outside_local_and_deleted_locally() {
+    for t in every_template() {
+        let expected = if t.env.is_local() { "Delete" } else { "Retain" };
+        let dead_letter_queues: Vec<_> = t
+            .of_type("AWS::SQS::Queue")
+            .into_iter()
+            .filter(|(id, _)| id.ends_with("DeadLetterQueue"))
+            .collect();
+        let expected_count = match pattern_of(&t) {
+            Pattern::Orchestrator | Pattern::Sqs => 1,
+            Pattern::StepFunctions => 0,
+        };
+        assert_eq!(dead_letter_queues.len(), expected_count, "{}", t.label);
+        for (id, queue) in dead_letter_queues {
+            for attribute in ["DeletionPolicy", "UpdateReplacePolicy"] {
+                assert_eq!(
+                    queue[attribute].as_str(),
+                    Some(expected),
+                    "{}: {id} {attribute}",
+                    t.label
+                );
+            }
+        }
+    }
+}
+
+/// The alarm topic is encrypted with a key of the stack whose policy lets CloudWatch make the
+/// data keys it publishes with (the AWS managed SNS key would drop every alarm silently).
+#[test]
+fn the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_publish_with() {
+    for t in every_template() {
+        let topic = &t.resources()["AlarmTopic"];
+        let key_id = intrinsic(&topic["Properties"]["KmsMasterKeyId"]);
+        assert_eq!(
+            key_id.map(|(tag, target)| (tag, target.as_str())),
+            Some(("Ref".to_owned(), Some("AlarmTopicKey"))),
+            "{}",
+            t.label
+        );
+        let key = &t.resources()["AlarmTopicKey"];
+        assert_eq!(key["Type"], "AWS::KMS::Key", "{}", t.label);
+        assert_eq!(key["Properties"]["EnableKeyRotation"], true, "{}", t.label);
+        let statements = key["Properties"]["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .unwrap();
+        let cloudwatch = statements
+            .iter()
+            .find(|s| s["Principal"]["Service"][0] == "cloudwatch.amazonaws.com")
+            .unwrap_or_else(|| panic!("{}: CloudWatch may not use the key", t.label));
+        let actions: Vec<&str> = cloudwatch["Action"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "{}",
+            t.label
+        );
+        assert!(
+            statements
+                .iter()
+                .any(|s| !s["Principal"]["AWS"][0].is_null() && s["Action"][0] == "kms:*"),
+            "{}: the account administers the key",
+            t.label
+        );
+    }
+}
+
 #[test]
 fn state_stores_follow_the_env_config() {
     for t in every_template() {

@@ -205,6 +205,18 @@ fn unencrypted_data_stores_are_reported() {
         ]
     );
 
+    let mut template = built(Pattern::Sqs, &env);
+    let Properties::Topic(topic) = properties(&mut template, "AlarmTopic") else {
+        panic!()
+    };
+    topic.kms_master_key_id = None;
+    assert_eq!(
+        check_policies(&template, &env),
+        [PolicyViolation::Unencrypted {
+            resource: "AlarmTopic".into()
+        }]
+    );
+
     let mut template = built(Pattern::Orchestrator, &env);
     let Properties::DbCluster(cluster) = properties(&mut template, "DatabaseCluster") else {
         panic!()
@@ -256,6 +268,21 @@ fn data_resources_are_retained_outside_local() {
         check_policies(&template, &staging),
         [PolicyViolation::DataNotRetained {
             resource: "DatabaseCluster".into(),
+            attribute: "DeletionPolicy"
+        }]
+    );
+
+    // A dead-letter queue holds sagas waiting for a human.
+    let mut template = built(Pattern::Sqs, &staging);
+    template
+        .resources
+        .get_mut("DeadLetterQueue")
+        .unwrap()
+        .deletion_policy = Some(DeletionPolicy::Delete);
+    assert_eq!(
+        check_policies(&template, &staging),
+        [PolicyViolation::DataNotRetained {
+            resource: "DeadLetterQueue".into(),
             attribute: "DeletionPolicy"
         }]
     );

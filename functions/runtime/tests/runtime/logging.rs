@@ -165,3 +165,90 @@ async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
     assert_eq!(counted[0]["transaction_id"], tx.as_str());
     assert_eq!(counted[0]["step"], "payment");
 }
+
+/// The lines of `capture` an alarm's metric filter counts: those carrying the outcome field.
+fn counted_lines(capture: &Capture) -> Vec<Value> {
+    capture
+        .lines()
+        .into_iter()
+        .filter(|line| line.get(log::OUTCOME_FIELD).is_some())
+        .collect()
+}
+
+// The compensation-failed alarm counts the lines its metric filter matches: a saga the engine
+// runs to COMPENSATION_FAILED (the orchestrator, its asynchronous resume, the sqs worker) writes
+// exactly one, after the write that settles it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_saga_ending_compensation_failed_writes_the_one_line_its_alarm_counts() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::Postgres).await;
+    let (fake, client) = fake_saas().await;
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let engine = Engine::new(PURCHASE, store.store(), &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    // The grant is declined, so the saga compensates; the refund is refused for good.
+    let rejected = || Fault::Reject {
+        status: 422,
+        reason: "declined on purpose".to_owned(),
+    };
+    for (service, action) in [("entitlements", "grant"), ("payments", "refund")] {
+        fake.faults()
+            .add(FaultRule::new(service, action, rejected()).for_transaction(&tx))
+            .unwrap();
+    }
+    let finished = engine.run(&tx, generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::CompensationFailed);
+
+    let counted = counted_lines(&capture);
+    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+    assert_eq!(
+        counted[0][log::OUTCOME_FIELD],
+        log::SAGA_COMPENSATION_FAILED
+    );
+    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+    assert!(
+        counted[0]["error"].as_str().unwrap().contains("refund"),
+        "the line names the compensation: {}",
+        counted[0]
+    );
+}
+
+// In Step Functions the saga ends COMPENSATION_FAILED in a `mark_failed` Task; only the Task
+// that settles the saga writes the counted line, and a retried Task writes no second one.
+#[tokio::test(flavor = "current_thread")]
+async fn marking_the_last_compensation_failed_writes_the_counted_line_once() {
+    let capture = Capture::default();
+    let store = TestStore::new(Backend::DynamoDb).await;
+    let (_fake, client) = fake_saas().await;
+    let _subscriber =
+        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let engine = Engine::new(PURCHASE, store.store(), &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    let deadline = generous_deadline();
+    engine.execute_step(&tx, "stock", deadline).await.unwrap();
+    engine
+        .compensate_step(&tx, "payment", Some("declined".to_owned()), deadline)
+        .await
+        .unwrap();
+    assert!(counted_lines(&capture).is_empty(), "still compensating");
+    for _ in 0..2 {
+        let settled = engine
+            .mark_failed(&tx, "stock", Some("release refused".to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(settled.status, SagaStatus::CompensationFailed);
+    }
+
+    let counted = counted_lines(&capture);
+    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+    assert_eq!(
+        counted[0][log::OUTCOME_FIELD],
+        log::SAGA_COMPENSATION_FAILED
+    );
+    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+}

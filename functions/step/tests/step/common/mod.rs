@@ -153,6 +153,8 @@ pub enum Ending {
 #[derive(Debug, Clone)]
 pub struct Execution {
     pub ending: Ending,
+    /// The Succeed or Fail state it ended in.
+    pub end_state: String,
     /// Every Task attempt, by state name, in order.
     pub attempts: Vec<String>,
     /// The state data at the end.
@@ -222,6 +224,7 @@ pub async fn run(
             State::Succeed(_) => {
                 return Execution {
                     ending: Ending::Succeeded,
+                    end_state: current,
                     attempts,
                     data,
                 };
@@ -233,6 +236,7 @@ pub async fn run(
                 };
                 return Execution {
                     ending,
+                    end_state: current,
                     attempts,
                     data,
                 };
@@ -301,6 +305,7 @@ pub async fn run(
                             error: diagnostic.error_type,
                             cause,
                         },
+                        end_state: current,
                         attempts,
                         data,
                     };
