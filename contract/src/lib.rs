@@ -18,6 +18,7 @@
 //! | Step Functions task payload | stacks (ASL `Parameters`) | step | [`task`] |
 //! | template parameters and stack outputs | stacks | deploy, ops, e2e, local | [`template`] |
 //! | log lines that alarms count (`outcome`) and their metric | functions | stacks (metric filters) | [`log`] |
+//! | the saga table's index of open sagas (name, key attributes, shards) | stacks (template), runtime (store) | runtime, runbooks | [`saga_table`] |
 //! | timestamps in saga records and log lines (RFC 3339, UTC) | functions | ops, local | [`time`] |
 //!
 //! The crate depends on serde only, so that the synthesis path stays small.
@@ -28,6 +29,7 @@ pub mod log;
 pub mod message;
 pub mod pattern;
 pub mod resume;
+pub mod saga_table;
 pub mod task;
 pub mod template;
 pub mod time;

@@ -29,6 +29,11 @@ serves anything:
    concurrent conditional PutItems could both succeed (an idempotency claim won twice). One lock
    over the DynamoDB backend's item operations and transactions serialises them.
 
+5. A KMS key created by CloudFormation takes the template's tags. moto hands the template's
+   `Tags` ([{"Key", "Value"}], as every CloudFormation resource spells them) to the KMS API's
+   tagging, which expects `TagKey`/`TagValue`, and the stack creation fails with a KeyError that
+   leaves DescribeStacks answering an empty 500.
+
 GET /moto-api/config shows {"sagaform": {"invoke_forwarding": true, "default_endpoint": ...,
 "routes": {"function": URL}}}, so a client can tell this launcher from a plain moto_server.
 
@@ -255,6 +260,22 @@ def _patch_dynamodb_atomicity():
             setattr(DynamoDBBackend, name, atomic(method))
 
 
+def _patch_kms_key_tags():
+    from moto.kms.models import Key
+
+    create = Key.create_from_cloudformation_json.__func__
+
+    def create_with_cloudformation_tags(cls, resource_name, cloudformation_json, *args, **kwargs):
+        properties = cloudformation_json.get("Properties", {})
+        properties["Tags"] = [
+            {"TagKey": tag["Key"], "TagValue": tag["Value"]} if "Key" in tag else tag
+            for tag in properties.get("Tags", [])
+        ]
+        return create(cls, resource_name, cloudformation_json, *args, **kwargs)
+
+    Key.create_from_cloudformation_json = classmethod(create_with_cloudformation_tags)
+
+
 def main():
     port = int(sys.argv[1])
     exit_with_parent = "--exit-with-parent" in sys.argv[2:]
@@ -263,6 +284,7 @@ def main():
     _patch_event_source_mappings()
     _patch_state_machine_resources()
     _patch_dynamodb_atomicity()
+    _patch_kms_key_tags()
 
     from moto.server import ThreadedMotoServer
 

@@ -74,6 +74,12 @@ impl SagaStatus {
         )
     }
 
+    /// Whether the saga is open: still running, or waiting for a human. What an operator looks
+    /// at, and what the DynamoDB store keeps in its index of open sagas.
+    pub fn is_open(self) -> bool {
+        !self.is_terminal() || self.needs_a_human()
+    }
+
     /// Whether the saga waits for a human: it must stay visible (no expiry) and alarmed.
     pub fn needs_a_human(self) -> bool {
         matches!(self, Self::CompensationFailed | Self::InDoubt)

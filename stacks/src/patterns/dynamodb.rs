@@ -1,5 +1,5 @@
 //! The DynamoDB state store: the saga table (keyed by `transaction_id`, with a `version`
-//! attribute for conditional transitions, the `by-status` index to find stuck sagas, and TTL)
+//! attribute for conditional transitions, the index of open sagas to find stuck ones, and TTL)
 //! and the idempotency table, both on demand, with PITR, KMS encryption and, outside `local`,
 //! kept on stack deletion and replacement. Each table has throttle and system-error alarms.
 
@@ -23,8 +23,8 @@ use super::{StackBuilder, StoreAccess};
 pub const SAGA_TABLE: &str = "SagaTable";
 /// Logical id of the idempotency table.
 pub const IDEMPOTENCY_TABLE: &str = "IdempotencyTable";
-/// Name of the status index of the saga table.
-pub const STATUS_INDEX: &str = "by-status";
+pub use sagaform_contract::saga_table::OPEN_STATUS_INDEX;
+use sagaform_contract::saga_table::{CREATED_AT_ATTRIBUTE, OPEN_STATUS_ATTRIBUTE};
 
 /// The operations the functions run on the saga table: granted, and watched for system errors.
 const SAGA_TABLE_OPERATIONS: [Action; 4] = [
@@ -58,7 +58,7 @@ pub(super) fn add_tables(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
         SAGA_TABLE,
         "saga",
         &SAGA_TABLE_OPERATIONS,
-        &[STATUS_INDEX],
+        &[OPEN_STATUS_INDEX],
     )?;
     let idempotency_table = idempotency_table(stack);
     stack.add(
@@ -92,23 +92,31 @@ fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     }
 }
 
-/// The saga table: keyed by `transaction_id`, with the `by-status` index (status, then
-/// `updated_at`) to find stuck sagas, and TTL on `expires_at`.
+/// The saga table: keyed by `transaction_id`, with the index of open sagas to find those stuck
+/// or waiting for a human, and TTL on `expires_at`. The index is sparse (finished sagas leave
+/// it), sharded (`RUNNING#7`: the sagas of one status spread over several partitions instead of
+/// all writing to one), sorted by the creation time (which never changes, so a step's write does
+/// not touch the index) and keys only (an entry is a few bytes, not a copy of the saga);
+/// see [`sagaform_contract::saga_table`].
 fn saga_table(stack: &StackBuilder<'_>) -> Table {
-    let status_index = GlobalSecondaryIndex {
-        index_name: STATUS_INDEX.to_owned(),
+    let open_index = GlobalSecondaryIndex {
+        index_name: OPEN_STATUS_INDEX.to_owned(),
         key_schema: vec![
-            key("status", KeyType::Hash),
-            key("updated_at", KeyType::Range),
+            key(OPEN_STATUS_ATTRIBUTE, KeyType::Hash),
+            key(CREATED_AT_ATTRIBUTE, KeyType::Range),
         ],
         projection: Projection {
-            projection_type: ProjectionType::All,
+            projection_type: ProjectionType::KeysOnly,
         },
     };
     table(
         stack,
-        &["transaction_id", "status", "updated_at"],
-        vec![status_index],
+        &[
+            "transaction_id",
+            OPEN_STATUS_ATTRIBUTE,
+            CREATED_AT_ATTRIBUTE,
+        ],
+        vec![open_index],
         "expires_at",
     )
 }
@@ -184,7 +192,7 @@ fn function_access(env: &EnvConfig) -> StoreAccess {
                 SAGA_TABLE_OPERATIONS.to_vec(),
                 vec![
                     Expr::get_att(SAGA_TABLE, "Arn"),
-                    Expr::sub(format!("${{{SAGA_TABLE}.Arn}}/index/{STATUS_INDEX}")),
+                    Expr::sub(format!("${{{SAGA_TABLE}.Arn}}/index/{OPEN_STATUS_INDEX}")),
                 ],
             ),
             Statement::allow(
@@ -252,7 +260,7 @@ fn add_throttles_alarm(
     ];
     for index in indexes {
         look_at.push(format!(
-            "The `{index}` index's throttle events: it is keyed by saga status, so every saga in one status shares a partition key; sustained throttling there at high volume means the index key needs sharding."
+            "The `{index}` index's throttle events: it holds only open sagas, keyed by status and shard (`RUNNING#0` to `RUNNING#{}`), and is written only when a saga's status changes; sustained throttling there means more shards (`STATUS_SHARDS` in the contract crate, a new index name).", sagaform_contract::saga_table::STATUS_SHARDS - 1
         ));
     }
     let index_names = if indexes.is_empty() {

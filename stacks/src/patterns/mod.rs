@@ -19,6 +19,7 @@ mod state_machine;
 
 use std::time::Duration;
 
+use sagaform_contract::saga_table;
 use sagaform_contract::template::outputs;
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 
@@ -396,11 +397,16 @@ impl<'a> StackBuilder<'a> {
             "SELECT transaction_id, status, updated_at FROM sagas WHERE status = '{status}' ORDER BY updated_at"
         );
         match self.env.store(self.pattern) {
+            // The index of open sagas is sharded: one query per shard, the transaction ids and
+            // creation times of the sagas in `status`, oldest first within a shard.
             StoreKind::DynamoDb => format!(
-                "{} --table-name \"$({})\" --index-name {} --key-condition-expression '#s = :s' --expression-attribute-names '{{\"#s\":\"status\"}}' --expression-attribute-values '{{\":s\":{{\"S\":\"{status}\"}}}}'",
-                self.aws("dynamodb query"),
+                "table=\"$({})\"; for shard in $(seq 0 {}); do {} --table-name \"$table\" --index-name {} --key-condition-expression '#k = :k' --expression-attribute-names '{{\"#k\":\"{}\"}}' --expression-attribute-values \"{{\\\":k\\\":{{\\\"S\\\":\\\"{status}#$shard\\\"}}}}\" --query 'Items[].[transaction_id.S,{}.S]' --output text; done",
                 self.stack_output_command(outputs::SAGA_TABLE_NAME),
-                dynamodb::STATUS_INDEX
+                saga_table::STATUS_SHARDS - 1,
+                self.aws("dynamodb query"),
+                saga_table::OPEN_STATUS_INDEX,
+                saga_table::OPEN_STATUS_ATTRIBUTE,
+                saga_table::CREATED_AT_ATTRIBUTE,
             ),
             StoreKind::Aurora if self.env.is_local() => format!(
                 "psql postgres://postgres@127.0.0.1:5432/{} -c \"{sql}\"",

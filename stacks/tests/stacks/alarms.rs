@@ -399,7 +399,7 @@ fn table_throttle_alarms_count_the_status_index_too() {
     let table = |name: &str| vec![format!("TableName={name}")];
     let index = vec![
         "TableName=SagaTable".to_owned(),
-        "GlobalSecondaryIndexName=by-status".to_owned(),
+        "GlobalSecondaryIndexName=open-by-status".to_owned(),
     ];
     assert_eq!(
         watched("SagaTableThrottlesAlarm"),
@@ -420,7 +420,7 @@ fn table_throttle_alarms_count_the_status_index_too() {
 }
 
 /// Commands a runbook may give: sagaform's own (built or planned) and the AWS CLI.
-const RUNBOOK_COMMAND_PREFIXES: [&str; 11] = [
+const RUNBOOK_COMMAND_PREFIXES: [&str; 12] = [
     "cargo xtask saga show ",
     "cargo xtask saga retry ",
     "cargo xtask dlq list ",
@@ -430,6 +430,8 @@ const RUNBOOK_COMMAND_PREFIXES: [&str; 11] = [
     "cargo xtask synth",
     "cargo xtask deploy ",
     "aws ",
+    // The sharded index of open sagas: the table's name once, then one query per shard.
+    "table=\"$(aws cloudformation describe-stacks ",
     "PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
     "psql postgres://postgres@127.0.0.1:5432/",
 ];

@@ -113,7 +113,7 @@ fn api_role_grants_exactly_what_its_pattern_needs() {
                     assert!(
                         target.is_get_att_of("SagaTable", "Arn")
                             || target.is_get_att_of("IdempotencyTable", "Arn")
-                            || *target == Expr::sub("${SagaTable.Arn}/index/by-status"),
+                            || *target == Expr::sub("${SagaTable.Arn}/index/open-by-status"),
                         "{pattern} {role}: {target:?}"
                     );
                 }

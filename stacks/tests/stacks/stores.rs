@@ -2,7 +2,9 @@
 
 use crate::common;
 
+use sagaform_contract::saga_table;
 use sagaform_stacks::Pattern;
+use sagaform_stacks::cfn::dynamodb::{KeyType, ProjectionType};
 use sagaform_stacks::cfn::{DeletionPolicy, Properties};
 use sagaform_stacks::fixtures::example_env;
 
@@ -17,7 +19,23 @@ fn dynamodb_tables_follow_the_contract() {
     };
     assert_eq!(saga.key_schema[0].attribute_name, "transaction_id");
     assert_eq!(saga.time_to_live_specification.attribute_name, "expires_at");
-    assert_eq!(saga.global_secondary_indexes[0].index_name, "by-status");
+    // The index of open sagas: written by the store under the contract's names, sharded by
+    // status (its partition key), sorted by creation time (which never changes), keys only.
+    let index = &saga.global_secondary_indexes[0];
+    assert_eq!(index.index_name, saga_table::OPEN_STATUS_INDEX);
+    let keys: Vec<(&str, KeyType)> = index
+        .key_schema
+        .iter()
+        .map(|k| (k.attribute_name.as_str(), k.key_type))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (saga_table::OPEN_STATUS_ATTRIBUTE, KeyType::Hash),
+            (saga_table::CREATED_AT_ATTRIBUTE, KeyType::Range)
+        ]
+    );
+    assert_eq!(index.projection.projection_type, ProjectionType::KeysOnly);
     assert!(
         saga.point_in_time_recovery_specification
             .point_in_time_recovery_enabled

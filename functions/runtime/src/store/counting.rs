@@ -1,11 +1,14 @@
 //! A store wrapper that counts writes, so tests and benchmarks can prove what a saga costs
 //! (a successful N-step saga must take at most N + 2 state writes) against a real store.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus};
+use crate::store::dynamodb::open_index_writes;
 use crate::store::{
     ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord, IdempotencyStore,
     SagaStore,
@@ -19,6 +22,9 @@ pub struct CountingStore<S> {
     state_writes: AtomicU64,
     state_reads: AtomicU64,
     idempotency_writes: AtomicU64,
+    open_index_writes: AtomicU64,
+    /// The last state written per saga, to count what each write costs the DynamoDB index.
+    last_written: Mutex<HashMap<String, SagaRecord>>,
 }
 
 impl<S> CountingStore<S> {
@@ -29,7 +35,23 @@ impl<S> CountingStore<S> {
             state_writes: AtomicU64::new(0),
             state_reads: AtomicU64::new(0),
             idempotency_writes: AtomicU64::new(0),
+            open_index_writes: AtomicU64::new(0),
+            last_written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Writes the DynamoDB store's index of open sagas takes for the saga writes so far that
+    /// succeeded ([`open_index_writes`] applied to each one), whatever the wrapped store.
+    pub fn open_index_writes(&self) -> u64 {
+        self.open_index_writes.load(Ordering::SeqCst)
+    }
+
+    /// Counts what the successful write of `record` costs the index.
+    fn written(&self, record: &SagaRecord) {
+        let mut last = self.last_written.lock().expect("counting lock");
+        let writes = open_index_writes(last.get(&record.transaction_id), record);
+        self.open_index_writes.fetch_add(writes, Ordering::SeqCst);
+        last.insert(record.transaction_id.clone(), record.clone());
     }
 
     /// Saga state writes so far (create, create with idempotency, transition).
@@ -52,6 +74,7 @@ impl<S> CountingStore<S> {
         self.state_writes.store(0, Ordering::SeqCst);
         self.state_reads.store(0, Ordering::SeqCst);
         self.idempotency_writes.store(0, Ordering::SeqCst);
+        self.open_index_writes.store(0, Ordering::SeqCst);
     }
 
     /// The wrapped store.
@@ -67,7 +90,9 @@ impl<S> CountingStore<S> {
 impl<S: SagaStore> SagaStore for CountingStore<S> {
     async fn create(&self, record: &SagaRecord) -> Result<u64, StoreError> {
         Self::count(&self.state_writes);
-        self.inner.create(record).await
+        let version = self.inner.create(record).await?;
+        self.written(record);
+        Ok(version)
     }
 
     async fn create_completing_idempotency(
@@ -76,9 +101,12 @@ impl<S: SagaStore> SagaStore for CountingStore<S> {
         completion: &IdempotencyCompletion<'_>,
     ) -> Result<u64, StoreError> {
         Self::count(&self.state_writes);
-        self.inner
+        let version = self
+            .inner
             .create_completing_idempotency(record, completion)
-            .await
+            .await?;
+        self.written(record);
+        Ok(version)
     }
 
     async fn get(&self, transaction_id: &str) -> Result<Option<SagaRecord>, StoreError> {
@@ -88,7 +116,9 @@ impl<S: SagaStore> SagaStore for CountingStore<S> {
 
     async fn transition(&self, record: &SagaRecord) -> Result<u64, StoreError> {
         Self::count(&self.state_writes);
-        self.inner.transition(record).await
+        let version = self.inner.transition(record).await?;
+        self.written(record);
+        Ok(version)
     }
 
     async fn list_by_status(

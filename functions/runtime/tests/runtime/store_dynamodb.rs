@@ -7,12 +7,15 @@ use crate::common;
 use common::store_contract as contract;
 use std::time::{Duration, SystemTime};
 
+use sagaform_contract::saga_table;
+use sagaform_runtime::engine::Engine;
 use sagaform_runtime::errors::{IdempotencyError, StoreError};
 use sagaform_runtime::model::{SagaRecord, SagaStatus, StepStatus, new_transaction_id};
 use sagaform_runtime::store::{
-    ClaimOutcome, ConfiguredStore, IdempotencyClaim, IdempotencyCompletion, IdempotencyStore,
-    SagaStore,
+    ClaimOutcome, ConfiguredStore, CountingStore, IdempotencyClaim, IdempotencyCompletion,
+    IdempotencyStore, SagaStore,
 };
+
 use sagaform_saga::PURCHASE;
 use sagaform_testkit::{Backend, LostResponses, TestStore, purchase};
 
@@ -224,4 +227,110 @@ async fn a_completion_whose_answer_was_lost_is_recognised_on_the_retry() {
     };
     t.store().complete(&completion).await.unwrap();
     assert_eq!(proxy.lost(), ["UpdateItem"]);
+}
+
+/// The index entry of the saga `transaction_id`: its `open_status` attribute, if any.
+async fn open_status_of(test: &TestStore, transaction_id: &str) -> Option<String> {
+    let ConfiguredStore::DynamoDb(store) = test.store() else {
+        panic!("a DynamoDB store")
+    };
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.saga_table())
+        .key(
+            "transaction_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(transaction_id.to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    item.item()
+        .and_then(|item| item.get(saga_table::OPEN_STATUS_ATTRIBUTE))
+        .map(|value| value.as_s().unwrap().clone())
+}
+
+// The index of open sagas must not become a hot partition: only open sagas are in it, under
+// their status and shard, and a successful saga writes it when it enters, when it starts
+// running and when it leaves, not on every step.
+#[tokio::test]
+async fn only_open_sagas_are_in_the_status_index_sharded_and_written_on_status_changes_only() {
+    let test = store().await;
+    let (_fake, client) = sagaform_testkit::fake_saas().await;
+    let counting = CountingStore::new(test.store());
+    let engine = Engine::new(PURCHASE, &counting, &client);
+
+    let record = engine.start(purchase()).await.unwrap();
+    let tx = record.transaction_id.clone();
+    let shard = saga_table::status_shard(&tx);
+    assert_eq!(
+        open_status_of(&test, &tx).await,
+        Some(format!("PENDING#{shard}"))
+    );
+    let listed = test
+        .store()
+        .list_by_status(SagaStatus::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].transaction_id, tx);
+
+    let finished = engine.run(&tx, common::generous_deadline()).await.unwrap();
+    assert_eq!(finished.status, SagaStatus::Completed);
+    assert_eq!(
+        open_status_of(&test, &tx).await,
+        None,
+        "a finished saga leaves the index"
+    );
+    // Enters (1), PENDING -> RUNNING (a delete and a put: 2), the later steps (0), leaves (1);
+    // the former index (status + updated_at, every saga) took 1 + 2 per later write.
+    assert_eq!(counting.state_writes(), 4);
+    assert_eq!(counting.open_index_writes(), 4);
+    // Finished sagas are still listed, by a scan.
+    let completed = test
+        .store()
+        .list_by_status(SagaStatus::Completed, 10)
+        .await
+        .unwrap();
+    assert_eq!(completed, [finished]);
+}
+
+// Sagas of one status spread over the shards, and listing finds every one of them, least
+// recently updated first.
+#[tokio::test]
+async fn sagas_of_one_status_spread_over_the_shards_and_are_all_listed() {
+    let test = store().await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let record = SagaRecord::new(&PURCHASE, new_transaction_id(), purchase());
+        test.store().create(&record).await.unwrap();
+        ids.push(record.transaction_id);
+    }
+    let shards: std::collections::BTreeSet<u32> =
+        ids.iter().map(|id| saga_table::status_shard(id)).collect();
+    assert!(shards.len() > 8, "40 sagas on {} shards", shards.len());
+    let listed = test
+        .store()
+        .list_by_status(SagaStatus::Pending, 100)
+        .await
+        .unwrap();
+    let mut listed_ids: Vec<String> = listed.iter().map(|r| r.transaction_id.clone()).collect();
+    assert!(
+        listed
+            .windows(2)
+            .all(|pair| pair[0].updated_at <= pair[1].updated_at),
+        "least recently updated first"
+    );
+    listed_ids.sort();
+    ids.sort();
+    assert_eq!(listed_ids, ids);
+    assert_eq!(
+        test.store()
+            .list_by_status(SagaStatus::Pending, 5)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 }

@@ -155,20 +155,26 @@ pub async fn a_transition_of_an_unknown_saga_is_not_found(t: &TestStore) {
 
 pub async fn stuck_sagas_are_active_ones_not_updated_for_a_while(t: &TestStore) {
     let hour_ago = rfc3339(SystemTime::now() - Duration::from_secs(3600));
-    let mut old_running = new_saga();
-    old_running.status = SagaStatus::Running;
-    old_running.updated_at = hour_ago.clone();
-    let mut old_completed = new_saga();
-    old_completed.status = SagaStatus::Completed;
-    old_completed.updated_at = hour_ago.clone();
-    let mut old_compensating = new_saga();
-    old_compensating.status = SagaStatus::Compensating;
-    old_compensating.updated_at = hour_ago;
+    // A saga is created before it is last updated: those last updated an hour ago were created
+    // then too. A saga created long ago but updated just now is busy, not stuck.
+    let old = |status| {
+        let mut record = new_saga();
+        record.status = status;
+        record.created_at = hour_ago.clone();
+        record.updated_at = hour_ago.clone();
+        record
+    };
+    let old_running = old(SagaStatus::Running);
+    let old_completed = old(SagaStatus::Completed);
+    let old_compensating = old(SagaStatus::Compensating);
+    let mut busy_running = old(SagaStatus::Running);
+    busy_running.updated_at = new_saga().updated_at;
     let fresh_pending = new_saga();
     for record in [
         &old_running,
         &old_completed,
         &old_compensating,
+        &busy_running,
         &fresh_pending,
     ] {
         t.store().create(record).await.unwrap();
