@@ -52,7 +52,7 @@ enum Command {
     Dlq(dlq::Args),
     /// Measure and print how long things take (no pass/fail).
     Bench(bench::Args),
-    /// Install the pinned tools (moto, cfn-lint, cargo-lambda) into .tools/venv now.
+    /// Install the pinned tools (moto, cfn-lint, cargo-lambda; checkov in a venv of its own) into .tools now.
     Tools(xtask::tools::Args),
     /// Keep a pattern's local stack on the working tree: rebuild and redeploy on every change.
     Watch(watch::Args),

@@ -1,9 +1,17 @@
 //! Project-local, pinned tools: a Python virtual environment under `.tools/venv` (git-ignored)
-//! holding moto, cfn-lint and cargo-lambda at the versions of `tools/requirements.txt`, and the
-//! moto server process used by tests and by the local environment.
+//! holding moto, cfn-lint and cargo-lambda at the versions of `tools/requirements.txt`, a second
+//! one under `.tools/checkov-venv` holding checkov at the version of
+//! `tools/checkov-requirements.txt`, and the moto server process used by tests and by the local
+//! environment.
+//!
+//! checkov has a venv of its own because it pins `boto3` exactly (3.3.30 wants 1.35.49): in the
+//! shared venv pip resolves, but holds moto's boto3 and botocore back from 1.44 to 1.35 and
+//! cfn-lint's networkx from 3.6 to 2.6, changing the emulator under the local env and the tests
+//! for a linter's sake. Only the template check needs checkov, so only it (and `cargo xtask
+//! tools`) installs it, through [`Tools::checkov`]; a deploy never waits for it.
 //!
 //! Nothing here is installed globally: a fresh clone gets the same versions on first use, and
-//! concurrent test binaries share one installation through a file lock.
+//! concurrent test binaries share one installation per venv through a file lock.
 
 pub mod http;
 pub mod moto;
@@ -14,6 +22,9 @@ use std::process::Command;
 
 /// The pinned requirements, embedded so the stamp changes whenever the pins do.
 const REQUIREMENTS: &str = include_str!("../requirements.txt");
+
+/// The pinned checkov, embedded for the same reason, installed into a venv of its own.
+const CHECKOV_REQUIREMENTS: &str = include_str!("../checkov-requirements.txt");
 
 /// Errors while installing or locating a tool.
 #[derive(Debug, thiserror::Error)]
@@ -81,49 +92,34 @@ impl Tools {
 
     /// [`Tools::ensure`] with an explicit tools folder.
     pub fn ensure_in(dir: &Path) -> Result<Tools, ToolsError> {
-        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let tools = Tools {
             dir: dir.to_path_buf(),
             venv: dir.join("venv"),
         };
-        let stamp = tools.venv.join("sagaform-requirements.txt");
-        if fs::read_to_string(&stamp).is_ok_and(|s| s == REQUIREMENTS) {
-            return Ok(tools);
-        }
-        let lock_path = dir.join("install.lock");
-        let lock = File::create(&lock_path).map_err(io_err("create", &lock_path))?;
-        lock.lock().map_err(io_err("lock", &lock_path))?;
-        // Another process may have finished the install while this one waited for the lock.
-        if fs::read_to_string(&stamp).is_ok_and(|s| s == REQUIREMENTS) {
-            return Ok(tools);
-        }
-        tools.install()?;
-        fs::write(&stamp, REQUIREMENTS).map_err(io_err("write", &stamp))?;
+        let install = Install {
+            requirements_file: "requirements.txt",
+            requirements: REQUIREMENTS,
+            lock_file: "install.lock",
+            what: "moto, cfn-lint, cargo-lambda",
+        };
+        install.ensure(dir, &tools.venv)?;
         Ok(tools)
     }
 
-    fn install(&self) -> Result<(), ToolsError> {
-        let python = find_python()?;
-        eprintln!(
-            "sagaform: installing pinned tools into {} (moto, cfn-lint, cargo-lambda; once per checkout)",
-            self.venv.display()
-        );
-        if !self.venv.join("bin/python").exists() {
-            run(Command::new(&python).args(["-m", "venv"]).arg(&self.venv))?;
-        }
-        let requirements = self.dir.join("requirements.txt");
-        fs::write(&requirements, REQUIREMENTS).map_err(io_err("write", &requirements))?;
-        run(Command::new(self.venv.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements))?;
-        Ok(())
+    /// The pinned checkov executable, installed into `<tools>/checkov-venv` first if needed.
+    ///
+    /// Idempotent and safe to call from many processes at once, like [`Tools::ensure`], with a
+    /// lock of its own, so that it never waits for an install of the other venv.
+    pub fn checkov(&self) -> Result<PathBuf, ToolsError> {
+        let venv = self.dir.join("checkov-venv");
+        let install = Install {
+            requirements_file: "checkov-requirements.txt",
+            requirements: CHECKOV_REQUIREMENTS,
+            lock_file: "checkov-install.lock",
+            what: "checkov",
+        };
+        install.ensure(&self.dir, &venv)?;
+        Ok(venv.join("bin").join("checkov"))
     }
 
     /// The path of an executable installed in the venv (`cfn-lint`, `moto_server`,
@@ -143,12 +139,68 @@ impl Tools {
     }
 }
 
-/// The pinned requirements (`name==version` lines of `tools/requirements.txt`).
+/// The pinned requirements (`name==version` lines of `tools/requirements.txt`, then of
+/// `tools/checkov-requirements.txt`).
 pub fn pinned() -> impl Iterator<Item = &'static str> {
     REQUIREMENTS
         .lines()
+        .chain(CHECKOV_REQUIREMENTS.lines())
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// What one venv holds, and the files its install uses in the tools folder.
+struct Install {
+    /// Where pip reads the requirements from.
+    requirements_file: &'static str,
+    /// The pinned requirements, also the venv's stamp.
+    requirements: &'static str,
+    /// The lock that serialises installs of this venv.
+    lock_file: &'static str,
+    /// The tools, named in the message shown while installing.
+    what: &'static str,
+}
+
+impl Install {
+    /// Makes sure `venv` holds the requirements: compares the stamp in the venv, and otherwise
+    /// installs them while holding the lock in `dir`.
+    fn ensure(&self, dir: &Path, venv: &Path) -> Result<(), ToolsError> {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let stamp = venv.join("sagaform-requirements.txt");
+        if fs::read_to_string(&stamp).is_ok_and(|s| s == self.requirements) {
+            return Ok(());
+        }
+        let lock_path = dir.join(self.lock_file);
+        let lock = File::create(&lock_path).map_err(io_err("create", &lock_path))?;
+        lock.lock().map_err(io_err("lock", &lock_path))?;
+        // Another process may have finished the install while this one waited for the lock.
+        if fs::read_to_string(&stamp).is_ok_and(|s| s == self.requirements) {
+            return Ok(());
+        }
+        let python = find_python()?;
+        eprintln!(
+            "sagaform: installing pinned tools into {} ({}; once per checkout)",
+            venv.display(),
+            self.what
+        );
+        if !venv.join("bin/python").exists() {
+            run(Command::new(&python).args(["-m", "venv"]).arg(venv))?;
+        }
+        let requirements = dir.join(self.requirements_file);
+        fs::write(&requirements, self.requirements).map_err(io_err("write", &requirements))?;
+        run(Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements))?;
+        fs::write(&stamp, self.requirements).map_err(io_err("write", &stamp))?;
+        Ok(())
+    }
 }
 
 fn find_python() -> Result<PathBuf, ToolsError> {
@@ -200,7 +252,7 @@ mod tests {
     #[test]
     fn every_pinned_tool_names_an_exact_version() {
         let pinned: Vec<&str> = super::pinned().collect();
-        assert_eq!(pinned.len(), 3, "{pinned:?}");
+        assert_eq!(pinned.len(), 4, "{pinned:?}");
         for requirement in pinned {
             let (name, version) = requirement
                 .split_once("==")

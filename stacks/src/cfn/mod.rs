@@ -9,6 +9,7 @@
 //! gives the same bytes.
 
 pub mod apigatewayv2;
+pub mod checkov;
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod ec2;
@@ -29,6 +30,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+pub use checkov::CheckovSkip;
 pub use expr::{Expr, Pseudo};
 
 /// Errors building or writing a template.
@@ -215,6 +217,8 @@ pub struct Resource {
     pub update_replace_policy: Option<DeletionPolicy>,
     /// Free-form metadata (for example cfn-lint suppressions).
     pub metadata: Option<IndexMap<String, Expr>>,
+    /// The checkov checks it skips, written into `Metadata` under `checkov` with their reasons.
+    pub checkov_skips: Vec<CheckovSkip>,
     /// The typed properties.
     pub properties: Properties,
 }
@@ -228,6 +232,7 @@ impl Resource {
             deletion_policy: None,
             update_replace_policy: None,
             metadata: None,
+            checkov_skips: Vec::new(),
             properties: properties.into(),
         }
     }
@@ -246,6 +251,14 @@ impl Resource {
     ) -> Resource {
         self.depends_on
             .extend(logical_ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Skips a checkov check, with the skip's reason (once: a second equal skip is dropped).
+    pub fn with_checkov_skip(mut self, skip: CheckovSkip) -> Resource {
+        if !self.checkov_skips.contains(&skip) {
+            self.checkov_skips.push(skip);
+        }
         self
     }
 
@@ -277,8 +290,21 @@ impl Serialize for Resource {
         if let Some(policy) = &self.update_replace_policy {
             map.serialize_entry("UpdateReplacePolicy", policy)?;
         }
-        if let Some(metadata) = &self.metadata {
-            map.serialize_entry("Metadata", metadata)?;
+        if self.checkov_skips.is_empty() {
+            if let Some(metadata) = &self.metadata {
+                map.serialize_entry("Metadata", metadata)?;
+            }
+        } else {
+            let mut metadata = self.metadata.clone().unwrap_or_default();
+            let skips = self
+                .checkov_skips
+                .iter()
+                .map(|skip| skip.to_expr())
+                .collect();
+            let mut checkov = IndexMap::new();
+            checkov.insert("skip".to_owned(), Expr::List(skips));
+            metadata.insert("checkov".to_owned(), Expr::Map(checkov));
+            map.serialize_entry("Metadata", &metadata)?;
         }
         map.serialize_entry("Properties", &self.properties)?;
         map.end()

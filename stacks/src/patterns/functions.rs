@@ -13,13 +13,14 @@ use sagaform_contract::log;
 use sagaform_contract::template::{ARTIFACT_BUCKET_PARAMETER, code_key_parameter};
 use sagaform_saga::Saga;
 
+use crate::cfn::checkov::Invoker;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
 use crate::cfn::iam::{Action, InlinePolicy, PolicyDocument, Role, Statement, actions};
 use crate::cfn::lambda::{
     Architecture, Code, Environment, Function, LogFormat, LoggingConfig, Runtime,
 };
 use crate::cfn::logs::{LogGroup, MetricFilter, MetricTransformation};
-use crate::cfn::{CfnError, Expr};
+use crate::cfn::{CfnError, CheckovSkip, Expr, Resource};
 use crate::config::{self, EnvConfig, FunctionRole};
 
 use super::alerting::{AlarmSpec, Watched, add_alarm, dimension};
@@ -163,7 +164,11 @@ pub(super) fn add_function(
     add_role(stack, role, &ids.role, statements)?;
     let variables = function_variables(stack, store, grants);
     let function = function(stack, role, &ids, description, store, variables);
-    stack.add(&ids.function, function)?;
+    let invoker = invoker(role, capabilities);
+    stack.add(
+        &ids.function,
+        Resource::new(function).with_checkov_skip(CheckovSkip::FunctionDeadLetterQueue(invoker)),
+    )?;
     add_function_alarms(stack, role, &ids.function)?;
     if capabilities
         .iter()
@@ -175,6 +180,22 @@ pub(super) fn add_function(
         role,
         logical_id: ids.function,
     })
+}
+
+/// What invokes a function of `role`: the reason it needs no dead-letter queue of its own.
+fn invoker(role: FunctionRole, capabilities: &[Capability<'_>]) -> Invoker {
+    match role {
+        FunctionRole::Api
+            if capabilities
+                .iter()
+                .any(|capability| matches!(capability, Capability::ResumesItself(_))) =>
+        {
+            Invoker::HttpApiAndItself
+        }
+        FunctionRole::Api => Invoker::HttpApi,
+        FunctionRole::Worker => Invoker::QueueEventSource,
+        FunctionRole::Step => Invoker::StateMachine,
+    }
 }
 
 /// The logical ids of a function's resources.

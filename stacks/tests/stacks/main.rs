@@ -10,6 +10,7 @@ mod api;
 mod asl;
 mod aurora;
 mod cfn_lint;
+mod checkov;
 mod config;
 mod functions;
 mod golden;

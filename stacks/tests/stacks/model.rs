@@ -5,7 +5,8 @@ use indexmap::IndexMap;
 use sagaform_stacks::cfn::iam::Action;
 use sagaform_stacks::cfn::sqs::Queue;
 use sagaform_stacks::cfn::{
-    CfnError, DeletionPolicy, Expr, Output, Parameter, Pseudo, Resource, Template, yaml,
+    CfnError, CheckovSkip, DeletionPolicy, Expr, Output, Parameter, Pseudo, Resource, Template,
+    yaml,
 };
 use sagaform_stacks::fixtures::example_env;
 use sagaform_stacks::{Pattern, synthesize};
@@ -94,6 +95,30 @@ fn resource_attributes_come_before_properties_in_cloudformation_order() {
         ]
     );
     assert!(yaml.starts_with("Type: AWS::SQS::Queue\n"));
+}
+
+#[test]
+fn checkov_skips_are_written_into_metadata_as_checkov_reads_them_with_their_reasons() {
+    let mut resource = Resource::new(queue())
+        .with_checkov_skip(CheckovSkip::QueueSseSqs)
+        .with_checkov_skip(CheckovSkip::QueueSseSqs);
+    resource.metadata = Some(IndexMap::from([("Note".to_owned(), Expr::str("kept"))]));
+    let yaml = yaml::to_string(&resource).unwrap();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(parsed["Metadata"]["Note"].as_str(), Some("kept"), "{yaml}");
+    let skips = parsed["Metadata"]["checkov"]["skip"].as_sequence().unwrap();
+    assert_eq!(skips.len(), 1, "a repeated skip is written once: {yaml}");
+    assert_eq!(skips[0]["id"].as_str(), Some("CKV_AWS_27"));
+    assert_eq!(
+        skips[0]["comment"].as_str(),
+        Some(CheckovSkip::QueueSseSqs.reason().as_str())
+    );
+    assert!(
+        !yaml::to_string(&Resource::new(queue()))
+            .unwrap()
+            .contains("Metadata"),
+        "no skip, no metadata: no Metadata key"
+    );
 }
 
 #[test]
