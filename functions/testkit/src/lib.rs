@@ -21,6 +21,7 @@
 //! Nothing here is a double of the code under test: only inputs and backends.
 
 pub mod acceptance;
+pub mod logs;
 pub mod lost_responses;
 
 pub use lost_responses::LostResponses;

@@ -14,12 +14,14 @@ use std::time::Duration;
 use common::{INVOCATION_TIME, Reply, send, send_with};
 use sagaform_api::resume::{SendFuture, resume_event};
 use sagaform_api::{Api, ApiSettings, ResumeError, Resumer};
+use sagaform_contract::log;
 use sagaform_fake_saas::{FakeSaas, Fault, FaultRule};
 use sagaform_runtime::engine::reopen_in_doubt;
 use sagaform_saas_client::SaasClient;
 use sagaform_testkit::acceptance::{
     ApiGatewayV2httpRequest, Course, KILLED_INVOCATION, Kill, PatternDriver, until_called,
 };
+use sagaform_testkit::logs::LogCapture;
 use sagaform_testkit::{
     Backend, TestStore, acceptance_suite, driver_fields_and_call, event, fake_saas,
     get_transaction, post_transactions, purchase,
@@ -297,6 +299,49 @@ async fn a_saga_outliving_the_response_budget_is_accepted_and_finished_by_a_resu
         assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
         assert_eq!(pattern.store.all_sagas().await.len(), 1, "{backend:?}");
     }
+}
+
+// The compensation-failed alarm counts one line per saga from the api function's log group:
+// a saga that the asynchronous resume finishes COMPENSATION_FAILED writes it there too, though
+// no HTTP request is left to answer with a 500.
+#[tokio::test(flavor = "current_thread")]
+async fn a_resume_ending_compensation_failed_writes_the_line_its_alarm_counts() {
+    let pattern = Orchestrator::start(Backend::Postgres).await;
+    let rejected = || Fault::Reject {
+        status: 422,
+        reason: "refused on purpose".to_owned(),
+    };
+    let faults = pattern.fake.faults();
+    faults
+        .add(FaultRule::new("inventory", "reserve", Fault::Latency { delay_ms: 500 }).times(1))
+        .unwrap();
+    faults
+        .add(FaultRule::new("entitlements", "grant", rejected()))
+        .unwrap();
+    faults
+        .add(FaultRule::new("payments", "refund", rejected()))
+        .unwrap();
+    let resumer = Arc::new(RecordingResumer::default());
+    let api = budgeted_api(&pattern, BUDGET_FOR_ONE_STEP, resumer.clone());
+    let capture = LogCapture::default();
+    let _subscriber = capture.install();
+
+    let accepted = send(&api, post_transactions(&body(), Some("refused"))).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    assert!(capture.counted().is_empty(), "nothing settled yet");
+    let resumed = api
+        .handle_event(event(resumer.sent()[0].clone(), INVOCATION_TIME))
+        .await
+        .unwrap();
+    assert_eq!(resumed["status"], "COMPENSATION_FAILED");
+
+    let counted = capture.counted();
+    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+    assert_eq!(
+        counted[0][log::OUTCOME_FIELD],
+        log::SAGA_COMPENSATION_FAILED
+    );
+    assert_eq!(counted[0]["transaction_id"], accepted.transaction_id());
 }
 
 #[tokio::test]

@@ -3,9 +3,6 @@
 
 use crate::common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use common::generous_deadline;
 use sagaform_contract::log;
 use sagaform_fake_saas::{Fault, FaultRule};
@@ -13,49 +10,17 @@ use sagaform_runtime::engine::Engine;
 use sagaform_runtime::model::SagaStatus;
 use sagaform_runtime::telemetry::json_subscriber;
 use sagaform_saga::PURCHASE;
+use sagaform_testkit::logs::LogCapture;
 use sagaform_testkit::{Backend, TestStore, fake_saas, purchase};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> MakeWriter<'w> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'w self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"))
-            })
-            .collect()
-    }
-}
 
 // A current-thread runtime, so the subscriber installed for this thread sees every event of the
 // saga (the fake SaaS server runs on the same thread; its lines are the downstream's, not the
 // saga's, and are left out of the check).
 #[tokio::test(flavor = "current_thread")]
 async fn every_log_line_of_a_saga_carries_its_transaction_id() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let store = TestStore::new(Backend::Postgres).await;
     let (fake, client) = fake_saas().await;
     // Installed after the set-up, whose lines (schema migrations) belong to no saga.
@@ -139,11 +104,10 @@ async fn every_log_line_of_a_saga_carries_its_transaction_id() {
 // write exactly one line with the contract's outcome field and value.
 #[tokio::test(flavor = "current_thread")]
 async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let store = TestStore::new(Backend::Postgres).await;
     let (fake, client) = fake_saas().await;
-    let _subscriber =
-        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let _subscriber = capture.install();
     let engine = Engine::new(PURCHASE, store.store(), &client);
 
     let record = engine.start(purchase()).await.unwrap();
@@ -155,24 +119,11 @@ async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
     let finished = engine.run(&tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::InDoubt);
 
-    let counted: Vec<Value> = capture
-        .lines()
-        .into_iter()
-        .filter(|line| line.get(log::OUTCOME_FIELD).is_some())
-        .collect();
+    let counted = capture.counted();
     assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
     assert_eq!(counted[0][log::OUTCOME_FIELD], log::SAGA_IN_DOUBT);
     assert_eq!(counted[0]["transaction_id"], tx.as_str());
     assert_eq!(counted[0]["step"], "payment");
-}
-
-/// The lines of `capture` an alarm's metric filter counts: those carrying the outcome field.
-fn counted_lines(capture: &Capture) -> Vec<Value> {
-    capture
-        .lines()
-        .into_iter()
-        .filter(|line| line.get(log::OUTCOME_FIELD).is_some())
-        .collect()
 }
 
 // The compensation-failed alarm counts the lines its metric filter matches: a saga the engine
@@ -180,11 +131,10 @@ fn counted_lines(capture: &Capture) -> Vec<Value> {
 // exactly one, after the write that settles it.
 #[tokio::test(flavor = "current_thread")]
 async fn a_saga_ending_compensation_failed_writes_the_one_line_its_alarm_counts() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let store = TestStore::new(Backend::Postgres).await;
     let (fake, client) = fake_saas().await;
-    let _subscriber =
-        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let _subscriber = capture.install();
     let engine = Engine::new(PURCHASE, store.store(), &client);
 
     let record = engine.start(purchase()).await.unwrap();
@@ -202,7 +152,7 @@ async fn a_saga_ending_compensation_failed_writes_the_one_line_its_alarm_counts(
     let finished = engine.run(&tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::CompensationFailed);
 
-    let counted = counted_lines(&capture);
+    let counted = capture.counted();
     assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
     assert_eq!(
         counted[0][log::OUTCOME_FIELD],
@@ -220,11 +170,10 @@ async fn a_saga_ending_compensation_failed_writes_the_one_line_its_alarm_counts(
 // that settles the saga writes the counted line, and a retried Task writes no second one.
 #[tokio::test(flavor = "current_thread")]
 async fn marking_the_last_compensation_failed_writes_the_counted_line_once() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let store = TestStore::new(Backend::DynamoDb).await;
     let (_fake, client) = fake_saas().await;
-    let _subscriber =
-        tracing::subscriber::set_default(json_subscriber(EnvFilter::new("info"), capture.clone()));
+    let _subscriber = capture.install();
     let engine = Engine::new(PURCHASE, store.store(), &client);
 
     let record = engine.start(purchase()).await.unwrap();
@@ -235,7 +184,7 @@ async fn marking_the_last_compensation_failed_writes_the_counted_line_once() {
         .compensate_step(&tx, "payment", Some("declined".to_owned()), deadline)
         .await
         .unwrap();
-    assert!(counted_lines(&capture).is_empty(), "still compensating");
+    assert!(capture.counted().is_empty(), "still compensating");
     for _ in 0..2 {
         let settled = engine
             .mark_failed(&tx, "stock", Some("release refused".to_owned()))
@@ -244,7 +193,7 @@ async fn marking_the_last_compensation_failed_writes_the_counted_line_once() {
         assert_eq!(settled.status, SagaStatus::CompensationFailed);
     }
 
-    let counted = counted_lines(&capture);
+    let counted = capture.counted();
     assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
     assert_eq!(
         counted[0][log::OUTCOME_FIELD],
