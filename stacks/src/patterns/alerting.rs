@@ -121,10 +121,9 @@ fn add_alarm_needing(
 /// it notifies the alarm topic on ALARM and on OK.
 fn alarm_notifying_topic(stack: &StackBuilder<'_>, spec: &AlarmSpec) -> Alarm {
     let description = format!(
-        "{} Runbook: {}#{}",
+        "{} Runbook: {}",
         spec.meaning,
-        stack.runbook_path(),
-        spec.anchor
+        stack.runbook_link(&spec.anchor)
     );
     let topic = vec![Expr::reference(ALARM_TOPIC)];
     Alarm {

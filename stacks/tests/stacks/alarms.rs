@@ -277,7 +277,7 @@ fn table_throttle_alarms_count_the_status_index_too() {
 }
 
 /// Commands a runbook may give: sagaform's own (built or planned) and the AWS CLI.
-const RUNBOOK_COMMAND_PREFIXES: [&str; 11] = [
+const RUNBOOK_COMMAND_PREFIXES: [&str; 12] = [
     "cargo xtask saga show ",
     "cargo xtask saga retry ",
     "cargo xtask dlq list ",
@@ -288,6 +288,7 @@ const RUNBOOK_COMMAND_PREFIXES: [&str; 11] = [
     "cargo xtask deploy ",
     "aws ",
     "PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
+    "export PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
     "psql postgres://postgres@127.0.0.1:5432/",
 ];
 
