@@ -737,20 +737,7 @@ fn check_base_url(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("https://") else {
         return Err(format!("`{url}` is not an https url"));
     };
-    if rest.split(['/', ':']).next().unwrap_or_default().is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
-    if rest.contains(['?', '#', '@', ' ']) {
-        return Err(format!(
-            "`{url}` must be a base url without query, fragment or credentials"
-        ));
-    }
-    if url.ends_with('/') {
-        return Err(format!(
-            "`{url}` ends with /, the runbook path is appended after one"
-        ));
-    }
-    Ok(())
+    check_url_after_scheme(url, rest, "the runbook path is appended after one")
 }
 
 /// The documentation domains of RFC 2606, which the shipped env files use as placeholders.
@@ -905,6 +892,12 @@ fn check_url(url: &str, is_local: bool) -> Result<(), String> {
     } else {
         return Err(format!("`{url}` is not an http(s) url"));
     };
+    check_url_after_scheme(url, rest, "the runtime appends /<action> itself")
+}
+
+/// The part of a base URL after its scheme (`rest`): a host, no query, fragment or credentials,
+/// and no trailing slash, for the reason `why_no_slash`.
+fn check_url_after_scheme(url: &str, rest: &str, why_no_slash: &str) -> Result<(), String> {
     let host = rest.split(['/', ':']).next().unwrap_or_default();
     if host.is_empty() {
         return Err(format!("`{url}` has no host"));
@@ -915,9 +908,7 @@ fn check_url(url: &str, is_local: bool) -> Result<(), String> {
         ));
     }
     if url.ends_with('/') {
-        return Err(format!(
-            "`{url}` ends with /, the runtime appends /<action> itself"
-        ));
+        return Err(format!("`{url}` ends with /, {why_no_slash}"));
     }
     Ok(())
 }
