@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use sagaform_ops::dlq::{self, PurgeGuard, RedriveMethod};
+use sagaform_ops::dlq::{self, PurgeGuard, RedriveMethod, WindowGuard};
 use sagaform_ops::{Deployed, Dlq, OpenOptions, OpsError, RedriveOptions};
 
 use crate::deploy::{confirm, runtime};
@@ -14,7 +14,9 @@ use crate::stack_args::StackArgs;
 const AFTER_HELP: &str = "Queues: pattern sqs = the work queue's DLQ (redrive moves messages back to the work queue);
 pattern orchestrator = the ResumeDeadLetterQueue (redrive re-sends {\"resume\":{\"transaction_id\":...}}
 to the api function asynchronously); pattern stepfunctions has none (see `cargo xtask saga show`).
-A message leaves the DLQ only after its destination accepted it.
+A message leaves the DLQ only after its destination accepted it. Redrive lists the sagas older
+than the smallest [saas.<service>] idempotency_window_hours and asks before resending them
+(--yes: do not ask): the provider may have forgotten their idempotency keys.
 Exit codes: 0 ok, 1 error (a stopped redrive included), 2 usage, 3 refused (production purge
 without --force-prod, confirmation needed without a terminal, or declined).";
 
@@ -50,6 +52,10 @@ enum Action {
         /// Stop waiting for a message move task after this many minutes (it keeps going).
         #[arg(long, default_value_t = 15)]
         wait_minutes: u64,
+        /// Do not ask before resending sagas older than the providers' idempotency window
+        /// (`[saas.<service>] idempotency_window_hours`; they are still listed).
+        #[arg(long)]
+        yes: bool,
     },
     /// Delete every message of the DLQ for good (asks for the queue name unless --yes).
     Purge {
@@ -75,7 +81,13 @@ impl Action {
     }
 
     /// Runs the action on the stack's DLQ and returns what to print.
-    async fn perform(&self, deployed: &Deployed, dlq: &Dlq, json: bool) -> anyhow::Result<String> {
+    async fn perform(
+        &self,
+        deployed: &Deployed,
+        dlq: &Dlq,
+        window: Option<Duration>,
+        json: bool,
+    ) -> anyhow::Result<String> {
         match self {
             Action::List { max, .. } => {
                 report_text(&dlq.list(*max).await?, json, dlq::render_listing)
@@ -84,8 +96,19 @@ impl Action {
                 max,
                 client_side,
                 wait_minutes,
+                yes,
                 ..
             } => {
+                let progress = |line: &str| eprintln!("{line}");
+                if let Some(window) = window {
+                    let confirm = confirm(*yes);
+                    let guard = WindowGuard {
+                        env_name: &deployed.env_name,
+                        window,
+                        confirm: confirm.as_ref(),
+                    };
+                    dlq.confirm_idempotency_window(&guard, &progress).await?;
+                }
                 let options = RedriveOptions {
                     max: *max,
                     method: if *client_side {
@@ -96,7 +119,6 @@ impl Action {
                     wait: Duration::from_secs(wait_minutes * 60),
                     ..RedriveOptions::default()
                 };
-                let progress = |line: &str| eprintln!("{line}");
                 let report = dlq.redrive(&options, &progress).await?;
                 report_text(&report, json, dlq::render_redrive)
             }
@@ -141,7 +163,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let dlq = Dlq::of_stack(&deployed)?;
         let text = args
             .action
-            .perform(&deployed, &dlq, stack_args.json)
+            .perform(
+                &deployed,
+                &dlq,
+                dlq::smallest_window(&stack.env),
+                stack_args.json,
+            )
             .await?;
         print!("{text}");
         Ok(())

@@ -199,6 +199,9 @@ pub async fn deploy_pattern(
     // together in one process the second is refused at once).
     let lock = StackLock::acquire(workspace, &stack_name, "deploy")?;
     let template_body = committed_template(workspace, pattern, &env.name)?;
+    let template = Template::parse(&target.template_file(), &template_body)?;
+    crate::preflight::check_before_change_set(session, env, &stack_name, &template, progress)
+        .await?;
     let deployment = StackDeployment {
         stack_name,
         template_file: target.template_file(),

@@ -75,6 +75,34 @@ pub enum Refusal {
         /// Its current status.
         status: String,
     },
+    /// A production env still has shipped placeholder values.
+    #[error(
+        "env {env} is production but still has placeholder values, set the real ones before deploying: {values}"
+    )]
+    Placeholders {
+        /// Env name.
+        env: String,
+        /// Each placeholder as `file: key: value ...`, joined by `; `.
+        values: String,
+    },
+    /// The stack's reserved concurrency would leave the account less than AWS keeps unreserved.
+    #[error(
+        "stack {stack} would reserve {added} more concurrent executions ({functions}) but the account has {unreserved} unreserved of its limit of {limit}, and AWS keeps 100 unreserved: lower functions.<role>.reserved_concurrency in {file}, or raise the account's Lambda concurrent executions quota (Service Quotas)"
+    )]
+    ConcurrencyShortfall {
+        /// Stack name.
+        stack: String,
+        /// Concurrency the deploy would reserve beyond what the stack holds.
+        added: i64,
+        /// The functions that reserve more: role, wanted and held.
+        functions: String,
+        /// The account's limit.
+        limit: i64,
+        /// The account's unreserved concurrency now.
+        unreserved: i64,
+        /// The env file setting the reservations.
+        file: String,
+    },
     /// Destroying a production stack without `--force-prod`.
     #[error("env {env} is production: destroying stack {stack} also needs --force-prod")]
     ProductionProtected {
@@ -133,6 +161,9 @@ pub enum DeployError {
         /// Why it would not run.
         reason: String,
     },
+    /// No credentials for an AWS env; the message says what was looked for and what to run.
+    #[error("{0}")]
+    NoCredentials(String),
     /// An AWS call failed.
     #[error("{operation}: {message}")]
     Aws {

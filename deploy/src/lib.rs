@@ -10,6 +10,8 @@
 //!   the stack operation, and for `--env local` the local environment through the
 //!   [`workflow::LocalRuntime`] trait, which `sagaform-local` implements: this crate never
 //!   starts a local process or talks to PostgreSQL).
+//! - [`preflight`]: what a deploy refuses before its change set (placeholder values in
+//!   production, reserved concurrency the account cannot give).
 //! - [`session`]: connecting to AWS or the emulator with the account check.
 //! - [`progress`], [`confirm`], [`lock`]: output that degrades without a terminal, approvals
 //!   that never hang, one operation per stack per machine.
@@ -29,6 +31,7 @@ pub mod elf;
 mod error;
 pub mod host_build;
 pub mod lock;
+pub mod preflight;
 pub mod progress;
 pub mod session;
 pub mod stack;

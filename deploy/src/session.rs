@@ -63,6 +63,7 @@ impl Session {
             Target::Aws { account_id, .. } => account_id.clone(),
         };
         let aws = sdk_config(env, options.endpoint_url.as_deref()).await;
+        check_credentials(env, &aws).await?;
         let s3_config = aws_sdk_s3::config::Builder::from(&aws)
             .force_path_style(options.endpoint_url.is_some())
             .build();
@@ -107,6 +108,56 @@ pub async fn sdk_config(env: &EnvConfig, endpoint_url: Option<&str>) -> SdkConfi
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// Loads the credentials of an AWS env before its first call, so that a machine without any
+/// gets one line naming what was looked for and the login to run, instead of the credential
+/// chain's error of whichever provider came last (on a laptop: "failed to load IMDS session
+/// token", after waiting on the instance metadata service). The local env's fixed credentials
+/// always load.
+pub async fn check_credentials(env: &EnvConfig, aws: &SdkConfig) -> Result<(), DeployError> {
+    use aws_sdk_sts::config::ProvideCredentials;
+    let Some(provider) = aws.credentials_provider() else {
+        return Err(no_credentials(env, None));
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(error) => Err(no_credentials(env, Some(&error))),
+    }
+}
+
+/// The one-line error of [`check_credentials`]: what the chain looked for and what to run. The
+/// chain's own error is kept only when `AWS_PROFILE` names a profile, where it says what is
+/// wrong with that profile (missing, SSO session expired).
+fn no_credentials(env: &EnvConfig, error: Option<&dyn std::error::Error>) -> DeployError {
+    let profile = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty());
+    let message = match profile {
+        Some(profile) => format!(
+            "no AWS credentials for env {} from AWS_PROFILE={profile} ({}): run `aws sso login --profile {profile}` (or fix that profile in ~/.aws/config)",
+            env.name,
+            profile_problem(error)
+        ),
+        None => format!(
+            "no AWS credentials for env {}: looked for AWS_PROFILE (not set), the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables, the default profile and SSO session in ~/.aws, and a container or instance role: run `aws sso login --profile <profile>` and `export AWS_PROFILE=<profile>`, or export AWS_* credentials",
+            env.name
+        ),
+    };
+    DeployError::NoCredentials(message)
+}
+
+/// What went wrong with the profile: the provider's own reason (an expired SSO session, a
+/// missing key), or, when the chain only lists the providers it tried (the profile gave
+/// nothing), that the profile is missing or not logged in.
+fn profile_problem(error: Option<&dyn std::error::Error>) -> String {
+    match error.map(|e| one_line(&crate::error::source_chain(e))) {
+        Some(reason) if !reason.contains("no credentials found in chain") => reason,
+        _ => "the profile is not in ~/.aws/config, or its SSO session is not logged in".to_owned(),
+    }
+}
+
+/// Text on one line: line breaks and runs of spaces become one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Refuses to act on an env with credentials of another account.

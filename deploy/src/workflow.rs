@@ -19,6 +19,7 @@ use crate::deploy::{
 };
 use crate::destroy::{DestroyOptions, DestroyOutcome, DestroyResult, destroy_pattern};
 use crate::host_build;
+use crate::session::{check_credentials, sdk_config};
 use crate::{Artifact, ConnectOptions, DeployError, PatternEnv, Progress, Session, Workspace};
 
 /// What a deploy did to a local stack, for what serves it.
@@ -119,6 +120,15 @@ pub fn deploy_command(
         pattern,
     } = target;
     committed_template(workspace, pattern, &env.name)?;
+    // Refused again under the deploy's lock; here before minutes of building.
+    crate::preflight::check_placeholders(env)?;
+    if !env.is_local() {
+        // Before minutes of building: a deploy without credentials cannot get anywhere.
+        runtime()?.block_on(async {
+            let aws = sdk_config(env, request.endpoint_url.as_deref()).await;
+            check_credentials(env, &aws).await
+        })?;
+    }
     let artifacts = std::thread::scope(|scope| {
         // The local emulator is one of the pinned tools: on a first run, installing them (mostly
         // waiting on the package index) overlaps with compiling the functions. The emulator

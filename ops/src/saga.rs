@@ -445,7 +445,9 @@ pub fn log_pointers(
         }
     }
     let start_time = since_millis.map_or_else(
-        || "$(date -d '-1 day' +%s000)".to_owned(),
+        // A day ago in epoch milliseconds in POSIX shell arithmetic (GNU `date -d` is not on
+        // macOS).
+        || "$(($(date +%s) - 86400))000".to_owned(),
         |millis| millis.to_string(),
     );
     LogPointers {

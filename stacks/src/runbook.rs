@@ -71,6 +71,9 @@ pub struct Runbook {
     pub local_endpoint: String,
     /// One section per alarm, in template order.
     pub sections: Vec<RunbookSection>,
+    /// How to reach the state store from outside the VPC (Aurora in AWS), as commands with
+    /// `# ` comment lines; empty when the store needs no tunnel.
+    pub database_access: Vec<String>,
 }
 
 impl Runbook {
@@ -96,6 +99,7 @@ impl Runbook {
             ),
             local_endpoint: crate::patterns::LOCAL_ENDPOINT_URL.to_owned(),
             sections,
+            database_access: Vec::new(),
         }
     }
 }

@@ -7,4 +7,5 @@ mod support;
 
 mod build;
 mod lifecycle;
+mod preflight;
 mod shared_build;

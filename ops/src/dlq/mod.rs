@@ -20,13 +20,15 @@
 //! This module holds the queue and its entry point, [`Dlq`]; the commands live in `listing`
 //! (`dlq list`), `redrive` (choosing the redrive mode and the message move task) with
 //! `client_side` (moving or resuming message by message) and `purge`; `queue` has the SQS calls
-//! they share.
+//! they share; `window` has the check a redrive makes first, that no saga it resends is older
+//! than the providers' idempotency window without an operator's yes.
 
 mod client_side;
 mod listing;
 mod purge;
 mod queue;
 mod redrive;
+mod window;
 
 use std::time::Duration;
 
@@ -47,6 +49,7 @@ pub use redrive::{
     MoveTaskStatus, RedriveMethod, RedriveMode, RedriveOptions, RedriveReport, SkippedMessage,
     render_redrive,
 };
+pub use window::{StaleSaga, WindowGuard, smallest_window};
 
 /// How long a listed or redriven message stays hidden from other consumers while this tool
 /// holds it; long enough for one batch, short enough that a crash of the tool releases it soon.

@@ -12,7 +12,8 @@ use sagaform_ops::{OpsError, OpsRefusal, RedriveOptions};
 use sagaform_testkit::{QueuePair, aws_config, moto, sqs_client};
 use serde_json::{Value, json};
 
-fn sqs_dlq(pair: &QueuePair) -> Dlq {
+/// The DLQ of a queue pair, redriven to its work queue, on the emulator.
+pub(crate) fn sqs_dlq(pair: &QueuePair) -> Dlq {
     Dlq::new(
         &aws_config(),
         DeadLetterQueue {

@@ -4,4 +4,5 @@
 //! whole dependency graph again; one binary per crate is linked once and starts its servers once.
 
 mod dlq;
+mod redrive_window;
 mod saga;

@@ -69,6 +69,10 @@ pub struct EnvConfig {
     pub tags: TagsConfig,
     /// Days log groups keep their events (a value CloudWatch Logs accepts).
     pub log_retention_days: u32,
+    /// Values that are still the shipped placeholders (an `example.com` address or URL). They
+    /// synthesize, so the shipped repository keeps generating its templates, but a production
+    /// deploy refuses them (`sagaform-deploy`'s preflight), naming each file and key.
+    pub placeholders: Vec<Placeholder>,
     /// Private, so that only validation (in this module) can build an `EnvConfig`.
     validated: Validated,
 }
@@ -99,6 +103,28 @@ impl EnvConfig {
             Target::Local => "us-east-1",
             Target::Aws { region, .. } => region,
         }
+    }
+}
+
+/// A value left at a shipped placeholder: a documentation domain (`example.com`, `.net`,
+/// `.org`, RFC 2606) in an address or URL that must reach something real in production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    /// The file that set the key.
+    pub file: String,
+    /// Dotted key, e.g. `api.jwt.issuer`.
+    pub key: String,
+    /// The placeholder value.
+    pub value: String,
+}
+
+impl std::fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: `{}` is a placeholder (example domain)",
+            self.file, self.key, self.value
+        )
     }
 }
 
@@ -283,6 +309,10 @@ pub struct AlarmConfig {
     pub aurora_capacity_percent: u32,
     /// Aurora: database connections that raise an alarm.
     pub aurora_connections: u32,
+    /// Where alarm descriptions link the runbooks: an https base URL such as the repository's
+    /// web view (`https://github.com/org/repo/blob/main`), to which the runbook's path in the
+    /// repository is appended; `None` cites the repository path alone.
+    pub runbook_base_url: Option<String>,
 }
 
 /// One downstream SaaS.
@@ -294,6 +324,9 @@ pub struct SaasEndpoint {
     pub connect_timeout: Duration,
     /// Timeout of a whole request.
     pub request_timeout: Duration,
+    /// How long the provider remembers an idempotency key: a call repeated later with the same
+    /// key may run again, so `dlq redrive` asks before resending sagas older than this.
+    pub idempotency_window: Duration,
 }
 
 /// Tags.

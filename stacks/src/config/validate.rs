@@ -16,8 +16,8 @@ use super::merge::Merged;
 use super::read::Node;
 use super::{
     AlarmConfig, ApiAuth, ApiConfig, Architecture, AuroraConfig, ConfigError, DynamoDbConfig,
-    EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, Network, QueueConfig, SaasEndpoint,
-    StoreKind, TagsConfig, Target, Validated, VpcCidr,
+    EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, Network, Placeholder, QueueConfig,
+    SaasEndpoint, StoreKind, TagsConfig, Target, Validated, VpcCidr,
 };
 use crate::Pattern;
 
@@ -91,6 +91,7 @@ pub(crate) fn validate(name: &str, merged: &Merged, saga: &Saga) -> Result<EnvCo
         saas: saas(root, saga, is_local)?,
         tags: tags(root)?,
         log_retention_days,
+        placeholders: placeholders(root)?,
         validated: Validated,
     })
 }
@@ -665,9 +666,19 @@ fn alarms(root: Node<'_>, production: bool) -> Result<AlarmConfig, ConfigError> 
             "dynamodb_throttles",
             "aurora_capacity_percent",
             "aurora_connections",
+            "runbook_base_url",
         ],
     )?;
     let node = table.node();
+    let runbook_base_url = if node.has("runbook_base_url") {
+        let url = node.string("runbook_base_url")?;
+        if let Err(reason) = check_base_url(url) {
+            return Err(node.error("runbook_base_url", reason));
+        }
+        Some(url.to_owned())
+    } else {
+        None
+    };
     let emails = node.strings("emails")?;
     if let Some(bad) = emails.iter().find(|e| !is_email(e)) {
         return Err(node.error("emails", format!("`{bad}` is not an email address")));
@@ -716,7 +727,74 @@ fn alarms(root: Node<'_>, production: bool) -> Result<AlarmConfig, ConfigError> 
         aurora_capacity_percent: node.int("aurora_capacity_percent", 1..=100, "percent")?,
         aurora_connections: count("aurora_connections")?,
         emails: emails.into_iter().map(str::to_owned).collect(),
+        runbook_base_url,
     })
+}
+
+/// A base URL links are built on: `https://host[/path]`, no query, fragment, credentials or
+/// trailing slash (the path appended starts with one).
+fn check_base_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!("`{url}` is not an https url"));
+    };
+    check_url_after_scheme(url, rest, "the runbook path is appended after one")
+}
+
+/// The documentation domains of RFC 2606, which the shipped env files use as placeholders.
+const PLACEHOLDER_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.org"];
+
+/// Whether `host` is a documentation domain or one of its subdomains.
+fn is_placeholder_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    PLACEHOLDER_DOMAINS
+        .iter()
+        .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
+}
+
+/// The host of an `http(s)` URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', ':', '?', '#']).next().unwrap_or_default()
+}
+
+/// The values still at a shipped placeholder: the JWT issuer, alarm emails and SaaS URLs whose
+/// host is a documentation domain. Only read here (the keys were validated already); a
+/// production deploy refuses them, synthesis does not, so the shipped files keep generating.
+fn placeholders(root: Node<'_>) -> Result<Vec<Placeholder>, ConfigError> {
+    let mut found = Vec::new();
+    let mut record = |node: Node<'_>, key: &str, value: &str| {
+        if let ConfigError::Invalid { file, key, .. } = node.error(key, String::new()) {
+            found.push(Placeholder {
+                file,
+                key,
+                value: value.to_owned(),
+            });
+        }
+    };
+    let api = root.table("api", &[])?;
+    if let Some(jwt) = api.node().opt_table("jwt", &[])? {
+        let issuer = jwt.node().string("issuer")?;
+        if is_placeholder_host(url_host(issuer)) {
+            record(jwt.node(), "issuer", issuer);
+        }
+    }
+    let alarms = root.table("alarms", &[])?;
+    for email in alarms.node().strings("emails")? {
+        let domain = email.rsplit('@').next().unwrap_or_default();
+        if is_placeholder_host(domain) {
+            record(alarms.node(), "emails", email);
+        }
+    }
+    let saas = root.table("saas", &[])?;
+    let services: Vec<&String> = saas.node().keys().collect();
+    for service in services {
+        let endpoint = saas.node().table(service, &[])?;
+        let url = endpoint.node().string("url")?;
+        if is_placeholder_host(url_host(url)) {
+            record(endpoint.node(), "url", url);
+        }
+    }
+    Ok(found)
 }
 
 fn is_email(address: &str) -> bool {
@@ -745,7 +823,12 @@ fn saas(
     for service in services {
         let endpoint = node.table(
             service,
-            &["url", "connect_timeout_ms", "request_timeout_ms"],
+            &[
+                "url",
+                "connect_timeout_ms",
+                "request_timeout_ms",
+                "idempotency_window_hours",
+            ],
         )?;
         let endpoint = endpoint.node();
         let url = endpoint.string("url")?;
@@ -776,12 +859,18 @@ fn saas(
                 ));
             }
         }
+        let idempotency_window_hours = endpoint.int(
+            "idempotency_window_hours",
+            1..=8760,
+            "hours the provider keeps an idempotency key, at most a year",
+        )?;
         endpoints.insert(
             service.to_owned(),
             SaasEndpoint {
                 url: url.to_owned(),
                 connect_timeout: Duration::from_millis(connect_timeout_ms.into()),
                 request_timeout: Duration::from_millis(request_timeout_ms.into()),
+                idempotency_window: Duration::from_secs(u64::from(idempotency_window_hours) * 3600),
             },
         );
     }
@@ -803,6 +892,12 @@ fn check_url(url: &str, is_local: bool) -> Result<(), String> {
     } else {
         return Err(format!("`{url}` is not an http(s) url"));
     };
+    check_url_after_scheme(url, rest, "the runtime appends /<action> itself")
+}
+
+/// The part of a base URL after its scheme (`rest`): a host, no query, fragment or credentials,
+/// and no trailing slash, for the reason `why_no_slash`.
+fn check_url_after_scheme(url: &str, rest: &str, why_no_slash: &str) -> Result<(), String> {
     let host = rest.split(['/', ':']).next().unwrap_or_default();
     if host.is_empty() {
         return Err(format!("`{url}` has no host"));
@@ -813,9 +908,7 @@ fn check_url(url: &str, is_local: bool) -> Result<(), String> {
         ));
     }
     if url.ends_with('/') {
-        return Err(format!(
-            "`{url}` ends with /, the runtime appends /<action> itself"
-        ));
+        return Err(format!("`{url}` ends with /, {why_no_slash}"));
     }
     Ok(())
 }

@@ -210,11 +210,10 @@ fn alarm_notifying_topic(
 ) -> Alarm {
     let evaluation_periods = stack.env.alarms.evaluation_periods;
     let description = format!(
-        "{} {} Runbook: {}#{}",
+        "{} {} Runbook: {}",
         spec.meaning,
         condition(spec, breaching, evaluation_periods, period),
-        stack.runbook_path(),
-        spec.anchor
+        stack.runbook_link(&spec.anchor)
     );
     let topic = vec![Expr::reference(ALARM_TOPIC)];
     Alarm {

@@ -241,8 +241,9 @@ fn api_5xx_commands(stack: &StackBuilder<'_>, api_logs: &str, function_logs: &st
     let mut commands = Vec::new();
     if !stack.env.is_local() {
         commands.push(format!(
-            "{} --log-group-name {api_logs} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '{{ $.status = \"5*\" }}'",
-            stack.aws("logs filter-log-events")
+            "{} --log-group-name {api_logs} --start-time {} --filter-pattern '{{ $.status = \"5*\" }}'",
+            stack.aws("logs filter-log-events"),
+            super::LAST_HOUR_MILLIS
         ));
     }
     commands.push(stack.filter_logs_command(function_logs));

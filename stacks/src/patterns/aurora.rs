@@ -39,6 +39,8 @@ use super::{StackBuilder, StoreAccess};
 pub const MASTER_USERNAME: &str = "sagaform_admin";
 /// Parameter carrying the local database URL.
 pub const LOCAL_DATABASE_URL_PARAMETER: &str = "LocalDatabaseUrl";
+/// Logical id of the functions' security group, the only one the RDS Proxy admits.
+pub(super) const FUNCTION_SECURITY_GROUP: &str = "FunctionSecurityGroup";
 const CLUSTER: &str = "DatabaseCluster";
 const PROXY: &str = "DatabaseProxy";
 const POSTGRES_PORT: i32 = 5432;
@@ -101,7 +103,7 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
 /// proxy and only the proxy reaches the cluster.
 fn add_security_groups(stack: &mut StackBuilder<'_>, vpc_id: Expr) -> Result<(), CfnError> {
     stack.add(
-        "FunctionSecurityGroup",
+        FUNCTION_SECURITY_GROUP,
         SecurityGroup {
             group_description:
                 "sagaform functions: out to the database proxy and, through NAT, to AWS APIs and the SaaS"

@@ -622,8 +622,9 @@ fn concurrency_commands(
             stack.aws("lambda get-account-settings")
         ),
         format!(
-            "{} --namespace AWS/Lambda --metric-name ConcurrentExecutions --dimensions Name=FunctionName,Value={function_name} --start-time $(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ) --end-time $(date -u +%Y-%m-%dT%H:%M:%SZ) --period 60 --statistics Maximum",
-            stack.aws("cloudwatch get-metric-statistics")
+            "{} --namespace AWS/Lambda --metric-name ConcurrentExecutions --dimensions Name=FunctionName,Value={function_name} {} --period 60 --statistics Maximum",
+            stack.aws("cloudwatch get-metric-statistics"),
+            super::LAST_HOUR_SECONDS
         ),
         logs_command,
         "cargo xtask synth".to_owned(),

@@ -38,6 +38,19 @@ pub use resume::RESPONSE_BUDGET_MILLIS;
 /// moves it).
 pub const LOCAL_ENDPOINT_URL: &str = "http://127.0.0.1:4566";
 
+/// An hour ago in epoch milliseconds, as `aws logs` takes it, in POSIX shell arithmetic: GNU
+/// `date -d` does not exist on macOS, `date +%s` and `$((...))` work in every shell.
+pub(crate) const LAST_HOUR_MILLIS: &str = "$(($(date +%s) - 3600))000";
+
+/// An hour ago and now in epoch seconds, for the `aws cloudwatch` commands (the AWS CLI takes
+/// epoch seconds for its timestamps, so no `date` format that differs between systems).
+pub(crate) const LAST_HOUR_SECONDS: &str =
+    "--start-time $(($(date +%s) - 3600)) --end-time $(date +%s)";
+
+/// The local port the runbooks forward to the RDS Proxy (PostgreSQL's port plus 10000, so a
+/// local PostgreSQL server on 5432 is not in the way).
+pub const DATABASE_TUNNEL_PORT: u16 = 15432;
+
 /// The command showing one transaction's log lines of every function run by the local env.
 const LOCAL_LOGS_COMMAND: &str = "cargo xtask local logs --transaction <transaction_id>";
 
@@ -129,7 +142,8 @@ pub fn synthesize_saga(
     }
 
     let template_yaml = template.to_yaml().map_err(template_error)?;
-    let runbook = Runbook::new(pattern, env, sections);
+    let mut runbook = Runbook::new(pattern, env, sections);
+    runbook.database_access = StackBuilder::new(pattern, env, saga).database_access_commands();
     let runbook_markdown = runbook::render(&runbook).map_err(|source| SynthError::Runbook {
         pattern,
         env: env.name.clone(),
@@ -337,6 +351,16 @@ impl<'a> StackBuilder<'a> {
         runbook_path(self.pattern, &self.env.name)
     }
 
+    /// Where an alarm description sends its reader: the runbook section as a URL under
+    /// `[alarms] runbook_base_url` (the repository's web view, clickable in the alarm's email),
+    /// else its path in the repository.
+    pub fn runbook_link(&self, anchor: &str) -> String {
+        match &self.env.alarms.runbook_base_url {
+            Some(base) => format!("{base}/{}#{anchor}", self.runbook_path()),
+            None => format!("{}#{anchor}", self.runbook_path()),
+        }
+    }
+
     /// `cargo xtask <command> --pattern P --env E`.
     pub fn xtask_command(&self, command: &str) -> String {
         format!(
@@ -344,6 +368,17 @@ impl<'a> StackBuilder<'a> {
             self.pattern.name(),
             self.env.name
         )
+    }
+
+    /// `dlq purge`, with the `--force-prod` a production env needs (the command refuses
+    /// without it, and a runbook command must work as pasted).
+    pub fn dlq_purge_command(&self) -> String {
+        let command = self.xtask_command("dlq purge");
+        if self.env.production {
+            format!("{command} --force-prod")
+        } else {
+            command
+        }
     }
 
     /// The command showing one saga: its state, steps and (stepfunctions) execution history.
@@ -379,7 +414,7 @@ impl<'a> StackBuilder<'a> {
             return LOCAL_LOGS_COMMAND.to_owned();
         }
         format!(
-            "{} --log-group-name {log_group_name} --start-time $(date -d '-1 hour' +%s000) --filter-pattern '\"<transaction_id>\"'",
+            "{} --log-group-name {log_group_name} --start-time {LAST_HOUR_MILLIS} --filter-pattern '\"<transaction_id>\"'",
             self.aws("logs filter-log-events")
         )
     }
@@ -415,15 +450,62 @@ impl<'a> StackBuilder<'a> {
                 "psql postgres://postgres@127.0.0.1:5432/{} -c \"{sql}\"",
                 aurora::local_database_name(self.env, self.pattern)
             ),
+            // The proxy is reachable only inside the VPC: through the tunnel the runbook's
+            // "Reaching the database" opens on this machine.
             StoreKind::Aurora => format!(
-                "PGPASSWORD=\"$({} --secret-id \"$({})\" --query SecretString --output text | jq -r .password)\" psql \"host=$({}) dbname={} user={} sslmode=require\" -c \"{sql}\"",
-                self.aws("secretsmanager get-secret-value"),
-                self.stack_output_command(outputs::DATABASE_SECRET_ARN),
-                self.stack_output_command(outputs::DATABASE_PROXY_ENDPOINT),
+                "{} psql \"host=127.0.0.1 port={DATABASE_TUNNEL_PORT} dbname={} user={} sslmode=require\" -c \"{sql}\"",
+                self.database_password_assignment(),
                 self.env.aurora.database_name,
                 aurora::MASTER_USERNAME
             ),
         }
+    }
+
+    /// `PGPASSWORD="$(...)"`: the master password, read from the stack's secret.
+    fn database_password_assignment(&self) -> String {
+        format!(
+            "PGPASSWORD=\"$({} --secret-id \"$({})\" --query SecretString --output text | jq -r .password)\"",
+            self.aws("secretsmanager get-secret-value"),
+            self.stack_output_command(outputs::DATABASE_SECRET_ARN),
+        )
+    }
+
+    /// How an operator reaches a state store on Aurora from outside the VPC, as commands: the
+    /// RDS Proxy admits only the functions' security group, so an SSM port forward through an
+    /// instance in that group, the password from the secret, then `saga show --database-url`.
+    /// Empty when the store is not Aurora in AWS.
+    pub fn database_access_commands(&self) -> Vec<String> {
+        if self.env.is_local() || self.env.store(self.pattern) != StoreKind::Aurora {
+            return Vec::new();
+        }
+        let security_group = format!(
+            "{} --stack-name {} --logical-resource-id {} --query StackResourceDetail.PhysicalResourceId --output text",
+            self.aws("cloudformation describe-stack-resource"),
+            self.stack_name(),
+            aurora::FUNCTION_SECURITY_GROUP
+        );
+        let user = aurora::MASTER_USERNAME;
+        vec![
+            "# an instance in the functions' security group (the only one the proxy admits), in a private subnet of the stack, with the SSM agent (Amazon Linux 2023 has it) and an instance profile holding AmazonSSMManagedInstanceCore; the stack creates none. Its id:".to_owned(),
+            format!(
+                "{} --filters \"Name=instance.group-id,Values=$({security_group})\" Name=instance-state-name,Values=running --query 'Reservations[].Instances[].InstanceId' --output text",
+                self.aws("ec2 describe-instances")
+            ),
+            format!("# forward 127.0.0.1:{DATABASE_TUNNEL_PORT} to the RDS Proxy through it (needs the Session Manager plugin of the AWS CLI; leave it running, go on in another terminal):"),
+            format!(
+                "{} --target <instance_id> --document-name AWS-StartPortForwardingSessionToRemoteHost --parameters \"host=$({}),portNumber=5432,localPortNumber={DATABASE_TUNNEL_PORT}\"",
+                self.aws("ssm start-session"),
+                self.stack_output_command(outputs::DATABASE_PROXY_ENDPOINT)
+            ),
+            format!("# the credentials: user {user}, the password in the stack's secret (output {}):", outputs::DATABASE_SECRET_ARN),
+            format!("export {}", self.database_password_assignment()),
+            "# the saga through the tunnel (saga retry takes the same --database-url):".to_owned(),
+            format!(
+                "{} --database-url \"postgres://{user}:$(jq -rn --arg p \"$PGPASSWORD\" '$p|@uri')@127.0.0.1:{DATABASE_TUNNEL_PORT}/{}?sslmode=require\" <transaction_id>",
+                self.xtask_command("saga show"),
+                self.env.aurora.database_name
+            ),
+        ]
     }
 
     fn add_code_parameters(&mut self, roles: &[FunctionRole]) -> Result<(), CfnError> {

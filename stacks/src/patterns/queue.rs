@@ -125,7 +125,7 @@ fn add_dead_letter_queue_alarm(
                 stack.xtask_command("dlq redrive"),
                 "# only for messages whose sagas were settled by hand and must not run again:"
                     .to_owned(),
-                stack.xtask_command("dlq purge"),
+                stack.dlq_purge_command(),
             ],
         },
     )

@@ -420,7 +420,7 @@ fn table_throttle_alarms_count_the_status_index_too() {
 }
 
 /// Commands a runbook may give: sagaform's own (built or planned) and the AWS CLI.
-const RUNBOOK_COMMAND_PREFIXES: [&str; 12] = [
+const RUNBOOK_COMMAND_PREFIXES: [&str; 13] = [
     "cargo xtask saga show ",
     "cargo xtask saga retry ",
     "cargo xtask dlq list ",
@@ -433,6 +433,7 @@ const RUNBOOK_COMMAND_PREFIXES: [&str; 12] = [
     // The sharded index of open sagas: the table's name once, then one query per shard.
     "table=\"$(aws cloudformation describe-stacks ",
     "PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
+    "export PGPASSWORD=\"$(aws secretsmanager get-secret-value ",
     "psql postgres://postgres@127.0.0.1:5432/",
 ];
 

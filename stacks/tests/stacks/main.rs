@@ -19,6 +19,7 @@ mod model;
 mod orchestrator;
 mod policy;
 mod queues;
+mod runbooks;
 mod stacks;
 mod state_machine;
 mod stores;
