@@ -75,6 +75,19 @@ pub struct DbInstance {
     /// Never reachable from the internet.
     #[serde(rename = "PubliclyAccessible")]
     pub publicly_accessible: bool,
+    /// Performance Insights, which the runbooks send operators to for the queries holding
+    /// capacity or connections.
+    #[serde(rename = "EnablePerformanceInsights")]
+    pub enable_performance_insights: bool,
+    /// Days Performance Insights keeps its data (7 is the free tier); only with it enabled.
+    #[serde(
+        rename = "PerformanceInsightsRetentionPeriod",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub performance_insights_retention_period: Option<u32>,
+    /// Failover order: the writer is tier 0, readers come after it.
+    #[serde(rename = "PromotionTier", skip_serializing_if = "Option::is_none")]
+    pub promotion_tier: Option<u32>,
     /// Tags.
     #[serde(rename = "Tags")]
     pub tags: Vec<Tag>,

@@ -1,7 +1,7 @@
 //! The Aurora state store: Aurora PostgreSQL Serverless v2 reached through RDS Proxy, in a VPC
 //! that sagaform creates (two private subnets for the database, the proxy and the functions; two
-//! public subnets holding the NAT gateway the functions use to call the SaaS) or one named in the
-//! env config.
+//! public subnets holding the NAT gateway, or one per availability zone, the functions use to
+//! call the SaaS) or one named in the env config.
 //!
 //! Why RDS Proxy rather than the Data API: the functions keep the PostgreSQL driver and SQL the
 //! tests run against a real PostgreSQL server, so local, test and cloud run the same code; the
@@ -29,8 +29,8 @@ use crate::cfn::rds::{
     AuthScheme, ConnectionPoolConfiguration, DbCluster, DbInstance, DbProxy, DbProxyTargetGroup,
     DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
 };
-use crate::cfn::{CfnError, Expr, Parameter, Resource, Tag};
-use crate::config::{EnvConfig, Network, VpcCidr};
+use crate::cfn::{CfnError, DeletionPolicy, Expr, Parameter, Resource, Tag};
+use crate::config::{EnvConfig, NatGateways, Network, VpcCidr};
 
 use super::alerting::{AlarmSpec, Watched, add_sustained_alarm, dimension};
 use super::{StackBuilder, StoreAccess};
@@ -41,6 +41,7 @@ pub const MASTER_USERNAME: &str = "sagaform_admin";
 pub const LOCAL_DATABASE_URL_PARAMETER: &str = "LocalDatabaseUrl";
 const CLUSTER: &str = "DatabaseCluster";
 const PROXY: &str = "DatabaseProxy";
+const WRITER: &str = "DatabaseInstance";
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: u16 = 443;
 
@@ -80,7 +81,10 @@ pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAc
 pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let env = stack.env;
     let (vpc_id, private_subnets) = match &env.aurora.network {
-        Network::Create { vpc_cidr } => add_network(stack, vpc_cidr)?,
+        Network::Create {
+            vpc_cidr,
+            nat_gateways,
+        } => add_network(stack, vpc_cidr, *nat_gateways)?,
         Network::Existing { vpc_id, subnet_ids } => (
             Expr::str(vpc_id),
             subnet_ids.iter().map(Expr::str).collect(),
@@ -166,8 +170,23 @@ fn add_security_group_ingress(stack: &mut StackBuilder<'_>) -> Result<(), CfnErr
     )
 }
 
+/// Days Performance Insights keeps its data: 7 is the free tier.
+const PERFORMANCE_INSIGHTS_RETENTION_DAYS: u32 = 7;
+
+/// What happens to the cluster when the stack is deleted or the cluster replaced: outside
+/// `local`, a final snapshot. `Retain` would keep the cluster running, and with it its subnet
+/// group, security group and subnets, which the stack then fails to delete (DELETE_FAILED); a
+/// snapshot keeps the data and lets everything else go.
+fn cluster_policy(env: &EnvConfig) -> DeletionPolicy {
+    if env.retain_data() {
+        DeletionPolicy::Snapshot
+    } else {
+        DeletionPolicy::Delete
+    }
+}
+
 /// The subnet group, the Serverless v2 cluster (encrypted, its master password managed by RDS,
-/// retained on deletion outside `local` like every data store) and its one writer instance.
+/// snapshotted on deletion outside `local`), its writer and the configured readers.
 fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result<(), CfnError> {
     let env = stack.env;
     stack.add(
@@ -198,18 +217,31 @@ fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result
     };
     stack.add(
         CLUSTER,
-        Resource::new(cluster).with_policies(stack.data_policy()),
+        Resource::new(cluster).with_policies(cluster_policy(env)),
     )?;
-    stack.add(
-        "DatabaseInstance",
-        DbInstance {
-            db_instance_class: "db.serverless".to_owned(),
-            engine: Engine::AuroraPostgresql,
-            db_cluster_identifier: Expr::reference(CLUSTER),
-            publicly_accessible: false,
-            tags: stack.tags.list(),
-        },
-    )
+    // The writer is promoted back first; readers in tier 1 scale with the writer's capacity, so
+    // a failover lands on an instance already sized for the load.
+    let tags = stack.tags.list();
+    let instance = |promotion_tier: u32| DbInstance {
+        db_instance_class: "db.serverless".to_owned(),
+        engine: Engine::AuroraPostgresql,
+        db_cluster_identifier: Expr::reference(CLUSTER),
+        publicly_accessible: false,
+        enable_performance_insights: true,
+        performance_insights_retention_period: Some(PERFORMANCE_INSIGHTS_RETENTION_DAYS),
+        promotion_tier: Some(promotion_tier),
+        tags: tags.clone(),
+    };
+    stack.add(WRITER, instance(0))?;
+    for reader in 1..=env.aurora.readers {
+        // Readers come after the writer, so the proxy's target group (which waits for the
+        // writer) and the readers do not race the cluster's first instance.
+        stack.add(
+            &format!("DatabaseReaderInstance{reader}"),
+            Resource::new(instance(1)).depends_on([WRITER]),
+        )?;
+    }
+    Ok(())
 }
 
 /// The role RDS Proxy assumes to read the cluster's master secret, which it logs in with.
@@ -269,7 +301,7 @@ fn add_proxy(
                 connection_borrow_timeout: 30,
             },
         })
-        .depends_on(["DatabaseInstance"]),
+        .depends_on([WRITER]),
     )
 }
 
@@ -374,17 +406,58 @@ fn url_port(url: &str) -> Option<u16> {
     }
 }
 
+/// The NAT gateway (with its Elastic IP) and the private route table of each availability zone
+/// that has its own: zone A always, zone B with a NAT gateway per zone. Zone A keeps the logical
+/// ids of the single gateway, so turning `per_az` on adds zone B's and moves one subnet's route
+/// table, without replacing the gateway the functions use meanwhile.
+struct ZoneEgress {
+    zone: &'static str,
+    elastic_ip: &'static str,
+    nat_gateway: &'static str,
+    public_subnet: &'static str,
+    route_table: &'static str,
+    default_route: &'static str,
+}
+
+const ZONE_A_EGRESS: ZoneEgress = ZoneEgress {
+    zone: "a",
+    elastic_ip: "NatGatewayElasticIp",
+    nat_gateway: "NatGateway",
+    public_subnet: "PublicSubnetA",
+    route_table: "PrivateRouteTable",
+    default_route: "PrivateDefaultRoute",
+};
+
+const ZONE_B_EGRESS: ZoneEgress = ZoneEgress {
+    zone: "b",
+    elastic_ip: "NatGatewayElasticIpB",
+    nat_gateway: "NatGatewayB",
+    public_subnet: "PublicSubnetB",
+    route_table: "PrivateRouteTableB",
+    default_route: "PrivateDefaultRouteB",
+};
+
 /// Creates the VPC; returns its id and the private subnets.
 fn add_network(
     stack: &mut StackBuilder<'_>,
     vpc_cidr: &VpcCidr,
+    nat_gateways: NatGateways,
 ) -> Result<(Expr, Vec<Expr>), CfnError> {
     add_vpc_and_internet_gateway(stack, vpc_cidr)?;
     add_subnets(stack, vpc_cidr)?;
     add_public_route_table(stack)?;
-    add_nat_gateway(stack)?;
-    add_private_route_table(stack)?;
-    add_route_table_associations(stack)?;
+    let zones: &[&ZoneEgress] = match nat_gateways {
+        NatGateways::Single => &[&ZONE_A_EGRESS],
+        NatGateways::PerAz => &[&ZONE_A_EGRESS, &ZONE_B_EGRESS],
+    };
+    for zone in zones {
+        add_nat_gateway(stack, zone)?;
+        add_private_route_table(stack, zone)?;
+    }
+    let private_b_table = zones
+        .last()
+        .map_or(ZONE_A_EGRESS.route_table, |z| z.route_table);
+    add_route_table_associations(stack, private_b_table)?;
     Ok((
         Expr::reference("Vpc"),
         vec![
@@ -489,54 +562,72 @@ fn add_public_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> 
     )
 }
 
-/// The NAT gateway in a public subnet with its Elastic IP, through which the functions in the
+/// A NAT gateway in a public subnet with its Elastic IP, through which the functions in the
 /// private subnets reach AWS APIs and the SaaS.
-fn add_nat_gateway(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+fn add_nat_gateway(stack: &mut StackBuilder<'_>, zone: &ZoneEgress) -> Result<(), CfnError> {
+    // Zone A keeps the single gateway's name tag, so the console names do not change either.
+    let name = if zone.zone == "a" {
+        "nat".to_owned()
+    } else {
+        format!("nat-{}", zone.zone)
+    };
     stack.add(
-        "NatGatewayElasticIp",
+        zone.elastic_ip,
         Resource::new(Eip {
             domain: "vpc".to_owned(),
-            tags: name_tag(stack, "nat"),
+            tags: name_tag(stack, &name),
         })
         .depends_on(["InternetGatewayAttachment"]),
     )?;
     stack.add(
-        "NatGateway",
+        zone.nat_gateway,
         NatGateway {
-            allocation_id: Expr::get_att("NatGatewayElasticIp", "AllocationId"),
-            subnet_id: Expr::reference("PublicSubnetA"),
-            tags: name_tag(stack, "nat"),
+            allocation_id: Expr::get_att(zone.elastic_ip, "AllocationId"),
+            subnet_id: Expr::reference(zone.public_subnet),
+            tags: name_tag(stack, &name),
         },
     )
 }
 
-/// The private subnets' route table, its default route going to the NAT gateway.
-fn add_private_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+/// A private route table, its default route going to its zone's NAT gateway.
+fn add_private_route_table(
+    stack: &mut StackBuilder<'_>,
+    zone: &ZoneEgress,
+) -> Result<(), CfnError> {
+    let name = if zone.zone == "a" {
+        "private".to_owned()
+    } else {
+        format!("private-{}", zone.zone)
+    };
     stack.add(
-        "PrivateRouteTable",
+        zone.route_table,
         RouteTable {
             vpc_id: Expr::reference("Vpc"),
-            tags: name_tag(stack, "private"),
+            tags: name_tag(stack, &name),
         },
     )?;
     stack.add(
-        "PrivateDefaultRoute",
+        zone.default_route,
         Route {
-            route_table_id: Expr::reference("PrivateRouteTable"),
+            route_table_id: Expr::reference(zone.route_table),
             destination_cidr_block: "0.0.0.0/0".to_owned(),
             gateway_id: None,
-            nat_gateway_id: Some(Expr::reference("NatGateway")),
+            nat_gateway_id: Some(Expr::reference(zone.nat_gateway)),
         },
     )
 }
 
-/// Each subnet bound to its route table.
-fn add_route_table_associations(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+/// Each subnet bound to its route table; private subnet B's is its own zone's with a NAT gateway
+/// per zone, the shared one otherwise.
+fn add_route_table_associations(
+    stack: &mut StackBuilder<'_>,
+    private_b_table: &str,
+) -> Result<(), CfnError> {
     for (subnet, table) in [
         ("PublicSubnetA", "PublicRouteTable"),
         ("PublicSubnetB", "PublicRouteTable"),
-        ("PrivateSubnetA", "PrivateRouteTable"),
-        ("PrivateSubnetB", "PrivateRouteTable"),
+        ("PrivateSubnetA", ZONE_A_EGRESS.route_table),
+        ("PrivateSubnetB", private_b_table),
     ] {
         stack.add(
             &format!("{subnet}RouteTableAssociation"),
