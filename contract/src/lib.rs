@@ -18,10 +18,12 @@
 //! | Step Functions task payload | stacks (ASL `Parameters`) | step | [`task`] |
 //! | template parameters and stack outputs | stacks | deploy, ops, e2e, local | [`template`] |
 //! | log lines that alarms count (`outcome`) and their metric | functions | stacks (metric filters) | [`log`] |
+//! | Aurora application role and database secret JSON (`username`, `password`) | stacks, RDS, Secrets Manager | functions, local, migrations | [`database`] |
 //! | timestamps in saga records and log lines (RFC 3339, UTC) | functions | ops, local | [`time`] |
 //!
 //! The crate depends on serde only, so that the synthesis path stays small.
 
+pub mod database;
 pub mod env;
 pub mod function;
 pub mod log;

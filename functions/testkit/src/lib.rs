@@ -122,6 +122,10 @@ impl TestStore {
                     .batch_execute(&format!("CREATE DATABASE {database}"))
                     .await
                     .expect("create a test database");
+                // As the deploy step does: migrations as the owner, then the store connects.
+                sagaform_runtime::store::migrate(&settings_for(&database), None)
+                    .await
+                    .expect("migrate the test database");
                 let store = PostgresStore::connect(settings_for(&database))
                     .await
                     .expect("connect to the test database");
@@ -266,7 +270,9 @@ fn database_url() -> String {
     std::env::var("SAGAFORM_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
 }
 
-fn settings_for(database: &str) -> PostgresSettings {
+/// How to reach `database` on the tests' server as its superuser (the owner), with an
+/// application name that lets a test find the store's sessions in `pg_stat_activity`.
+pub fn settings_for(database: &str) -> PostgresSettings {
     let mut settings =
         PostgresSettings::from_url(&database_url()).expect("a valid SAGAFORM_TEST_DATABASE_URL");
     settings.config.dbname(database);

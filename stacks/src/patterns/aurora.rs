@@ -10,10 +10,12 @@
 //! functions noticing. The cost is a VPC for the functions (and a NAT gateway for the SaaS calls).
 //!
 //! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
-//! local PostgreSQL server (trust authentication, no password) through a template parameter.
+//! local PostgreSQL server (trust authentication, no password) through a template parameter,
+//! as the application role `sagaform_app`, which the local environment's migration step creates.
 
 use std::collections::BTreeMap;
 
+use sagaform_contract::database::APP_ROLE;
 use sagaform_contract::env as vars;
 use sagaform_contract::template::outputs;
 
@@ -55,10 +57,13 @@ pub(super) fn local_database_name(env: &EnvConfig, pattern: Pattern) -> String {
 /// `local`: the functions use the local PostgreSQL server.
 pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let mut parameter = Parameter::string(
-        "URL of the local PostgreSQL server standing in for Aurora (trust authentication: never a password).",
+        "URL of the local PostgreSQL server standing in for Aurora, as the application role (trust authentication: never a password).",
     );
+    // The functions log in as the least-privilege application role locally too, so a statement
+    // that would need more than data manipulation fails here before it fails in AWS.
     parameter.default = Some(format!(
-        "postgres://postgres@127.0.0.1:5432/{}",
+        "postgres://{}@127.0.0.1:5432/{}",
+        APP_ROLE,
         local_database_name(stack.env, stack.pattern)
     ));
     parameter.allowed_pattern = Some("^postgres(ql)?://[^:@/]+@[^/]+/.+$".to_owned());

@@ -99,8 +99,8 @@ fn aurora_in_local_is_the_local_postgresql_server() {
         .as_deref()
         .unwrap();
     assert_eq!(
-        default, "postgres://postgres@127.0.0.1:5432/sagaform_orchestrator",
-        "one database per pattern"
+        default, "postgres://sagaform_app@127.0.0.1:5432/sagaform_orchestrator",
+        "one database per pattern, reached as the application role"
     );
 }
 
