@@ -182,7 +182,14 @@ fn stores(root: Node<'_>) -> Result<BTreeMap<Pattern, StoreKind>, ConfigError> {
 fn functions(root: Node<'_>, saga: &Saga) -> Result<FunctionsConfig, ConfigError> {
     let table = root.table(
         "functions",
-        &["architecture", "log_level", "api", "worker", "step"],
+        &[
+            "architecture",
+            "log_level",
+            "api",
+            "worker",
+            "step",
+            "migrate",
+        ],
     )?;
     let node = table.node();
     let architecture = node.choice(

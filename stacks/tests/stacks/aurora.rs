@@ -151,20 +151,88 @@ fn vpc_functions_reach_only_the_proxy_https_and_the_saas_ports() {
         panic!()
     };
     assert!(proxy.require_tls);
-    let secret_readers = ["ApiFunctionRole", "DatabaseProxyRole"].map(|role| {
+    let secrets_read_by = |role: &str| {
         statements_for(&orchestrator, role, "secretsmanager")
             .iter()
             .flat_map(|s| s.resource.clone())
             .collect::<Vec<_>>()
-    });
-    for resources in secret_readers {
+    };
+    let master = Expr::get_att("DatabaseCluster", "MasterUserSecret.SecretArn");
+    let app = Expr::reference("DatabaseAppSecret");
+    // The functions read only the application role's secret; the proxy and the migration step
+    // both.
+    assert_eq!(
+        secrets_read_by("ApiFunctionRole"),
+        std::slice::from_ref(&app)
+    );
+    for role in ["DatabaseProxyRole", "MigrateFunctionRole"] {
         assert_eq!(
-            resources,
-            [Expr::get_att(
-                "DatabaseCluster",
-                "MasterUserSecret.SecretArn"
-            )]
+            secrets_read_by(role),
+            [master.clone(), app.clone()],
+            "{role}"
         );
+    }
+    let secrets: Vec<&Expr> = proxy.auth.iter().map(|a| &a.secret_arn).collect();
+    assert_eq!(secrets, [&master, &app]);
+}
+
+#[test]
+fn the_migration_step_runs_as_a_custom_resource_before_the_functions_with_a_generated_app_secret() {
+    for (pattern, env) in all_examples() {
+        let template = template(pattern, &env);
+        let aurora_in_aws = env.store(pattern) == StoreKind::Aurora && !env.is_local();
+        assert_eq!(
+            template.resources.contains_key("DatabaseMigrations"),
+            aurora_in_aws,
+            "{pattern} {}",
+            env.name
+        );
+        assert_eq!(
+            template.parameters.contains_key("MigrateCodeKey"),
+            aurora_in_aws,
+            "{pattern} {}",
+            env.name
+        );
+        if !aurora_in_aws {
+            assert!(!template.resources.contains_key("MigrateFunction"));
+            continue;
+        }
+        let Properties::DatabaseMigrations(migrations) =
+            &template.resources["DatabaseMigrations"].properties
+        else {
+            panic!()
+        };
+        assert!(
+            migrations
+                .service_token
+                .is_get_att_of("MigrateFunction", "Arn")
+        );
+        assert_eq!(migrations.migrations_hash.len(), 16);
+        // Every function but the step itself waits for the schema.
+        for (id, resource) in &template.resources {
+            if let Properties::Function(_) = resource.properties {
+                assert_eq!(
+                    resource
+                        .depends_on
+                        .contains(&"DatabaseMigrations".to_owned()),
+                    id != "MigrateFunction",
+                    "{pattern} {} {id}",
+                    env.name
+                );
+            }
+        }
+        let Properties::Secret(secret) = &template.resources["DatabaseAppSecret"].properties else {
+            panic!()
+        };
+        let generated = &secret.generate_secret_string;
+        assert_eq!(
+            generated.secret_string_template,
+            r#"{"username":"sagaform_app"}"#
+        );
+        assert_eq!(generated.generate_string_key, "password");
+        for breaks_a_url in ['@', '/', ':', '"', '\'', '\\', '%', '?', '#', ' '] {
+            assert!(generated.exclude_characters.contains(breaks_a_url));
+        }
     }
 }
 

@@ -476,7 +476,12 @@ fn functions_run_on_al2023_with_json_logs_and_settings_from_config() {
             );
             // Only the functions that run saga steps call the SaaS: the sqs and stepfunctions
             // api functions just accept and hand over.
-            let runs_steps = role != FunctionRole::Api || pattern_of(&t) == Pattern::Orchestrator;
+            // The migrate function runs no saga at all.
+            let runs_steps = match role {
+                FunctionRole::Api => pattern_of(&t) == Pattern::Orchestrator,
+                FunctionRole::Migrate => false,
+                FunctionRole::Worker | FunctionRole::Step => true,
+            };
             for (service, endpoint) in t.env.saas.iter().filter(|_| runs_steps) {
                 let key = format!("SAGAFORM_SAAS_{}_URL", service.to_uppercase());
                 assert_eq!(

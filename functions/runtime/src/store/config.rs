@@ -16,7 +16,7 @@ use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus};
 use crate::store::{
     ClaimOutcome, DynamoStore, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord,
-    IdempotencyStore, PostgresSettings, PostgresStore, SagaStore, migrate,
+    IdempotencyStore, PostgresSettings, PostgresStore, SagaStore,
 };
 
 /// How long finished sagas are kept in DynamoDB when `SAGAFORM_SAGA_TTL_SECONDS` is not set.
@@ -113,8 +113,7 @@ impl StoreConfig {
 
     /// Opens the store: AWS clients from the default chain (which honours `AWS_ENDPOINT_URL`
     /// for the local emulator), or a database connection to a schema the migration step
-    /// applied (locally, `cargo xtask deploy`; on AWS, for now, the function itself as the
-    /// secret's user, see below).
+    /// applied (locally `cargo xtask deploy`, in AWS the stack's `Custom::DatabaseMigrations`).
     pub async fn connect(&self) -> Result<ConfiguredStore, StoreError> {
         match self {
             StoreConfig::DynamoDb {
@@ -148,12 +147,9 @@ impl StoreConfig {
                     aws_sdk_secretsmanager::Client::new(&aws),
                     secret_arn.clone(),
                 );
+                // The secret is the application role's: the stack's migration step has applied
+                // the schema and granted the role before any function starts.
                 let location = PostgresSettings::aurora(host, *port, dbname, "", "");
-                // Until the stack runs the migration step itself, the function applies pending
-                // migrations before it connects, as the secret's user (the cluster's owner),
-                // each in a transaction under a transaction-level lock: through RDS Proxy that
-                // pins the connection for the transaction only.
-                migrate(&location.with_credentials(&secret.read().await?), None).await?;
                 Ok(ConfiguredStore::Postgres(
                     PostgresStore::connect_with_secret(location, secret).await?,
                 ))
