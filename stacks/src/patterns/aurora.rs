@@ -151,15 +151,24 @@ fn add_migrations(stack: &mut StackBuilder<'_>, owner: &StoreAccess) -> Result<(
         owner,
         &[],
     )?;
+    // The step connects through the proxy, which reaches the cluster only once its target group
+    // is registered; and it reaches Secrets Manager and the response URL through the NAT
+    // gateways of a created network, whose routes must therefore come before it and, when the
+    // stack is deleted, go after it (else its answer to the delete request never arrives).
+    let mut depends_on = vec!["DatabaseProxyTargetGroup"];
+    if let Network::Create { nat_gateways, .. } = &stack.env.aurora.network {
+        depends_on.push(ZONE_A_EGRESS.default_route);
+        if *nat_gateways == NatGateways::PerAz {
+            depends_on.push(ZONE_B_EGRESS.default_route);
+        }
+    }
     stack.add(
         MIGRATIONS_RESOURCE,
-        // The step connects through the proxy, which reaches the cluster only once its target
-        // group is registered.
         Resource::new(DatabaseMigrations {
             service_token: Expr::get_att(&function.logical_id, "Arn"),
             migrations_hash: migrations_hash(),
         })
-        .depends_on(["DatabaseProxyTargetGroup"]),
+        .depends_on(depends_on),
     )
 }
 

@@ -208,6 +208,17 @@ fn the_migration_step_runs_as_a_custom_resource_before_the_functions_with_a_gene
                 .is_get_att_of("MigrateFunction", "Arn")
         );
         assert_eq!(migrations.migrations_hash.len(), 16);
+        // It reaches the cluster through the proxy's target group, and Secrets Manager and the
+        // response URL through the NAT routes of a created network, on create and on delete.
+        let waits_for = &template.resources["DatabaseMigrations"].depends_on;
+        assert!(waits_for.contains(&"DatabaseProxyTargetGroup".to_owned()));
+        for (id, resource) in &template.resources {
+            if let Properties::Route(route) = &resource.properties
+                && route.nat_gateway_id.is_some()
+            {
+                assert!(waits_for.contains(id), "{pattern} {} {id}", env.name);
+            }
+        }
         // Every function but the step itself waits for the schema.
         for (id, resource) in &template.resources {
             if let Properties::Function(_) = resource.properties {
