@@ -40,6 +40,11 @@ pub const DB_NAME: &str = "SAGAFORM_DB_NAME";
 /// credentials themselves).
 pub const DB_SECRET_ARN: &str = "SAGAFORM_DB_SECRET_ARN";
 
+/// Migration step: the secret of the application role the functions log in as (`username`,
+/// `password`), which the step creates or updates with that password; the owner's secret is
+/// [`DB_SECRET_ARN`].
+pub const DB_APP_SECRET_ARN: &str = "SAGAFORM_DB_APP_SECRET_ARN";
+
 /// Pattern `sqs`: the work queue's URL (the api sends to it, the worker reschedules on it).
 pub const QUEUE_URL: &str = "SAGAFORM_QUEUE_URL";
 

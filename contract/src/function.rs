@@ -10,12 +10,19 @@ pub enum FunctionRole {
     Worker,
     /// Step Functions task handler (pattern `stepfunctions`).
     Step,
+    /// The database migration step behind `Custom::DatabaseMigrations` (a pattern whose store
+    /// is Aurora, outside `local`).
+    Migrate,
 }
 
 impl FunctionRole {
     /// Every role.
-    pub const ALL: [FunctionRole; 3] =
-        [FunctionRole::Api, FunctionRole::Worker, FunctionRole::Step];
+    pub const ALL: [FunctionRole; 4] = [
+        FunctionRole::Api,
+        FunctionRole::Worker,
+        FunctionRole::Step,
+        FunctionRole::Migrate,
+    ];
 
     /// The role's name: the key in env config, the binary's name and the suffix of the
     /// function's physical name.
@@ -24,6 +31,7 @@ impl FunctionRole {
             FunctionRole::Api => "api",
             FunctionRole::Worker => "worker",
             FunctionRole::Step => "step",
+            FunctionRole::Migrate => "migrate",
         }
     }
 

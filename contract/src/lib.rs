@@ -19,10 +19,14 @@
 //! | template parameters and stack outputs | stacks | deploy, ops, e2e, local | [`template`] |
 //! | log lines that alarms count (`outcome`) and their metric | functions | stacks (metric filters) | [`log`] |
 //! | the saga table's index of open sagas (name, key attributes, shards) | stacks (template), runtime (store) | runtime, runbooks | [`saga_table`] |
+//! | custom resource request and answer, `Custom::DatabaseMigrations` properties | CloudFormation, stacks | migrate | [`custom_resource`] |
+//! | Aurora application role and database secret JSON (`username`, `password`) | stacks, RDS, Secrets Manager | functions, local, migrations | [`database`] |
 //! | timestamps in saga records and log lines (RFC 3339, UTC) | functions | ops, local | [`time`] |
 //!
 //! The crate depends on serde only, so that the synthesis path stays small.
 
+pub mod custom_resource;
+pub mod database;
 pub mod env;
 pub mod function;
 pub mod log;

@@ -1,6 +1,6 @@
 //! `destroy`: deletes a pattern's stack in an env after confirmation, says which data resources
-//! survive because of their Retain policy, and on the local env also clears the artifacts only
-//! that stack used.
+//! survive because of their Retain policy (or leave a final snapshot, with Snapshot), and on the
+//! local env also clears the artifacts only that stack used.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -65,7 +65,7 @@ pub struct DestroyOutcome {
     pub stack_name: String,
     /// How it ended.
     pub result: DestroyResult,
-    /// Data kept by Retain policies.
+    /// Data kept by Retain policies, and resources that leave a final snapshot.
     pub retained: Vec<RetainedResource>,
     /// Artifact objects deleted from the local bucket.
     pub artifacts_cleared: Vec<String>,
@@ -188,24 +188,36 @@ fn refuse_unsafe(
 fn show_retained(stack_name: &str, retained: &[RetainedResource], progress: &Progress) {
     if retained.is_empty() {
         progress.line(format!(
-            "stack {stack_name}: every resource is deleted (no Retain policies)"
+            "stack {stack_name}: every resource is deleted (no Retain or Snapshot policies)"
         ));
         return;
     }
     progress.line(format!(
-        "stack {stack_name}: these data resources are KEPT by their DeletionPolicy and must be deleted by hand if no longer wanted:"
+        "stack {stack_name}: this data is KEPT by its DeletionPolicy and must be deleted by hand if no longer wanted:"
     ));
     for r in retained {
-        progress.line(format!(
-            "  {} {} ({}){}",
-            r.policy,
-            r.logical_id,
-            r.resource_type,
-            r.physical_id
-                .as_deref()
-                .map(|p| format!(": {p}"))
-                .unwrap_or_default()
-        ));
+        progress.line(retained_line(r));
+    }
+}
+
+/// One line of what a deletion keeps: a retained resource stays as it is; a snapshotted one is
+/// deleted and leaves a final snapshot, which is what must be deleted by hand.
+fn retained_line(r: &RetainedResource) -> String {
+    let physical = r
+        .physical_id
+        .as_deref()
+        .map(|p| format!(": {p}"))
+        .unwrap_or_default();
+    if r.policy == "Snapshot" {
+        format!(
+            "  Snapshot {} ({}){physical}: deleted after a final snapshot, which is kept",
+            r.logical_id, r.resource_type
+        )
+    } else {
+        format!(
+            "  {} {} ({}){physical}",
+            r.policy, r.logical_id, r.resource_type
+        )
     }
 }
 
@@ -347,4 +359,57 @@ async fn clear_local_artifacts(
         unused.join(", ")
     ));
     Ok(unused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Template;
+
+    /// The committed orchestrator stack of an AWS env, as `destroy` reads it back from
+    /// CloudFormation.
+    fn committed_orchestrator_template(env: &str) -> Template {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../templates/orchestrator/{env}.yaml"));
+        let body = std::fs::read_to_string(&path).unwrap();
+        Template::parse(&path.display().to_string(), &body).unwrap()
+    }
+
+    #[test]
+    fn destroy_reports_the_aurora_cluster_as_deleted_after_a_final_snapshot() {
+        for env in ["staging", "prod"] {
+            let retained = committed_orchestrator_template(env).retained_resources();
+            let clusters: Vec<_> = retained
+                .iter()
+                .filter(|(_, kind, _)| kind == "AWS::RDS::DBCluster")
+                .collect();
+            assert_eq!(
+                clusters,
+                [&(
+                    "DatabaseCluster".to_owned(),
+                    "AWS::RDS::DBCluster".to_owned(),
+                    "Snapshot".to_owned()
+                )],
+                "{env}"
+            );
+            // Nothing else is kept, so nothing holds on to the cluster's subnets and security
+            // groups when the stack deletes them.
+            assert!(
+                retained
+                    .iter()
+                    .all(|(_, kind, _)| kind == "AWS::RDS::DBCluster" || kind == "AWS::SQS::Queue"),
+                "{env}: {retained:?}"
+            );
+        }
+        let line = retained_line(&RetainedResource {
+            logical_id: "DatabaseCluster".to_owned(),
+            resource_type: "AWS::RDS::DBCluster".to_owned(),
+            policy: "Snapshot".to_owned(),
+            physical_id: Some("sagaform-orchestrator-prod-databasecluster-1".to_owned()),
+        });
+        assert_eq!(
+            line,
+            "  Snapshot DatabaseCluster (AWS::RDS::DBCluster): sagaform-orchestrator-prod-databasecluster-1: deleted after a final snapshot, which is kept"
+        );
+    }
 }

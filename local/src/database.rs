@@ -1,14 +1,23 @@
 //! The local PostgreSQL databases of the local environment: the orchestrator's Aurora store is,
 //! locally, a database of the PostgreSQL server on this machine, named by the template's
 //! `LocalDatabaseUrl` default. A database goes with its stack (a destroyed or new stack starts
-//! empty, as its emulated tables do); the functions apply their schema migrations themselves.
+//! empty, as its emulated tables do).
+//!
+//! The URL names the application role the functions log in as; the local environment, as the
+//! server's superuser (the owner), creates the database, applies the schema migrations and
+//! creates that role with data manipulation rights only, before the functions start: the
+//! migration step AWS runs as a deploy step, here run by `cargo xtask deploy` itself.
 
 use sagaform_deploy::template::Template;
 use sagaform_deploy::{DeployError, Workspace};
+use sagaform_runtime::store::{AppRole, PostgresSettings, migrate};
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{EnvConfig, StoreKind};
 
 use crate::LocalError;
+
+/// The local server's superuser (trust authentication), which owns the local databases.
+const LOCAL_OWNER: &str = "postgres";
 
 /// The local database of a deployed stack, by its connection URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +54,25 @@ impl LocalDatabase {
         ensure_database(&self.url).await
     }
 
+    /// Applies the schema migrations as the owner and grants the URL's user (the application
+    /// role) what the functions need; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<i32>, LocalError> {
+        let mut settings = PostgresSettings::from_url(&self.url)
+            .map_err(|e| LocalError::Services(format!("database url {}: {e}", self.url)))?;
+        let app_role = settings
+            .config
+            .get_user()
+            .filter(|user| *user != LOCAL_OWNER)
+            .map(|user| AppRole {
+                name: user.to_owned(),
+                password: None,
+            });
+        settings.config.user(LOCAL_OWNER);
+        migrate(&settings, app_role.as_ref())
+            .await
+            .map_err(|e| LocalError::Services(format!("migrating database {}: {e}", self.url)))
+    }
+
     /// Drops it with its data; returns whether there was one.
     pub async fn drop_all(&self) -> Result<bool, LocalError> {
         drop_database(&self.url).await
@@ -66,8 +94,8 @@ pub fn local_database_url(template_body: &str, file: &str) -> Result<Option<Stri
         }))
 }
 
-/// Creates the database of `url` on its server when it does not exist yet (the functions apply
-/// their schema migrations themselves); returns whether it was created.
+/// Creates the database of `url` on its server when it does not exist yet (empty: the
+/// migrations come after); returns whether it was created.
 async fn ensure_database(url: &str) -> Result<bool, LocalError> {
     let (name, client, connection) = connect_maintenance(url).await?;
     let exists = database_exists(&client, &name).await?;
@@ -127,8 +155,10 @@ async fn connect_maintenance(
             "database url {url}: the name {name} has characters other than letters, digits, _ and -"
         )));
     }
+    // As the owner: the URL's user is the application role, which may not exist yet and may
+    // not create databases.
     let mut maintenance = config.clone();
-    maintenance.dbname("postgres");
+    maintenance.dbname("postgres").user(LOCAL_OWNER);
     let (client, connection) = maintenance
         .connect(tokio_postgres::NoTls)
         .await
@@ -163,5 +193,63 @@ mod tests {
             local_database_url("Resources: {}\n", "t.yaml").unwrap(),
             None
         );
+    }
+
+    /// The tests' PostgreSQL server (trust authentication for every role).
+    async fn admin() -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:5432/test",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("the local PostgreSQL server (trust auth, database test)");
+        tokio::spawn(connection);
+        client
+    }
+
+    #[tokio::test]
+    async fn deploy_migrates_the_local_database_and_the_functions_reach_it_as_the_application_role()
+    {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let role = format!("sagaform_app_{id}");
+        let url = format!("postgres://{role}@127.0.0.1:5432/sagaform_local_{id}");
+        let database = LocalDatabase { url: url.clone() };
+        assert!(database.ensure().await.unwrap());
+        assert_eq!(database.migrate().await.unwrap(), [1, 2, 3, 4]);
+        // A redeploy finds nothing to apply and grants again.
+        assert_eq!(database.migrate().await.unwrap(), Vec::<i32>::new());
+        let (app, connection) = url
+            .parse::<tokio_postgres::Config>()
+            .unwrap()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("the application role logs in");
+        let connection = tokio::spawn(connection);
+        let user: String = app
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(user, role);
+        app.batch_execute(
+            "INSERT INTO sagas (transaction_id, status, version, request, created_at, updated_at)
+             VALUES ('t-1', 'PENDING', 1, '{}', now(), now());
+             UPDATE sagas SET status = 'RUNNING', version = 2 WHERE transaction_id = 't-1'",
+        )
+        .await
+        .expect("the application role writes sagas");
+        let refused = app
+            .batch_execute("CREATE TABLE sneaky (id int)")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("42501"), "{refused}");
+        drop(app);
+        let _ = connection.await;
+        assert!(database.drop_all().await.unwrap());
+        admin()
+            .await
+            .batch_execute(&format!("DROP ROLE {role}"))
+            .await
+            .unwrap();
     }
 }

@@ -176,8 +176,9 @@ impl LocalEnv {
     }
 
     /// Creates the database of the stack of `pattern` when its store is Aurora (the
-    /// orchestrator's store is a database of the local PostgreSQL server); returns it, `None`
-    /// when the stack has none.
+    /// orchestrator's store is a database of the local PostgreSQL server), applies its schema
+    /// migrations and grants the application role, before any function connects; returns it,
+    /// `None` when the stack has none.
     ///
     /// `new_stack` says the stack is new: a database left from an earlier stack of the same
     /// name (the emulator forgets its stacks when it stops, the PostgreSQL server does not) is
@@ -200,6 +201,12 @@ impl LocalEnv {
         }
         if database.ensure().await? {
             progress.line(format!("local services: created database {url}"));
+        }
+        let applied = database.migrate().await?;
+        if !applied.is_empty() {
+            progress.line(format!(
+                "local services: database {url}: applied migrations {applied:?}"
+            ));
         }
         Ok(Some(database))
     }

@@ -45,6 +45,12 @@ pub enum PolicyViolation {
         resource: String,
         attribute: &'static str,
     },
+    /// A database cluster without a final snapshot on deletion or replacement outside `local`:
+    /// `Retain` would keep the cluster and fail deleting its subnets and security groups.
+    ClusterNotSnapshotted {
+        resource: String,
+        attribute: &'static str,
+    },
     /// A queue whose messages reappear while the function may still be processing them.
     VisibilityTimeoutTooShort {
         queue: String,
@@ -107,6 +113,13 @@ impl fmt::Display for PolicyViolation {
                     "data resource `{resource}` needs {attribute}: Retain outside local"
                 )
             }
+            PolicyViolation::ClusterNotSnapshotted {
+                resource,
+                attribute,
+            } => write!(
+                f,
+                "database cluster `{resource}` needs {attribute}: Snapshot outside local (Retain keeps the cluster, so the stack cannot delete its subnet group, security group and subnets)"
+            ),
             PolicyViolation::VisibilityTimeoutTooShort {
                 queue,
                 function,
@@ -362,12 +375,26 @@ fn check_encryption(template: &Template, violations: &mut Vec<PolicyViolation>) 
 }
 
 /// Data stores, and the dead-letter queues whose messages are sagas waiting for a human, must
-/// outlive their stack and any replacement.
+/// outlive their stack and any replacement: retained, or for a database cluster, snapshotted.
 fn check_retention(template: &Template, violations: &mut Vec<PolicyViolation>) {
     let dead_letter_queues = dead_letter_queues(template);
     for (id, resource) in &template.resources {
+        if let Properties::DbCluster(_) = resource.properties {
+            for (attribute, policy) in [
+                ("DeletionPolicy", resource.deletion_policy),
+                ("UpdateReplacePolicy", resource.update_replace_policy),
+            ] {
+                if policy != Some(DeletionPolicy::Snapshot) {
+                    violations.push(PolicyViolation::ClusterNotSnapshotted {
+                        resource: id.clone(),
+                        attribute,
+                    });
+                }
+            }
+            continue;
+        }
         let holds_data = match resource.properties {
-            Properties::Table(_) | Properties::DbCluster(_) => true,
+            Properties::Table(_) => true,
             Properties::Queue(_) => dead_letter_queues.contains(&id.as_str()),
             _ => false,
         };

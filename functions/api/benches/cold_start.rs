@@ -143,9 +143,14 @@ fn prepare_database() -> Option<String> {
     if exists != "1" {
         psql(&format!("CREATE DATABASE {BENCH_DATABASE}"), "test")?;
     }
-    Some(format!(
-        "postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
-    ))
+    let url = format!("postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}");
+    // The deploy step's migrations: a function checks the schema version, it never migrates.
+    let settings = sagaform_runtime::store::PostgresSettings::from_url(&url).ok()?;
+    tokio::runtime::Runtime::new()
+        .ok()?
+        .block_on(sagaform_runtime::store::migrate(&settings, None))
+        .ok()?;
+    Some(url)
 }
 
 /// The environments a function is started with: each pattern the function serves, with the

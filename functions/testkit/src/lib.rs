@@ -123,6 +123,10 @@ impl TestStore {
                     .batch_execute(&format!("CREATE DATABASE {database}"))
                     .await
                     .expect("create a test database");
+                // As the deploy step does: migrations as the owner, then the store connects.
+                sagaform_runtime::store::migrate(&settings_for(&database), None)
+                    .await
+                    .expect("migrate the test database");
                 let store = PostgresStore::connect(settings_for(&database))
                     .await
                     .expect("connect to the test database");
@@ -267,7 +271,34 @@ fn database_url() -> String {
     std::env::var("SAGAFORM_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
 }
 
-fn settings_for(database: &str) -> PostgresSettings {
+/// A connection to `database` on the tests' server as `user` (trust authentication: any role
+/// with LOGIN gets in), for checking what that role may do.
+pub async fn client_as(user: &str, database: &str) -> tokio_postgres::Client {
+    let mut settings = settings_for(database);
+    settings.config.user(user);
+    let (client, connection) = settings
+        .config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{user} logs in to {database}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// Asserts that `statement` is refused for lack of privilege (SQLSTATE 42501).
+#[track_caller]
+pub fn assert_refused(result: Result<(), tokio_postgres::Error>, statement: &str) {
+    let error = result.expect_err(statement);
+    assert_eq!(
+        error.code().map(|c| c.code()),
+        Some("42501"),
+        "`{statement}` must be refused for lack of privilege: {error}"
+    );
+}
+
+/// How to reach `database` on the tests' server as its superuser (the owner), with an
+/// application name that lets a test find the store's sessions in `pg_stat_activity`.
+pub fn settings_for(database: &str) -> PostgresSettings {
     let mut settings =
         PostgresSettings::from_url(&database_url()).expect("a valid SAGAFORM_TEST_DATABASE_URL");
     settings.config.dbname(database);

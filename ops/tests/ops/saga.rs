@@ -172,6 +172,9 @@ async fn show_reads_a_postgresql_saga_through_the_local_stacks_database_url() {
         .await
         .expect("create a test database");
     let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    sagaform_runtime::store::migrate(&PostgresSettings::from_url(&url).expect("url"), None)
+        .await
+        .expect("migrate");
     let store = PostgresStore::connect(PostgresSettings::from_url(&url).expect("url"))
         .await
         .expect("connect");

@@ -22,6 +22,8 @@ pub enum Invoker {
     QueueEventSource,
     /// A Step Functions Task.
     StateMachine,
+    /// CloudFormation, for a custom resource.
+    CustomResource,
 }
 
 /// A checkov check a resource skips, with its reason.
@@ -45,6 +47,10 @@ pub enum CheckovSkip {
     LocalFunctionOutsideVpc,
     /// `CKV_AWS_115` on a function of the local emulator env.
     LocalFunctionUnreservedConcurrency,
+    /// `CKV_AWS_149` on a secret encrypted with the AWS managed Secrets Manager key.
+    SecretAwsManagedKey,
+    /// `CKV_AWS_162` on an Aurora cluster every client reaches through RDS Proxy with secrets.
+    ClusterLoginThroughProxySecrets,
 }
 
 /// What a function's dead-letter queue would catch: only failed asynchronous invocations.
@@ -63,6 +69,8 @@ impl CheckovSkip {
             CheckovSkip::FunctionOutsideVpc | CheckovSkip::LocalFunctionOutsideVpc => "CKV_AWS_117",
             CheckovSkip::FunctionUnreservedConcurrency
             | CheckovSkip::LocalFunctionUnreservedConcurrency => "CKV_AWS_115",
+            CheckovSkip::SecretAwsManagedKey => "CKV_AWS_149",
+            CheckovSkip::ClusterLoginThroughProxySecrets => "CKV_AWS_162",
         }
     }
 
@@ -78,11 +86,14 @@ impl CheckovSkip {
                 Invoker::HttpApiAndItself => format!("The HTTP API invokes it synchronously; its asynchronous invocations of itself (resumes) send their failures to the resume dead-letter queue through the EventInvokeConfig on-failure destination, which keeps the error with the event where {DLQ_CATCHES} without it."),
                 Invoker::QueueEventSource => format!("The SQS event source mapping invokes it synchronously; a message that keeps failing moves to the work queue's dead-letter queue by its redrive policy, and {DLQ_CATCHES}."),
                 Invoker::StateMachine => format!("Step Functions invokes it synchronously and handles its errors with the state machine's retries and compensations; {DLQ_CATCHES}."),
+                Invoker::CustomResource => format!("CloudFormation invokes it for a custom resource and waits for its answer, failing the stack operation (which rolls back) when none comes; {DLQ_CATCHES}."),
             },
             CheckovSkip::FunctionOutsideVpc => "It reaches only AWS service endpoints and the public SaaS APIs, over TLS with signed or authenticated requests, and nothing inside a VPC; a VPC would add NAT gateways or endpoints and isolate nothing.".to_owned(),
             CheckovSkip::FunctionUnreservedConcurrency => "The env sets no functions.<role>.reserved_concurrency for it: the function draws on the account's unreserved concurrency, whose exhaustion its throttles alarm reports. A reservation caps the function as well as guaranteeing it (and Lambda refuses one that leaves the account under 100 unreserved), so its size is a decision per env and role, made in env/<env>.toml.".to_owned(),
             CheckovSkip::LocalFunctionOutsideVpc => "Local emulator env: the functions run as processes on this machine, against the emulator and the local PostgreSQL server; there is no VPC.".to_owned(),
             CheckovSkip::LocalFunctionUnreservedConcurrency => "Local emulator env: the emulator does not enforce concurrency, so a reservation would mean nothing.".to_owned(),
+            CheckovSkip::SecretAwsManagedKey => "Encrypted with the AWS managed Secrets Manager key; only this stack's roles may read it (IAM names the secret), and a customer managed key would add a key policy for RDS Proxy, the functions and the migration step, for no cross-account or revocation need.".to_owned(),
+            CheckovSkip::ClusterLoginThroughProxySecrets => "Every client (the functions and the migration step) reaches the cluster through RDS Proxy, which logs in with the Secrets Manager secrets (the master's rotated by RDS); IAM database authentication on the cluster would be a second way in that nothing uses.".to_owned(),
         }
     }
 
@@ -99,7 +110,7 @@ impl CheckovSkip {
 mod tests {
     use super::*;
 
-    const ALL: [CheckovSkip; 12] = [
+    const ALL: [CheckovSkip; 15] = [
         CheckovSkip::QueueSseSqs,
         CheckovSkip::TableAwsManagedKey,
         CheckovSkip::LogGroupServiceKey,
@@ -112,6 +123,9 @@ mod tests {
         CheckovSkip::FunctionUnreservedConcurrency,
         CheckovSkip::LocalFunctionOutsideVpc,
         CheckovSkip::LocalFunctionUnreservedConcurrency,
+        CheckovSkip::FunctionDeadLetterQueue(Invoker::CustomResource),
+        CheckovSkip::SecretAwsManagedKey,
+        CheckovSkip::ClusterLoginThroughProxySecrets,
     ];
 
     #[test]

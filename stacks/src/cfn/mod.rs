@@ -11,6 +11,7 @@
 pub mod apigatewayv2;
 pub mod checkov;
 pub mod cloudwatch;
+pub mod custom;
 pub mod dynamodb;
 pub mod ec2;
 mod expr;
@@ -19,6 +20,7 @@ pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod rds;
+pub mod secretsmanager;
 pub mod sns;
 pub mod sqs;
 pub mod stepfunctions;
@@ -412,6 +414,10 @@ properties! {
     DbProxy(rds::DbProxy) => "AWS::RDS::DBProxy",
     /// `AWS::RDS::DBProxyTargetGroup`.
     DbProxyTargetGroup(rds::DbProxyTargetGroup) => "AWS::RDS::DBProxyTargetGroup",
+    /// `AWS::SecretsManager::Secret`.
+    Secret(secretsmanager::Secret) => "AWS::SecretsManager::Secret",
+    /// `Custom::DatabaseMigrations`.
+    DatabaseMigrations(custom::DatabaseMigrations) => "Custom::DatabaseMigrations",
     /// `AWS::SNS::Topic`.
     Topic(sns::Topic) => "AWS::SNS::Topic",
     /// `AWS::SNS::Subscription`.

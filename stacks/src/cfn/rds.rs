@@ -75,6 +75,26 @@ pub struct DbInstance {
     /// Never reachable from the internet.
     #[serde(rename = "PubliclyAccessible")]
     pub publicly_accessible: bool,
+    /// Performance Insights, which the runbooks send operators to for the queries holding
+    /// capacity or connections.
+    #[serde(rename = "EnablePerformanceInsights")]
+    pub enable_performance_insights: bool,
+    /// Days Performance Insights keeps its data (7 is the free tier); only with it enabled.
+    #[serde(
+        rename = "PerformanceInsightsRetentionPeriod",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub performance_insights_retention_period: Option<u32>,
+    /// Seconds between enhanced monitoring samples (OS metrics of the instance, which
+    /// CloudWatch's database metrics lack).
+    #[serde(rename = "MonitoringInterval")]
+    pub monitoring_interval: u32,
+    /// The role RDS publishes the enhanced monitoring samples with.
+    #[serde(rename = "MonitoringRoleArn")]
+    pub monitoring_role_arn: Expr,
+    /// Failover order: the writer is tier 0, readers come after it.
+    #[serde(rename = "PromotionTier", skip_serializing_if = "Option::is_none")]
+    pub promotion_tier: Option<u32>,
     /// Tags.
     #[serde(rename = "Tags")]
     pub tags: Vec<Tag>,

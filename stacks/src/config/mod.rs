@@ -245,6 +245,19 @@ pub struct AuroraConfig {
     pub network: Network,
     /// Days of automated backups.
     pub backup_retention_days: u32,
+    /// Reader instances besides the writer (0..=15): a failover target in another availability
+    /// zone, so losing the writer's zone costs a failover instead of a new instance.
+    pub readers: u32,
+}
+
+/// How many NAT gateways a created network has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatGateways {
+    /// One, in the first availability zone: cheaper, but the functions lose the SaaS and AWS
+    /// APIs when that zone does.
+    Single,
+    /// One per availability zone, each private subnet routing to its own zone's gateway.
+    PerAz,
 }
 
 /// The VPC for Aurora and the functions that reach it.
@@ -254,6 +267,8 @@ pub enum Network {
     Create {
         /// CIDR of the VPC.
         vpc_cidr: VpcCidr,
+        /// NAT gateways: one, or one per availability zone.
+        nat_gateways: NatGateways,
     },
     /// An existing VPC; the subnets must be private with a route to the internet for SaaS calls.
     Existing {

@@ -16,8 +16,8 @@ use super::merge::Merged;
 use super::read::Node;
 use super::{
     AlarmConfig, ApiAuth, ApiConfig, Architecture, AuroraConfig, ConfigError, DynamoDbConfig,
-    EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, Network, Placeholder, QueueConfig,
-    SaasEndpoint, StoreKind, TagsConfig, Target, Validated, VpcCidr,
+    EnvConfig, FunctionRole, FunctionSettings, FunctionsConfig, NatGateways, Network, Placeholder,
+    QueueConfig, SaasEndpoint, StoreKind, TagsConfig, Target, Validated, VpcCidr,
 };
 use crate::Pattern;
 
@@ -183,7 +183,14 @@ fn stores(root: Node<'_>) -> Result<BTreeMap<Pattern, StoreKind>, ConfigError> {
 fn functions(root: Node<'_>, saga: &Saga) -> Result<FunctionsConfig, ConfigError> {
     let table = root.table(
         "functions",
-        &["architecture", "log_level", "api", "worker", "step"],
+        &[
+            "architecture",
+            "log_level",
+            "api",
+            "worker",
+            "step",
+            "migrate",
+        ],
     )?;
     let node = table.node();
     let architecture = node.choice(
@@ -513,6 +520,7 @@ fn aurora(root: Node<'_>) -> Result<AuroraConfig, ConfigError> {
             "engine_version",
             "database_name",
             "backup_retention_days",
+            "readers",
             "network",
         ],
     )?;
@@ -562,6 +570,7 @@ fn aurora(root: Node<'_>) -> Result<AuroraConfig, ConfigError> {
         ));
     }
     let backup_retention_days = node.int("backup_retention_days", 1..=35, "aurora backups")?;
+    let readers = node.int("readers", 0..=15, "aurora replicas per cluster")?;
     Ok(AuroraConfig {
         min_capacity,
         max_capacity,
@@ -569,11 +578,15 @@ fn aurora(root: Node<'_>) -> Result<AuroraConfig, ConfigError> {
         database_name: database_name.to_owned(),
         network: network(node)?,
         backup_retention_days,
+        readers,
     })
 }
 
 fn network(aurora: Node<'_>) -> Result<Network, ConfigError> {
-    let table = aurora.table("network", &["mode", "vpc_cidr", "vpc_id", "subnet_ids"])?;
+    let table = aurora.table(
+        "network",
+        &["mode", "vpc_cidr", "nat_gateways", "vpc_id", "subnet_ids"],
+    )?;
     let node = table.node();
     #[derive(Clone, Copy)]
     enum Mode {
@@ -584,8 +597,16 @@ fn network(aurora: Node<'_>) -> Result<Network, ConfigError> {
         "mode",
         &[("create", Mode::Create), ("existing", Mode::Existing)],
     )? {
-        Mode::Create => (Mode::Create, &["vpc_cidr"], &["vpc_id", "subnet_ids"]),
-        Mode::Existing => (Mode::Existing, &["vpc_id", "subnet_ids"], &["vpc_cidr"]),
+        Mode::Create => (
+            Mode::Create,
+            &["vpc_cidr", "nat_gateways"],
+            &["vpc_id", "subnet_ids"],
+        ),
+        Mode::Existing => (
+            Mode::Existing,
+            &["vpc_id", "subnet_ids"],
+            &["vpc_cidr", "nat_gateways"],
+        ),
     };
     let mode_name = node.string("mode")?;
     if let Some(stray) = other.iter().find(|key| node.has(key)) {
@@ -606,7 +627,23 @@ fn network(aurora: Node<'_>) -> Result<Network, ConfigError> {
                     format!("`{cidr}` is not an ipv4 cidr with a prefix of /16 to /24"),
                 ));
             };
-            Ok(Network::Create { vpc_cidr })
+            // Optional, so that an env can leave it out: a created network has one NAT gateway
+            // unless the env asks for one per availability zone.
+            let nat_gateways = if node.has("nat_gateways") {
+                node.choice(
+                    "nat_gateways",
+                    &[
+                        ("single", NatGateways::Single),
+                        ("per_az", NatGateways::PerAz),
+                    ],
+                )?
+            } else {
+                NatGateways::Single
+            };
+            Ok(Network::Create {
+                vpc_cidr,
+                nat_gateways,
+            })
         }
         Mode::Existing => {
             let vpc_id = node.string("vpc_id")?;

@@ -1,7 +1,7 @@
 //! The Aurora state store: Aurora PostgreSQL Serverless v2 reached through RDS Proxy, in a VPC
 //! that sagaform creates (two private subnets for the database, the proxy and the functions; two
-//! public subnets holding the NAT gateway the functions use to call the SaaS) or one named in the
-//! env config.
+//! public subnets holding the NAT gateway, or one per availability zone, the functions use to
+//! call the SaaS) or one named in the env config.
 //!
 //! Why RDS Proxy rather than the Data API: the functions keep the PostgreSQL driver and SQL the
 //! tests run against a real PostgreSQL server, so local, test and cloud run the same code; the
@@ -10,30 +10,34 @@
 //! functions noticing. The cost is a VPC for the functions (and a NAT gateway for the SaaS calls).
 //!
 //! In `local` there is no cluster: the functions get `SAGAFORM_DATABASE_URL` pointing at the
-//! local PostgreSQL server (trust authentication, no password) through a template parameter.
+//! local PostgreSQL server (trust authentication, no password) through a template parameter,
+//! as the application role `sagaform_app`, which the local environment's migration step creates.
 
 use std::collections::BTreeMap;
 
+use sagaform_contract::database::APP_ROLE;
 use sagaform_contract::env as vars;
 use sagaform_contract::template::outputs;
 
 use crate::Pattern;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
+use crate::cfn::custom::DatabaseMigrations;
 use crate::cfn::ec2::{
     Egress, Eip, InternetGateway, NatGateway, Route, RouteTable, SecurityGroup,
     SecurityGroupIngress, Subnet, SubnetRouteTableAssociation, Vpc, VpcGatewayAttachment,
 };
-use crate::cfn::iam::{InlinePolicy, PolicyDocument, Role, Statement, actions};
+use crate::cfn::iam::{Action, InlinePolicy, PolicyDocument, Role, Statement, actions};
 use crate::cfn::lambda::VpcConfig;
 use crate::cfn::rds::{
     AuthScheme, ConnectionPoolConfiguration, DbCluster, DbInstance, DbProxy, DbProxyTargetGroup,
     DbSubnetGroup, Engine, EngineFamily, IamAuth, ProxyAuth, ServerlessV2ScalingConfiguration,
 };
-use crate::cfn::{CfnError, Expr, Parameter, Resource, Tag};
-use crate::config::{EnvConfig, Network, VpcCidr};
+use crate::cfn::secretsmanager::{GenerateSecretString, Secret};
+use crate::cfn::{CfnError, DeletionPolicy, Expr, Parameter, Properties, Resource, Tag, Template};
+use crate::config::{EnvConfig, FunctionRole, NatGateways, Network, VpcCidr};
 
 use super::alerting::{AlarmSpec, Watched, add_sustained_alarm, dimension};
-use super::{StackBuilder, StoreAccess};
+use super::{StackBuilder, StoreAccess, functions};
 
 /// Master user of the cluster; its password lives only in the secret RDS manages.
 pub const MASTER_USERNAME: &str = "sagaform_admin";
@@ -43,6 +47,13 @@ pub const LOCAL_DATABASE_URL_PARAMETER: &str = "LocalDatabaseUrl";
 pub(super) const FUNCTION_SECURITY_GROUP: &str = "FunctionSecurityGroup";
 const CLUSTER: &str = "DatabaseCluster";
 const PROXY: &str = "DatabaseProxy";
+const WRITER: &str = "DatabaseInstance";
+const APP_SECRET: &str = "DatabaseAppSecret";
+/// The custom resource that runs the migration step.
+pub const MIGRATIONS_RESOURCE: &str = "DatabaseMigrations";
+/// Characters a generated password leaves out: quotes, backslash, `@`, `/`, `:`, `?`, `#`, `%`
+/// and space would need escaping in a connection URL or a shell line.
+const APP_PASSWORD_EXCLUDED: &str = "\"'\\@/:?#% `";
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: u16 = 443;
 
@@ -56,10 +67,13 @@ pub(super) fn local_database_name(env: &EnvConfig, pattern: Pattern) -> String {
 /// `local`: the functions use the local PostgreSQL server.
 pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let mut parameter = Parameter::string(
-        "URL of the local PostgreSQL server standing in for Aurora (trust authentication: never a password).",
+        "URL of the local PostgreSQL server standing in for Aurora, as the application role (trust authentication: never a password).",
     );
+    // The functions log in as the least-privilege application role locally too, so a statement
+    // that would need more than data manipulation fails here before it fails in AWS.
     parameter.default = Some(format!(
-        "postgres://postgres@127.0.0.1:5432/{}",
+        "postgres://{}@127.0.0.1:5432/{}",
+        APP_ROLE,
         local_database_name(stack.env, stack.pattern)
     ));
     parameter.allowed_pattern = Some("^postgres(ql)?://[^:@/]+@[^/]+/.+$".to_owned());
@@ -82,7 +96,10 @@ pub(super) fn add_local_database(stack: &mut StackBuilder<'_>) -> Result<StoreAc
 pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, CfnError> {
     let env = stack.env;
     let (vpc_id, private_subnets) = match &env.aurora.network {
-        Network::Create { vpc_cidr } => add_network(stack, vpc_cidr)?,
+        Network::Create {
+            vpc_cidr,
+            nat_gateways,
+        } => add_network(stack, vpc_cidr, *nat_gateways)?,
         Network::Existing { vpc_id, subnet_ids } => (
             Expr::str(vpc_id),
             subnet_ids.iter().map(Expr::str).collect(),
@@ -92,11 +109,116 @@ pub(super) fn add_aurora(stack: &mut StackBuilder<'_>) -> Result<StoreAccess, Cf
     add_security_group_ingress(stack)?;
     add_cluster(stack, &private_subnets)?;
     let secret_arn = Expr::get_att(CLUSTER, DbCluster::SECRET_ARN_ATTRIBUTE);
-    add_proxy_role(stack, &secret_arn)?;
-    add_proxy(stack, &secret_arn, &private_subnets)?;
+    add_app_secret(stack)?;
+    let app_secret_arn = Expr::reference(APP_SECRET);
+    add_proxy_role(stack, &secret_arn, &app_secret_arn)?;
+    add_proxy(stack, &secret_arn, &app_secret_arn, &private_subnets)?;
     add_database_alarms(stack)?;
     add_database_outputs(stack, &secret_arn)?;
-    Ok(function_access(env, secret_arn, private_subnets))
+    let owner = migrate_function_access(env, &secret_arn, &app_secret_arn, &private_subnets);
+    add_migrations(stack, &owner)?;
+    Ok(function_access(env, app_secret_arn, private_subnets))
+}
+
+/// The secret of the application role the functions log in as: its user name in the template,
+/// its password generated by Secrets Manager without the characters that break a connection
+/// string or a shell line.
+fn add_app_secret(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+    stack.add(
+        APP_SECRET,
+        Secret {
+            description: format!(
+                "Credentials of the {APP_ROLE} database role the functions log in as (data manipulation on the saga tables only)."
+            ),
+            generate_secret_string: GenerateSecretString {
+                secret_string_template: format!("{{\"username\":\"{APP_ROLE}\"}}"),
+                generate_string_key: "password".to_owned(),
+                password_length: 32,
+                exclude_characters: APP_PASSWORD_EXCLUDED.to_owned(),
+            },
+            tags: stack.tags.list(),
+        },
+    )
+}
+
+/// The migration step: the migrate function (in the VPC, reading the owner's and the
+/// application role's secrets) and the custom resource through which CloudFormation runs it
+/// on every deploy that changes the migrations. The functions wait for it
+/// ([`functions_wait_for_migrations`]).
+fn add_migrations(stack: &mut StackBuilder<'_>, owner: &StoreAccess) -> Result<(), CfnError> {
+    let function = functions::add_function(
+        stack,
+        FunctionRole::Migrate,
+        "Applies the database migrations and grants the application role, as the database's owner, when CloudFormation creates or updates the DatabaseMigrations resource.",
+        owner,
+        &[],
+    )?;
+    // The step connects through the proxy, which reaches the cluster only once its target group
+    // is registered; and it reaches Secrets Manager and the response URL through the NAT
+    // gateways of a created network, whose routes must therefore come before it and, when the
+    // stack is deleted, go after it (else its answer to the delete request never arrives).
+    let mut depends_on = vec!["DatabaseProxyTargetGroup"];
+    if let Network::Create { nat_gateways, .. } = &stack.env.aurora.network {
+        depends_on.push(ZONE_A_EGRESS.default_route);
+        if *nat_gateways == NatGateways::PerAz {
+            depends_on.push(ZONE_B_EGRESS.default_route);
+        }
+    }
+    stack.add(
+        MIGRATIONS_RESOURCE,
+        Resource::new(DatabaseMigrations {
+            service_token: Expr::get_att(&function.logical_id, "Arn"),
+            migrations_hash: migrations_hash(),
+        })
+        .depends_on(depends_on),
+    )
+}
+
+/// Makes every function but the migrate function wait for the migration step, so none starts
+/// on a schema older than it needs. A no-op for a stack without one.
+pub(super) fn functions_wait_for_migrations(template: &mut Template) {
+    if !template.resources.contains_key(MIGRATIONS_RESOURCE) {
+        return;
+    }
+    let migrate = FunctionRole::Migrate.logical_id();
+    for (id, resource) in template.resources.iter_mut() {
+        if matches!(resource.properties, Properties::Function(_)) && *id != migrate {
+            resource.depends_on.push(MIGRATIONS_RESOURCE.to_owned());
+        }
+    }
+}
+
+/// The migrations the migrate function ships (`functions/runtime/migrations`, in order).
+const MIGRATION_FILES: [(&str, &str); 4] = [
+    (
+        "0001_sagas_steps_idempotency.sql",
+        include_str!("../../../functions/runtime/migrations/0001_sagas_steps_idempotency.sql"),
+    ),
+    (
+        "0002_operations_views.sql",
+        include_str!("../../../functions/runtime/migrations/0002_operations_views.sql"),
+    ),
+    (
+        "0003_compensation_attempts.sql",
+        include_str!("../../../functions/runtime/migrations/0003_compensation_attempts.sql"),
+    ),
+    (
+        "0004_in_doubt.sql",
+        include_str!("../../../functions/runtime/migrations/0004_in_doubt.sql"),
+    ),
+];
+
+/// A hash of the migrations' names and text (64-bit FNV-1a, hex): stable across builds and
+/// platforms, so the template changes exactly when a migration does.
+fn migrations_hash() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, sql) in MIGRATION_FILES {
+        for byte in name.bytes().chain([0]).chain(sql.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// The three security groups (functions, cluster, proxy), so that only the functions reach the
@@ -168,8 +290,31 @@ fn add_security_group_ingress(stack: &mut StackBuilder<'_>) -> Result<(), CfnErr
     )
 }
 
+/// Days Performance Insights keeps its data: 7 is the free tier.
+const PERFORMANCE_INSIGHTS_RETENTION_DAYS: u32 = 7;
+/// Seconds between enhanced monitoring samples: the instance's OS metrics (CPU steal, memory,
+/// swap, processes) that the capacity and connections runbook sections need next to Performance
+/// Insights, at a minute's grain (finer grains cost more CloudWatch Logs ingestion).
+const ENHANCED_MONITORING_INTERVAL_SECONDS: u32 = 60;
+/// The log group RDS writes enhanced monitoring to, in every account and region.
+pub const ENHANCED_MONITORING_LOG_GROUP: &str = "RDSOSMetrics";
+/// Logical id of the role RDS publishes enhanced monitoring with.
+const MONITORING_ROLE: &str = "DatabaseMonitoringRole";
+
+/// What happens to the cluster when the stack is deleted or the cluster replaced: outside
+/// `local`, a final snapshot. `Retain` would keep the cluster running, and with it its subnet
+/// group, security group and subnets, which the stack then fails to delete (DELETE_FAILED); a
+/// snapshot keeps the data and lets everything else go.
+fn cluster_policy(env: &EnvConfig) -> DeletionPolicy {
+    if env.retain_data() {
+        DeletionPolicy::Snapshot
+    } else {
+        DeletionPolicy::Delete
+    }
+}
+
 /// The subnet group, the Serverless v2 cluster (encrypted, its master password managed by RDS,
-/// retained on deletion outside `local` like every data store) and its one writer instance.
+/// snapshotted on deletion outside `local`), its writer and the configured readers.
 fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result<(), CfnError> {
     let env = stack.env;
     stack.add(
@@ -200,33 +345,96 @@ fn add_cluster(stack: &mut StackBuilder<'_>, private_subnets: &[Expr]) -> Result
     };
     stack.add(
         CLUSTER,
-        Resource::new(cluster).with_policies(stack.data_policy()),
+        Resource::new(cluster).with_policies(cluster_policy(env)),
     )?;
+    // The writer is promoted back first; readers in tier 1 scale with the writer's capacity, so
+    // a failover lands on an instance already sized for the load.
+    add_monitoring_role(stack)?;
+    let tags = stack.tags.list();
+    let instance = |promotion_tier: u32| DbInstance {
+        db_instance_class: "db.serverless".to_owned(),
+        engine: Engine::AuroraPostgresql,
+        db_cluster_identifier: Expr::reference(CLUSTER),
+        publicly_accessible: false,
+        enable_performance_insights: true,
+        performance_insights_retention_period: Some(PERFORMANCE_INSIGHTS_RETENTION_DAYS),
+        monitoring_interval: ENHANCED_MONITORING_INTERVAL_SECONDS,
+        monitoring_role_arn: Expr::get_att(MONITORING_ROLE, "Arn"),
+        promotion_tier: Some(promotion_tier),
+        tags: tags.clone(),
+    };
+    stack.add(WRITER, instance(0))?;
+    for reader in 1..=env.aurora.readers {
+        // Readers come after the writer, so the proxy's target group (which waits for the
+        // writer) and the readers do not race the cluster's first instance.
+        stack.add(
+            &format!("DatabaseReaderInstance{reader}"),
+            Resource::new(instance(1)).depends_on([WRITER]),
+        )?;
+    }
+    Ok(())
+}
+
+/// The role RDS assumes to publish the instances' enhanced monitoring to CloudWatch Logs: the
+/// actions of the AWS managed policy `AmazonRDSEnhancedMonitoringRole`, inline (roles here
+/// carry their policies inline), on the one log group RDS writes OS metrics to, whose name AWS
+/// fixes (`RDSOSMetrics`), rather than the managed policy's `RDS*`.
+fn add_monitoring_role(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+    let logs = |name| Action::new("logs", name);
+    let rds_log_groups = Expr::sub(format!(
+        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{ENHANCED_MONITORING_LOG_GROUP}"
+    ));
+    let rds_log_streams = Expr::sub(format!(
+        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{ENHANCED_MONITORING_LOG_GROUP}:log-stream:*"
+    ));
     stack.add(
-        "DatabaseInstance",
-        DbInstance {
-            db_instance_class: "db.serverless".to_owned(),
-            engine: Engine::AuroraPostgresql,
-            db_cluster_identifier: Expr::reference(CLUSTER),
-            publicly_accessible: false,
+        MONITORING_ROLE,
+        Role {
+            description: "Lets RDS publish the Aurora instances' enhanced monitoring (OS metrics) to CloudWatch Logs.".to_owned(),
+            assume_role_policy_document: PolicyDocument::assumed_by("monitoring.rds.amazonaws.com"),
+            policies: vec![InlinePolicy {
+                policy_name: "publish-enhanced-monitoring".to_owned(),
+                policy_document: PolicyDocument::new(vec![
+                    Statement::allow(
+                        "ManageRdsLogGroups",
+                        vec![logs("CreateLogGroup"), logs("PutRetentionPolicy")],
+                        vec![rds_log_groups],
+                    ),
+                    Statement::allow(
+                        "WriteRdsLogStreams",
+                        vec![
+                            logs("CreateLogStream"),
+                            logs("PutLogEvents"),
+                            logs("DescribeLogStreams"),
+                            logs("GetLogEvents"),
+                        ],
+                        vec![rds_log_streams],
+                    ),
+                ]),
+            }],
             tags: stack.tags.list(),
         },
     )
 }
 
-/// The role RDS Proxy assumes to read the cluster's master secret, which it logs in with.
-fn add_proxy_role(stack: &mut StackBuilder<'_>, secret_arn: &Expr) -> Result<(), CfnError> {
+/// The role RDS Proxy assumes to read the secrets of the users it logs in as: the master (for
+/// the migration step) and the application role (for the functions).
+fn add_proxy_role(
+    stack: &mut StackBuilder<'_>,
+    secret_arn: &Expr,
+    app_secret_arn: &Expr,
+) -> Result<(), CfnError> {
     stack.add(
         "DatabaseProxyRole",
         Role {
-            description: "Lets RDS Proxy read the cluster's managed master secret.".to_owned(),
+            description: "Lets RDS Proxy read the cluster's managed master secret and the application role's secret.".to_owned(),
             assume_role_policy_document: PolicyDocument::assumed_by("rds.amazonaws.com"),
             policies: vec![InlinePolicy {
-                policy_name: "read-master-secret".to_owned(),
+                policy_name: "read-database-secrets".to_owned(),
                 policy_document: PolicyDocument::new(vec![Statement::allow(
-                    "ReadMasterSecret",
+                    "ReadDatabaseSecrets",
                     vec![actions::SECRETSMANAGER_GET_SECRET_VALUE],
-                    vec![secret_arn.clone()],
+                    vec![secret_arn.clone(), app_secret_arn.clone()],
                 )]),
             }],
             tags: stack.tags.list(),
@@ -239,18 +447,20 @@ fn add_proxy_role(stack: &mut StackBuilder<'_>, secret_arn: &Expr) -> Result<(),
 fn add_proxy(
     stack: &mut StackBuilder<'_>,
     secret_arn: &Expr,
+    app_secret_arn: &Expr,
     private_subnets: &[Expr],
 ) -> Result<(), CfnError> {
+    let auth = |secret: &Expr| ProxyAuth {
+        auth_scheme: AuthScheme::Secrets,
+        secret_arn: secret.clone(),
+        iam_auth: IamAuth::Disabled,
+    };
     stack.add(
         PROXY,
         DbProxy {
             name: Expr::sub("${AWS::StackName}-proxy"),
             engine_family: EngineFamily::Postgresql,
-            auth: vec![ProxyAuth {
-                auth_scheme: AuthScheme::Secrets,
-                secret_arn: secret_arn.clone(),
-                iam_auth: IamAuth::Disabled,
-            }],
+            auth: vec![auth(secret_arn), auth(app_secret_arn)],
             role_arn: Expr::get_att("DatabaseProxyRole", "Arn"),
             vpc_subnet_ids: private_subnets.to_vec(),
             vpc_security_group_ids: vec![Expr::reference("ProxySecurityGroup")],
@@ -271,7 +481,7 @@ fn add_proxy(
                 connection_borrow_timeout: 30,
             },
         })
-        .depends_on(["DatabaseInstance"]),
+        .depends_on([WRITER]),
     )
 }
 
@@ -294,8 +504,29 @@ fn add_database_outputs(stack: &mut StackBuilder<'_>, secret_arn: &Expr) -> Resu
     )
 }
 
-/// What the functions get: the proxy's address and the secret's ARN as variables, the right to
-/// read that secret, and a place in the private subnets behind their security group.
+/// What the migrate function gets: what the other functions get, but the owner's (master)
+/// secret to log in with, and the application role's secret to set its password from.
+fn migrate_function_access(
+    env: &EnvConfig,
+    secret_arn: &Expr,
+    app_secret_arn: &Expr,
+    private_subnets: &[Expr],
+) -> StoreAccess {
+    let mut access = function_access(env, secret_arn.clone(), private_subnets.to_vec());
+    access
+        .variables
+        .push((vars::DB_APP_SECRET_ARN.to_owned(), app_secret_arn.clone()));
+    access.statements = vec![Statement::allow(
+        "ReadDatabaseSecrets",
+        vec![actions::SECRETSMANAGER_GET_SECRET_VALUE],
+        vec![secret_arn.clone(), app_secret_arn.clone()],
+    )];
+    access
+}
+
+/// What the functions get: the proxy's address and the application role's secret as
+/// variables, the right to read that secret (and no other), and a place in the private subnets
+/// behind their security group.
 fn function_access(env: &EnvConfig, secret_arn: Expr, private_subnets: Vec<Expr>) -> StoreAccess {
     StoreAccess {
         variables: vec![
@@ -376,17 +607,58 @@ fn url_port(url: &str) -> Option<u16> {
     }
 }
 
+/// The NAT gateway (with its Elastic IP) and the private route table of each availability zone
+/// that has its own: zone A always, zone B with a NAT gateway per zone. Zone A keeps the logical
+/// ids of the single gateway, so turning `per_az` on adds zone B's and moves one subnet's route
+/// table, without replacing the gateway the functions use meanwhile.
+struct ZoneEgress {
+    zone: &'static str,
+    elastic_ip: &'static str,
+    nat_gateway: &'static str,
+    public_subnet: &'static str,
+    route_table: &'static str,
+    default_route: &'static str,
+}
+
+const ZONE_A_EGRESS: ZoneEgress = ZoneEgress {
+    zone: "a",
+    elastic_ip: "NatGatewayElasticIp",
+    nat_gateway: "NatGateway",
+    public_subnet: "PublicSubnetA",
+    route_table: "PrivateRouteTable",
+    default_route: "PrivateDefaultRoute",
+};
+
+const ZONE_B_EGRESS: ZoneEgress = ZoneEgress {
+    zone: "b",
+    elastic_ip: "NatGatewayElasticIpB",
+    nat_gateway: "NatGatewayB",
+    public_subnet: "PublicSubnetB",
+    route_table: "PrivateRouteTableB",
+    default_route: "PrivateDefaultRouteB",
+};
+
 /// Creates the VPC; returns its id and the private subnets.
 fn add_network(
     stack: &mut StackBuilder<'_>,
     vpc_cidr: &VpcCidr,
+    nat_gateways: NatGateways,
 ) -> Result<(Expr, Vec<Expr>), CfnError> {
     add_vpc_and_internet_gateway(stack, vpc_cidr)?;
     add_subnets(stack, vpc_cidr)?;
     add_public_route_table(stack)?;
-    add_nat_gateway(stack)?;
-    add_private_route_table(stack)?;
-    add_route_table_associations(stack)?;
+    let zones: &[&ZoneEgress] = match nat_gateways {
+        NatGateways::Single => &[&ZONE_A_EGRESS],
+        NatGateways::PerAz => &[&ZONE_A_EGRESS, &ZONE_B_EGRESS],
+    };
+    for zone in zones {
+        add_nat_gateway(stack, zone)?;
+        add_private_route_table(stack, zone)?;
+    }
+    let private_b_table = zones
+        .last()
+        .map_or(ZONE_A_EGRESS.route_table, |z| z.route_table);
+    add_route_table_associations(stack, private_b_table)?;
     Ok((
         Expr::reference("Vpc"),
         vec![
@@ -491,54 +763,72 @@ fn add_public_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> 
     )
 }
 
-/// The NAT gateway in a public subnet with its Elastic IP, through which the functions in the
+/// A NAT gateway in a public subnet with its Elastic IP, through which the functions in the
 /// private subnets reach AWS APIs and the SaaS.
-fn add_nat_gateway(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+fn add_nat_gateway(stack: &mut StackBuilder<'_>, zone: &ZoneEgress) -> Result<(), CfnError> {
+    // Zone A keeps the single gateway's name tag, so the console names do not change either.
+    let name = if zone.zone == "a" {
+        "nat".to_owned()
+    } else {
+        format!("nat-{}", zone.zone)
+    };
     stack.add(
-        "NatGatewayElasticIp",
+        zone.elastic_ip,
         Resource::new(Eip {
             domain: "vpc".to_owned(),
-            tags: name_tag(stack, "nat"),
+            tags: name_tag(stack, &name),
         })
         .depends_on(["InternetGatewayAttachment"]),
     )?;
     stack.add(
-        "NatGateway",
+        zone.nat_gateway,
         NatGateway {
-            allocation_id: Expr::get_att("NatGatewayElasticIp", "AllocationId"),
-            subnet_id: Expr::reference("PublicSubnetA"),
-            tags: name_tag(stack, "nat"),
+            allocation_id: Expr::get_att(zone.elastic_ip, "AllocationId"),
+            subnet_id: Expr::reference(zone.public_subnet),
+            tags: name_tag(stack, &name),
         },
     )
 }
 
-/// The private subnets' route table, its default route going to the NAT gateway.
-fn add_private_route_table(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+/// A private route table, its default route going to its zone's NAT gateway.
+fn add_private_route_table(
+    stack: &mut StackBuilder<'_>,
+    zone: &ZoneEgress,
+) -> Result<(), CfnError> {
+    let name = if zone.zone == "a" {
+        "private".to_owned()
+    } else {
+        format!("private-{}", zone.zone)
+    };
     stack.add(
-        "PrivateRouteTable",
+        zone.route_table,
         RouteTable {
             vpc_id: Expr::reference("Vpc"),
-            tags: name_tag(stack, "private"),
+            tags: name_tag(stack, &name),
         },
     )?;
     stack.add(
-        "PrivateDefaultRoute",
+        zone.default_route,
         Route {
-            route_table_id: Expr::reference("PrivateRouteTable"),
+            route_table_id: Expr::reference(zone.route_table),
             destination_cidr_block: "0.0.0.0/0".to_owned(),
             gateway_id: None,
-            nat_gateway_id: Some(Expr::reference("NatGateway")),
+            nat_gateway_id: Some(Expr::reference(zone.nat_gateway)),
         },
     )
 }
 
-/// Each subnet bound to its route table.
-fn add_route_table_associations(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
+/// Each subnet bound to its route table; private subnet B's is its own zone's with a NAT gateway
+/// per zone, the shared one otherwise.
+fn add_route_table_associations(
+    stack: &mut StackBuilder<'_>,
+    private_b_table: &str,
+) -> Result<(), CfnError> {
     for (subnet, table) in [
         ("PublicSubnetA", "PublicRouteTable"),
         ("PublicSubnetB", "PublicRouteTable"),
-        ("PrivateSubnetA", "PrivateRouteTable"),
-        ("PrivateSubnetB", "PrivateRouteTable"),
+        ("PrivateSubnetA", ZONE_A_EGRESS.route_table),
+        ("PrivateSubnetB", private_b_table),
     ] {
         stack.add(
             &format!("{subnet}RouteTableAssociation"),
@@ -625,7 +915,26 @@ fn add_connections_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
 
 #[cfg(test)]
 mod tests {
-    use super::url_port;
+    use super::{MIGRATION_FILES, migrations_hash, url_port};
+
+    #[test]
+    fn the_migrations_hash_covers_every_migration_the_functions_ship() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions/runtime/migrations");
+        let mut on_disk: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        on_disk.sort();
+        let hashed: Vec<&str> = MIGRATION_FILES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            on_disk, hashed,
+            "a new migration must be added to MIGRATION_FILES"
+        );
+        assert_eq!(migrations_hash().len(), 16);
+        assert_eq!(migrations_hash(), migrations_hash());
+    }
 
     #[test]
     fn url_port_is_explicit_or_the_schemes_default() {

@@ -44,6 +44,10 @@ pub(super) fn with_property_skips(resource: Resource, env: &EnvConfig) -> Resour
             }
             skips
         }
+        // The model has no KmsKeyId on secrets: every one has the AWS managed key.
+        Properties::Secret(_) => vec![CheckovSkip::SecretAwsManagedKey],
+        // The model has no IAM authentication on clusters: logins go through the proxy.
+        Properties::DbCluster(_) => vec![CheckovSkip::ClusterLoginThroughProxySecrets],
         _ => Vec::new(),
     };
     skips

@@ -195,6 +195,7 @@ fn invoker(role: FunctionRole, capabilities: &[Capability<'_>]) -> Invoker {
         FunctionRole::Api => Invoker::HttpApi,
         FunctionRole::Worker => Invoker::QueueEventSource,
         FunctionRole::Step => Invoker::StateMachine,
+        FunctionRole::Migrate => Invoker::CustomResource,
     }
 }
 

@@ -181,6 +181,7 @@ fn build_saga(
         env: env.name.clone(),
         source,
     })?;
+    aurora::functions_wait_for_migrations(&mut stack.template);
     Ok((stack.template, stack.sections))
 }
 
@@ -521,6 +522,15 @@ impl<'a> StackBuilder<'a> {
             key.min_length = Some(1);
             self.template
                 .add_parameter(&code_key_parameter(role.name()), key)?;
+        }
+        // An Aurora store outside `local` brings the migration step's function.
+        if self.env.store(self.pattern) == StoreKind::Aurora && !self.env.is_local() {
+            let mut key = Parameter::string(
+                "S3 key of the `migrate` function's zip, named by its content hash.",
+            );
+            key.min_length = Some(1);
+            self.template
+                .add_parameter(&code_key_parameter(FunctionRole::Migrate.name()), key)?;
         }
         Ok(())
     }

@@ -17,22 +17,6 @@ use std::process::Command;
 use sagaform_stacks::synth::{self, Selection};
 use serde_json::Value;
 
-/// Findings that other work in progress owns, neither fixed nor skipped here: `(check id,
-/// resource as checkov names it, why)`. Each must still fail somewhere, so the entry goes when
-/// the fix lands.
-const OWNED_ELSEWHERE: [(&str, &str, &str); 2] = [
-    (
-        "CKV_AWS_118",
-        "AWS::RDS::DBInstance.DatabaseInstance",
-        "the Aurora instances are reworked in the issue 11 work on Aurora",
-    ),
-    (
-        "CKV_AWS_162",
-        "AWS::RDS::DBCluster.DatabaseCluster",
-        "the Aurora cluster and its credentials are reworked in the issue 11 work on Aurora",
-    ),
-];
-
 /// The key checkov reads skips from, as the template writer indents it under `Metadata`, and
 /// the name it is renamed to for the run without skips.
 const SKIPS_KEY: &str = "\n      checkov:\n";
@@ -241,27 +225,7 @@ fn every_template_passes_checkov_with_a_reason_for_each_skip() {
         "checkov did not check every template"
     );
 
-    let owned_elsewhere = |finding: &Finding| {
-        OWNED_ELSEWHERE
-            .iter()
-            .any(|(id, resource, _)| finding.check_id == *id && finding.resource == *resource)
-    };
-    let unexplained: Vec<String> = report
-        .failed
-        .iter()
-        .filter(|finding| !owned_elsewhere(finding))
-        .map(Finding::line)
-        .collect();
-    let unused_owned: Vec<String> = OWNED_ELSEWHERE
-        .iter()
-        .filter(|(id, resource, _)| {
-            !report
-                .failed
-                .iter()
-                .any(|f| f.check_id == *id && f.resource == *resource)
-        })
-        .map(|(id, resource, why)| format!("{id} on {resource} ({why})"))
-        .collect();
+    let unexplained: Vec<String> = report.failed.iter().map(Finding::line).collect();
     let skipped: BTreeSet<_> = report.skipped.iter().map(Finding::key).collect();
     let failing_without_skips: BTreeSet<_> =
         without_skips.failed.iter().map(Finding::key).collect();
@@ -297,10 +261,6 @@ fn every_template_passes_checkov_with_a_reason_for_each_skip() {
             never_run,
         ),
         ("skips without a reason", without_reason),
-        (
-            "OWNED_ELSEWHERE entries that no longer fail: remove them from this test",
-            unused_owned,
-        ),
     ] {
         if !lines.is_empty() {
             problems.push(format!("{title}:\n  {}", lines.join("\n  ")));

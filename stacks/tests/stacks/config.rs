@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sagaform_stacks::Pattern;
 use sagaform_stacks::config::{
-    ApiAuth, Architecture, ConfigError, EnvConfig, FunctionRole, Network, Source, StoreKind,
-    Target, env_names, load_all, load_env, load_from_sources,
+    ApiAuth, Architecture, ConfigError, EnvConfig, FunctionRole, NatGateways, Network, Source,
+    StoreKind, Target, env_names, load_all, load_env, load_from_sources,
 };
 use sagaform_stacks::fixtures::{example_env, example_env_with};
 
@@ -646,7 +646,60 @@ fn aurora_settings_are_checked() {
         load(&stray),
         "env/test.toml",
         "aurora.network.vpc_id",
-        "not used when aurora.network.mode is `create` (that mode takes vpc_cidr)",
+        "not used when aurora.network.mode is `create` (that mode takes vpc_cidr, nat_gateways)",
+    );
+}
+
+#[test]
+fn readers_and_nat_gateways_per_zone_are_checked_and_on_in_prod() {
+    let prod = load(&committed("prod")).unwrap();
+    assert_eq!(prod.aurora.readers, 1);
+    assert!(matches!(
+        prod.aurora.network,
+        Network::Create {
+            nat_gateways: NatGateways::PerAz,
+            ..
+        }
+    ));
+    let staging = load(&committed("staging")).unwrap();
+    assert_eq!(staging.aurora.readers, 0);
+    assert!(matches!(
+        staging.aurora.network,
+        Network::Create {
+            nat_gateways: NatGateways::Single,
+            ..
+        }
+    ));
+    assert_error(
+        load(&format!(
+            "{VALID_AWS_ENV}
+[aurora]
+readers = 16
+"
+        )),
+        "env/test.toml",
+        "aurora.readers",
+        "16 is outside 0..=15 (aurora replicas per cluster)",
+    );
+    let unknown = VALID_AWS_ENV.replace(
+        "mode = \"create\"",
+        "mode = \"create\"\nnat_gateways = \"two\"",
+    );
+    assert_error(
+        load(&unknown),
+        "env/test.toml",
+        "aurora.network.nat_gateways",
+        "`two` is not one of",
+    );
+    let existing = VALID_AWS_ENV.replace(
+        "mode = \"create\"\nvpc_cidr = \"10.20.0.0/16\"",
+        "mode = \"existing\"\nvpc_id = \"vpc-0123abcd\"\nsubnet_ids = [\"subnet-0123abcd\", \"subnet-4567ef01\"]\nnat_gateways = \"per_az\"",
+    );
+    assert_error(
+        load(&existing),
+        "env/test.toml",
+        "aurora.network.nat_gateways",
+        "not used when aurora.network.mode is `existing` (that mode takes vpc_id, subnet_ids)",
     );
 }
 
@@ -674,13 +727,13 @@ fn existing_network_takes_a_vpc_and_two_subnets() {
 
 #[test]
 fn created_network_carries_its_block_and_prefix_for_the_builders() {
-    let Network::Create { vpc_cidr } = load(VALID_AWS_ENV).unwrap().aurora.network else {
+    let Network::Create { vpc_cidr, .. } = load(VALID_AWS_ENV).unwrap().aurora.network else {
         panic!("VALID_AWS_ENV creates its network")
     };
     assert_eq!(vpc_cidr.block(), "10.20.0.0/16");
     assert_eq!(vpc_cidr.prefix(), 16);
     let small = VALID_AWS_ENV.replace("10.20.0.0/16", "192.168.4.0/24");
-    let Network::Create { vpc_cidr } = load(&small).unwrap().aurora.network else {
+    let Network::Create { vpc_cidr, .. } = load(&small).unwrap().aurora.network else {
         panic!("the replaced env still creates its network")
     };
     assert_eq!(

@@ -114,10 +114,25 @@ fn store_variables_follow_the_contract() {
             .unwrap()
             .is_get_att_of("DatabaseProxy", "Endpoint")
     );
+    // The functions log in as the application role; only the migration step uses the owner.
     assert!(
         env_var(&orchestrator, "ApiFunction", "SAGAFORM_DB_SECRET_ARN")
             .unwrap()
+            .is_ref_to("DatabaseAppSecret")
+    );
+    assert!(
+        env_var(&orchestrator, "MigrateFunction", "SAGAFORM_DB_SECRET_ARN")
+            .unwrap()
             .is_get_att_of("DatabaseCluster", "MasterUserSecret.SecretArn")
+    );
+    assert!(
+        env_var(
+            &orchestrator,
+            "MigrateFunction",
+            "SAGAFORM_DB_APP_SECRET_ARN"
+        )
+        .unwrap()
+        .is_ref_to("DatabaseAppSecret")
     );
     assert_eq!(
         env_var(&orchestrator, "ApiFunction", "SAGAFORM_STORE"),

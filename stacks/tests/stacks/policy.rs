@@ -258,18 +258,32 @@ fn data_resources_are_retained_outside_local() {
         ]
     );
 
+    // A database cluster keeps a final snapshot instead: retained, it would hold on to its
+    // subnet group, security group and subnets, and the stack's deletion would fail.
     let mut template = built(Pattern::Orchestrator, &staging);
+    assert_eq!(check_policies(&template, &staging), []);
     template
         .resources
         .get_mut("DatabaseCluster")
         .unwrap()
-        .deletion_policy = Some(DeletionPolicy::Snapshot);
+        .deletion_policy = Some(DeletionPolicy::Retain);
+    template
+        .resources
+        .get_mut("DatabaseCluster")
+        .unwrap()
+        .update_replace_policy = Some(DeletionPolicy::Delete);
     assert_eq!(
         check_policies(&template, &staging),
-        [PolicyViolation::DataNotRetained {
-            resource: "DatabaseCluster".into(),
-            attribute: "DeletionPolicy"
-        }]
+        [
+            PolicyViolation::ClusterNotSnapshotted {
+                resource: "DatabaseCluster".into(),
+                attribute: "DeletionPolicy"
+            },
+            PolicyViolation::ClusterNotSnapshotted {
+                resource: "DatabaseCluster".into(),
+                attribute: "UpdateReplacePolicy"
+            },
+        ]
     );
 
     // A dead-letter queue holds sagas waiting for a human.

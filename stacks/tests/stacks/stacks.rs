@@ -45,7 +45,7 @@ fn outputs_are_exported_under_the_stack_name() {
 }
 
 /// Resource types CloudFormation cannot tag.
-const UNTAGGABLE: [&str; 12] = [
+const UNTAGGABLE: [&str; 13] = [
     "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Route",
@@ -58,6 +58,8 @@ const UNTAGGABLE: [&str; 12] = [
     "AWS::Logs::MetricFilter",
     "AWS::RDS::DBProxyTargetGroup",
     "AWS::SNS::Subscription",
+    // A custom resource's properties go to its function, not to a taggable AWS resource.
+    "Custom::DatabaseMigrations",
 ];
 
 #[test]

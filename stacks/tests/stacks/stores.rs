@@ -61,10 +61,10 @@ fn data_resources_keep_their_data_outside_local_only() {
                 resource.properties,
                 Properties::Table(_) | Properties::DbCluster(_)
             ) {
-                let expected = if env.is_local() {
-                    DeletionPolicy::Delete
-                } else {
-                    DeletionPolicy::Retain
+                let expected = match (env.is_local(), &resource.properties) {
+                    (true, _) => DeletionPolicy::Delete,
+                    (false, Properties::DbCluster(_)) => DeletionPolicy::Snapshot,
+                    (false, _) => DeletionPolicy::Retain,
                 };
                 assert_eq!(
                     resource.deletion_policy,

@@ -69,6 +69,12 @@ fn every_function_reads_the_store_its_template_configures() {
                     }
                     (StoreKind::Aurora, StoreConfig::Aurora(location)) => {
                         let local = env.name == "local";
+                        // The migration step also reads the application role's secret.
+                        assert_eq!(
+                            variables.contains_key(vars::DB_APP_SECRET_ARN),
+                            role == FunctionRole::Migrate,
+                            "{context}"
+                        );
                         assert_eq!(
                             matches!(location, DatabaseLocation::Url(_)),
                             local,
@@ -91,6 +97,7 @@ fn functions_calling_the_saas_read_every_service_the_env_configures() {
                 let runs_steps = match role {
                     FunctionRole::Api => pattern == Pattern::Orchestrator,
                     FunctionRole::Worker | FunctionRole::Step => true,
+                    FunctionRole::Migrate => false,
                 };
                 let read = SaasConfig::from_lookup(&PURCHASE, |name| variables.get(name).cloned());
                 if !runs_steps {

@@ -3,10 +3,12 @@
 //! `SAGAFORM_IDEMPOTENCY_TABLE`, TTL `SAGAFORM_SAGA_TTL_SECONDS`) or `aurora` (either
 //! `SAGAFORM_DATABASE_URL` for a local server, or `SAGAFORM_DB_HOST`, `SAGAFORM_DB_PORT`,
 //! `SAGAFORM_DB_NAME` and the Secrets Manager secret `SAGAFORM_DB_SECRET_ARN` holding the
-//! credentials, read once at init so no password is ever in the environment).
+//! credentials, read at init and again when the server refuses them after a rotation, so no
+//! password is ever in the environment).
 
 use std::time::Duration;
 
+use sagaform_contract::database::DatabaseSecret;
 use sagaform_contract::env::{self as vars, StoreKind};
 use serde_json::Value;
 
@@ -110,7 +112,8 @@ impl StoreConfig {
     }
 
     /// Opens the store: AWS clients from the default chain (which honours `AWS_ENDPOINT_URL`
-    /// for the local emulator), or a database connection with migrations applied.
+    /// for the local emulator), or a database connection to a schema the migration step
+    /// applied (locally `cargo xtask deploy`, in AWS the stack's `Custom::DatabaseMigrations`).
     pub async fn connect(&self) -> Result<ConfiguredStore, StoreError> {
         match self {
             StoreConfig::DynamoDb {
@@ -140,12 +143,15 @@ impl StoreConfig {
                 secret_arn,
             }) => {
                 let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let (user, password) =
-                    read_database_secret(&aws_sdk_secretsmanager::Client::new(&aws), secret_arn)
-                        .await?;
-                let settings = PostgresSettings::aurora(host, *port, dbname, &user, &password);
+                let secret = SecretSource::new(
+                    aws_sdk_secretsmanager::Client::new(&aws),
+                    secret_arn.clone(),
+                );
+                // The secret is the application role's: the stack's migration step has applied
+                // the schema and granted the role before any function starts.
+                let location = PostgresSettings::aurora(host, *port, dbname, "", "");
                 Ok(ConfiguredStore::Postgres(
-                    PostgresStore::connect(settings).await?,
+                    PostgresStore::connect_with_secret(location, secret).await?,
                 ))
             }
         }
@@ -157,38 +163,54 @@ pub async fn store_from_env() -> Result<ConfiguredStore, StoreError> {
     StoreConfig::from_env()?.connect().await
 }
 
-/// The `username` and `password` of an RDS database secret (the JSON shape RDS and
-/// `AWS::SecretsManager::Secret` `GenerateSecretString` produce).
-async fn read_database_secret(
-    client: &aws_sdk_secretsmanager::Client,
-    secret_arn: &str,
-) -> Result<(String, String), StoreError> {
-    let output = client
-        .get_secret_value()
-        .secret_id(secret_arn)
-        .send()
-        .await
-        .map_err(|e| StoreError::Backend {
-            backend: "secretsmanager",
-            message: format!(
-                "cannot read secret {secret_arn}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            ),
-        })?;
-    // The secret's text is never put in an error message: it holds the password.
-    let invalid = |reason: &str| StoreError::Config(format!("secret {secret_arn}: {reason}"));
-    let text = output
-        .secret_string()
-        .ok_or_else(|| invalid("has no string value"))?;
-    let value: Value = serde_json::from_str(text).map_err(|_| invalid("is not a JSON object"))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| invalid(&format!("has no string field `{name}`")))
-    };
-    Ok((field("username")?, field("password")?))
+/// A Secrets Manager secret holding database credentials (the JSON shape RDS and
+/// `AWS::SecretsManager::Secret` `GenerateSecretString` produce), read when the store connects
+/// and again when the server refuses what it read before.
+#[derive(Clone)]
+pub struct SecretSource {
+    client: aws_sdk_secretsmanager::Client,
+    secret_arn: String,
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("secret_arn", &self.secret_arn)
+            .finish()
+    }
+}
+
+impl SecretSource {
+    /// The secret `secret_arn`, read through `client`.
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_arn: String) -> Self {
+        SecretSource { client, secret_arn }
+    }
+
+    /// The secret's current `username` and `password`.
+    pub async fn read(&self) -> Result<DatabaseSecret, StoreError> {
+        let secret_arn = &self.secret_arn;
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_arn)
+            .send()
+            .await
+            .map_err(|e| StoreError::Backend {
+                backend: "secretsmanager",
+                message: format!(
+                    "cannot read secret {secret_arn}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ),
+            })?;
+        // The secret's text is never put in an error message: it holds the password.
+        let invalid = |reason: &str| StoreError::Config(format!("secret {secret_arn}: {reason}"));
+        let text = output
+            .secret_string()
+            .ok_or_else(|| invalid("has no string value"))?;
+        serde_json::from_str(text).map_err(|_| {
+            invalid("is not a JSON object with string fields `username` and `password`")
+        })
+    }
 }
 
 /// The store chosen by configuration; handlers hold one of these and stay generic-free.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod counting;
 pub mod dynamodb;
 pub mod postgres;
+pub mod schema;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -19,10 +20,11 @@ use serde_json::Value;
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus};
 
-pub use config::{ConfiguredStore, StoreConfig, store_from_env};
+pub use config::{ConfiguredStore, SecretSource, StoreConfig, store_from_env};
 pub use counting::CountingStore;
 pub use dynamodb::DynamoStore;
 pub use postgres::{PostgresSettings, PostgresStore, PostgresTls};
+pub use schema::{AppRole, migrate};
 
 /// Saga state: create, read, and change it only from the version last read.
 pub trait SagaStore: Send + Sync {

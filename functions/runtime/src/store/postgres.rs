@@ -1,7 +1,11 @@
 //! The PostgreSQL store, for Aurora PostgreSQL (through RDS Proxy, TLS) and a local server (plain
-//! TCP): tables `sagas`, `saga_steps` and `idempotency_records`, created by embedded, versioned
-//! migrations applied at connect time, plus the operations views `sagas_by_status`,
-//! `stuck_sagas` and `step_failures`.
+//! TCP): tables `sagas`, `saga_steps` and `idempotency_records`, plus the operations views
+//! `sagas_by_status`, `stuck_sagas` and `step_failures`, created by the migrations of
+//! [`super::schema`], which a deploy step applies; the store only checks the schema version.
+//!
+//! Credentials that come from a Secrets Manager secret are read again when the server refuses
+//! them on a reconnect (SQLSTATE class 28): the managed master secret rotates every 7 days, and
+//! a warm function must not fail on a password that was right when it started.
 //!
 //! Every state change is one SQL statement (a data-modifying CTE updates the saga and its steps
 //! together), so a write is atomic and costs one round trip; a stale version matches no row and
@@ -15,50 +19,20 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
-use tracing::{info, warn};
+use tracing::warn;
+
+use sagaform_contract::database::DatabaseSecret;
 
 use crate::errors::{IdempotencyError, StoreError};
 use crate::model::{SagaRecord, SagaStatus, StepRecord, epoch_millis, epoch_seconds, rfc3339};
+use crate::store::config::SecretSource;
+use crate::store::schema::check_version;
 use crate::store::{
     CLAIM_ATTEMPTS, ClaimOutcome, IdempotencyClaim, IdempotencyCompletion, IdempotencyRecord,
     IdempotencyStatus, IdempotencyStore, SagaStore, existing_claim_outcome, stored_response,
 };
 
 const BACKEND: &str = "postgres";
-
-/// A schema change shipped inside the binary.
-struct Migration {
-    version: i32,
-    name: &'static str,
-    sql: &'static str,
-}
-
-/// The schema, in order; a migration once released is never edited, only followed by another.
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "sagas_steps_idempotency",
-        sql: include_str!("../../migrations/0001_sagas_steps_idempotency.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "operations_views",
-        sql: include_str!("../../migrations/0002_operations_views.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "compensation_attempts",
-        sql: include_str!("../../migrations/0003_compensation_attempts.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "in_doubt",
-        sql: include_str!("../../migrations/0004_in_doubt.sql"),
-    },
-];
-
-/// Key of the advisory lock that serialises migrations of processes starting at once.
-const MIGRATION_LOCK: i64 = 0x5a6a_f0e3_0001;
 
 /// Timestamps leave the database in the exact format the runtime writes ([`rfc3339`]).
 const TIMESTAMP_FORMAT: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"#;
@@ -108,6 +82,16 @@ impl PostgresSettings {
         Ok(PostgresSettings { config, tls })
     }
 
+    /// The same location with another user and password (from a secret).
+    pub fn with_credentials(&self, secret: &DatabaseSecret) -> Self {
+        let mut renewed = self.clone();
+        renewed
+            .config
+            .user(&secret.username)
+            .password(&secret.password);
+        renewed
+    }
+
     /// Aurora through RDS Proxy: always TLS.
     pub fn aurora(host: &str, port: u16, dbname: &str, user: &str, password: &str) -> Self {
         let mut config = Config::new();
@@ -133,7 +117,10 @@ impl PostgresSettings {
 /// test) each have their own connection.
 #[derive(Clone)]
 pub struct PostgresStore {
-    settings: Arc<PostgresSettings>,
+    /// Where to connect; its user and password change when the secret is read again.
+    settings: Arc<std::sync::Mutex<PostgresSettings>>,
+    /// Where the credentials come from, when they can change under the store.
+    secret: Option<SecretSource>,
     client: Arc<Mutex<Client>>,
     /// Set when an operation saw the connection die, so the next one reconnects even if the
     /// driver has not noticed the close yet.
@@ -144,20 +131,72 @@ impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("settings", &self.settings)
+            .field("secret", &self.secret)
             .finish()
     }
 }
 
 impl PostgresStore {
-    /// Connects and applies the pending migrations.
+    /// Connects and checks that the schema is the one this binary needs (the migration step,
+    /// [`super::schema::migrate`], applies it; a function never does).
     pub async fn connect(settings: PostgresSettings) -> Result<Self, StoreError> {
-        let mut client = open(&settings).await?;
-        migrate(&mut client).await?;
+        Self::connect_with(settings, None).await
+    }
+
+    /// Connects with the credentials of `secret`, and reads the secret again whenever a
+    /// reconnect is refused for them (the secret rotated since).
+    pub async fn connect_with_secret(
+        settings: PostgresSettings,
+        secret: SecretSource,
+    ) -> Result<Self, StoreError> {
+        let credentials = secret.read().await?;
+        Self::connect_with(settings.with_credentials(&credentials), Some(secret)).await
+    }
+
+    async fn connect_with(
+        settings: PostgresSettings,
+        secret: Option<SecretSource>,
+    ) -> Result<Self, StoreError> {
+        let client = open(&settings).await.map_err(|failure| failure.error)?;
+        check_version(&client).await?;
         Ok(PostgresStore {
-            settings: Arc::new(settings),
+            settings: Arc::new(std::sync::Mutex::new(settings)),
+            secret,
             client: Arc::new(Mutex::new(client)),
             connection_lost: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Opens a new connection; when the server refuses the credentials and they come from a
+    /// secret, reads the secret once more and tries with what it holds now. Other failures
+    /// (unreachable, too many connections) are not retried here: a new password would not help.
+    async fn reopen(&self) -> Result<Client, StoreError> {
+        let settings = self.current_settings();
+        let failure = match open(&settings).await {
+            Ok(client) => return Ok(client),
+            Err(failure) => failure,
+        };
+        let Some(secret) = self.secret.as_ref().filter(|_| failure.credentials_refused) else {
+            return Err(failure.error);
+        };
+        warn!(
+            error = %failure.error,
+            "database refused the credentials; reading the secret again (it may have rotated)"
+        );
+        let renewed = settings.with_credentials(&secret.read().await?);
+        let client = open(&renewed).await.map_err(|failure| failure.error)?;
+        *self
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
+        Ok(client)
+    }
+
+    fn current_settings(&self) -> PostgresSettings {
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The schema versions applied, in order.
@@ -178,7 +217,7 @@ impl PostgresStore {
         let mut client = self.client.lock().await;
         if client.is_closed() || self.connection_lost.load(Ordering::SeqCst) {
             warn!("database connection was closed; reconnecting");
-            *client = open(&self.settings).await?;
+            *client = self.reopen().await?;
             self.connection_lost.store(false, Ordering::SeqCst);
         }
         Ok(client)
@@ -227,18 +266,31 @@ impl PostgresStore {
     }
 }
 
-async fn open(settings: &PostgresSettings) -> Result<Client, StoreError> {
-    let unreachable = |e: tokio_postgres::Error| StoreError::Backend {
-        backend: BACKEND,
-        message: format!(
-            "cannot connect to {:?}: {}",
-            settings.config.get_hosts(),
-            error_text(&e)
-        ),
+/// Why a connection could not be opened.
+pub(crate) struct OpenFailure {
+    /// What to report.
+    pub(crate) error: StoreError,
+    /// The server refused the user or password (SQLSTATE class 28), so other credentials may
+    /// succeed where these failed.
+    pub(crate) credentials_refused: bool,
+}
+
+/// Opens a connection with `settings`.
+pub(crate) async fn open(settings: &PostgresSettings) -> Result<Client, OpenFailure> {
+    let failed = |e: tokio_postgres::Error| OpenFailure {
+        credentials_refused: e.code().is_some_and(|c| c.code().starts_with("28")),
+        error: StoreError::Backend {
+            backend: BACKEND,
+            message: format!(
+                "cannot connect to {:?}: {}",
+                settings.config.get_hosts(),
+                error_text(&e)
+            ),
+        },
     };
     match settings.tls {
         PostgresTls::Disabled => {
-            let (client, connection) = settings.config.connect(NoTls).await.map_err(unreachable)?;
+            let (client, connection) = settings.config.connect(NoTls).await.map_err(failed)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     warn!(error = %error_text(&e), "database connection ended");
@@ -247,11 +299,11 @@ async fn open(settings: &PostgresSettings) -> Result<Client, StoreError> {
             Ok(client)
         }
         PostgresTls::Required => {
-            let (client, connection) = settings
-                .config
-                .connect(tls_connector()?)
-                .await
-                .map_err(unreachable)?;
+            let connector = tls_connector().map_err(|error| OpenFailure {
+                error,
+                credentials_refused: false,
+            })?;
+            let (client, connection) = settings.config.connect(connector).await.map_err(failed)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     warn!(error = %error_text(&e), "database connection ended");
@@ -282,73 +334,6 @@ fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreErro
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// Applies the migrations this binary knows and the database lacks, each in its own
-/// transaction, under an advisory lock so two processes starting at once do not both apply one.
-async fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(db_error)?;
-    let result = apply_pending(client).await;
-    // The lock is per session: if unlocking fails the connection is broken and the server frees
-    // it anyway, so the migration result is what matters.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await;
-    result
-}
-
-async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await
-        .map_err(migration_error("schema_migrations"))?;
-    let applied: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations", &[])
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    if let Some(newest) = applied.iter().max()
-        && *newest > MIGRATIONS.last().map_or(0, |m| m.version)
-    {
-        return Err(StoreError::Config(format!(
-            "database schema version {newest} is newer than this binary knows; deploy the newer code"
-        )));
-    }
-    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        let transaction = client.transaction().await.map_err(db_error)?;
-        transaction
-            .batch_execute(migration.sql)
-            .await
-            .map_err(migration_error(migration.name))?;
-        transaction
-            .execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                &[&migration.version, &migration.name],
-            )
-            .await
-            .map_err(migration_error(migration.name))?;
-        transaction
-            .commit()
-            .await
-            .map_err(migration_error(migration.name))?;
-        info!(
-            version = migration.version,
-            name = migration.name,
-            "applied database migration"
-        );
-    }
-    Ok(())
 }
 
 /// The step columns as parallel arrays, for `unnest` in one statement.
@@ -727,7 +712,7 @@ fn saga_from_row(row: &Row) -> Result<SagaRecord, StoreError> {
 
 /// The server's message with its detail when there is one (the driver's `Display` alone says
 /// only "db error").
-fn error_text(error: &tokio_postgres::Error) -> String {
+pub(crate) fn error_text(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => {
@@ -743,13 +728,9 @@ fn error_text(error: &tokio_postgres::Error) -> String {
     }
 }
 
-fn db_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn db_error(error: tokio_postgres::Error) -> StoreError {
     StoreError::Backend {
         backend: BACKEND,
         message: error_text(&error),
     }
-}
-
-fn migration_error(name: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::Config(format!("database migration {name}: {}", error_text(&e)))
 }
