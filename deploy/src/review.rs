@@ -439,7 +439,11 @@ impl Review {
             ));
             if !stack.template.is_empty() {
                 out.push_str(&format!("Template `{}`:\n\n", stack.template_file));
-                out.push_str(&stack.template.to_markdown());
+                out.push_str(
+                    &stack
+                        .template
+                        .to_markdown_labelled(&format!("At {}", self.base), "Working tree"),
+                );
                 out.push('\n');
             }
             if !stack.runbook.is_empty() {

@@ -210,12 +210,20 @@ impl TemplateDiff {
 
     /// A Markdown rendering for a pull-request comment.
     pub fn to_markdown(&self) -> String {
+        self.to_markdown_labelled("Deployed", "New")
+    }
+
+    /// [`TemplateDiff::to_markdown`] with other names for the old and new columns (a review
+    /// against a git ref compares no deployed template).
+    pub fn to_markdown_labelled(&self, old_label: &str, new_label: &str) -> String {
         if self.is_empty() {
             return "Templates are identical.\n".to_owned();
         }
         let (added, modified, removed) = self.counts();
         let mut out = format!("**{added} added, {modified} modified, {removed} removed**\n\n");
-        out.push_str("| | Section | Logical id | Type | Property | Deployed | New |\n");
+        out.push_str(&format!(
+            "| | Section | Logical id | Type | Property | {old_label} | {new_label} |\n"
+        ));
         out.push_str("|---|---|---|---|---|---|---|\n");
         for entry in &self.entries {
             let kind = entry.resource_type.as_deref().unwrap_or("");
