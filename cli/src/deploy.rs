@@ -20,7 +20,9 @@ pub const EXIT_CODES: &str = "Exit codes:
   1  error (AWS error, failed stack operation, build failure)
   2  usage error
   3  refused: stale template, confirmation needed without a terminal (use --yes) or declined,
-     account mismatch, concurrent deploy of the same stack, production protection";
+     account mismatch, concurrent deploy of the same stack, production protection
+  4  diff --base only: the review succeeded and its security table is not empty (permissions
+     granted or widened, protections removed or weakened, alarms loosened): ask a second approver";
 
 /// Arguments of `cargo xtask deploy`.
 #[derive(Debug, clap::Args)]

@@ -38,7 +38,8 @@ enum Command {
     /// Deploy a pattern to an env: build, upload, change set, approval, execute, outputs.
     #[command(after_help = deploy::EXIT_CODES)]
     Deploy(deploy::Args),
-    /// Show what a deploy would change: template diff and change set.
+    /// Show what a deploy would change: template diff and change set; or, with --base, review the
+    /// working tree's templates and runbooks against a git ref offline, security changes first.
     #[command(after_help = deploy::EXIT_CODES)]
     Diff(diff::Args),
     /// Delete a pattern's stack in an env (data kept by Retain policies survives).
@@ -52,7 +53,7 @@ enum Command {
     Dlq(dlq::Args),
     /// Measure and print how long things take (no pass/fail).
     Bench(bench::Args),
-    /// Install the pinned tools (moto, cfn-lint, cargo-lambda; checkov in a venv of its own) into .tools now.
+    /// Install the pinned tools (moto, cfn-lint, cargo-lambda, actionlint; checkov in a venv of its own) into .tools now.
     Tools(xtask::tools::Args),
     /// Keep a pattern's local stack on the working tree: rebuild and redeploy on every change.
     Watch(watch::Args),
@@ -60,21 +61,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every command but `diff` succeeds with exit code 0; `diff --base` may end with 4.
     let result = match cli.command {
-        Command::Synth(args) => xtask::synth::run(args),
-        Command::Build(args) => build::run(args),
-        Command::Deploy(args) => deploy::run(args),
+        Command::Synth(args) => xtask::synth::run(args).map(|()| 0),
+        Command::Build(args) => build::run(args).map(|()| 0),
+        Command::Deploy(args) => deploy::run(args).map(|()| 0),
         Command::Diff(args) => diff::run(args),
-        Command::Destroy(args) => destroy::run(args),
-        Command::Local(args) => local::run(args),
-        Command::Saga(args) => saga::run(args),
-        Command::Dlq(args) => dlq::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Tools(args) => xtask::tools::run(args),
-        Command::Watch(args) => watch::run(args),
+        Command::Destroy(args) => destroy::run(args).map(|()| 0),
+        Command::Local(args) => local::run(args).map(|()| 0),
+        Command::Saga(args) => saga::run(args).map(|()| 0),
+        Command::Dlq(args) => dlq::run(args).map(|()| 0),
+        Command::Bench(args) => bench::run(args).map(|()| 0),
+        Command::Tools(args) => xtask::tools::run(args).map(|()| 0),
+        Command::Watch(args) => watch::run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(dlq::exit_code(&error).unwrap_or_else(|| deploy::exit_code(&error)))

@@ -13,6 +13,10 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code when the tool refused to act: stale template, confirmation needed, account
 /// mismatch, concurrent deploy, production protection.
 pub const EXIT_REFUSED: i32 = 3;
+/// Exit code of `diff --base` when its security table has a row (a permission granted or
+/// widened, a protection removed or weakened, an alarm loosened): the review succeeded, and CI
+/// can ask for a second approver.
+pub const EXIT_SECURITY_CHANGES: i32 = 4;
 
 /// Why the tool refused to act; each variant tells the user what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,6 +10,9 @@
 //!   the stack operation, and for `--env local` the local environment through the
 //!   [`workflow::LocalRuntime`] trait, which `sagaform-local` implements: this crate never
 //!   starts a local process or talks to PostgreSQL).
+//! - [`review`]: the offline review of `diff --base REF` (working tree against a git ref, no
+//!   AWS), with [`security`] (the changes that make a stack less safe) and [`line_diff`]
+//!   (runbooks and multi-line strings compared line by line).
 //! - [`preflight`]: what a deploy refuses before its change set (placeholder values in
 //!   production, reserved concurrency the account cannot give).
 //! - [`session`]: connecting to AWS or the emulator with the account check.
@@ -30,9 +33,12 @@ pub mod destroy;
 pub mod elf;
 mod error;
 pub mod host_build;
+pub mod line_diff;
 pub mod lock;
 pub mod preflight;
 pub mod progress;
+pub mod review;
+pub mod security;
 pub mod session;
 pub mod stack;
 pub mod template;
@@ -42,7 +48,8 @@ mod workspace;
 
 pub use artifact::Artifact;
 pub use error::{
-    DeployError, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ProvideMessage, Refusal,
+    DeployError, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_SECURITY_CHANGES, EXIT_USAGE,
+    ProvideMessage, Refusal,
 };
 pub use progress::Progress;
 pub use session::{ConnectOptions, Session};

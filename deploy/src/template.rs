@@ -196,9 +196,14 @@ fn resource_grants(id: &str, kind: &str, props: &Value, grants: &mut BTreeSet<Gr
             grants.insert(grant(direction, render(props), String::new()));
         }
         _ => {
-            // Every other policy-holding resource (IAM::Policy, QueuePolicy, TopicPolicy,
-            // BucketPolicy, ...) carries a PolicyDocument.
-            statements(id, "", props.get("PolicyDocument"), grants);
+            // Every other policy-holding resource carries a PolicyDocument (IAM::Policy,
+            // QueuePolicy, TopicPolicy, BucketPolicy, ...), a KeyPolicy (KMS keys) or a
+            // ResourcePolicy (Secrets Manager).
+            let document = props
+                .get("PolicyDocument")
+                .or(props.get("KeyPolicy"))
+                .or(props.get("ResourcePolicy"));
+            statements(id, "", document, grants);
         }
     }
 }

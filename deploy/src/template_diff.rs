@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
+use crate::line_diff::diff_lines;
 use crate::template::{Template, intrinsic, render};
 
 /// How a section entry changed.
@@ -209,12 +210,20 @@ impl TemplateDiff {
 
     /// A Markdown rendering for a pull-request comment.
     pub fn to_markdown(&self) -> String {
+        self.to_markdown_labelled("Deployed", "New")
+    }
+
+    /// [`TemplateDiff::to_markdown`] with other names for the old and new columns (a review
+    /// against a git ref compares no deployed template).
+    pub fn to_markdown_labelled(&self, old_label: &str, new_label: &str) -> String {
         if self.is_empty() {
             return "Templates are identical.\n".to_owned();
         }
         let (added, modified, removed) = self.counts();
         let mut out = format!("**{added} added, {modified} modified, {removed} removed**\n\n");
-        out.push_str("| | Section | Logical id | Type | Property | Deployed | New |\n");
+        out.push_str(&format!(
+            "| | Section | Logical id | Type | Property | {old_label} | {new_label} |\n"
+        ));
         out.push_str("|---|---|---|---|---|---|---|\n");
         for entry in &self.entries {
             let kind = entry.resource_type.as_deref().unwrap_or("");
@@ -244,17 +253,44 @@ impl TemplateDiff {
     }
 }
 
-fn md(text: &str) -> String {
+pub(crate) fn md(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
-fn code(text: &str) -> String {
+pub(crate) fn code(text: &str) -> String {
     format!("`{}`", text.replace('`', "'").replace('|', "\\|"))
 }
 
 /// Records every leaf difference between two values; intrinsic calls count as leaves so a
-/// changed `!Sub` shows as one line.
+/// changed `!Sub` shows as one line. A multi-line string (a state machine definition) is compared
+/// line by line instead, so a changed retry shows as the lines that changed, not as two copies
+/// of the whole definition.
 fn compare(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<PropertyChange>) {
+    if let (Some(a), Some(b)) = (old, new)
+        && a != b
+        && let (Some((text_a, vars_a)), Some((text_b, vars_b))) = (multiline(a), multiline(b))
+    {
+        for hunk in diff_lines(text_a, text_b, 0) {
+            let joined = |lines: Vec<&str>| {
+                (!lines.is_empty()).then(|| {
+                    lines
+                        .iter()
+                        .map(|l| l.trim())
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+            };
+            out.push(PropertyChange {
+                path: format!("{path} line {}", hunk.new_start),
+                old: joined(hunk.removed().collect()),
+                new: joined(hunk.added().collect()),
+            });
+        }
+        if vars_a != vars_b {
+            compare(format!("{path} (variables)"), vars_a, vars_b, out);
+        }
+        return;
+    }
     let join = |key: &str| {
         if path.is_empty() {
             key.to_owned()
@@ -293,6 +329,18 @@ fn compare(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec
             new: b.map(render),
         }),
     }
+}
+
+/// The text of a multi-line string, plain or the template of a `!Sub`, with the `!Sub`'s
+/// variables when it has some.
+fn multiline(value: &Value) -> Option<(&str, Option<&Value>)> {
+    let (text, vars) = match intrinsic(value) {
+        Some(("Fn::Sub", Value::String(s))) => (s.as_str(), None),
+        Some(("Fn::Sub", Value::Sequence(items))) => (items.first()?.as_str()?, items.get(1)),
+        Some(_) => return None,
+        None => (value.as_str()?, None),
+    };
+    text.contains('\n').then_some((text, vars))
 }
 
 #[cfg(test)]
@@ -334,6 +382,24 @@ mod tests {
         assert!(text.contains("  + New  AWS::SNS::Topic"), "{text}");
         assert!(text.contains("  - Gone  AWS::SNS::Topic"), "{text}");
         assert!(diff.to_markdown().contains("| ~ | Resources | `Q` | AWS::SQS::Queue | `Properties.VisibilityTimeout` | `30` | `60` |"));
+    }
+
+    #[test]
+    fn multi_line_strings_show_the_lines_that_changed() {
+        let definition = |attempts: u32| {
+            format!(
+                "Resources:\n  M:\n    Type: AWS::StepFunctions::StateMachine\n    Properties:\n      DefinitionString: !Sub\n        - |-\n          {{\n            \"Retry\": [{{\n              \"MaxAttempts\": {attempts},\n              \"BackoffRate\": 2.0\n            }}]\n          }}\n        - {{F: !GetAtt F.Arn}}\n"
+            )
+        };
+        let diff = TemplateDiff::between(&parse(&definition(3)), &parse(&definition(5)));
+        assert_eq!(
+            diff.entries[0].properties,
+            [PropertyChange {
+                path: "Properties.DefinitionString line 3".into(),
+                old: Some("\"MaxAttempts\": 3,".into()),
+                new: Some("\"MaxAttempts\": 5,".into()),
+            }]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Project-local, pinned tools: a Python virtual environment under `.tools/venv` (git-ignored)
-//! holding moto, cfn-lint and cargo-lambda at the versions of `tools/requirements.txt`, a second
+//! holding moto, cfn-lint, cargo-lambda, actionlint and shellcheck at the versions of
+//! `tools/requirements.txt`, a second
 //! one under `.tools/checkov-venv` holding checkov at the version of
 //! `tools/checkov-requirements.txt`, and the moto server process used by tests and by the local
 //! environment.
@@ -100,7 +101,7 @@ impl Tools {
             requirements_file: "requirements.txt",
             requirements: REQUIREMENTS,
             lock_file: "install.lock",
-            what: "moto, cfn-lint, cargo-lambda",
+            what: "moto, cfn-lint, cargo-lambda, actionlint, shellcheck",
         };
         install.ensure(dir, &tools.venv)?;
         Ok(tools)
@@ -252,7 +253,7 @@ mod tests {
     #[test]
     fn every_pinned_tool_names_an_exact_version() {
         let pinned: Vec<&str> = super::pinned().collect();
-        assert_eq!(pinned.len(), 4, "{pinned:?}");
+        assert_eq!(pinned.len(), 6, "{pinned:?}");
         for requirement in pinned {
             let (name, version) = requirement
                 .split_once("==")

@@ -19,7 +19,7 @@ struct Quick {
 enum QuickCommand {
     /// Write templates/<pattern>/<env>.yaml and their runbooks from env/ and the saga definition.
     Synth(xtask::synth::Args),
-    /// Install the pinned tools (moto, cfn-lint, cargo-lambda; checkov in a venv of its own) into .tools now.
+    /// Install the pinned tools (moto, cfn-lint, cargo-lambda, actionlint; checkov in a venv of its own) into .tools now.
     Tools(xtask::tools::Args),
 }
 

@@ -8,4 +8,5 @@ mod support;
 mod build;
 mod lifecycle;
 mod preflight;
+mod review;
 mod shared_build;

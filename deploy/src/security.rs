@@ -1,0 +1,652 @@
+//! The security-relevant part of a template change, as rows a reviewer must look at: permissions
+//! granted or widened (IAM statements, trust, key and resource policies, security group rules,
+//! Lambda permissions), Deny statements removed, encryption removed or turned off, deletion
+//! policies weakened, deletion protection turned off, and alarms removed, silenced or loosened.
+//!
+//! Only what makes the stack less safe is a row: a narrowed statement or a stricter alarm is not.
+//! The rows come from the two parsed templates, so they are the same whether the old template was
+//! deployed (`diff --env`) or committed at a git ref (`diff --base`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_yaml_ng::Value;
+
+use crate::template::{Grant, Template, render};
+
+/// Why a row is a risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// A permission or rule that did not exist before (on a new resource).
+    Added,
+    /// A permission, principal or rule added to an existing resource, or a condition dropped.
+    Widened,
+    /// A protection removed: a Deny statement, encryption, an alarm or its actions.
+    Removed,
+    /// A protection switched off (`true` to `false`).
+    TurnedOff,
+    /// A deletion or replacement policy that keeps less data.
+    Weakened,
+    /// An alarm that goes off later or less often.
+    Loosened,
+    /// A change whose direction cannot be judged (a comparison operator), worth a look.
+    Changed,
+}
+
+impl Risk {
+    /// The word shown in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Added => "added",
+            Risk::Widened => "widened",
+            Risk::Removed => "removed",
+            Risk::TurnedOff => "turned off",
+            Risk::Weakened => "weakened",
+            Risk::Loosened => "loosened",
+            Risk::Changed => "changed",
+        }
+    }
+}
+
+/// One security-relevant change of one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecurityChange {
+    /// Logical id of the resource.
+    pub resource: String,
+    /// Its type, when the template names one.
+    pub resource_type: Option<String>,
+    /// What changed: `Allow dynamodb:DeleteItem`, `DeletionPolicy`, `Threshold`, ...
+    pub what: String,
+    /// The old value, rendered (absent when added).
+    pub old: Option<String>,
+    /// The new value, rendered (absent when removed).
+    pub new: Option<String>,
+    /// Why it is a risk.
+    pub risk: Risk,
+}
+
+/// Property names whose values encrypt a resource; every leaf below them counts.
+const ENCRYPTION_KEYS: [&str; 9] = [
+    "SSESpecification",
+    "KmsMasterKeyId",
+    "SqsManagedSseEnabled",
+    "StorageEncrypted",
+    "KmsKeyId",
+    "BucketEncryption",
+    "Encrypted",
+    "EncryptionConfiguration",
+    "KmsDataKeyReusePeriodSeconds",
+];
+
+/// Boolean properties that protect a resource from deletion or termination when `true`.
+const PROTECTION_KEYS: [&str; 3] = [
+    "DeletionProtectionEnabled",
+    "DeletionProtection",
+    "DisableApiTermination",
+];
+
+/// Every change from `old` to `new` that makes the stack less safe, resource by resource in the
+/// new template's order (removed resources last).
+pub fn security_changes(old: &Template, new: &Template) -> Vec<SecurityChange> {
+    let old_resources: BTreeMap<String, Value> = old.section("Resources").into_iter().collect();
+    let new_resources = new.section("Resources");
+    let mut changes = grant_changes(old, new, &old_resources);
+    for (id, resource) in &new_resources {
+        let Some(previous) = old_resources.get(id) else {
+            continue;
+        };
+        let row = |what: &str, old: Option<String>, new: Option<String>, risk| SecurityChange {
+            resource: id.clone(),
+            resource_type: resource_type(resource),
+            what: what.to_owned(),
+            old,
+            new,
+            risk,
+        };
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            let (before, after) = (policy_of(previous, policy), policy_of(resource, policy));
+            if retention(&before) > retention(&after) {
+                changes.push(row(policy, Some(before), Some(after), Risk::Weakened));
+            }
+        }
+        let (props_old, props_new) = (properties(previous), properties(resource));
+        for (path, value) in encryption_leaves(&props_old) {
+            match leaf(&props_new, &path) {
+                None => changes.push(row(&path, Some(render(&value)), None, Risk::Removed)),
+                Some(now) if is_true(&value) && is_false(&now) => changes.push(row(
+                    &path,
+                    Some(render(&value)),
+                    Some(render(&now)),
+                    Risk::TurnedOff,
+                )),
+                Some(_) => {}
+            }
+        }
+        for key in PROTECTION_KEYS {
+            let before = props_old.get(key);
+            let after = props_new.get(key);
+            if before.is_some_and(is_true) && !after.is_some_and(is_true) {
+                changes.push(row(
+                    key,
+                    before.map(render),
+                    Some(after.map_or_else(|| "(absent)".to_owned(), render)),
+                    Risk::TurnedOff,
+                ));
+            }
+        }
+        if resource_type(resource).as_deref() == Some("AWS::CloudWatch::Alarm") {
+            for (what, before, after, risk) in alarm_changes(&props_old, &props_new) {
+                changes.push(row(&what, before, after, risk));
+            }
+        }
+    }
+    let new_ids: BTreeSet<&str> = new_resources.iter().map(|(id, _)| id.as_str()).collect();
+    for (id, resource) in old.section("Resources") {
+        if !new_ids.contains(id.as_str())
+            && resource_type(&resource).as_deref() == Some("AWS::CloudWatch::Alarm")
+        {
+            let props = properties(&resource);
+            changes.push(SecurityChange {
+                resource: id.clone(),
+                resource_type: resource_type(&resource),
+                what: "alarm".to_owned(),
+                old: props.get("AlarmDescription").map(render),
+                new: None,
+                risk: Risk::Removed,
+            });
+        }
+    }
+    changes
+}
+
+/// Permissions granted now and not before (Allow statements, trust and resource policy
+/// principals, security group rules, Lambda permissions) and Deny statements dropped. A grant is
+/// one action on one resource for one principal under one condition, so an added action,
+/// resource or principal, or a dropped condition, is a new grant.
+fn grant_changes(
+    old: &Template,
+    new: &Template,
+    old_resources: &BTreeMap<String, Value>,
+) -> Vec<SecurityChange> {
+    let (before, after) = (old.grants(), new.grants());
+    let types: BTreeMap<String, Value> = new.section("Resources").into_iter().collect();
+    let type_of = |id: &str| {
+        types
+            .get(id)
+            .or(old_resources.get(id))
+            .and_then(resource_type)
+    };
+    let gone: Vec<&Grant> = before.difference(&after).collect();
+    let mut changes = Vec::new();
+    for grant in after.difference(&before) {
+        if grant.effect == "Deny" {
+            continue;
+        }
+        // What the same resource granted in its place, when it granted it otherwise before (a
+        // condition dropped, a rule's CIDR or ports changed).
+        let replaced = gone
+            .iter()
+            .find(|g| {
+                g.logical_id == grant.logical_id && g.effect == grant.effect && g.what == grant.what
+            })
+            .or_else(|| {
+                let same: Vec<&&Grant> = gone
+                    .iter()
+                    .filter(|g| g.logical_id == grant.logical_id && g.effect == grant.effect)
+                    .collect();
+                (same.len() == 1).then(|| same[0])
+            });
+        let risk = if old_resources.contains_key(&grant.logical_id) {
+            Risk::Widened
+        } else {
+            Risk::Added
+        };
+        changes.push(SecurityChange {
+            resource: grant.logical_id.clone(),
+            resource_type: type_of(&grant.logical_id),
+            what: grant_what(grant),
+            old: replaced.map(|g| grant_on(g)),
+            new: Some(grant_on(grant)),
+            risk,
+        });
+    }
+    for grant in gone.iter().filter(|g| g.effect == "Deny") {
+        if after
+            .iter()
+            .any(|g| g.effect == "Deny" && g.what == grant.what && g.logical_id == grant.logical_id)
+        {
+            continue;
+        }
+        changes.push(SecurityChange {
+            resource: grant.logical_id.clone(),
+            resource_type: type_of(&grant.logical_id),
+            what: grant_what(grant),
+            old: Some(grant_on(grant)),
+            new: None,
+            risk: Risk::Removed,
+        });
+    }
+    changes
+}
+
+/// The grant's effect and action (or the rule, for security groups, whose `on` is empty).
+fn grant_what(grant: &Grant) -> String {
+    match grant.effect.as_str() {
+        "Ingress" | "Egress" => format!("{} rule", grant.effect),
+        _ => format!("{} {}", grant.effect, grant.what),
+    }
+}
+
+/// What the grant applies to: resource, principal and condition, or the whole rule.
+fn grant_on(grant: &Grant) -> String {
+    match grant.effect.as_str() {
+        "Ingress" | "Egress" => grant.what.clone(),
+        _ if grant.on.is_empty() => "*".to_owned(),
+        _ => grant.on.clone(),
+    }
+}
+
+/// Alarm changes that make it go off later, less often or to nobody.
+fn alarm_changes(old: &Value, new: &Value) -> Vec<(String, Option<String>, Option<String>, Risk)> {
+    let mut changes = Vec::new();
+    let actions = |props: &Value| -> Vec<String> {
+        props
+            .get("AlarmActions")
+            .and_then(Value::as_sequence)
+            .map(|items| items.iter().map(render).collect())
+            .unwrap_or_default()
+    };
+    let now = actions(new);
+    for action in actions(old).into_iter().filter(|a| !now.contains(a)) {
+        changes.push(("AlarmActions".to_owned(), Some(action), None, Risk::Removed));
+    }
+    if old.get("ActionsEnabled").is_none_or(|v| !is_false(v))
+        && new.get("ActionsEnabled").is_some_and(is_false)
+    {
+        let after = new.get("ActionsEnabled").map(render);
+        changes.push(("ActionsEnabled".to_owned(), None, after, Risk::TurnedOff));
+    }
+    let operator = |props: &Value| {
+        props
+            .get("ComparisonOperator")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let (op_old, op_new) = (operator(old), operator(new));
+    if op_old != op_new {
+        changes.push((
+            "ComparisonOperator".to_owned(),
+            op_old,
+            op_new.clone(),
+            Risk::Changed,
+        ));
+    } else if let (Some(before), Some(after)) = (number(old, "Threshold"), number(new, "Threshold"))
+    {
+        let op = op_new.unwrap_or_default();
+        let looser = (op.starts_with("GreaterThan") && after > before)
+            || (op.starts_with("LessThan") && after < before);
+        if looser {
+            changes.push((
+                format!("Threshold ({op})"),
+                Some(render(&old["Threshold"])),
+                Some(render(&new["Threshold"])),
+                Risk::Loosened,
+            ));
+        }
+    }
+    // An alarm goes off when DatapointsToAlarm of the EvaluationPeriods breach (all of them when
+    // it is absent): more datapoints needed, or longer periods, mean later.
+    let datapoints = |props: &Value| {
+        number(props, "DatapointsToAlarm").or_else(|| number(props, "EvaluationPeriods"))
+    };
+    if let (Some(before), Some(after)) = (datapoints(old), datapoints(new))
+        && after > before
+    {
+        changes.push((
+            "DatapointsToAlarm".to_owned(),
+            Some(before.to_string()),
+            Some(after.to_string()),
+            Risk::Loosened,
+        ));
+    }
+    if let (Some(before), Some(after)) = (number(old, "Period"), number(new, "Period"))
+        && after > before
+    {
+        changes.push((
+            "Period".to_owned(),
+            Some(render(&old["Period"])),
+            Some(render(&new["Period"])),
+            Risk::Loosened,
+        ));
+    }
+    let missing = |props: &Value| {
+        props
+            .get("TreatMissingData")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if missing(old).as_deref() == Some("breaching") && missing(new).as_deref() != Some("breaching")
+    {
+        changes.push((
+            "TreatMissingData".to_owned(),
+            missing(old),
+            Some(missing(new).unwrap_or_else(|| "(absent)".to_owned())),
+            Risk::Loosened,
+        ));
+    }
+    changes
+}
+
+fn resource_type(resource: &Value) -> Option<String> {
+    resource
+        .get("Type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn properties(resource: &Value) -> Value {
+    resource.get("Properties").cloned().unwrap_or(Value::Null)
+}
+
+/// A deletion or replacement policy, `Delete` when absent (CloudFormation's default).
+fn policy_of(resource: &Value, key: &str) -> String {
+    resource
+        .get(key)
+        .map_or_else(|| "Delete".to_owned(), render)
+}
+
+/// How much a policy keeps: everything, a snapshot, or nothing.
+fn retention(policy: &str) -> u8 {
+    match policy {
+        "Retain" | "RetainExceptOnCreate" => 2,
+        "Snapshot" => 1,
+        _ => 0,
+    }
+}
+
+/// Every leaf below an encryption property, with its dotted path.
+fn encryption_leaves(props: &Value) -> Vec<(String, Value)> {
+    fn walk(value: &Value, path: String, inside: bool, out: &mut Vec<(String, Value)>) {
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match value {
+            Value::Mapping(map) if crate::template::intrinsic(value).is_none() => {
+                for (key, child) in map {
+                    let key = key.as_str().unwrap_or_default();
+                    walk(
+                        child,
+                        join(key),
+                        inside || ENCRYPTION_KEYS.contains(&key),
+                        out,
+                    );
+                }
+            }
+            Value::Sequence(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{index}]"), inside, out);
+                }
+            }
+            leaf if inside => out.push((path, leaf.clone())),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(props, String::new(), false, &mut out);
+    out
+}
+
+/// The value at a dotted path written by [`encryption_leaves`].
+fn leaf(props: &Value, path: &str) -> Option<Value> {
+    let mut value = props;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        value = value.get(key)?;
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            value = value.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(value.clone())
+}
+
+fn is_true(value: &Value) -> bool {
+    value.as_bool() == Some(true) || value.as_str() == Some("true")
+}
+
+fn is_false(value: &Value) -> bool {
+    value.as_bool() == Some(false) || value.as_str() == Some("false")
+}
+
+fn number(props: &Value, key: &str) -> Option<f64> {
+    let value = props.get(key)?;
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(old: &str, new: &str) -> Vec<SecurityChange> {
+        security_changes(
+            &Template::parse("old.yaml", old).unwrap(),
+            &Template::parse("new.yaml", new).unwrap(),
+        )
+    }
+
+    fn role(statements: &str) -> String {
+        format!(
+            "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument:\n        Statement:\n          - {{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}}, Action: sts:AssumeRole}}\n      Policies:\n        - PolicyName: p\n          PolicyDocument:\n            Statement:\n{statements}"
+        )
+    }
+
+    fn rows(changes: &[SecurityChange]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {} -> {} {}",
+                    c.resource,
+                    c.what,
+                    c.old.as_deref().unwrap_or("-"),
+                    c.new.as_deref().unwrap_or("-"),
+                    c.risk.as_str()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_added_action_or_resource_widens_the_statement() {
+        let old = role(
+            "              - {Effect: Allow, Action: [sqs:SendMessage], Resource: !GetAtt Q.Arn}\n",
+        );
+        let new = role(
+            "              - {Effect: Allow, Action: [sqs:SendMessage, sqs:PurgeQueue], Resource: [!GetAtt Q.Arn, !GetAtt D.Arn]}\n",
+        );
+        let found = rows(&changes(&old, &new));
+        assert_eq!(
+            found,
+            [
+                "Role Allow sqs:PurgeQueue - -> !GetAtt D.Arn widened",
+                "Role Allow sqs:PurgeQueue - -> !GetAtt Q.Arn widened",
+                "Role Allow sqs:SendMessage - -> !GetAtt D.Arn widened",
+            ]
+        );
+        assert!(changes(&new, &old).is_empty(), "narrowing is no risk");
+    }
+
+    #[test]
+    fn a_dropped_condition_widens_and_a_dropped_deny_is_removed() {
+        let old = role(
+            "              - {Effect: Allow, Action: s3:GetObject, Resource: '*', Condition: {Bool: {aws:SecureTransport: 'true'}}}\n              - {Effect: Deny, Action: s3:DeleteObject, Resource: '*'}\n",
+        );
+        let new = role("              - {Effect: Allow, Action: s3:GetObject, Resource: '*'}\n");
+        let found = changes(&old, &new);
+        let allow = found
+            .iter()
+            .find(|c| c.what == "Allow s3:GetObject")
+            .unwrap();
+        assert_eq!(allow.risk, Risk::Widened);
+        assert!(
+            allow
+                .old
+                .as_deref()
+                .unwrap()
+                .contains("aws:SecureTransport"),
+            "{allow:?}"
+        );
+        assert_eq!(allow.new.as_deref(), Some("*"));
+        let deny = found
+            .iter()
+            .find(|c| c.what == "Deny s3:DeleteObject")
+            .unwrap();
+        assert_eq!(deny.risk, Risk::Removed);
+    }
+
+    #[test]
+    fn a_principal_added_to_a_trust_or_key_policy_is_listed() {
+        let old = role("              - {Effect: Allow, Action: sqs:SendMessage, Resource: '*'}\n");
+        let new = old.replace(
+            "Principal: {Service: lambda.amazonaws.com}",
+            "Principal: {Service: [lambda.amazonaws.com, ec2.amazonaws.com]}",
+        );
+        let found = rows(&changes(&old, &new));
+        assert!(
+            found
+                .iter()
+                .any(|r| r.starts_with("Role Allow trust sts:AssumeRole")
+                    && r.contains("ec2.amazonaws.com")
+                    && r.ends_with("widened")),
+            "{found:?}"
+        );
+
+        let key = |principal: &str| {
+            format!(
+                "Resources:\n  Key:\n    Type: AWS::KMS::Key\n    Properties:\n      KeyPolicy:\n        Statement:\n          - {{Effect: Allow, Principal: {{AWS: {principal}}}, Action: 'kms:*', Resource: '*'}}\n"
+            )
+        };
+        let found = changes(&key("!Ref AWS::AccountId"), &key("'*'"));
+        assert!(
+            found.iter().any(|c| c.resource == "Key"
+                && c.risk == Risk::Widened
+                && c.new.as_deref().unwrap().contains("principal {AWS: *}")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn security_group_rules_added_or_widened_are_listed_with_the_old_rule() {
+        let sg = |cidr: &str| {
+            format!(
+                "Resources:\n  Sg:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: g\n      SecurityGroupIngress:\n        - {{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: {cidr}}}\n"
+            )
+        };
+        let found = changes(&sg("10.0.0.0/16"), &sg("0.0.0.0/0"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].what, "Ingress rule");
+        assert!(found[0].old.as_deref().unwrap().contains("10.0.0.0/16"));
+        assert!(found[0].new.as_deref().unwrap().contains("0.0.0.0/0"));
+        assert_eq!(found[0].risk, Risk::Widened);
+    }
+
+    #[test]
+    fn a_new_lambda_permission_is_added() {
+        let old = "Resources:\n  F:\n    Type: AWS::Lambda::Function\n";
+        let new = format!(
+            "{old}  P:\n    Type: AWS::Lambda::Permission\n    Properties:\n      Action: lambda:InvokeFunction\n      FunctionName: !Ref F\n      Principal: '*'\n"
+        );
+        let found = changes(old, &new);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].resource, "P");
+        assert_eq!(found[0].what, "Allow lambda:InvokeFunction");
+        assert_eq!(found[0].risk, Risk::Added);
+    }
+
+    #[test]
+    fn encryption_removed_or_turned_off_is_listed() {
+        let old = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      SSESpecification: {SSEEnabled: true, SSEType: KMS}\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      KmsMasterKeyId: !Ref Key\n  C:\n    Type: AWS::RDS::DBCluster\n    Properties:\n      StorageEncrypted: true\n";
+        let new = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      SSESpecification: {SSEEnabled: false, SSEType: KMS}\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      SqsManagedSseEnabled: false\n  C:\n    Type: AWS::RDS::DBCluster\n";
+        let found = rows(&changes(old, new));
+        assert_eq!(
+            found,
+            [
+                "T SSESpecification.SSEEnabled true -> false turned off",
+                "Q KmsMasterKeyId !Ref Key -> - removed",
+                "C StorageEncrypted true -> - removed",
+            ],
+        );
+    }
+
+    #[test]
+    fn weaker_deletion_policies_and_protection_turned_off_are_listed() {
+        let old = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    DeletionPolicy: Retain\n    UpdateReplacePolicy: Snapshot\n    Properties:\n      DeletionProtectionEnabled: true\n";
+        let new = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    DeletionPolicy: Snapshot\n    Properties:\n      DeletionProtectionEnabled: false\n";
+        let found = rows(&changes(old, new));
+        assert_eq!(
+            found,
+            [
+                "T DeletionPolicy Retain -> Snapshot weakened",
+                "T UpdateReplacePolicy Snapshot -> Delete weakened",
+                "T DeletionProtectionEnabled true -> false turned off",
+            ],
+        );
+        assert!(
+            changes(new, old).is_empty(),
+            "stronger policies are no risk"
+        );
+    }
+
+    fn alarm(body: &str) -> String {
+        format!(
+            "Resources:\n  A:\n    Type: AWS::CloudWatch::Alarm\n    Properties:\n      AlarmDescription: errors\n{body}"
+        )
+    }
+
+    #[test]
+    fn alarms_removed_silenced_or_loosened_are_listed() {
+        let old = alarm(
+            "      AlarmActions: [!Ref Topic]\n      ComparisonOperator: GreaterThanOrEqualToThreshold\n      Threshold: 1\n      EvaluationPeriods: 3\n      DatapointsToAlarm: 1\n      Period: 60\n",
+        );
+        let new = alarm(
+            "      ComparisonOperator: GreaterThanOrEqualToThreshold\n      Threshold: 5\n      EvaluationPeriods: 3\n      Period: 300\n",
+        );
+        let found = rows(&changes(&old, &new));
+        assert_eq!(
+            found,
+            [
+                "A AlarmActions !Ref Topic -> - removed",
+                "A Threshold (GreaterThanOrEqualToThreshold) 1 -> 5 loosened",
+                "A DatapointsToAlarm 1 -> 3 loosened",
+                "A Period 60 -> 300 loosened",
+            ],
+        );
+        assert!(
+            changes(&new, &old).is_empty(),
+            "a stricter alarm is no risk"
+        );
+
+        let below = |t: &str| {
+            alarm(&format!(
+                "      ComparisonOperator: LessThanThreshold\n      Threshold: {t}\n"
+            ))
+        };
+        assert_eq!(
+            rows(&changes(&below("10"), &below("2"))),
+            ["A Threshold (LessThanThreshold) 10 -> 2 loosened"]
+        );
+        assert!(changes(&below("2"), &below("10")).is_empty());
+
+        let gone = changes(&old, "Resources: {}\n");
+        assert_eq!(rows(&gone), ["A alarm errors -> - removed"]);
+    }
+}
