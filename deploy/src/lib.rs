@@ -10,6 +10,8 @@
 //!   the stack operation, and for `--env local` the local environment through the
 //!   [`workflow::LocalRuntime`] trait, which `sagaform-local` implements: this crate never
 //!   starts a local process or talks to PostgreSQL).
+//! - [`hotswap`]: `deploy --hotswap`, the functions' code updated directly when nothing else
+//!   changed (outside production), falling back to the change set otherwise.
 //! - [`preflight`]: what a deploy refuses before its change set (placeholder values in
 //!   production, reserved concurrency the account cannot give).
 //! - [`session`]: connecting to AWS or the emulator with the account check.
@@ -30,6 +32,7 @@ pub mod destroy;
 pub mod elf;
 mod error;
 pub mod host_build;
+pub mod hotswap;
 pub mod lock;
 pub mod preflight;
 pub mod progress;
