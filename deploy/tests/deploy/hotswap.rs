@@ -1,17 +1,21 @@
 //! `deploy --hotswap` on the emulator (moto 5.2.5, started per test): a code-only change updates
 //! the function through Lambda UpdateFunctionCode with no change set and leaves the stack's
 //! parameter on the old key (the drift the deploy reports), and the local environment's
-//! discovery serves the new package; anything else changed falls back to a change set, saying
-//! why; production refuses.
+//! discovery serves the new package; the local deploy command restarts the local functions after
+//! a hotswap; anything else changed falls back to a change set, saying why; production refuses.
 
 use crate::support;
 
 use sagaform_deploy::confirm::AssumeYes;
 use sagaform_deploy::deploy::{DeployOptions, DeployOutcome, DeployResult, deploy_pattern};
 use sagaform_deploy::hotswap::CodeChange;
-use sagaform_deploy::{Artifact, Progress, Refusal, Session, stack, stack_name};
+use sagaform_deploy::workflow::{
+    DeployRequest, LocalRuntime, Packages, StackChange, deploy_command,
+};
+use sagaform_deploy::{Artifact, DeployError, Progress, Refusal, Session, stack, stack_name};
 use sagaform_local::discovery;
 use sagaform_stacks::Pattern;
+use sagaform_stacks::config::EnvConfig;
 use support::{Fixture, ScratchDir};
 
 const PATTERN: Pattern = Pattern::Sqs;
@@ -265,5 +269,82 @@ async fn production_refuses_hotswap_before_touching_anything() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// A local environment that only records what the deploy asked of it.
+#[derive(Default)]
+struct RecordingLocal {
+    changes: std::sync::Mutex<Vec<StackChange>>,
+}
+
+impl LocalRuntime for RecordingLocal {
+    fn start_emulator(&self, _progress: &Progress) -> Result<String, DeployError> {
+        unreachable!("the test gives the emulator's endpoint")
+    }
+
+    fn bring_up(
+        &self,
+        _env: &EnvConfig,
+        _pattern: Pattern,
+        _emulator_endpoint: &str,
+        change: StackChange,
+        _progress: &Progress,
+    ) -> Result<String, DeployError> {
+        self.changes.lock().unwrap().push(change);
+        Ok("http://127.0.0.1:1".to_owned())
+    }
+
+    fn tear_down(
+        &self,
+        _env: &EnvConfig,
+        _pattern: Pattern,
+        _stack_deleted: bool,
+        _progress: &Progress,
+    ) -> Result<(), DeployError> {
+        Ok(())
+    }
+}
+
+/// `cargo xtask deploy --hotswap --env local` as the CLI runs it (the last build's packages):
+/// the local functions are restarted as after an update, which is what makes them run the new
+/// code (they fetch the package Lambda runs, as the test above shows).
+#[test]
+fn the_local_deploy_command_restarts_the_functions_after_a_hotswap() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let f = runtime.block_on(Fixture::new("hotswap-command"));
+    let local = RecordingLocal::default();
+    let (progress, lines) = Progress::capture();
+    let deploy_with = |api_bootstrap: &str, hotswap: bool| {
+        for artifact in with_api(&f, api_bootstrap) {
+            let zip = f.workspace.package_zip(artifact.function(), true);
+            std::fs::create_dir_all(zip.parent().unwrap()).unwrap();
+            std::fs::write(&zip, artifact.zip()).unwrap();
+        }
+        let mut options = DeployOptions::for_env(&f.env);
+        options.hotswap = hotswap;
+        let request = DeployRequest {
+            packages: Packages::LastBuilt,
+            options,
+            endpoint_url: f.session.endpoint_url.clone(),
+        };
+        deploy_command(f.target(PATTERN), &request, &AssumeYes, &local, &progress)
+            .unwrap_or_else(|e| panic!("{e}\n{}", lines.text()))
+    };
+    let created = deploy_with("#!/bin/sh\n# api v1\n", false);
+    assert_eq!(created.outcome.result, DeployResult::Created);
+    let name = stack_name(PATTERN, "local");
+    let change_sets = runtime.block_on(change_set_count(&f.session, &name));
+    let swapped = deploy_with("#!/bin/sh\n# api v2\n", true);
+    assert_eq!(swapped.outcome.result, DeployResult::Hotswapped);
+    assert_eq!(swapped.local_api_url.as_deref(), Some("http://127.0.0.1:1"));
+    assert_eq!(
+        *local.changes.lock().unwrap(),
+        [StackChange::Created, StackChange::Updated]
+    );
+    assert_eq!(
+        runtime.block_on(change_set_count(&f.session, &name)),
+        change_sets,
+        "the hotswap created a change set"
     );
 }
