@@ -20,7 +20,8 @@ pub const EXIT_CODES: &str = "Exit codes:
   1  error (AWS error, failed stack operation, build failure)
   2  usage error
   3  refused: stale template, confirmation needed without a terminal (use --yes) or declined,
-     account mismatch, concurrent deploy of the same stack, production protection
+     account mismatch, concurrent deploy of the same stack, production protection (--hotswap
+     in a production env)
   4  diff --base only: the review succeeded and its security table is not empty (permissions
      granted or widened, protections removed or weakened, alarms loosened): ask a second approver";
 
@@ -35,6 +36,11 @@ pub struct Args {
     /// Deploy the packages of the last `cargo xtask build` instead of building.
     #[arg(long)]
     no_build: bool,
+    /// When only function code changed, update the functions directly (no change set); the
+    /// stack's parameters then name the old code until the next full deploy. Anything else
+    /// changed falls back to the change set. Refused for production envs.
+    #[arg(long, conflicts_with = "no_execute")]
+    hotswap: bool,
     #[command(flatten)]
     build: BuildOptions,
 }
@@ -44,6 +50,7 @@ impl Args {
     fn request(&self, env: &EnvConfig) -> DeployRequest {
         let mut options = DeployOptions::for_env(env);
         options.execute = !self.no_execute;
+        options.hotswap = self.hotswap;
         options.timeout = self.change.timeout();
         DeployRequest {
             packages: if self.no_build {
@@ -88,11 +95,20 @@ fn print_summary(report: &DeployReport) {
         DeployResult::Updated => "updated",
         DeployResult::NoChanges => "no changes",
         DeployResult::ChangeSetCreated => "change set created, not executed",
+        DeployResult::Hotswapped => "function code hotswapped, no change set",
     };
     println!(
         "{}: {summary} ({uploaded} package(s) uploaded, {:.1} s)",
         outcome.stack_name, outcome.seconds
     );
+    if let Some(hotswap) = &outcome.hotswap {
+        if let Some(reason) = &hotswap.fell_back {
+            println!("not hotswapped: {reason}");
+        }
+        if let Some(drift) = &hotswap.drift {
+            println!("{drift}");
+        }
+    }
     if let Some(url) = &report.local_api_url {
         println!("API: {url}  (try: curl {url}/transactions/<id>)");
     }

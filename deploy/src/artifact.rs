@@ -111,13 +111,32 @@ impl Artifact {
 
     /// The S3 key: content-addressed, so the same zip is uploaded once per bucket.
     pub fn key(&self) -> String {
-        format!("{}/{}.zip", self.function, self.sha256)
+        package_key(&self.function, &self.sha256)
     }
 
     /// The template parameter taking this artifact's key (`ApiCodeKey` for `api`).
     pub fn parameter_name(&self) -> String {
         code_key_parameter(&self.function)
     }
+}
+
+/// The S3 key of the package of `function` whose zip has the hex SHA-256 `sha256`:
+/// `<function>/<sha256>.zip`.
+pub fn package_key(function: &str, sha256: &str) -> String {
+    format!("{function}/{sha256}.zip")
+}
+
+/// The hex SHA-256 a [`package_key`] of `function` names; `None` for any other key.
+pub fn sha256_of_package_key<'k>(function: &str, key: &'k str) -> Option<&'k str> {
+    let sha256 = key
+        .strip_prefix(function)?
+        .strip_prefix('/')?
+        .strip_suffix(".zip")?;
+    let hex = sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex.then_some(sha256)
 }
 
 /// Lower-case hex of bytes.
@@ -270,6 +289,17 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_keys_name_their_digest_back() {
+        let artifact = Artifact::from_zip_bytes("api", b"zip".to_vec());
+        assert_eq!(
+            sha256_of_package_key("api", &artifact.key()),
+            Some(artifact.sha256())
+        );
+        assert_eq!(sha256_of_package_key("worker", &artifact.key()), None);
+        assert_eq!(sha256_of_package_key("api", "api/abc.zip"), None);
+    }
 
     #[test]
     fn crc32_matches_the_standard_check_value() {

@@ -19,6 +19,7 @@ use crate::bootstrap::{self, BucketState, Upload};
 use crate::changeset::{ChangeRow, Format, counts, render_table};
 use crate::confirm::{Confirm, Expect};
 use crate::error::aws_error;
+use crate::hotswap::HotswapReport;
 use crate::lock::StackLock;
 use crate::stack::{
     self, ChangeSet, ChangeSetResult, ChangeSetSpec, StackInfo, StackState, Watched,
@@ -62,6 +63,9 @@ pub struct DeployOptions {
     pub timeout: Duration,
     /// When to ask for approval.
     pub approval: ApprovalPolicy,
+    /// `--hotswap`: when only function code changed, update the functions directly instead of
+    /// through a change set ([`crate::hotswap`]); refused in production.
+    pub hotswap: bool,
 }
 
 impl DeployOptions {
@@ -71,6 +75,7 @@ impl DeployOptions {
             execute: true,
             timeout: Duration::from_secs(3600),
             approval: ApprovalPolicy::for_env(env),
+            hotswap: false,
         }
     }
 }
@@ -108,6 +113,9 @@ pub enum DeployResult {
     NoChanges,
     /// `--no-execute`: the change set waits for review.
     ChangeSetCreated,
+    /// `--hotswap`: the functions' code was updated directly, without a change set; the
+    /// stack's parameters still name the old code until the next full deploy.
+    Hotswapped,
 }
 
 /// Everything a deploy did, for people and for `--json`.
@@ -135,6 +143,9 @@ pub struct DeployOutcome {
     pub not_emulated: Vec<String>,
     /// The stack was deleted first because a previous create had failed.
     pub recreated: bool,
+    /// What `--hotswap` did: the functions it updated, or why it fell back to a change set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotswap: Option<HotswapReport>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -180,7 +191,8 @@ pub fn stack_tags(env: &EnvConfig, pattern: Pattern) -> Vec<(String, String)> {
     tags.into_iter().collect()
 }
 
-/// `cargo xtask deploy`: refuses a stale template, then deploys the committed one.
+/// `cargo xtask deploy`: refuses a stale template, then deploys the committed one (with
+/// `options.hotswap`, updates only the functions' code when nothing else changed).
 pub async fn deploy_pattern(
     session: &Session,
     target: PatternEnv<'_>,
@@ -189,21 +201,76 @@ pub async fn deploy_pattern(
     confirm: &dyn Confirm,
     progress: &Progress,
 ) -> Result<DeployOutcome, DeployError> {
-    let PatternEnv {
-        workspace,
-        env,
-        pattern,
-    } = target;
-    let stack_name = target.stack_name();
+    if options.hotswap {
+        crate::hotswap::refuse_in_production(target.env)?;
+    }
     // Taken before anything else (and before the first await, so of two deploys started
     // together in one process the second is refused at once).
-    let lock = StackLock::acquire(workspace, &stack_name, "deploy")?;
-    let template_body = committed_template(workspace, pattern, &env.name)?;
+    let lock = StackLock::acquire(target.workspace, &target.stack_name(), "deploy")?;
+    let call = PatternDeploy {
+        session,
+        target,
+        artifacts,
+        options,
+        confirm,
+        progress,
+    };
+    if options.hotswap {
+        return crate::hotswap::hotswap_locked(&call, lock).await;
+    }
+    deploy_pattern_locked(&call, lock).await
+}
+
+/// The arguments of [`deploy_pattern`], for the steps it takes under the stack's lock.
+pub(crate) struct PatternDeploy<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) target: PatternEnv<'a>,
+    pub(crate) artifacts: &'a [Artifact],
+    pub(crate) options: &'a DeployOptions,
+    pub(crate) confirm: &'a dyn Confirm,
+    pub(crate) progress: &'a Progress,
+}
+
+/// [`deploy_pattern`] under the stack's lock: the committed template through a change set.
+pub(crate) async fn deploy_pattern_locked(
+    call: &PatternDeploy<'_>,
+    lock: StackLock,
+) -> Result<DeployOutcome, DeployError> {
+    let PatternDeploy {
+        session, target, ..
+    } = *call;
+    let template_body = committed_template(target.workspace, target.pattern, &target.env.name)?;
     let template = Template::parse(&target.template_file(), &template_body)?;
-    crate::preflight::check_before_change_set(session, env, &stack_name, &template, progress)
-        .await?;
-    let deployment = StackDeployment {
-        stack_name,
+    let deployment = pattern_deployment(target, template_body, call.artifacts);
+    crate::preflight::check_before_change_set(
+        session,
+        target.env,
+        &deployment.stack_name,
+        &template,
+        call.progress,
+    )
+    .await?;
+    deploy_locked(
+        session,
+        &deployment,
+        call.options,
+        call.confirm,
+        call.progress,
+        lock,
+    )
+    .await
+}
+
+/// The deployment of a pattern's committed template: its stack, tags, protection and outputs
+/// file.
+pub(crate) fn pattern_deployment(
+    target: PatternEnv<'_>,
+    template_body: String,
+    artifacts: &[Artifact],
+) -> StackDeployment {
+    let PatternEnv { env, pattern, .. } = target;
+    StackDeployment {
+        stack_name: target.stack_name(),
         template_file: target.template_file(),
         template_body,
         artifacts: artifacts.to_vec(),
@@ -214,8 +281,7 @@ pub async fn deploy_pattern(
             ("pattern".to_owned(), pattern.name().to_owned()),
             ("env".to_owned(), env.name.clone()),
         ]),
-    };
-    deploy_locked(session, &deployment, options, confirm, progress, lock).await
+    }
 }
 
 /// Deploys any template body to a stack (locks the stack first).
@@ -280,33 +346,33 @@ async fn deploy_locked(
 }
 
 /// The deployed stack as the deploy found it, after clearing a stack that never got created.
-struct PreparedStack {
+pub(crate) struct PreparedStack {
     /// The stack, when one exists (not deleted for recreation).
-    existing: Option<StackInfo>,
+    pub(crate) existing: Option<StackInfo>,
     /// No stack: the change set creates it.
-    create: bool,
+    pub(crate) create: bool,
     /// The deployed template (empty when creating).
-    deployed: Template,
+    pub(crate) deployed: Template,
     /// The stack was deleted first because a previous create had failed.
-    recreated: bool,
+    pub(crate) recreated: bool,
 }
 
 /// The packages in the artifact bucket and the stack parameters naming them.
-struct UploadedPackages {
-    bucket: String,
-    bucket_state: BucketState,
-    uploads: Vec<Upload>,
-    parameters: Vec<(String, Option<String>)>,
+pub(crate) struct UploadedPackages {
+    pub(crate) bucket: String,
+    pub(crate) bucket_state: BucketState,
+    pub(crate) uploads: Vec<Upload>,
+    pub(crate) parameters: Vec<(String, Option<String>)>,
 }
 
 /// What the phases after the uploads work on.
-struct DeployPlan<'a> {
-    session: &'a Session,
-    deployment: &'a StackDeployment,
-    template: Template,
-    stack: PreparedStack,
-    packages: UploadedPackages,
-    started: Instant,
+pub(crate) struct DeployPlan<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) deployment: &'a StackDeployment,
+    pub(crate) template: Template,
+    pub(crate) stack: PreparedStack,
+    pub(crate) packages: UploadedPackages,
+    pub(crate) started: Instant,
 }
 
 impl DeployPlan<'_> {
@@ -342,6 +408,7 @@ impl DeployPlan<'_> {
             outputs_file,
             not_emulated: self.not_emulated(),
             recreated: self.stack.recreated,
+            hotswap: None,
             seconds: self.started.elapsed().as_secs_f64(),
         }
     }
@@ -425,7 +492,7 @@ async fn delete_uncreated(
 
 /// Makes sure the artifact bucket exists, uploads the packages the template's `<Fn>CodeKey`
 /// parameters need (content-addressed: unchanged ones are skipped) and fills the parameters.
-async fn upload_packages(
+pub(crate) async fn upload_packages(
     session: &Session,
     deployment: &StackDeployment,
     template: &Template,
@@ -728,7 +795,7 @@ fn stack_not_deployed(session: &Session, stack_name: &str, watched: Watched) -> 
 }
 
 /// The last phase: reads, prints and records the outputs, and says how the deploy ended.
-async fn report(
+pub(crate) async fn report(
     plan: &DeployPlan<'_>,
     result: DeployResult,
     change_set: Option<String>,

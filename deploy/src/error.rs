@@ -107,6 +107,14 @@ pub enum Refusal {
         /// The env file setting the reservations.
         file: String,
     },
+    /// `--hotswap` on a production env, where every change goes through a reviewed change set.
+    #[error(
+        "env {env} is production: --hotswap is refused there (it changes functions outside CloudFormation, with no change set to review); deploy without --hotswap"
+    )]
+    HotswapInProduction {
+        /// Env name.
+        env: String,
+    },
     /// Destroying a production stack without `--force-prod`.
     #[error("env {env} is production: destroying stack {stack} also needs --force-prod")]
     ProductionProtected {

@@ -13,6 +13,8 @@
 //! - [`review`]: the offline review of `diff --base REF` (working tree against a git ref, no
 //!   AWS), with [`security`] (the changes that make a stack less safe) and [`line_diff`]
 //!   (runbooks and multi-line strings compared line by line).
+//! - [`hotswap`]: `deploy --hotswap`, the functions' code updated directly when nothing else
+//!   changed (outside production), falling back to the change set otherwise.
 //! - [`preflight`]: what a deploy refuses before its change set (placeholder values in
 //!   production, reserved concurrency the account cannot give).
 //! - [`session`]: connecting to AWS or the emulator with the account check.
@@ -33,6 +35,7 @@ pub mod destroy;
 pub mod elf;
 mod error;
 pub mod host_build;
+pub mod hotswap;
 pub mod line_diff;
 pub mod lock;
 pub mod preflight;

@@ -122,6 +122,9 @@ pub fn deploy_command(
     committed_template(workspace, pattern, &env.name)?;
     // Refused again under the deploy's lock; here before minutes of building.
     crate::preflight::check_placeholders(env)?;
+    if request.options.hotswap {
+        crate::hotswap::refuse_in_production(env)?;
+    }
     if !env.is_local() {
         // Before minutes of building: a deploy without credentials cannot get anywhere.
         runtime()?.block_on(async {
@@ -167,6 +170,7 @@ pub fn deploy_command(
             let change = match outcome.result {
                 DeployResult::Created => StackChange::Created,
                 DeployResult::NoChanges => StackChange::Unchanged,
+                // A hotswap changed the functions' code: their processes restart on it.
                 _ => StackChange::Updated,
             };
             Some(local.bring_up(env, pattern, &endpoint, change, progress)?)

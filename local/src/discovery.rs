@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use sagaform_contract::template::function_of_code_key_parameter;
+use sagaform_deploy::artifact;
 use serde_yaml_ng::Value as Yaml;
 
 use crate::LocalError;
@@ -392,6 +393,7 @@ async fn read_function(
         .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let (code, role) = code_and_role(template, resource, ids);
+    let code = running_code(code, role.as_deref(), configuration.code_sha256());
     Ok(DeployedFunction {
         logical_id: logical_id.to_owned(),
         name: name.to_owned(),
@@ -437,6 +439,40 @@ fn code_and_role(
         _ => None,
     };
     (code, role)
+}
+
+/// The package the function runs: the one the stack's parameters name, unless Lambda's
+/// `CodeSha256` says it runs another of the deploy's content-addressed packages
+/// (`<role>/<sha256>.zip` in the same bucket). `deploy --hotswap` updates a function's code
+/// without the stack's parameters, and the local environment must run what Lambda runs.
+fn running_code(
+    code: Option<S3Location>,
+    role: Option<&str>,
+    code_sha256: Option<&str>,
+) -> Option<S3Location> {
+    use base64::Engine as _;
+    let (code, role, code_sha256) = match (code, role, code_sha256) {
+        (Some(code), Some(role), Some(sha)) => (code, role, sha),
+        (code, _, _) => return code,
+    };
+    let Some(named) = artifact::sha256_of_package_key(role, &code.key) else {
+        // Not a package the deploy uploaded (a test's own key): the parameters decide.
+        return Some(code);
+    };
+    let running = match base64::engine::general_purpose::STANDARD.decode(code_sha256) {
+        Ok(digest) if digest.len() == 32 => digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        _ => return Some(code),
+    };
+    if running == named {
+        return Some(code);
+    }
+    Some(S3Location {
+        key: artifact::package_key(role, &running),
+        bucket: code.bucket,
+    })
 }
 
 /// Applies the template's `AWS::Lambda::EventInvokeConfig` resources to their functions: retries,
@@ -779,6 +815,38 @@ Resources:
         assert_eq!(
             template.referenced(uri, "AWS::Lambda::Function"),
             ["ApiFunction"]
+        );
+    }
+
+    #[test]
+    fn the_running_package_wins_over_the_one_the_parameters_name() {
+        use base64::Engine as _;
+        let named = "a".repeat(64);
+        let location = |key: String| S3Location {
+            bucket: "artifacts".to_owned(),
+            key,
+        };
+        let stack_says = location(format!("api/{named}.zip"));
+        let sha = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        // The function runs what the parameters name.
+        assert_eq!(
+            running_code(Some(stack_says.clone()), Some("api"), Some(&sha(0xaa))),
+            Some(stack_says.clone())
+        );
+        // A hotswap left another package running: that one is served.
+        assert_eq!(
+            running_code(Some(stack_says.clone()), Some("api"), Some(&sha(0xbb))),
+            Some(location(format!("api/{}.zip", "b".repeat(64))))
+        );
+        // Keys the deploy did not make, and answers without a digest, keep the parameters'.
+        let own = location("api/abc.zip".to_owned());
+        assert_eq!(
+            running_code(Some(own.clone()), Some("api"), Some(&sha(0xbb))),
+            Some(own)
+        );
+        assert_eq!(
+            running_code(Some(stack_says.clone()), Some("api"), None),
+            Some(stack_says)
         );
     }
 

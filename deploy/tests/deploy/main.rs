@@ -6,6 +6,7 @@
 mod support;
 
 mod build;
+mod hotswap;
 mod lifecycle;
 mod preflight;
 mod review;
