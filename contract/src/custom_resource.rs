@@ -10,13 +10,19 @@ use serde::{Deserialize, Serialize};
 pub const DATABASE_MIGRATIONS_TYPE: &str = "Custom::DatabaseMigrations";
 
 /// The properties of `Custom::DatabaseMigrations` (besides `ServiceToken`, the function's
-/// ARN): a hash of the migrations the function ships, so that a schema change changes the
-/// resource and CloudFormation runs the step again.
+/// ARN, and `ServiceTimeout`): what, when it changes, must make CloudFormation run the step
+/// again. The function reads none of them; they are there to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DatabaseMigrationsProperties {
     /// Hash of the migrations' names and SQL, in order.
     pub migrations_hash: String,
+    /// The cluster's identifier (a replaced cluster is empty).
+    pub cluster_id: String,
+    /// The application role's secret (a new password must reach the role).
+    pub app_secret_arn: String,
+    /// The migrate function's package key (a new grant logic must run).
+    pub migrate_code_key: String,
 }
 
 /// What CloudFormation asks of a custom resource.
@@ -109,7 +115,7 @@ mod tests {
             "LogicalResourceId": "DatabaseMigrations",
             "PhysicalResourceId": "sagaform-schema",
             "ResourceType": "Custom::DatabaseMigrations",
-            "ResourceProperties": {"ServiceToken": "arn", "MigrationsHash": "abc"},
+            "ResourceProperties": {"ServiceToken": "arn", "ServiceTimeout": "600", "MigrationsHash": "abc", "ClusterId": "c-1", "AppSecretArn": "arn:secret", "MigrateCodeKey": "migrate/abc.zip"},
             "OldResourceProperties": {"ServiceToken": "arn", "MigrationsHash": "old"}
         }"#;
         let request: CustomResourceRequest<DatabaseMigrationsProperties> =

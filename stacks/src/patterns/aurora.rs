@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use sagaform_contract::database::APP_ROLE;
 use sagaform_contract::env as vars;
-use sagaform_contract::template::outputs;
+use sagaform_contract::template::{code_key_parameter, outputs};
 
 use crate::Pattern;
 use crate::cfn::cloudwatch::{ComparisonOperator, Statistic};
@@ -154,39 +154,53 @@ fn add_migrations(stack: &mut StackBuilder<'_>, owner: &StoreAccess) -> Result<(
         &[],
     )?;
     // The step connects through the proxy, which reaches the cluster only once its target group
-    // is registered; and it reaches Secrets Manager and the response URL through the NAT
-    // gateways of a created network, whose routes must therefore come before it and, when the
-    // stack is deleted, go after it (else its answer to the delete request never arrives).
-    let mut depends_on = vec!["DatabaseProxyTargetGroup"];
-    if let Network::Create { nat_gateways, .. } = &stack.env.aurora.network {
-        depends_on.push(ZONE_A_EGRESS.default_route);
-        if *nat_gateways == NatGateways::PerAz {
-            depends_on.push(ZONE_B_EGRESS.default_route);
-        }
-    }
+    // is registered. Its path out of a created network (routes, route table associations, the
+    // internet gateway's attachment) must come before it and, when the stack is deleted or a
+    // failed creation rolled back, go after it, else its answer never arrives:
+    // [`functions_wait_for_migrations`] adds those once the network is in the template.
     stack.add(
         MIGRATIONS_RESOURCE,
         Resource::new(DatabaseMigrations {
             service_token: Expr::get_att(&function.logical_id, "Arn"),
+            service_timeout: MIGRATIONS_SERVICE_TIMEOUT_SECONDS,
             migrations_hash: migrations_hash(),
+            cluster_id: Expr::reference(CLUSTER),
+            app_secret_arn: Expr::reference(APP_SECRET),
+            migrate_code_key: Expr::reference(code_key_parameter(FunctionRole::Migrate.name())),
         })
-        .depends_on(depends_on),
+        .depends_on(["DatabaseProxyTargetGroup"]),
     )
 }
 
 /// Makes every function but the migrate function wait for the migration step, so none starts
-/// on a schema older than it needs. A no-op for a stack without one.
+/// on a schema older than it needs, and the step wait for every route, route table association
+/// and gateway attachment of the stack's network, so its way out to Secrets Manager and to
+/// CloudFormation's response URL stands as long as it does. A no-op for a stack without one.
 pub(super) fn functions_wait_for_migrations(template: &mut Template) {
     if !template.resources.contains_key(MIGRATIONS_RESOURCE) {
         return;
     }
     let migrate = FunctionRole::Migrate.logical_id();
+    let mut routing = Vec::new();
     for (id, resource) in template.resources.iter_mut() {
-        if matches!(resource.properties, Properties::Function(_)) && *id != migrate {
-            resource.depends_on.push(MIGRATIONS_RESOURCE.to_owned());
+        match resource.properties {
+            Properties::Function(_) if *id != migrate => {
+                resource.depends_on.push(MIGRATIONS_RESOURCE.to_owned());
+            }
+            Properties::Route(_)
+            | Properties::SubnetRouteTableAssociation(_)
+            | Properties::VpcGatewayAttachment(_) => routing.push(id.clone()),
+            _ => {}
         }
     }
+    if let Some(step) = template.resources.get_mut(MIGRATIONS_RESOURCE) {
+        step.depends_on.extend(routing);
+    }
 }
+
+/// Seconds CloudFormation waits for the migration step's answer: the migrate function's
+/// timeout (300 s) with room for its invocation, not CloudFormation's default hour.
+const MIGRATIONS_SERVICE_TIMEOUT_SECONDS: u32 = 600;
 
 /// The migrations the migrate function ships (`functions/runtime/migrations`, in order).
 const MIGRATION_FILES: [(&str, &str); 4] = [

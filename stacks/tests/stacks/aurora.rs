@@ -208,14 +208,30 @@ fn the_migration_step_runs_as_a_custom_resource_before_the_functions_with_a_gene
                 .is_get_att_of("MigrateFunction", "Arn")
         );
         assert_eq!(migrations.migrations_hash.len(), 16);
+        // A replaced cluster, a new application password or new step code runs it again, and
+        // CloudFormation waits minutes for its answer, not an hour.
+        assert_eq!(migrations.cluster_id, Expr::reference("DatabaseCluster"));
+        assert_eq!(
+            migrations.app_secret_arn,
+            Expr::reference("DatabaseAppSecret")
+        );
+        assert_eq!(
+            migrations.migrate_code_key,
+            Expr::reference("MigrateCodeKey")
+        );
+        assert!((300..=900).contains(&migrations.service_timeout));
         // It reaches the cluster through the proxy's target group, and Secrets Manager and the
-        // response URL through the NAT routes of a created network, on create and on delete.
+        // response URL through the network's way out: every route, route table association and
+        // gateway attachment must stand as long as it does, on create, delete and rollback.
         let waits_for = &template.resources["DatabaseMigrations"].depends_on;
         assert!(waits_for.contains(&"DatabaseProxyTargetGroup".to_owned()));
         for (id, resource) in &template.resources {
-            if let Properties::Route(route) = &resource.properties
-                && route.nat_gateway_id.is_some()
-            {
+            if matches!(
+                resource.properties,
+                Properties::Route(_)
+                    | Properties::SubnetRouteTableAssociation(_)
+                    | Properties::VpcGatewayAttachment(_)
+            ) {
                 assert!(waits_for.contains(id), "{pattern} {} {id}", env.name);
             }
         }

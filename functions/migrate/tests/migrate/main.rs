@@ -3,6 +3,7 @@
 //! S3 URL CloudFormation waits on.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,8 +12,8 @@ use axum::http::HeaderMap;
 use axum::routing::put;
 use sagaform_contract::custom_resource::{CustomResourceResponse, ResponseStatus};
 use sagaform_contract::database::DatabaseSecret;
-use sagaform_migrate::{MigrationStep, PHYSICAL_RESOURCE_ID};
-use sagaform_runtime::store::SecretSource;
+use sagaform_migrate::{MigrateError, MigrationStep, PHYSICAL_RESOURCE_ID};
+use sagaform_runtime::store::{MIGRATION_LOCK, SecretSource};
 use sagaform_testkit::{admin_client, assert_refused, aws_config, client_as, settings_for};
 use serde_json::json;
 
@@ -28,10 +29,11 @@ async fn response_url() -> (String, Received) {
             "/response",
             put(
                 |State(received): State<Received>, headers: HeaderMap, body: Bytes| async move {
+                    // Absent is not empty: the URL is signed for an empty content type.
                     let content_type = headers
                         .get("content-type")
                         .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default();
+                        .unwrap_or_else(|| "<absent>".to_owned());
                     received
                         .lock()
                         .unwrap()
@@ -78,7 +80,7 @@ fn request(request_type: &str, url: &str) -> serde_json::Value {
         "RequestId": format!("request-{request_type}"),
         "LogicalResourceId": "DatabaseMigrations",
         "ResourceType": "Custom::DatabaseMigrations",
-        "ResourceProperties": {"ServiceToken": "arn", "MigrationsHash": "h1"}
+        "ResourceProperties": {"ServiceToken": "arn", "ServiceTimeout": "600", "MigrationsHash": "h1", "ClusterId": "c-1", "AppSecretArn": "arn:secret", "MigrateCodeKey": "migrate/abc.zip"}
     })
 }
 
@@ -170,4 +172,60 @@ async fn a_failed_migration_is_answered_failed_with_its_reason_and_delete_leaves
         .map(|(_, answer)| answer.status)
         .collect();
     assert_eq!(answers, [ResponseStatus::Failed, ResponseStatus::Success]);
+}
+
+// A step that cannot finish in the invocation's time (here: another step holds the migration
+// lock) still answers CloudFormation, FAILED with the reason, instead of running into the
+// function's timeout and leaving the stack waiting for an hour.
+#[tokio::test]
+async fn a_step_that_cannot_finish_in_time_still_answers_failed() {
+    let holder = admin_client().await.unwrap_or_else(|m| panic!("{m}"));
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .unwrap();
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws_config());
+    let owner = SecretSource::new(secrets.clone(), secret(&secrets, "postgres").await);
+    let step = MigrationStep::new(settings_for("test"), owner, None);
+    let (url, received) = response_url().await;
+    let started = std::time::Instant::now();
+    let sent = step
+        .handle_within(request("Create", &url), Duration::from_secs(2))
+        .await
+        .unwrap();
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sent.status, ResponseStatus::Failed);
+    let reason = sent.reason.unwrap();
+    assert!(reason.contains("did not finish within 2 s"), "{reason}");
+    assert_eq!(received.lock().unwrap().len(), 1, "answered once");
+}
+
+// A function that could not start, or a request it cannot read in full, is still answered:
+// Delete succeeds (nothing to undo), Create fails with the reason.
+#[tokio::test]
+async fn a_broken_step_and_an_unreadable_request_are_still_answered() {
+    let broken = MigrationStep::broken(&MigrateError::Config(
+        "environment variable SAGAFORM_DB_HOST is missing".to_owned(),
+    ));
+    let (url, received) = response_url().await;
+    let created = broken.handle(request("Create", &url)).await.unwrap();
+    assert_eq!(created.status, ResponseStatus::Failed);
+    assert!(created.reason.unwrap().contains("SAGAFORM_DB_HOST"));
+    let deleted = broken.handle(request("Delete", &url)).await.unwrap();
+    assert_eq!(deleted.status, ResponseStatus::Success);
+
+    let mut unreadable = request("Update", &url);
+    unreadable["RequestId"] = json!(42);
+    let answered = broken.handle(unreadable).await.unwrap();
+    assert_eq!(answered.status, ResponseStatus::Failed);
+    assert!(answered.reason.unwrap().contains("unreadable"));
+    assert_eq!(received.lock().unwrap().len(), 3);
 }

@@ -24,7 +24,7 @@ pub use config::{ConfiguredStore, SecretSource, StoreConfig, store_from_env};
 pub use counting::CountingStore;
 pub use dynamodb::DynamoStore;
 pub use postgres::{PostgresSettings, PostgresStore, PostgresTls};
-pub use schema::{AppRole, migrate};
+pub use schema::{AppRole, MIGRATION_LOCK, migrate};
 
 /// Saga state: create, read, and change it only from the version last read.
 pub trait SagaStore: Send + Sync {

@@ -102,6 +102,9 @@ impl PostgresSettings {
             .user(user)
             .password(password);
         config.ssl_mode(SslMode::Require);
+        // A proxy that does not answer must fail the invocation with a reason, not use up its
+        // time (the migration step must still answer CloudFormation).
+        config.connect_timeout(std::time::Duration::from_secs(10));
         config.application_name("sagaform");
         PostgresSettings {
             config,

@@ -9,7 +9,7 @@
 //! session-level lock would pin it for the session.
 
 use tokio_postgres::{Client, GenericClient, Transaction};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::errors::StoreError;
 use crate::store::postgres::{PostgresSettings, db_error, error_text, open};
@@ -22,6 +22,11 @@ struct Migration {
 }
 
 /// The schema, in order; a migration once released is never edited, only followed by another.
+///
+/// Migrations only add (tables, columns with defaults, views, indexes), never change or drop
+/// what the previous release uses: the migration step runs before the functions are updated,
+/// and a rollback after it leaves the newer schema under the older code, which must keep
+/// working on it.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -45,8 +50,14 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// How long a migration waits for a table lock before it fails the step.
+const MIGRATION_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one statement of a migration may run before it fails the step, well inside the
+/// migrate function's timeout so that the step still answers CloudFormation.
+const MIGRATION_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Key of the transaction-level advisory lock that serialises migration steps running at once.
-const MIGRATION_LOCK: i64 = 0x5a6a_f0e3_0001;
+pub const MIGRATION_LOCK: i64 = 0x5a6a_f0e3_0001;
 
 /// The schema version this binary needs: its newest migration.
 pub fn required_version() -> i32 {
@@ -106,6 +117,16 @@ async fn locked_transaction<'c>(
     failed: &impl Fn(tokio_postgres::Error) -> StoreError,
 ) -> Result<Transaction<'c>, StoreError> {
     let transaction = client.transaction().await.map_err(db_error)?;
+    // A lock queued behind saga traffic must end the step with an error CloudFormation can
+    // show, not run into the function's timeout without an answer.
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{}s'; SET LOCAL statement_timeout = '{}s'",
+            MIGRATION_LOCK_TIMEOUT.as_secs(),
+            MIGRATION_STATEMENT_TIMEOUT.as_secs()
+        ))
+        .await
+        .map_err(failed)?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -129,9 +150,15 @@ async fn apply_one(client: &mut Client, migration: &Migration) -> Result<bool, S
         .map_err(failed)?;
     let newest = newest_version(&transaction).await?;
     if newest > required_version() {
-        return Err(StoreError::Config(format!(
-            "database schema version {newest} is newer than this binary knows; deploy the newer code"
-        )));
+        // A rollback runs the older step against the newer schema: migrations only add, so
+        // the older code works on it, and refusing would leave the stack UPDATE_ROLLBACK_FAILED.
+        warn!(
+            newest,
+            known = required_version(),
+            "database schema is newer than this binary knows; nothing to apply"
+        );
+        transaction.commit().await.map_err(failed)?;
+        return Ok(false);
     }
     let done = transaction
         .query_opt(
@@ -256,8 +283,9 @@ async fn grant_app_role(client: &mut Client, role: &AppRole) -> Result<(), Store
 }
 
 /// Checks, at connect time, that the schema is the one this binary needs: older means the
-/// migration step has not run (a function never migrates: it has no right to), newer means the
-/// code is older than the database.
+/// migration step has not run (a function never migrates: it has no right to), and is refused;
+/// newer means the code is older than the database (between the migration step and the
+/// function's update, or after a rollback), and is accepted since migrations only add.
 pub(crate) async fn check_version(client: &Client) -> Result<(), StoreError> {
     let required = required_version();
     let exists = client
@@ -276,9 +304,12 @@ pub(crate) async fn check_version(client: &Client) -> Result<(), StoreError> {
         )));
     }
     if newest > required {
-        return Err(StoreError::Config(format!(
-            "database schema version {newest} is newer than this binary knows; deploy the newer code"
-        )));
+        // Migrations only add (see MIGRATIONS), so this code still works on a newer schema:
+        // the window between the migration step and a function's update, or a rollback.
+        warn!(
+            newest,
+            required, "database schema is newer than this binary knows; running on it"
+        );
     }
     Ok(())
 }
