@@ -128,6 +128,18 @@ async fn create_applies_the_migrations_grants_the_app_role_and_answers_cloudform
         "DROP TABLE sagas",
     );
     drop(app_client);
+    // The server holds a SCRAM verifier for the role. (The step sends it computed, so the
+    // password is never in a statement's text; the server would derive one from a plain
+    // password as well, so this checks the result, not the path.)
+    let stored = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    let stored: String = stored.get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
 
     // Two statements: DROP DATABASE cannot share a batch (an implicit transaction).
     admin

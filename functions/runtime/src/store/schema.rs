@@ -239,11 +239,14 @@ async fn grant_app_role(client: &mut Client, role: &AppRole) -> Result<(), Store
         .get::<_, String>(0),
     ];
     if let Some(password) = &role.password {
+        // The server gets a SCRAM verifier, never the password: a statement's text can reach
+        // the server's log (a failed statement is logged with its text) or its statistics.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         statements.push(
             transaction
                 .query_one(
                     "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
-                    &[&role.name, password],
+                    &[&role.name, &verifier],
                 )
                 .await
                 .map_err(failed)?
