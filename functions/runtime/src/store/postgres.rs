@@ -152,8 +152,22 @@ impl PostgresStore {
         settings: PostgresSettings,
         secret: SecretSource,
     ) -> Result<Self, StoreError> {
-        let credentials = secret.read().await?;
-        Self::connect_with(settings.with_credentials(&credentials), Some(secret)).await
+        let mut current = settings.with_credentials(&secret.read().await?);
+        let client = match open(&current).await {
+            Ok(client) => client,
+            // A rotation between the read and the login (the server already has the new
+            // password, the secret not yet, or the other way round): read it once more.
+            Err(failure) if failure.credentials_refused => {
+                warn!(
+                    error = %failure.error,
+                    "database refused the credentials; reading the secret again (it may be rotating)"
+                );
+                current = settings.with_credentials(&secret.read().await?);
+                open(&current).await.map_err(|failure| failure.error)?
+            }
+            Err(failure) => return Err(failure.error),
+        };
+        Self::from_client(client, current, Some(secret)).await
     }
 
     async fn connect_with(
@@ -161,6 +175,15 @@ impl PostgresStore {
         secret: Option<SecretSource>,
     ) -> Result<Self, StoreError> {
         let client = open(&settings).await.map_err(|failure| failure.error)?;
+        Self::from_client(client, settings, secret).await
+    }
+
+    /// The store on a connection just opened with `settings`, once the schema is checked.
+    async fn from_client(
+        client: Client,
+        settings: PostgresSettings,
+        secret: Option<SecretSource>,
+    ) -> Result<Self, StoreError> {
         check_version(&client).await?;
         Ok(PostgresStore {
             settings: Arc::new(std::sync::Mutex::new(settings)),
