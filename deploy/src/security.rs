@@ -649,4 +649,43 @@ mod tests {
         let gone = changes(&old, "Resources: {}\n");
         assert_eq!(rows(&gone), ["A alarm errors -> - removed"]);
     }
+
+    #[test]
+    fn not_action_not_resource_and_not_principal_are_other_grants() {
+        let old = role("              - {Effect: Allow, Action: s3:DeleteObject, Resource: '*'}\n");
+        let new =
+            role("              - {Effect: Allow, NotAction: s3:DeleteObject, Resource: '*'}\n");
+        assert_eq!(
+            rows(&changes(&old, &new)),
+            ["Role Allow not s3:DeleteObject * -> * widened"]
+        );
+
+        let old = role(
+            "              - {Effect: Allow, Action: s3:GetObject, Resource: arn:aws:s3:::b/k}\n",
+        );
+        let new = role(
+            "              - {Effect: Allow, Action: s3:GetObject, NotResource: arn:aws:s3:::b/k}\n",
+        );
+        assert_eq!(
+            rows(&changes(&old, &new)),
+            ["Role Allow s3:GetObject arn:aws:s3:::b/k -> not arn:aws:s3:::b/k widened"]
+        );
+
+        let key = |principal: &str| {
+            format!(
+                "Resources:\n  Key:\n    Type: AWS::KMS::Key\n    Properties:\n      KeyPolicy:\n        Statement:\n          - {{Effect: Allow, {principal}, Action: kms:Decrypt, Resource: '*'}}\n"
+            )
+        };
+        let found = changes(
+            &key("Principal: {AWS: arn:aws:iam::1:root}"),
+            &key("NotPrincipal: {AWS: arn:aws:iam::1:root}"),
+        );
+        assert!(
+            found
+                .iter()
+                .any(|c| c.risk == Risk::Widened
+                    && c.new.as_deref().unwrap().contains("not-principal")),
+            "{found:?}"
+        );
+    }
 }

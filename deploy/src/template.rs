@@ -229,12 +229,29 @@ fn statements(id: &str, prefix: &str, document: Option<&Value>, grants: &mut BTr
             .get("Effect")
             .and_then(Value::as_str)
             .unwrap_or("Allow");
-        let actions = one_or_many(statement.get("Action").or(statement.get("NotAction")));
-        let resources = one_or_many(statement.get("Resource").or(statement.get("NotResource")));
+        // NotAction and NotResource grant everything but what they name, so they are kept apart
+        // from Action and Resource: swapping one for the other is a different (wider) grant.
+        let actions = match statement.get("NotAction") {
+            Some(not) if statement.get("Action").is_none() => one_or_many(Some(not))
+                .into_iter()
+                .map(|a| format!("not {a}"))
+                .collect(),
+            _ => one_or_many(statement.get("Action")),
+        };
+        let resources = match statement.get("NotResource") {
+            Some(not) if statement.get("Resource").is_none() => one_or_many(Some(not))
+                .into_iter()
+                .map(|r| format!("not {r}"))
+                .collect(),
+            _ => one_or_many(statement.get("Resource")),
+        };
         let context = [
             statement
                 .get("Principal")
                 .map(|p| format!("principal {}", render(p))),
+            statement
+                .get("NotPrincipal")
+                .map(|p| format!("not-principal {}", render(p))),
             statement
                 .get("Condition")
                 .map(|c| format!("if {}", render(c))),
