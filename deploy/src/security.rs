@@ -211,13 +211,9 @@ fn grant_changes(
             risk,
         });
     }
+    // Every Deny grant that is gone is a row, even when a Deny of the same action remains: a Deny
+    // narrowed to fewer resources, principals or conditions lets through what it used to stop.
     for grant in gone.iter().filter(|g| g.effect == "Deny") {
-        if after
-            .iter()
-            .any(|g| g.effect == "Deny" && g.what == grant.what && g.logical_id == grant.logical_id)
-        {
-            continue;
-        }
         changes.push(SecurityChange {
             resource: grant.logical_id.clone(),
             resource_type: type_of(&grant.logical_id),
@@ -686,6 +682,20 @@ mod tests {
                 .any(|c| c.risk == Risk::Widened
                     && c.new.as_deref().unwrap().contains("not-principal")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_narrowed_deny_is_removed() {
+        let old = role(
+            "              - {Effect: Deny, Action: s3:DeleteObject, Resource: [arn:aws:s3:::a/*, arn:aws:s3:::b/*]}\n",
+        );
+        let new = role(
+            "              - {Effect: Deny, Action: s3:DeleteObject, Resource: arn:aws:s3:::a/*}\n",
+        );
+        assert_eq!(
+            rows(&changes(&old, &new)),
+            ["Role Deny s3:DeleteObject arn:aws:s3:::b/* -> - removed"]
         );
     }
 }
