@@ -376,7 +376,9 @@ fn grant_changes(
     let gone: Vec<&Grant> = before.difference(&after).collect();
     let mut changes = Vec::new();
     for grant in after.difference(&before) {
-        if grant.effect == "Deny" {
+        // A grant an old one covered (`*` narrowed to one ARN, `s3:*` to `s3:GetObject`, or a
+        // narrower statement next to a wide one that stays) grants nothing new.
+        if grant.effect == "Deny" || before.iter().any(|g| covers(g, grant)) {
             continue;
         }
         // What the same resource granted in its place, when it granted it otherwise before (a
@@ -410,6 +412,10 @@ fn grant_changes(
     // Every Deny grant that is gone is a row, even when a Deny of the same action remains: a Deny
     // narrowed to fewer resources, principals or conditions lets through what it used to stop.
     for grant in gone.iter().filter(|g| g.effect == "Deny") {
+        // A Deny replaced by a wider one (`s3:DeleteObject` by `s3:*`) still denies it.
+        if after.iter().any(|g| covers(g, grant)) {
+            continue;
+        }
         changes.push(SecurityChange {
             resource: grant.logical_id.clone(),
             resource_type: type_of(&grant.logical_id),
@@ -420,6 +426,54 @@ fn grant_changes(
         });
     }
     changes
+}
+
+/// Whether `wide` grants (or denies) everything `narrow` does: the same resource, effect,
+/// principal and condition, with an action and a resource that IAM's wildcards (`*`, `?`) in
+/// `wide` match. Only policy statements qualify; `NotAction` and `NotResource` grants must be
+/// equal, since a wider pattern there excludes more and so grants less.
+fn covers(wide: &Grant, narrow: &Grant) -> bool {
+    let (Some(wide_resource), Some(narrow_resource)) = (&wide.resource, &narrow.resource) else {
+        return false;
+    };
+    let negated = |s: &str| s.starts_with("not ") || s.starts_with("trust not ");
+    let matches = |pattern: &str, text: &str| {
+        if negated(pattern) || negated(text) {
+            pattern == text
+        } else {
+            glob(pattern, text)
+        }
+    };
+    wide.logical_id == narrow.logical_id
+        && wide.effect == narrow.effect
+        && wide.context == narrow.context
+        && matches(&wide.what.to_lowercase(), &narrow.what.to_lowercase())
+        && matches(wide_resource, narrow_resource)
+}
+
+/// IAM's wildcard match: `*` stands for any run of characters, `?` for any one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t) = (0, 0);
+    // The last `*` seen and the text position it was tried at, to backtrack to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((at, from)) = star {
+            star = Some((at, from + 1));
+            p = at + 1;
+            t = from + 1;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
 }
 
 /// The grant's effect and action (or the rule, for security groups, whose `on` is empty).
@@ -1015,6 +1069,58 @@ mod tests {
         assert!(
             changes(new, old).is_empty(),
             "stronger protections are no risk"
+        );
+    }
+
+    #[test]
+    fn glob_matches_iam_wildcards() {
+        assert!(glob("*", ""));
+        assert!(glob("s3:*", "s3:GetObject"));
+        assert!(glob("s3:Get*Acl", "s3:GetObjectAcl"));
+        assert!(glob("arn:aws:s3:::b/?", "arn:aws:s3:::b/k"));
+        assert!(!glob("arn:aws:s3:::b/?", "arn:aws:s3:::b/kk"));
+        assert!(!glob("s3:Get*", "sqs:GetQueueUrl"));
+        assert!(!glob("s3:GetObject", "s3:*"));
+    }
+
+    #[test]
+    fn a_narrowed_allow_is_no_risk_and_a_widened_one_is() {
+        let star = role("              - {Effect: Allow, Action: 's3:*', Resource: '*'}\n");
+        let one = role(
+            "              - {Effect: Allow, Action: s3:GetObject, Resource: arn:aws:s3:::b/k}\n",
+        );
+        assert!(changes(&star, &one).is_empty(), "narrowing is no risk");
+        let both = star.replace("Resource: '*'}\n", "Resource: '*'}\n              - {Effect: Allow, Action: s3:GetObject, Resource: arn:aws:s3:::b/k}\n");
+        assert_ne!(both, star);
+        assert!(
+            changes(&star, &both).is_empty(),
+            "a covered grant adds nothing"
+        );
+        assert_eq!(
+            rows(&changes(&one, &star)),
+            ["Role Allow s3:* arn:aws:s3:::b/k -> * widened"]
+        );
+
+        let not = |action: &str| {
+            role(&format!(
+                "              - {{Effect: Allow, NotAction: '{action}', Resource: '*'}}\n"
+            ))
+        };
+        assert_eq!(
+            rows(&changes(&not("s3:*"), &not("s3:GetObject"))),
+            ["Role Allow not s3:GetObject * -> * widened"],
+            "excluding less grants more"
+        );
+
+        let deny = |action: &str| {
+            role(&format!(
+                "              - {{Effect: Deny, Action: '{action}', Resource: '*'}}\n"
+            ))
+        };
+        assert!(changes(&deny("s3:DeleteObject"), &deny("s3:*")).is_empty());
+        assert_eq!(
+            rows(&changes(&deny("s3:*"), &deny("s3:DeleteObject"))),
+            ["Role Deny s3:* * -> - removed"]
         );
     }
 }

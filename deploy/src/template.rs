@@ -39,6 +39,10 @@ pub struct Grant {
     pub what: String,
     /// Resource, principal, condition, peer: rendered.
     pub on: String,
+    /// The resource alone, for a policy statement's grant (none for rules and permissions).
+    pub resource: Option<String>,
+    /// The statement's principal and condition, rendered (empty for rules and permissions).
+    pub context: String,
 }
 
 impl Template {
@@ -165,6 +169,8 @@ fn resource_grants(id: &str, kind: &str, props: &Value, grants: &mut BTreeSet<Gr
         effect: effect.to_owned(),
         what,
         on,
+        resource: None,
+        context: String::new(),
     };
     match kind {
         "AWS::IAM::Role" => {
@@ -276,6 +282,8 @@ fn statements(id: &str, prefix: &str, document: Option<&Value>, grants: &mut BTr
                         format!("{prefix} {action}")
                     },
                     on,
+                    resource: Some(resource.clone()),
+                    context: context.clone(),
                 });
             }
         }
