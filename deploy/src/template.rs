@@ -39,6 +39,10 @@ pub struct Grant {
     pub what: String,
     /// Resource, principal, condition, peer: rendered.
     pub on: String,
+    /// The resource alone, for a policy statement's grant (none for rules and permissions).
+    pub resource: Option<String>,
+    /// The statement's principal and condition, rendered (empty for rules and permissions).
+    pub context: String,
 }
 
 impl Template {
@@ -165,6 +169,8 @@ fn resource_grants(id: &str, kind: &str, props: &Value, grants: &mut BTreeSet<Gr
         effect: effect.to_owned(),
         what,
         on,
+        resource: None,
+        context: String::new(),
     };
     match kind {
         "AWS::IAM::Role" => {
@@ -229,12 +235,29 @@ fn statements(id: &str, prefix: &str, document: Option<&Value>, grants: &mut BTr
             .get("Effect")
             .and_then(Value::as_str)
             .unwrap_or("Allow");
-        let actions = one_or_many(statement.get("Action").or(statement.get("NotAction")));
-        let resources = one_or_many(statement.get("Resource").or(statement.get("NotResource")));
+        // NotAction and NotResource grant everything but what they name, so they are kept apart
+        // from Action and Resource: swapping one for the other is a different (wider) grant.
+        let actions = match statement.get("NotAction") {
+            Some(not) if statement.get("Action").is_none() => one_or_many(Some(not))
+                .into_iter()
+                .map(|a| format!("not {a}"))
+                .collect(),
+            _ => one_or_many(statement.get("Action")),
+        };
+        let resources = match statement.get("NotResource") {
+            Some(not) if statement.get("Resource").is_none() => one_or_many(Some(not))
+                .into_iter()
+                .map(|r| format!("not {r}"))
+                .collect(),
+            _ => one_or_many(statement.get("Resource")),
+        };
         let context = [
             statement
                 .get("Principal")
                 .map(|p| format!("principal {}", render(p))),
+            statement
+                .get("NotPrincipal")
+                .map(|p| format!("not-principal {}", render(p))),
             statement
                 .get("Condition")
                 .map(|c| format!("if {}", render(c))),
@@ -259,6 +282,8 @@ fn statements(id: &str, prefix: &str, document: Option<&Value>, grants: &mut BTr
                         format!("{prefix} {action}")
                     },
                     on,
+                    resource: Some(resource.clone()),
+                    context: context.clone(),
                 });
             }
         }
