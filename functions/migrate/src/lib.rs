@@ -17,6 +17,7 @@ use sagaform_contract::env as vars;
 use sagaform_runtime::StoreError;
 use sagaform_runtime::store::config::DatabaseLocation;
 use sagaform_runtime::store::{AppRole, PostgresSettings, SecretSource, StoreConfig, migrate};
+use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 use tracing::{error, info};
@@ -144,7 +145,7 @@ impl MigrationStep {
         event: Value,
         budget: Duration,
     ) -> Result<CustomResourceResponse, MigrateError> {
-        let request = match serde_json::from_value::<CustomResourceRequest<Value>>(event.clone()) {
+        let request = match CustomResourceRequest::<Value>::deserialize(&event) {
             Ok(request) => request,
             Err(e) => {
                 // Answered from the raw fields, or the stack waits an hour for nothing.

@@ -51,6 +51,18 @@ impl LogCapture {
             .collect()
     }
 
+    /// The one line an alarm's metric filter counted, which must carry `outcome` and the saga's
+    /// `transaction_id`; panics, showing what was counted, when there is not exactly one.
+    #[track_caller]
+    pub fn the_one_counted(&self, outcome: &str, transaction_id: &str) -> Value {
+        let counted = self.counted();
+        assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
+        let line = counted.into_iter().next().expect("one counted line");
+        assert_eq!(line[log::OUTCOME_FIELD], outcome, "{line}");
+        assert_eq!(line["transaction_id"], transaction_id, "{line}");
+        line
+    }
+
     /// The lines an alarm's metric filter counts: those carrying the `outcome` field.
     pub fn counted(&self) -> Vec<Value> {
         self.lines()

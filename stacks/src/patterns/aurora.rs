@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use sagaform_contract::database::APP_ROLE;
+use sagaform_contract::database::{APP_ROLE, MIGRATIONS, Migration};
 use sagaform_contract::env as vars;
 use sagaform_contract::template::{code_key_parameter, outputs};
 
@@ -163,7 +163,7 @@ fn add_migrations(stack: &mut StackBuilder<'_>, owner: &StoreAccess) -> Result<(
         Resource::new(DatabaseMigrations {
             service_token: Expr::get_att(&function.logical_id, "Arn"),
             service_timeout: MIGRATIONS_SERVICE_TIMEOUT_SECONDS,
-            migrations_hash: migrations_hash(),
+            migrations_hash: migrations_hash(MIGRATIONS),
             cluster_id: Expr::reference(CLUSTER),
             app_secret_arn: Expr::reference(APP_SECRET),
             migrate_code_key: Expr::reference(code_key_parameter(FunctionRole::Migrate.name())),
@@ -202,34 +202,17 @@ pub(super) fn functions_wait_for_migrations(template: &mut Template) {
 /// timeout (300 s) with room for its invocation, not CloudFormation's default hour.
 const MIGRATIONS_SERVICE_TIMEOUT_SECONDS: u32 = 600;
 
-/// The migrations the migrate function ships (`functions/runtime/migrations`, in order).
-const MIGRATION_FILES: [(&str, &str); 4] = [
-    (
-        "0001_sagas_steps_idempotency.sql",
-        include_str!("../../../functions/runtime/migrations/0001_sagas_steps_idempotency.sql"),
-    ),
-    (
-        "0002_operations_views.sql",
-        include_str!("../../../functions/runtime/migrations/0002_operations_views.sql"),
-    ),
-    (
-        "0003_compensation_attempts.sql",
-        include_str!("../../../functions/runtime/migrations/0003_compensation_attempts.sql"),
-    ),
-    (
-        "0004_in_doubt.sql",
-        include_str!("../../../functions/runtime/migrations/0004_in_doubt.sql"),
-    ),
-];
-
-/// A hash of the migrations' names and text (64-bit FNV-1a, hex): stable across builds and
+/// A hash of the migrations' versions, names and text (64-bit FNV-1a, hex): stable across builds and
 /// platforms, so the template changes exactly when a migration does.
-fn migrations_hash() -> String {
+fn migrations_hash(migrations: &[Migration]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, sql) in MIGRATION_FILES {
-        for byte in name.bytes().chain([0]).chain(sql.bytes()).chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+    for migration in migrations {
+        let version = migration.version.to_string();
+        for field in [version.as_str(), migration.name, migration.sql] {
+            for byte in field.bytes().chain([0]) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
         }
     }
     format!("{hash:016x}")
@@ -929,25 +912,23 @@ fn add_connections_alarm(stack: &mut StackBuilder<'_>) -> Result<(), CfnError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MIGRATION_FILES, migrations_hash, url_port};
+    use super::{MIGRATIONS, migrations_hash, url_port};
 
     #[test]
-    fn the_migrations_hash_covers_every_migration_the_functions_ship() {
-        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../functions/runtime/migrations");
-        let mut on_disk: Vec<String> = std::fs::read_dir(folder)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.ends_with(".sql"))
-            .collect();
-        on_disk.sort();
-        let hashed: Vec<&str> = MIGRATION_FILES.iter().map(|(name, _)| *name).collect();
-        assert_eq!(
-            on_disk, hashed,
-            "a new migration must be added to MIGRATION_FILES"
+    fn the_migrations_hash_changes_with_any_migration_and_only_then() {
+        let shipped = migrations_hash(MIGRATIONS);
+        assert_eq!(shipped.len(), 16);
+        // FNV-1a 64 of nothing is its offset basis.
+        assert_eq!(migrations_hash(&[]), "cbf29ce484222325");
+        let mut edited = MIGRATIONS.to_vec();
+        edited[0].sql = "CREATE TABLE sagas ();";
+        assert_ne!(migrations_hash(&edited), shipped, "an edited migration");
+        assert_ne!(
+            migrations_hash(&MIGRATIONS[..MIGRATIONS.len() - 1]),
+            shipped,
+            "a migration more"
         );
-        assert_eq!(migrations_hash().len(), 16);
-        assert_eq!(migrations_hash(), migrations_hash());
+        assert_eq!(migrations_hash(&MIGRATIONS.to_vec()), shipped);
     }
 
     #[test]

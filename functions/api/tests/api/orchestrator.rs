@@ -335,13 +335,7 @@ async fn a_resume_ending_compensation_failed_writes_the_line_its_alarm_counts() 
         .unwrap();
     assert_eq!(resumed["status"], "COMPENSATION_FAILED");
 
-    let counted = capture.counted();
-    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
-    assert_eq!(
-        counted[0][log::OUTCOME_FIELD],
-        log::SAGA_COMPENSATION_FAILED
-    );
-    assert_eq!(counted[0]["transaction_id"], accepted.transaction_id());
+    capture.the_one_counted(log::SAGA_COMPENSATION_FAILED, accepted.transaction_id());
 }
 
 #[tokio::test]

@@ -8,47 +8,12 @@
 //! through RDS Proxy the lock pins the connection only for that transaction, where a
 //! session-level lock would pin it for the session.
 
+use sagaform_contract::database::{MIGRATIONS, Migration};
 use tokio_postgres::{Client, GenericClient, Transaction};
 use tracing::{info, warn};
 
 use crate::errors::StoreError;
 use crate::store::postgres::{PostgresSettings, db_error, error_text, open};
-
-/// A schema change shipped inside the binary.
-struct Migration {
-    version: i32,
-    name: &'static str,
-    sql: &'static str,
-}
-
-/// The schema, in order; a migration once released is never edited, only followed by another.
-///
-/// Migrations only add (tables, columns with defaults, views, indexes), never change or drop
-/// what the previous release uses: the migration step runs before the functions are updated,
-/// and a rollback after it leaves the newer schema under the older code, which must keep
-/// working on it.
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "sagas_steps_idempotency",
-        sql: include_str!("../../migrations/0001_sagas_steps_idempotency.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "operations_views",
-        sql: include_str!("../../migrations/0002_operations_views.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "compensation_attempts",
-        sql: include_str!("../../migrations/0003_compensation_attempts.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "in_doubt",
-        sql: include_str!("../../migrations/0004_in_doubt.sql"),
-    },
-];
 
 /// How long a migration waits for a table lock before it fails the step.
 const MIGRATION_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -307,7 +272,7 @@ pub(crate) async fn check_version(client: &Client) -> Result<(), StoreError> {
         )));
     }
     if newest > required {
-        // Migrations only add (see MIGRATIONS), so this code still works on a newer schema:
+        // Migrations only add (see sagaform_contract::database::MIGRATIONS), so this code still works on a newer schema:
         // the window between the migration step and a function's update, or a rollback.
         warn!(
             newest,

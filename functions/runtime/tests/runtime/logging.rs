@@ -119,11 +119,8 @@ async fn a_saga_parked_in_doubt_writes_the_one_line_its_alarm_counts() {
     let finished = engine.run(&tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::InDoubt);
 
-    let counted = capture.counted();
-    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
-    assert_eq!(counted[0][log::OUTCOME_FIELD], log::SAGA_IN_DOUBT);
-    assert_eq!(counted[0]["transaction_id"], tx.as_str());
-    assert_eq!(counted[0]["step"], "payment");
+    let counted = capture.the_one_counted(log::SAGA_IN_DOUBT, tx.as_str());
+    assert_eq!(counted["step"], "payment");
 }
 
 // The compensation-failed alarm counts the lines its metric filter matches: a saga the engine
@@ -152,17 +149,11 @@ async fn a_saga_ending_compensation_failed_writes_the_one_line_its_alarm_counts(
     let finished = engine.run(&tx, generous_deadline()).await.unwrap();
     assert_eq!(finished.status, SagaStatus::CompensationFailed);
 
-    let counted = capture.counted();
-    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
-    assert_eq!(
-        counted[0][log::OUTCOME_FIELD],
-        log::SAGA_COMPENSATION_FAILED
-    );
-    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+    let counted = capture.the_one_counted(log::SAGA_COMPENSATION_FAILED, tx.as_str());
     assert!(
-        counted[0]["error"].as_str().unwrap().contains("refund"),
+        counted["error"].as_str().unwrap().contains("refund"),
         "the line names the compensation: {}",
-        counted[0]
+        counted
     );
 }
 
@@ -193,11 +184,5 @@ async fn marking_the_last_compensation_failed_writes_the_counted_line_once() {
         assert_eq!(settled.status, SagaStatus::CompensationFailed);
     }
 
-    let counted = capture.counted();
-    assert_eq!(counted.len(), 1, "lines counted by the alarm: {counted:?}");
-    assert_eq!(
-        counted[0][log::OUTCOME_FIELD],
-        log::SAGA_COMPENSATION_FAILED
-    );
-    assert_eq!(counted[0]["transaction_id"], tx.as_str());
+    capture.the_one_counted(log::SAGA_COMPENSATION_FAILED, tx.as_str());
 }
