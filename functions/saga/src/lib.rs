@@ -6,6 +6,8 @@
 //! timeouts, the orchestrator's time budget, the SaaS endpoints in env config, the runtime's step
 //! loop) is derived from [`PURCHASE`], so adding a step is a change in this file only.
 
+pub mod adapter;
+
 use std::time::Duration;
 
 /// One call to a downstream SaaS: the action of a step or its compensation.
